@@ -1,0 +1,1 @@
+"""Input and output formats: manifests, usage importers, scheduler exporters."""

@@ -1,0 +1,1 @@
+"""Services: the operations the CLI and the TUI call, one function per command."""

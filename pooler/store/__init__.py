@@ -1,0 +1,1 @@
+"""Storage: SQLModel tables, the hash-chained journal, projections and migrations."""
