@@ -36,7 +36,9 @@ def dec_str(value: Decimal) -> str:
     value = dec(value)
     if value == 0:
         return "0"
-    text = format(value.normalize(), "f")
+    # Format the exact value, then strip zeros as text: Decimal.normalize() would round to the
+    # context's 28 digits.
+    text = format(value, "f")
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
