@@ -1,0 +1,49 @@
+"""What every service call needs: where the ledger is, who is acting, and what time it is."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_DB = "./pooler.db"
+
+
+def default_actor() -> str:
+    """`POOLER_ACTOR`, else user@host: who the journal says made a change."""
+    actor = os.environ.get("POOLER_ACTOR")
+    if actor:
+        return actor
+    try:
+        user = getpass.getuser()
+    except Exception:  # no user name in some containers; the journal still needs one
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The ledger location (a path or SQLAlchemy URL), the actor and an injectable clock."""
+
+    db: str = DEFAULT_DB
+    actor: str = field(default_factory=default_actor)
+    clock: Callable[[], datetime] = utc_now
+
+    @property
+    def url(self) -> str:
+        return db_url(self.db)
+
+
+def db_url(db: str) -> str:
+    """An SQLAlchemy URL for `db`: URLs pass through, paths become `sqlite:///<absolute path>`."""
+    if "://" in db:
+        return db
+    return f"sqlite:///{Path(db).expanduser().resolve()}"

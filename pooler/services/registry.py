@@ -1,0 +1,189 @@
+"""The registry: creating a ledger, applying manifests, adding, listing and retiring records.
+
+Every write reads the current state inside its own write transaction, checks the whole resulting
+state with the manifest rules, and records one journal entry per change, all in that transaction:
+either everything lands or nothing does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pooler.core.model import COLLECTIONS, RECORD_TYPES, Record, Snapshot
+from pooler.core.period import period_of
+from pooler.core.plan import Change, Plan, make_plan, merge
+from pooler.errors import NotFound, PoolerError, UsageError
+from pooler.io.manifest import ManifestError, check_state, load_manifest
+from pooler.services.context import Context
+from pooler.store.ledger import Ledger
+
+KINDS = tuple(COLLECTIONS)
+
+
+class RegistryError(PoolerError):
+    """A change that the ledger's current state does not allow."""
+
+
+def init(ctx: Context) -> Ledger:
+    """Create a new, empty ledger at `ctx.db` (refused when one exists)."""
+    return Ledger.init(ctx.url, actor=ctx.actor, clock=ctx.clock)
+
+
+def open_ledger(ctx: Context) -> Ledger:
+    return Ledger.open(ctx.url, clock=ctx.clock)
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    plan: Plan
+    recorded: tuple[int, ...]  # journal seqs written (empty on a dry run or an empty plan)
+    dry_run: bool
+
+
+def _rates_from(ctx: Context, snapshot: Snapshot) -> str:
+    """Rate changes apply from the current period on (earlier periods keep their rates)."""
+    return period_of(ctx.clock(), snapshot.consortium.period).label
+
+
+def _check_retired_ids(writer: Any, plan: Plan) -> None:
+    problems = []
+    for change in plan.changes:
+        if change.action == "add" and change.id in writer.retired_ids(change.kind):
+            problems.append(
+                f'{change.kind} "{change.id}" was retired; ids are never reused (choose a new id)'
+            )
+    if problems:
+        raise RegistryError("; ".join(problems))
+
+
+def _check_result(state: Snapshot, source: str) -> None:
+    problems = check_state(state, source)
+    if problems:
+        raise ManifestError(problems)
+
+
+def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = False) -> ApplyResult:
+    """Plan the changes that `path` asks for and, unless `dry_run`, record them in one transaction."""
+    desired = load_manifest(path, allow_usage=False)
+    ledger = open_ledger(ctx)
+    with ledger.writer(ctx.actor) as writer:
+        current = writer.snapshot()
+        if not desired_has_settings(path):
+            desired = desired.replace(consortium=current.consortium, policy=current.policy)
+        plan = make_plan(current, desired, prune=prune)
+        _check_retired_ids(writer, plan)
+        _check_result(merge(current, desired, prune=prune), str(path))
+        if dry_run or plan.empty:
+            writer.rollback()
+            return ApplyResult(plan, (), dry_run)
+        rates_from = _rates_from(ctx, desired)
+        seqs = tuple(writer.append(*change.entry(rates_from)).seq for change in plan.changes)
+    return ApplyResult(plan, seqs, dry_run)
+
+
+def desired_has_settings(path: Path) -> bool:
+    """Whether the manifest names the consortium or the policy at all.
+
+    A manifest without `[consortium]` and `[policy]` leaves the ledger's settings as they are,
+    instead of resetting them to the defaults.
+    """
+    from pooler.io.manifest import manifest_tables
+
+    return bool({"consortium", "policy"} & manifest_tables(path))
+
+
+def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
+    """Add one record of `kind` (built from CLI fields); refused if the id exists or existed."""
+    cls = RECORD_TYPES[kind]
+    record = cls.from_record({k: v for k, v in fields.items() if v is not None})
+    ledger = open_ledger(ctx)
+    with ledger.writer(ctx.actor) as writer:
+        current = writer.snapshot()
+        if record.id in current.by_id(kind):
+            raise RegistryError(f'{kind} "{record.id}" already exists (use `pooler apply` to change it)')
+        change = Change("add", kind, record.id, None, record.to_record())
+        _check_retired_ids(writer, Plan((change,)))
+        table = COLLECTIONS[kind]
+        state = current.replace(**{table: current.collection(kind) + (record,)})
+        _check_result(state, f"pooler {kind} add")
+        writer.append(*change.entry())
+    return change
+
+
+def retire(ctx: Context, kind: str, record_id: str) -> Change:
+    """Retire one record; refused while live records still refer to it."""
+    ledger = open_ledger(ctx)
+    with ledger.writer(ctx.actor) as writer:
+        current = writer.snapshot()
+        record = current.by_id(kind).get(record_id)
+        if record is None:
+            raise NotFound(_missing(kind, record_id, writer.retired_ids(kind)))
+        users = referrers(current, kind, record_id)
+        if users:
+            listed = ", ".join(f'{k} "{i}"' for k, i in users[:5])
+            more = f" and {len(users) - 5} more" if len(users) > 5 else ""
+            raise RegistryError(
+                f'{kind} "{record_id}" is still used by {listed}{more}; retire those first'
+            )
+        change = Change("retire", kind, record_id, record.to_record(), None)
+        writer.append(*change.entry())
+    return change
+
+
+def referrers(state: Snapshot, kind: str, record_id: str) -> list[tuple[str, str]]:
+    """Live records that refer to (kind, id), as (kind, id) pairs sorted by kind then id."""
+    found: list[tuple[str, str]] = []
+    for pool in state.pools:
+        if (kind == "member" and pool.member == record_id) or (
+            kind == "accelerator" and pool.accelerator == record_id
+        ):
+            found.append(("pool", pool.id))
+    if kind == "member":
+        found += [("dataset", d.id) for d in state.datasets if d.member == record_id]
+        found += [("model", m.id) for m in state.models if m.member == record_id]
+    for project in state.projects:
+        uses = (
+            (kind == "member" and record_id in dict(project.sponsors))
+            or (kind == "dataset" and record_id in project.datasets)
+            or (kind == "model" and record_id in project.models)
+            or (kind == "accelerator" and record_id in dict(project.speed or ()))
+        )
+        if uses:
+            found.append(("project", project.id))
+    return found
+
+
+def _missing(kind: str, record_id: str, retired: set[str] | frozenset[str]) -> str:
+    if record_id in retired:
+        return f'{kind} "{record_id}" was retired'
+    return f'no {kind} "{record_id}" in this ledger'
+
+
+def list_records(ctx: Context, kind: str, *, include_retired: bool = False) -> list[dict[str, Any]]:
+    """Plain records of `kind` sorted by id; retired ones (with `retired_seq`) on request."""
+    if kind not in COLLECTIONS:
+        raise UsageError(f"unknown record kind {kind!r}")
+    return open_ledger(ctx).records(kind, include_retired=include_retired)
+
+
+def show(ctx: Context, kind: str, record_id: str) -> dict[str, Any]:
+    """One record with its history: the journal entries that added, changed or retired it."""
+    ledger = open_ledger(ctx)
+    for record in ledger.records(kind, include_retired=True):
+        if record["id"] == record_id:
+            history = [
+                {"seq": e.seq, "time": e.time, "actor": e.actor, "kind": e.kind}
+                for e in ledger.entries_for(kind, record_id)
+            ]
+            return {**record, "history": history}
+    raise NotFound(f'no {kind} "{record_id}" in this ledger')
+
+
+def snapshot(ctx: Context, period: str | None = None) -> Snapshot:
+    return open_ledger(ctx).snapshot(period)
+
+
+def record_of(kind: str, record: Record) -> dict[str, Any]:
+    return record.to_record()

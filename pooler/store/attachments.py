@@ -1,0 +1,144 @@
+"""Bulk rows attached to one journal entry (grants of a run, lines of a usage import).
+
+A batch of thousands of rows does not belong in a JSON payload, but it must still be covered by the
+hash chain. So the rows go to an append-only table keyed by (seq, line), and the entry's payload
+carries, per table, the number of rows and their digest:
+
+    payload["attachments"] = {"alloc_grant": {"rows": 3, "digest": "<sha256 hex>"}}
+
+The digest is SHA-256 over the canonical rows in line order, each written as canonical JSON of its
+declared columns (integers as JSON integers, decimals as canonical text, text as text) followed by
+one "\\n". The entry's hash covers the digest, so `verify` covers every row.
+
+An attachment table is a `*Row` SQLModel with `seq` and `line` primary keys plus its columns, created
+by a migration with append-only guards, and registered here with the type of each column.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Iterable, Iterator, Mapping
+
+from sqlmodel import SQLModel
+
+from pooler.core.model import dec, dec_str
+from pooler.store.errors import EntryRejected
+from pooler.store.journal import canonical_json
+from pooler.store.tables import AllocGrantRow
+
+COLUMN_TYPES = ("int", "decimal", "text")
+
+
+@dataclass(frozen=True)
+class AttachmentTable:
+    """An attachment table and the type of each column, in the order rows are digested."""
+
+    name: str
+    row: type[SQLModel]
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def table(self):
+        return self.row.__table__
+
+    def nullable(self, column: str) -> bool:
+        return bool(self.table.c[column].nullable)
+
+    def canonical(self, row: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The canonical form of one row; every problem is an `EntryRejected` naming the row."""
+        names = [name for name, _ in self.columns]
+        unknown = sorted(set(row) - set(names))
+        if unknown:
+            raise EntryRejected(f"{where}: unknown column(s) {', '.join(unknown)} for {self.name}")
+        out: dict[str, Any] = {}
+        for name, kind in self.columns:
+            value = row.get(name)
+            if value is None:
+                if not self.nullable(name):
+                    raise EntryRejected(f"{where}: {name} is required")
+                out[name] = None
+            elif kind == "int":
+                out[name] = _int(value, f"{where}: {name}")
+            elif kind == "decimal":
+                out[name] = _decimal(value, f"{where}: {name}")
+            else:
+                if not isinstance(value, str):
+                    raise EntryRejected(f"{where}: {name} must be text, not {value!r}")
+                out[name] = value
+        return out
+
+
+def _int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
+        raise EntryRejected(f"{where} must be an integer, not {value!r}")
+    if isinstance(value, Decimal) and (not value.is_finite() or value != value.to_integral_value()):
+        raise EntryRejected(f"{where} must be an integer, not {value}")
+    return int(value)
+
+
+def _decimal(value: Any, where: str) -> str:
+    # Floats are refused here too: a quantity must arrive exact or not at all.
+    if isinstance(value, (bool, float)):
+        raise EntryRejected(f"{where} must be a Decimal, an int or decimal text, not {value!r}")
+    try:
+        number = dec(value)
+    except (InvalidOperation, TypeError, ValueError):
+        raise EntryRejected(f"{where} is not a number: {value!r}") from None
+    if not number.is_finite():
+        raise EntryRejected(f"{where} is not a finite number: {value!r}")
+    return dec_str(number)
+
+
+def digest_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
+    """(number of rows, SHA-256 hex) of canonical rows in order."""
+    digest = hashlib.sha256()
+    count = 0
+    for row in rows:
+        digest.update(canonical_json(row).encode("utf-8"))
+        digest.update(b"\n")
+        count += 1
+    return count, digest.hexdigest()
+
+
+_REGISTRY: dict[str, AttachmentTable] = {}
+
+
+def register_attachment(row: type[SQLModel], columns: Mapping[str, str]) -> AttachmentTable:
+    """Declare `row`'s table as an attachment table; `columns` maps each data column to its type."""
+    name = row.__tablename__
+    table_columns = set(row.__table__.c.keys())
+    if not {"seq", "line"} <= table_columns:
+        raise ValueError(f"attachment table {name} needs seq and line columns")
+    if set(columns) != table_columns - {"seq", "line"}:
+        raise ValueError(f"attachment table {name}: declared columns differ from the table's")
+    if any(kind not in COLUMN_TYPES for kind in columns.values()):
+        raise ValueError(f"attachment table {name}: column types are {', '.join(COLUMN_TYPES)}")
+    spec = AttachmentTable(name, row, tuple(columns.items()))
+    _REGISTRY[name] = spec
+    return spec
+
+
+def attachment_table(name: str) -> AttachmentTable:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        known = ", ".join(sorted(_REGISTRY)) or "none"
+        raise EntryRejected(f"{name!r} is not an attachment table (known: {known})") from None
+
+
+def attachment_tables() -> tuple[AttachmentTable, ...]:
+    return tuple(_REGISTRY[name] for name in sorted(_REGISTRY))
+
+
+def canonical_rows(spec: AttachmentTable, rows: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    for line, row in enumerate(rows, start=1):
+        if not isinstance(row, Mapping):
+            raise EntryRejected(f"{spec.name} row {line} is not a mapping of columns")
+        yield spec.canonical(row, f"{spec.name} row {line}")
+
+
+ALLOC_GRANT = register_attachment(
+    AllocGrantRow, {"project": "text", "pool": "text", "device_hours": "int", "units": "decimal"}
+)

@@ -1,0 +1,180 @@
+"""Engines and the dialect-specific parts of the store, kept together so the rest stays neutral SQL.
+
+A `--db` value is either an SQLAlchemy URL (`sqlite:///x.db`, `postgresql+psycopg://...`) or a plain
+path, which means an SQLite file. A `Backend` holds everything that differs between databases:
+
+- SQLite: WAL (readers never wait for the writer and see one consistent snapshot per transaction), a
+  busy timeout, foreign keys on, and writers start with `BEGIN IMMEDIATE`, so the write lock is taken
+  before the head of the journal is read; two processes can then never both append "seq 7". This is
+  the SQLAlchemy pysqlite recipe: the driver's own BEGIN is switched off and ours emitted instead.
+- PostgreSQL: writers take a transaction-scoped advisory lock before reading the head; readers use
+  REPEATABLE READ for a consistent snapshot; append-only guards are a trigger function that raises.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from pooler.store.errors import StoreUnavailable
+
+BUSY_TIMEOUT_SECONDS = 30
+# Execution option set on a writer's connection; the `begin` hook reads it to choose BEGIN IMMEDIATE.
+WRITE_OPTION = "pooler_write"
+
+
+def database_url(target: str | os.PathLike[str] | URL) -> URL:
+    """The URL for a `--db` value: a URL as given, or a path made absolute as an SQLite URL."""
+    if isinstance(target, URL):
+        return target
+    value = os.fspath(target)
+    if "://" in value:
+        try:
+            return make_url(value)
+        except ArgumentError as exc:
+            raise StoreUnavailable(f"{value!r} is not a database URL: {exc}") from None
+    path = Path(value).expanduser().absolute()
+    return URL.create("sqlite+pysqlite", database=str(path))
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file behind an SQLite URL, or None (in-memory databases and other dialects)."""
+    if url.get_backend_name() != "sqlite":
+        return None
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def describe(url: URL) -> str:
+    """How error messages name a ledger: its path, or its URL without the password."""
+    path = sqlite_file(url)
+    return str(path) if path is not None else url.render_as_string(hide_password=True)
+
+
+class Backend:
+    """The dialect-specific behaviour; subclasses for SQLite and PostgreSQL."""
+
+    name = "generic"
+
+    def configure(self, engine: Engine) -> None:
+        """Install connection hooks on a new engine."""
+
+    def reader_options(self) -> dict[str, object]:
+        """Execution options for a read-only transaction that must see one consistent snapshot."""
+        return {}
+
+    def lock_for_write(self, conn: Connection) -> None:
+        """Called first thing in a writer's transaction: serialise writers before the head is read."""
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        """Statements that make the database itself refuse UPDATE and DELETE on `table`."""
+        raise NotImplementedError
+
+    def guard_names(self, table: str) -> list[str]:
+        """The names of the triggers `append_only_ddl` creates (checked by verify)."""
+        raise NotImplementedError
+
+    def existing_triggers(self, conn: Connection) -> set[str]:
+        raise NotImplementedError
+
+
+class SQLiteBackend(Backend):
+    name = "sqlite"
+
+    def configure(self, engine: Engine) -> None:
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection, _record) -> None:
+            # Take transaction control away from the sqlite3 module (it would emit a deferred BEGIN
+            # of its own, and COMMIT before DDL); the `begin` hook below emits ours.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
+            # synchronous stays FULL (the default): a committed entry survives a power cut.
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            # A deferred BEGIN would take the write lock only at the first write, after the head was
+            # read, and in WAL mode that upgrade fails at once with SQLITE_BUSY_SNAPSHOT instead of
+            # waiting. IMMEDIATE waits (busy_timeout) for the lock up front.
+            if conn.get_execution_options().get(WRITE_OPTION):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                conn.exec_driver_sql("BEGIN")
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        return [
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: UPDATE refused'); END",
+            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: DELETE refused'); END",
+        ]
+
+    def guard_names(self, table: str) -> list[str]:
+        return [f"{table}_no_update", f"{table}_no_delete"]
+
+    def existing_triggers(self, conn: Connection) -> set[str]:
+        rows = conn.execute(text("SELECT name FROM sqlite_master WHERE type = 'trigger'"))
+        return {name for (name,) in rows}
+
+
+class PostgreSQLBackend(Backend):
+    """PostgreSQL (psycopg). Not exercised by the test suite here: no server runs in CI yet."""
+
+    name = "postgresql"
+    # Any constant will do; it only has to be the same for every pooler writer on the database.
+    _WRITE_LOCK_KEY = 0x706F6F6C  # "pool"
+
+    def reader_options(self) -> dict[str, object]:
+        return {"isolation_level": "REPEATABLE READ"}
+
+    def lock_for_write(self, conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": self._WRITE_LOCK_KEY})
+
+    def append_only_ddl(self, table: str) -> list[str]:
+        return [
+            "CREATE OR REPLACE FUNCTION pooler_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "BEGIN RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP; END $$",
+            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION pooler_append_only()",
+            f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION pooler_append_only()",
+        ]
+
+    def guard_names(self, table: str) -> list[str]:
+        return [f"{table}_append_only", f"{table}_no_truncate"]
+
+    def existing_triggers(self, conn: Connection) -> set[str]:
+        rows = conn.execute(text("SELECT tgname FROM pg_trigger WHERE NOT tgisinternal"))
+        return {name for (name,) in rows}
+
+
+def backend_for(url: URL) -> Backend:
+    name = url.get_backend_name()
+    if name == "sqlite":
+        return SQLiteBackend()
+    if name == "postgresql":
+        return PostgreSQLBackend()
+    raise StoreUnavailable(f"pooler cannot keep a ledger in a {name} database (use SQLite or PostgreSQL)")
+
+
+def open_engine(url: URL, backend: Backend) -> Engine:
+    connect_args: dict[str, object] = {}
+    if backend.name == "sqlite":
+        # The driver's own busy wait, so that even the connect-time PRAGMAs wait for a busy file.
+        connect_args["timeout"] = BUSY_TIMEOUT_SECONDS
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+    except (ArgumentError, ImportError) as exc:
+        raise StoreUnavailable(f"cannot use {describe(url)}: {exc}") from None
+    backend.configure(engine)
+    return engine

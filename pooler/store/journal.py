@@ -1,0 +1,124 @@
+"""The journal's values: canonical JSON, the hash chain and the immutable `Entry`.
+
+An entry is (seq, time, actor, kind, payload). Its hash is
+
+    SHA-256 hex of  prev_hash + canonical_json({"seq", "time", "actor", "kind", "payload"})
+
+with `prev_hash` the previous entry's hash, or 64 zeros for the first entry. Canonical JSON is
+`json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` over plain values:
+Decimals become their canonical text (`dec_str`), tuples become lists, and binary floats are refused
+so that no quantity is ever rounded on its way into the chain. An auditor can recompute every hash
+with nothing but these three lines and the journal table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Callable
+
+from pooler.core.model import Record, dec_str
+from pooler.store.errors import EntryRejected
+
+GENESIS_HASH = "0" * 64
+
+Clock = Callable[[], datetime]
+
+# Dotted lower-case names ("member.add", "ledger.init"): one namespace, then at least one verb.
+_KIND = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)+$")
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(timezone.utc)
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds and a `Z` (naive datetimes are taken as UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def plain_json(value: Any, where: str = "payload") -> Any:
+    """`value` as plain JSON values; Decimals as canonical text, records as their plain record.
+
+    Floats are refused: a binary float in the journal would make two honest writers disagree on a
+    quantity, and the hash would freeze the rounding forever.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        raise EntryRejected(f"{where} holds the binary float {value!r}; write quantities as Decimal or text")
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise EntryRejected(f"{where} holds the non-finite number {value}")
+        return dec_str(value)
+    if isinstance(value, Record):
+        return value.to_record()
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EntryRejected(f"{where} has the non-text key {key!r}")
+            out[key] = plain_json(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    raise EntryRejected(f"{where} holds {type(value).__name__} {value!r}, which has no JSON form")
+
+
+def canonical_json(value: Any) -> str:
+    """The one text form of a plain value that hashes and digests are computed over."""
+    return json.dumps(plain_json(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(prev_hash: str, seq: int, time: str, actor: str, kind: str, payload: Any) -> str:
+    body = canonical_json({"seq": seq, "time": time, "actor": actor, "kind": kind, "payload": payload})
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def check_kind(kind: str) -> str:
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise EntryRejected(f"{kind!r} is not an entry kind (expected a dotted name such as member.add)")
+    return kind
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One journal entry as stored. `payload_json` is the canonical text; `payload` parses a fresh copy,
+    so no caller can change what an `Entry` says."""
+
+    seq: int
+    time: str
+    actor: str
+    kind: str
+    payload_json: str
+    prev_hash: str
+    hash: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return json.loads(self.payload_json)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as plain JSON values (the payload parsed), e.g. for `ledger export`."""
+        return {"seq": self.seq, "time": self.time, "actor": self.actor, "kind": self.kind,
+                "payload": self.payload, "prev_hash": self.prev_hash, "hash": self.hash}
+
+    def computed_hash(self) -> str:
+        """The hash this entry should carry, recomputed from its fields."""
+        return entry_hash(self.prev_hash, self.seq, self.time, self.actor, self.kind, self.payload)
+
+    @classmethod
+    def create(cls, *, seq: int, time: str, actor: str, kind: str, payload: dict[str, Any],
+               prev_hash: str) -> "Entry":
+        text = canonical_json(payload)
+        return cls(seq, time, actor, kind, text, prev_hash,
+                   entry_hash(prev_hash, seq, time, actor, kind, json.loads(text)))

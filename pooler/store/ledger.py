@@ -1,0 +1,658 @@
+"""The ledger: opening and creating it, one-transaction writers, consistent readers, and `verify`.
+
+    ledger = Ledger.init("pooler.db", actor="ana@pcl")          # or Ledger.open(url)
+    with ledger.writer("ana@pcl") as w:                          # one BEGIN IMMEDIATE transaction
+        w.append("member.add", {"record": member.to_record()})
+    ledger.snapshot("2026-11")                                   # active records, rates as of 2026-11
+    ledger.verify()                                              # chain, attachments, projections
+
+Every write goes through `Writer.append`, which hashes the entry onto the chain, stores its attached
+rows, and writes the projection rows the reducer says changed, all in the writer's transaction: a crash
+at any moment leaves the ledger as before or as after. Readers run in their own transaction and so see
+one consistent snapshot even while writers commit.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
+
+from pooler.core.model import Snapshot, dec
+from pooler.store.attachments import attachment_table, attachment_tables, canonical_rows, digest_rows
+from pooler.store.db import (
+    BUSY_TIMEOUT_SECONDS, WRITE_OPTION, Backend, backend_for, database_url, describe, open_engine,
+    sqlite_file,
+)
+from pooler.store.errors import (
+    EntryRejected, LedgerExists, LedgerNotFound, SchemaTooNew, StoreError, StoreUnavailable,
+)
+from pooler.store.journal import (
+    GENESIS_HASH, Clock, Entry, canonical_json, check_kind, format_time, plain_json, utc_now,
+)
+from pooler.store.migrations import (
+    MIGRATIONS, SCHEMA_VERSION, Migration, check_migrations, read_version, run_migrations,
+)
+from pooler.store.projection import compare_rows, load_state, read_rows, state_rows, write_changes
+from pooler.store.reducer import (
+    STATE_ENTRY_KINDS, LedgerState, RateVersion, RecordState, apply_entry, changes_state, normalize_payload,
+)
+from pooler.store.tables import JournalRow, metadata
+
+_JOURNAL = JournalRow.__table__
+# Rows per INSERT of an attachment batch: bounded memory for the driver, few round trips.
+_ATTACHMENT_CHUNK = 5000
+# Entries per read transaction when `Ledger.entries` pages through a long journal.
+_ENTRY_PAGE = 1000
+
+
+def _whole_journal():
+    # Streamed (a server-side cursor on PostgreSQL), so a long journal is never held in memory at once.
+    return select(_JOURNAL).order_by(_JOURNAL.c.seq).execution_options(yield_per=_ENTRY_PAGE)
+
+
+def _entry(row: Any) -> Entry:
+    return Entry(row.seq, row.time, row.actor, row.kind, row.payload, row.prev_hash, row.hash)
+
+
+# --- reports -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VerifyProblem:
+    """One thing `verify` found wrong: the entry (when one is to blame), the table and key, and why."""
+
+    seq: int | None
+    reason: str
+    table: str | None = None
+    key: str | None = None
+
+    def __str__(self) -> str:
+        return f"entry #{self.seq}: {self.reason}" if self.seq is not None else self.reason
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The outcome of `Ledger.verify`: problems in journal order, entry problems before table ones."""
+
+    entries: int
+    head_seq: int
+    head_hash: str
+    problems: tuple[VerifyProblem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return self.problems[0].seq if self.problems else None
+
+    @property
+    def reason(self) -> str | None:
+        return self.problems[0].reason if self.problems else None
+
+    @property
+    def problem(self) -> str | None:
+        """The first problem as one line ("entry 7: hash mismatch: ..."), or None."""
+        return str(self.problems[0]) if self.problems else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok, "entries": self.entries, "head_seq": self.head_seq, "head_hash": self.head_hash,
+            "first_bad_seq": self.first_bad_seq, "reason": self.reason,
+            "problems": [{"seq": p.seq, "reason": p.reason, "table": p.table, "key": p.key}
+                         for p in self.problems],
+        }
+
+
+# --- readers and writers -------------------------------------------------------------------------
+
+
+class Reader:
+    """Reads inside one transaction, so that everything read belongs to the same moment."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def head(self) -> tuple[int, str]:
+        """(seq, hash) of the last entry; (0, 64 zeros) for an empty journal."""
+        row = self._conn.execute(
+            select(_JOURNAL.c.seq, _JOURNAL.c.hash).order_by(_JOURNAL.c.seq.desc()).limit(1)
+        ).first()
+        return (row.seq, row.hash) if row is not None else (0, GENESIS_HASH)
+
+    def state(self) -> LedgerState:
+        """The registry as the projection tables hold it."""
+        return load_state(self._conn)
+
+    def snapshot(self, period: str | None = None) -> Snapshot:
+        """Active records; accelerator rates as of `period` (the latest when None)."""
+        return self.state().snapshot(period)
+
+    def record_states(self, kind: str, include_retired: bool = False) -> tuple[RecordState, ...]:
+        """Records of `kind` (also "consortium" or "policy") with their seqs, sorted by id."""
+        items = self.state().collection(kind)
+        return tuple(items[i] for i in sorted(items) if include_retired or items[i].active)
+
+    def records(self, kind: str, include_retired: bool = False) -> list[dict[str, Any]]:
+        """Plain records of `kind` sorted by id; a retired one (listed with `include_retired`) also has
+        `retired_seq`. Accelerators carry their latest rate. `record_states` gives every seq."""
+        return [
+            {**rs.record.to_record(), **({} if rs.active else {"retired_seq": rs.retired_seq})}
+            for rs in self.record_states(kind, include_retired)
+        ]
+
+    def entries_for(self, kind: str, record_id: str) -> list[Entry]:
+        """The entries that set, added, changed or retired one record, oldest first."""
+        kinds = sorted(k for k in STATE_ENTRY_KINDS if k.split(".", 1)[0] == kind)
+        query = select(_JOURNAL).where(_JOURNAL.c.kind.in_(kinds)).order_by(_JOURNAL.c.seq)
+        found = []
+        for entry in map(_entry, self._conn.execute(query)):
+            payload = entry.payload
+            target = payload.get("id") or (payload.get("record") or {}).get("id", kind)
+            if target == record_id:
+                found.append(entry)
+        return found
+
+    def retired_ids(self, kind: str) -> frozenset[str]:
+        """Ids of `kind` that were retired; they can be neither added nor changed again."""
+        return self.state().retired_ids(kind)
+
+    def rates(self, accelerator: str | None = None) -> tuple[RateVersion, ...]:
+        """Every rate version (of one accelerator, or all), in (accelerator, seq) order."""
+        rates = self.state().rates
+        names = [accelerator] if accelerator is not None else sorted(rates)
+        return tuple(v for name in names for v in rates.get(name, ()))
+
+    def entry(self, seq: int) -> Entry | None:
+        row = self._conn.execute(select(_JOURNAL).where(_JOURNAL.c.seq == seq)).first()
+        return _entry(row) if row is not None else None
+
+    def entries(self, after: int = 0, before: int | None = None, limit: int | None = None,
+                reverse: bool = False) -> list[Entry]:
+        """Entries with after < seq (< before), oldest first or, with `reverse`, newest first."""
+        query = select(_JOURNAL).where(_JOURNAL.c.seq > after)
+        if before is not None:
+            query = query.where(_JOURNAL.c.seq < before)
+        query = query.order_by(_JOURNAL.c.seq.desc() if reverse else _JOURNAL.c.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        return [_entry(row) for row in self._conn.execute(query)]
+
+    def attachment_rows(self, seq: int, table: str) -> list[dict[str, Any]]:
+        """The rows attached to entry `seq` in `table`, in line order; decimals as `Decimal`."""
+        spec = attachment_table(table)
+        t = spec.table
+        query = select(*[t.c[name] for name, _ in spec.columns]).where(t.c.seq == seq).order_by(t.c.line)
+        decimals = [name for name, kind in spec.columns if kind == "decimal"]
+        out = []
+        for row in self._conn.execute(query).mappings():
+            item = dict(row)
+            for name in decimals:
+                if item[name] is not None:
+                    item[name] = dec(item[name])
+            out.append(item)
+        return out
+
+
+class Writer(Reader):
+    """One writer transaction. Appends are applied to the state in memory and written at once; the
+    transaction commits when the `with` block ends and rolls back if it raises."""
+
+    def __init__(self, conn: Connection, actor: str, clock: Clock) -> None:
+        super().__init__(conn)
+        if not isinstance(actor, str) or not actor.strip():
+            raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
+        self.actor = actor
+        self._clock = clock
+        self._head: tuple[int, str] | None = None
+        self._state: LedgerState | None = None
+        self._written: list[Entry] = []
+        self._open = True
+        self._broken = False
+
+    def rollback(self) -> None:
+        """Discard everything appended so far and end the transaction now (e.g. a dry run); the writer
+        cannot be used afterwards, and leaving the `with` block then commits nothing."""
+        self._open = False
+        transaction = self._conn.get_transaction()
+        if transaction is not None and transaction.is_active:
+            transaction.rollback()
+
+    @property
+    def written(self) -> tuple[Entry, ...]:
+        """The entries appended so far in this transaction."""
+        return tuple(self._written)
+
+    def head(self) -> tuple[int, str]:
+        # The write lock is held for the whole transaction, so the head can only move by our appends.
+        if self._head is None:
+            self._head = super().head()
+        return self._head
+
+    def state(self) -> LedgerState:
+        if self._state is None:
+            self._state = super().state()
+        return self._state
+
+    def append(self, kind: str, payload: Mapping[str, Any] | None = None,
+               attachments: Mapping[str, Iterable[Mapping[str, Any]]] | None = None) -> Entry:
+        """Append one entry (and its attached rows) and update the projections.
+
+        `payload` is a table of plain values (Decimals allowed, floats refused). For registry kinds it
+        is checked and normalised by the reducer; an entry the reducer refuses raises `EntryRejected`
+        and writes nothing. `attachments` maps a registered attachment table to its rows; the payload
+        then records `{"attachments": {table: {"rows": n, "digest": sha256}}}`.
+        """
+        if not self._open:
+            raise StoreError("this writer's transaction has ended; open a new `ledger.writer(...)`")
+        check_kind(kind)
+        if payload is not None and not isinstance(payload, Mapping):
+            raise EntryRejected(f"{kind}: the payload must be a table of named values")
+        body = plain_json(dict(payload) if payload is not None else {}, "payload")
+        if "attachments" in body:
+            raise EntryRejected("the payload key 'attachments' is reserved for attached row digests")
+        state_kind = changes_state(kind)
+        if state_kind:
+            body = normalize_payload(kind, body)
+        batches = []
+        if attachments:
+            digests = {}
+            for name in sorted(attachments):
+                spec = attachment_table(name)
+                rows = list(canonical_rows(spec, attachments[name]))
+                count, digest = digest_rows(rows)
+                digests[name] = {"rows": count, "digest": digest}
+                batches.append((spec, rows))
+            body["attachments"] = digests
+        seq, prev_hash = self.head()
+        entry = Entry.create(seq=seq + 1, time=format_time(self._clock()), actor=self.actor, kind=kind,
+                             payload=body, prev_hash=prev_hash)
+        if state_kind:
+            old = self.state()
+            new = apply_entry(old, entry)  # raises EntryRejected before anything is written
+        try:
+            self._conn.execute(insert(_JOURNAL).values(
+                seq=entry.seq, time=entry.time, actor=entry.actor, kind=entry.kind,
+                payload=entry.payload_json, prev_hash=entry.prev_hash, hash=entry.hash,
+            ))
+            for spec, rows in batches:
+                for start in range(0, len(rows), _ATTACHMENT_CHUNK):
+                    chunk = rows[start:start + _ATTACHMENT_CHUNK]
+                    self._conn.execute(insert(spec.table), [
+                        {**row, "seq": entry.seq, "line": start + i + 1} for i, row in enumerate(chunk)
+                    ])
+            if state_kind:
+                write_changes(self._conn, old, new)
+                self._state = new
+        except BaseException:
+            # Part of the entry may be in the transaction; it must not commit even if the caller
+            # swallows this exception.
+            self._broken = True
+            raise
+        self._head = (entry.seq, entry.hash)
+        self._written.append(entry)
+        return entry
+
+
+# --- the ledger ----------------------------------------------------------------------------------
+
+
+class Ledger:
+    """A ledger database. Create one with `Ledger.init`, open one with `Ledger.open`; `close()` it (or
+    use it as a context manager) when done. Not to be shared between processes: open it in each."""
+
+    def __init__(self, url: URL, engine: Engine, backend: Backend, clock: Clock | None = None) -> None:
+        self.url = url
+        self._engine = engine
+        self._backend = backend
+        self._clock = clock or utc_now
+
+    @property
+    def name(self) -> str:
+        """The ledger as error messages name it: its file path, or its URL without password."""
+        return describe(self.url)
+
+    # --- opening ---
+
+    @classmethod
+    def init(cls, target: str | os.PathLike[str] | URL, *, actor: str, clock: Clock | None = None) -> "Ledger":
+        """Create a new ledger at `target` (a path or an SQLAlchemy URL); its first entry is
+        `ledger.init` with the schema version. `LedgerExists` if one is already there."""
+        if not isinstance(actor, str) or not actor.strip():
+            # Checked before the file is created, so that a bad call leaves nothing behind.
+            raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
+        url = database_url(target)
+        backend = backend_for(url)
+        path = sqlite_file(url)
+        if path is not None:
+            if path.is_dir():
+                raise StoreUnavailable(f"cannot create a ledger at {path}: it is a directory")
+            if not path.parent.is_dir():
+                raise StoreUnavailable(f"cannot create a ledger at {path}: the directory {path.parent} does not exist")
+        ledger = cls(url, open_engine(url, backend), backend, clock)
+        try:
+            with ledger._transaction(write=True) as conn:
+                version = read_version(conn)
+                if version is not None:
+                    raise LedgerExists(
+                        f"{ledger.name} already holds a pooler ledger (schema version {version}); "
+                        "use it as it is, or choose another --db"
+                    )
+                clash = sorted(set(inspect(conn).get_table_names()) & set(metadata.tables))
+                if clash:
+                    raise StoreError(f"{ledger.name} is not empty (it has tables {', '.join(clash)}) "
+                                     "and is not a pooler ledger; choose another --db")
+                run_migrations(conn, backend, MIGRATIONS, 0)
+                Writer(conn, actor, ledger._clock).append("ledger.init", {"schema_version": SCHEMA_VERSION})
+        except BaseException:
+            # The file stays even if this process created it: another `init` may have won the race
+            # and filled it, and deleting it would lose that ledger.
+            ledger.close()
+            raise
+        return ledger
+
+    @classmethod
+    def open(cls, target: str | os.PathLike[str] | URL, *, clock: Clock | None = None, actor: str = "pooler",
+             migrations: Sequence[Migration] = MIGRATIONS) -> "Ledger":
+        """Open an existing ledger, migrating it first if it is older than this code (the migration
+        is recorded as a `ledger.migrate` entry by `actor`). `LedgerNotFound` when there is none;
+        `SchemaTooNew` when a newer pooler wrote it. `migrations` is for tests and tools."""
+        check_migrations(migrations)
+        url = database_url(target)
+        backend = backend_for(url)
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            # Checked before connecting: SQLite would otherwise create an empty file.
+            raise LedgerNotFound(
+                f"no ledger at {path}: the file does not exist (create one with `pooler init`, "
+                "or point --db or POOLER_DB at an existing ledger)"
+            )
+        ledger = cls(url, open_engine(url, backend), backend, clock)
+        try:
+            with ledger._transaction() as conn:
+                version = read_version(conn)
+            if version is None:
+                raise LedgerNotFound(f"{ledger.name} is not a pooler ledger (it has no schema version); "
+                                     "create one with `pooler init`")
+            latest = migrations[-1].version
+            if version > latest:
+                raise SchemaTooNew(
+                    f"{ledger.name} has schema version {version}, newer than this pooler understands "
+                    f"({latest}); upgrade pooler to use it", found=version, supported=latest,
+                )
+            if version < latest:
+                ledger._migrate(migrations, actor)
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
+    def _migrate(self, migrations: Sequence[Migration], actor: str) -> None:
+        with self._transaction(write=True) as conn:
+            current = read_version(conn) or 0  # another process may have migrated meanwhile
+            applied = run_migrations(conn, self._backend, migrations, current)
+            if applied:
+                Writer(conn, actor, self._clock).append("ledger.migrate", {
+                    "from_version": current,
+                    "to_version": applied[-1],
+                    "migrations": [m.description for m in migrations if m.version in applied],
+                })
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transactions ---
+
+    @contextmanager
+    def _transaction(self, write: bool = False) -> Iterator[Connection]:
+        try:
+            with self._engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE_OPTION: True})
+                else:
+                    conn.execution_options(**self._backend.reader_options())
+                with conn.begin():
+                    if write:
+                        self._backend.lock_for_write(conn)
+                    yield conn
+        except OperationalError as exc:
+            raise StoreUnavailable(self._explain(exc)) from exc
+
+    def _explain(self, exc: OperationalError) -> str:
+        detail = str(exc.orig) if exc.orig is not None else str(exc)
+        if "locked" in detail or "busy" in detail:
+            return (f"the ledger {self.name} stayed busy for more than {BUSY_TIMEOUT_SECONDS} s "
+                    "(another pooler is writing to it); try again")
+        return f"cannot use the ledger {self.name}: {detail}"
+
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A read transaction: everything read through it belongs to one moment of the ledger."""
+        with self._transaction() as conn:
+            yield Reader(conn)
+
+    @contextmanager
+    def writer(self, actor: str) -> Iterator[Writer]:
+        """One write transaction (BEGIN IMMEDIATE on SQLite): commits at the end of the block, rolls
+        back if it raises. Writers from several processes queue up; none is lost."""
+        with self._transaction(write=True) as conn:
+            writer = Writer(conn, actor, self._clock)
+            try:
+                yield writer
+                if writer._broken:
+                    raise StoreError("a write failed part-way, so the whole transaction was rolled back "
+                                     "and nothing was recorded")
+            finally:
+                writer._open = False
+
+    # --- reading (each call is its own read transaction) ---
+
+    def schema_version(self) -> int:
+        with self._transaction() as conn:
+            return read_version(conn) or 0
+
+    def head(self) -> tuple[int, str]:
+        with self.reader() as r:
+            return r.head()
+
+    def state(self) -> LedgerState:
+        with self.reader() as r:
+            return r.state()
+
+    def snapshot(self, period: str | None = None) -> Snapshot:
+        with self.reader() as r:
+            return r.snapshot(period)
+
+    def records(self, kind: str, include_retired: bool = False) -> list[dict[str, Any]]:
+        with self.reader() as r:
+            return r.records(kind, include_retired)
+
+    def record_states(self, kind: str, include_retired: bool = False) -> tuple[RecordState, ...]:
+        with self.reader() as r:
+            return r.record_states(kind, include_retired)
+
+    def entries_for(self, kind: str, record_id: str) -> list[Entry]:
+        with self.reader() as r:
+            return r.entries_for(kind, record_id)
+
+    def rates(self, accelerator: str | None = None) -> tuple[RateVersion, ...]:
+        with self.reader() as r:
+            return r.rates(accelerator)
+
+    def entry(self, seq: int) -> Entry | None:
+        with self.reader() as r:
+            return r.entry(seq)
+
+    def attachment_rows(self, seq: int, table: str) -> list[dict[str, Any]]:
+        with self.reader() as r:
+            return r.attachment_rows(seq, table)
+
+    def entries(self, after: int = 0, limit: int | None = None, reverse: bool = False,
+                before: int | None = None) -> Iterator[Entry]:
+        """Entries with seq > `after` (and < `before`), oldest first or newest first with `reverse`.
+
+        Read a page at a time, each page in its own short transaction, so a long iteration never holds
+        the database; the journal is append-only, so pages cannot disagree with each other."""
+        remaining = limit
+        low, high = after, before
+        while remaining is None or remaining > 0:
+            size = _ENTRY_PAGE if remaining is None else min(_ENTRY_PAGE, remaining)
+            with self.reader() as r:
+                page = r.entries(after=low, before=high, limit=size, reverse=reverse)
+            yield from page
+            if len(page) < size:
+                return
+            if remaining is not None:
+                remaining -= len(page)
+            if reverse:
+                high = page[-1].seq
+            else:
+                low = page[-1].seq
+
+    def rebuild_state(self) -> LedgerState:
+        """The registry state replayed from the journal alone (the projections are not read)."""
+        with self._transaction() as conn:
+            state = LedgerState()
+            for row in conn.execute(_whole_journal()):
+                state = apply_entry(state, _entry(row))
+            return state
+
+    # --- verification ---
+
+    def verify(self, checkpoint: tuple[int, str] | None = None) -> VerifyReport:
+        """Check the whole ledger in one read transaction and report every problem found:
+
+        - the chain: seqs 1, 2, 3... with no gap, each prev_hash the previous hash, each hash recomputed;
+        - attachments: each table's rows match the count and digest their entry declares;
+        - the append-only guards are all in place;
+        - the projections equal a replay of the journal (the table and id of each difference).
+
+        Deleting the last entries leaves a shorter chain that is still valid: only a `checkpoint`
+        (a (seq, hash) the caller kept from an earlier `head()`, e.g. in a report) reveals that.
+        """
+        problems: list[VerifyProblem] = []
+        with self._transaction() as conn:
+            state = LedgerState()
+            prev_hash, expected, count = GENESIS_HASH, 1, 0
+            head = (0, GENESIS_HASH)
+            declared: list[tuple[int, Any]] = []
+            checkpoint_seen = False
+            for row in conn.execute(_whole_journal()):
+                entry = _entry(row)
+                count += 1
+                problems.extend(self._check_entry(entry, expected, prev_hash))
+                if checkpoint is not None and entry.seq == checkpoint[0]:
+                    checkpoint_seen = True
+                    if entry.hash != checkpoint[1]:
+                        problems.append(VerifyProblem(entry.seq, "the entry's hash differs from the checkpoint"))
+                payload = _try_payload(entry)
+                if isinstance(payload, dict) and "attachments" in payload:
+                    declared.append((entry.seq, payload["attachments"]))
+                try:
+                    state = apply_entry(state, entry)
+                except (EntryRejected, ValueError) as exc:
+                    problems.append(VerifyProblem(entry.seq, f"the entry cannot be replayed: {exc}"))
+                prev_hash, expected, head = entry.hash, entry.seq + 1, (entry.seq, entry.hash)
+            if checkpoint is not None and not checkpoint_seen and checkpoint[0] > 0:
+                problems.append(VerifyProblem(
+                    None, f"the checkpoint names entry {checkpoint[0]}, which is no longer in the journal "
+                          f"(it ends at {head[0]}): entries were removed"))
+            problems.extend(self._check_attachments(conn, declared))
+            problems.extend(self._check_guards(conn))
+            for table, key, what in compare_rows(state_rows(state), read_rows(conn)):
+                problems.append(VerifyProblem(
+                    None, f"projection differs from the journal replay: table {table}, id {key!r}: {what}",
+                    table=table, key=key))
+        problems.sort(key=lambda p: (p.seq is None, p.seq or 0))
+        return VerifyReport(entries=count, head_seq=head[0], head_hash=head[1], problems=tuple(problems))
+
+    @staticmethod
+    def _check_entry(entry: Entry, expected: int, prev_hash: str) -> list[VerifyProblem]:
+        found = []
+        if entry.seq != expected:
+            missing = f"entry {expected}" if entry.seq == expected + 1 else f"entries {expected} to {entry.seq - 1}"
+            found.append(VerifyProblem(entry.seq, f"gap in seq: {missing} missing (a row was deleted)"))
+        if entry.prev_hash != prev_hash:
+            found.append(VerifyProblem(entry.seq, "broken prev link: prev_hash is not the hash of the entry before"))
+        payload = _try_payload(entry)
+        if payload is None:
+            found.append(VerifyProblem(entry.seq, "hash mismatch: the payload is not valid JSON"))
+            return found
+        try:
+            computed = entry.computed_hash()
+        except EntryRejected:
+            computed = None
+        if computed != entry.hash:
+            found.append(VerifyProblem(entry.seq, "hash mismatch: the entry was changed after it was written"))
+        elif canonical_json(payload) != entry.payload_json:
+            found.append(VerifyProblem(entry.seq, "the payload text is not in canonical form"))
+        if entry.seq == 1 and entry.kind != "ledger.init":
+            found.append(VerifyProblem(entry.seq, f"the first entry is {entry.kind}, not ledger.init"))
+        return found
+
+    @staticmethod
+    def _check_attachments(conn: Connection, declared: list[tuple[int, Any]]) -> list[VerifyProblem]:
+        found = []
+        claimed: dict[str, set[int]] = {}
+        for seq, tables in declared:
+            if not isinstance(tables, dict):
+                found.append(VerifyProblem(seq, "bad attachment digest: the attachments entry is malformed"))
+                continue
+            for name, summary in sorted(tables.items()):
+                claimed.setdefault(name, set()).add(seq)
+                try:
+                    spec = attachment_table(name)
+                except EntryRejected:
+                    found.append(VerifyProblem(seq, f"bad attachment digest: unknown attachment table {name!r}",
+                                               table=name))
+                    continue
+                t = spec.table
+                rows = conn.execute(
+                    select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq).order_by(t.c.line)
+                ).mappings()
+                count, digest = digest_rows(dict(r) for r in rows)
+                summary = summary if isinstance(summary, dict) else {}
+                if count != summary.get("rows") or digest != summary.get("digest"):
+                    found.append(VerifyProblem(
+                        seq, f"bad attachment digest: {name} holds {count} row(s) for this entry, "
+                             f"which declares {summary.get('rows')} with another digest", table=name))
+        for spec in attachment_tables():
+            t = spec.table
+            for seq, count in conn.execute(select(t.c.seq, func.count()).group_by(t.c.seq).order_by(t.c.seq)):
+                if seq not in claimed.get(spec.name, set()):
+                    found.append(VerifyProblem(
+                        seq, f"bad attachment digest: {spec.name} holds {count} row(s) for entry {seq}, "
+                             "which declares none", table=spec.name))
+        return found
+
+    def _check_guards(self, conn: Connection) -> list[VerifyProblem]:
+        existing = self._backend.existing_triggers(conn)
+        found = []
+        for table in ("journal", *(spec.name for spec in attachment_tables())):
+            for name in self._backend.guard_names(table):
+                if name not in existing:
+                    found.append(VerifyProblem(
+                        None, f"the append-only guard {name} on table {table} is missing, so rows can be "
+                              "edited or deleted", table=table))
+        return found
+
+
+def _try_payload(entry: Entry) -> Any:
+    try:
+        return entry.payload
+    except ValueError:
+        return None
+

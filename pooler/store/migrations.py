@@ -1,0 +1,92 @@
+"""Schema versions and the ordered migrations that bring any older ledger up to this code's version.
+
+The database records its `schema_version` in the `meta` table. Opening a ledger runs, in one writer
+transaction, every migration above that version (and records a `ledger.migrate` entry); a ledger whose
+version is above `SCHEMA_VERSION` is refused with `SchemaTooNew`, since this code cannot know what a
+newer release changed.
+
+To change the schema: append one `Migration(N + 1, "what it does", function)` to `MIGRATIONS`, where
+the function takes the connection and the `Backend` and issues its DDL (using `backend` for anything
+dialect-specific, e.g. `backend.append_only_ddl("usage_line")` for a new attachment table). Never edit
+a released migration: ledgers in the field were created by it. Version 1 builds the tables from the
+models; once a model changes, freeze version 1's shape of that table here (a plain `sqlalchemy.Table`)
+so that version 1 keeps creating exactly what it created when it was released.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from sqlalchemy import Connection, insert, inspect, select, text, update
+
+from pooler.store.db import Backend
+from pooler.store.tables import (
+    AcceleratorRateRow, AcceleratorRow, AllocGrantRow, ConsortiumRow, DatasetRow, JournalRow, MemberRow,
+    MetaRow, ModelRow, PolicyRow, PoolRow, ProjectRow, ProjectSponsorRow, metadata,
+)
+
+VERSION_KEY = "schema_version"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection, Backend], None]
+
+
+_VERSION_1_TABLES = (
+    MetaRow, JournalRow, AllocGrantRow, ConsortiumRow, PolicyRow, AcceleratorRow, AcceleratorRateRow,
+    MemberRow, PoolRow, DatasetRow, ModelRow, ProjectRow, ProjectSponsorRow,
+)
+
+
+def create_version_1(conn: Connection, backend: Backend) -> None:
+    """The journal, the `alloc_grant` attachment table, the projections, and the append-only guards."""
+    metadata.create_all(conn, tables=[row.__table__ for row in _VERSION_1_TABLES])
+    for table in ("journal", "alloc_grant"):
+        for statement in backend.append_only_ddl(table):
+            # text() rather than exec_driver_sql: it escapes the "%" of PostgreSQL's RAISE for the driver.
+            conn.execute(text(statement))
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "create the journal, the projections and alloc_grant", create_version_1),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def check_migrations(migrations: Sequence[Migration]) -> None:
+    """A programming error, not a user's: versions must run 1, 2, 3... with no gap."""
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise ValueError(f"migrations must be numbered 1, 2, 3...; got {versions}")
+
+
+def read_version(conn: Connection) -> int | None:
+    """The database's schema version, or None when it holds no pooler ledger."""
+    if not inspect(conn).has_table(MetaRow.__tablename__):
+        return None
+    meta = MetaRow.__table__
+    value = conn.execute(select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar()
+    return int(value) if value is not None else None
+
+
+def run_migrations(conn: Connection, backend: Backend, migrations: Sequence[Migration],
+                   current: int) -> list[int]:
+    """Apply every migration above `current` inside the caller's transaction; the versions applied."""
+    check_migrations(migrations)
+    applied = []
+    for migration in migrations:
+        if migration.version > current:
+            migration.apply(conn, backend)
+            applied.append(migration.version)
+    if applied:
+        meta = MetaRow.__table__
+        target = str(applied[-1])
+        if current == 0:
+            conn.execute(insert(meta).values(key=VERSION_KEY, value=target))
+        else:
+            conn.execute(update(meta).where(meta.c.key == VERSION_KEY).values(value=target))
+    return applied

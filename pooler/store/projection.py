@@ -1,0 +1,215 @@
+"""Projections: the registry state as table rows, and back.
+
+`state_rows(state)` is the one mapping from a `LedgerState` to rows. The writer uses it (through
+`write_changes`) to store what the reducer computed, and `verify` uses it to compare a replay of the
+journal with the tables, so the two can only disagree when someone edited the tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from types import MappingProxyType as frozen
+from typing import Any, Mapping
+
+from sqlalchemy import Connection, delete, insert, select, update
+
+from pooler.core.model import RECORD_TYPES, dec, dec_str
+from pooler.store.errors import StoreError
+from pooler.store.journal import canonical_json
+from pooler.store.reducer import (
+    COLLECTION_KINDS, LIST_FIELDS, SETTING_KINDS, LedgerState, RateVersion, RecordState,
+)
+from pooler.store.tables import (
+    PROJECTION_TABLES, RECORD_TABLES, AcceleratorRateRow, ProjectSponsorRow,
+)
+
+# Fields stored as canonical JSON text (sponsors have their own table instead).
+JSON_FIELDS = LIST_FIELDS | {"speed"}
+
+Rows = dict[str, list[dict[str, Any]]]
+
+
+def _table(row_type):
+    return row_type.__table__
+
+
+def _key(table, row: Mapping[str, Any]) -> tuple:
+    return tuple(row[c.name] for c in table.primary_key.columns)
+
+
+def record_row(kind: str, rs: RecordState) -> dict[str, Any]:
+    """The projection row of one record (sponsors excluded)."""
+    table = _table(RECORD_TABLES[kind])
+    row: dict[str, Any] = {name: None for name in table.c.keys()}
+    for name, value in rs.record.to_record().items():
+        if name == "sponsors":
+            continue
+        row[name] = canonical_json(value) if isinstance(value, (list, dict)) else value
+    row["added_seq"] = rs.added_seq
+    row["changed_seq"] = rs.changed_seq
+    if "retired_seq" in row:
+        row["retired_seq"] = rs.retired_seq
+    return row
+
+
+def sponsor_rows(rs: RecordState) -> list[dict[str, Any]]:
+    return [
+        {"project": rs.record.id, "member": member, "stake": dec_str(stake)}
+        for member, stake in rs.record.sponsors  # type: ignore[attr-defined]
+    ]
+
+
+def rate_row(version: RateVersion) -> dict[str, Any]:
+    return {"accelerator": version.accelerator, "seq": version.seq,
+            "from_period": version.from_period, "rate": dec_str(version.rate)}
+
+
+def state_rows(state: LedgerState) -> Rows:
+    """Every projection row the state implies, per table, in primary-key order."""
+    out: Rows = {_table(t).name: [] for t in PROJECTION_TABLES}
+    for kind in SETTING_KINDS:
+        if kind in state.settings:
+            out[_table(RECORD_TABLES[kind]).name].append(record_row(kind, state.settings[kind]))
+    for kind in COLLECTION_KINDS:
+        items = state.records[kind]
+        out[_table(RECORD_TABLES[kind]).name] = [record_row(kind, items[i]) for i in sorted(items)]
+    projects = state.records["project"]
+    out["project_sponsor"] = [row for i in sorted(projects) for row in sponsor_rows(projects[i])]
+    out["project_sponsor"].sort(key=lambda r: (r["project"], r["member"]))
+    out["accelerator_rate"] = [
+        rate_row(v) for acc in sorted(state.rates) for v in sorted(state.rates[acc], key=lambda v: v.seq)
+    ]
+    return out
+
+
+def read_rows(conn: Connection) -> Rows:
+    """Every projection row in the database, per table, in primary-key order."""
+    out: Rows = {}
+    for row_type in PROJECTION_TABLES:
+        table = _table(row_type)
+        result = conn.execute(select(table).order_by(*table.primary_key.columns))
+        names = list(result.keys())
+        out[table.name] = [dict(zip(names, r)) for r in result]
+    return out
+
+
+def compare_rows(expected: Rows, actual: Rows) -> list[tuple[str, str, str]]:
+    """(table, key, what differs) for every row where the tables disagree with `expected`."""
+    problems = []
+    for row_type in PROJECTION_TABLES:
+        table = _table(row_type)
+        want = {_key(table, r): r for r in expected.get(table.name, [])}
+        have = {_key(table, r): r for r in actual.get(table.name, [])}
+        for key in sorted(set(want) | set(have), key=repr):
+            label = "/".join(str(k) for k in key)
+            if key not in have:
+                problems.append((table.name, label, "the row is missing from the table"))
+            elif key not in want:
+                problems.append((table.name, label, "the table has a row the journal never wrote"))
+            else:
+                diffs = [
+                    f"{name} is {have[key].get(name)!r} in the table but {want[key].get(name)!r} in the journal"
+                    for name in table.c.keys() if have[key].get(name) != want[key].get(name)
+                ]
+                if diffs:
+                    problems.append((table.name, label, "; ".join(diffs)))
+    return problems
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+
+_FIELD_NAMES = {kind: tuple(f.name for f in fields(cls)) for kind, cls in RECORD_TYPES.items()}
+
+
+def _row_record(kind: str, row: Mapping[str, Any], sponsors: dict[str, str] | None = None) -> RecordState:
+    plain: dict[str, Any] = {}
+    for name in _FIELD_NAMES[kind]:
+        if name == "sponsors":
+            plain["sponsors"] = sponsors or {}
+            continue
+        value = row.get(name)
+        if value is None:
+            continue
+        if name in JSON_FIELDS or (name == "access" and value.startswith("[")):
+            value = json.loads(value)
+        plain[name] = value
+    record = RECORD_TYPES[kind].from_record(plain)
+    return RecordState(record, row["added_seq"], row["changed_seq"], row.get("retired_seq"))
+
+
+def rows_to_state(rows: Rows) -> LedgerState:
+    """The state the projection rows describe (the inverse of `state_rows`)."""
+    sponsors: dict[str, dict[str, str]] = {}
+    for row in rows["project_sponsor"]:
+        sponsors.setdefault(row["project"], {})[row["member"]] = row["stake"]
+    settings = {}
+    for kind in SETTING_KINDS:
+        for row in rows[_table(RECORD_TABLES[kind]).name]:
+            settings[kind] = _row_record(kind, row)
+    records = {}
+    for kind in COLLECTION_KINDS:
+        records[kind] = {
+            row["id"]: _row_record(kind, row, sponsors.get(row["id"]) if kind == "project" else None)
+            for row in rows[_table(RECORD_TABLES[kind]).name]
+        }
+    rates: dict[str, tuple[RateVersion, ...]] = {}
+    for row in rows["accelerator_rate"]:
+        version = RateVersion(row["accelerator"], row["seq"], row["from_period"], dec(row["rate"]))
+        rates[row["accelerator"]] = rates.get(row["accelerator"], ()) + (version,)
+    return LedgerState(
+        settings=frozen(settings),
+        records=frozen({kind: frozen(items) for kind, items in records.items()}),
+        rates=frozen({acc: tuple(sorted(vs, key=lambda v: v.seq)) for acc, vs in rates.items()}),
+    )
+
+
+def load_state(conn: Connection) -> LedgerState:
+    """The state held in the projection tables (trusted: `verify` is what checks them)."""
+    rows = read_rows(conn)
+    try:
+        return rows_to_state(rows)
+    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+        raise StoreError(
+            f"the ledger's projection tables are damaged ({exc}); run `pooler ledger verify`"
+        ) from None
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+def _upsert(conn: Connection, row_type, row: dict[str, Any], exists: bool) -> None:
+    table = _table(row_type)
+    if exists:
+        where = [c == row[c.name] for c in table.primary_key.columns]
+        conn.execute(update(table).where(*where).values(row))
+    else:
+        conn.execute(insert(table).values(row))
+
+
+def write_changes(conn: Connection, old: LedgerState, new: LedgerState) -> None:
+    """Write what changed between two states (found by identity: the reducer shares what it keeps)."""
+    for kind in SETTING_KINDS:
+        before, after = old.settings.get(kind), new.settings.get(kind)
+        if after is not None and after is not before:
+            _upsert(conn, RECORD_TABLES[kind], record_row(kind, after), exists=before is not None)
+    for kind in COLLECTION_KINDS:
+        before_items, after_items = old.records[kind], new.records[kind]
+        if after_items is before_items:
+            continue
+        for record_id, after in after_items.items():
+            before = before_items.get(record_id)
+            if after is before:
+                continue
+            _upsert(conn, RECORD_TABLES[kind], record_row(kind, after), exists=before is not None)
+            if kind == "project" and (before is None or before.record.sponsors != after.record.sponsors):  # type: ignore[attr-defined]
+                sponsors = _table(ProjectSponsorRow)
+                conn.execute(delete(sponsors).where(sponsors.c.project == record_id))
+                if rows := sponsor_rows(after):
+                    conn.execute(insert(sponsors), rows)
+    rates = _table(AcceleratorRateRow)
+    for accelerator, versions in new.rates.items():
+        previous = old.rates.get(accelerator, ())
+        if versions is not previous and len(versions) > len(previous):
+            conn.execute(insert(rates), [rate_row(v) for v in versions[len(previous):]])

@@ -1,0 +1,340 @@
+"""The registry's semantics: one pure reducer from journal entries to the current state.
+
+`apply_entry(state, entry) -> state` is the single source of truth for what an entry means. The table
+writer does not reinterpret entries: it applies them here and writes whatever changed in the state, and
+`verify` replays the journal here and compares the result with the tables.
+
+Entry kinds that change the state (payloads are canonical JSON):
+
+- `consortium.set`, `policy.set`: `{"record": {...}}` replaces the setting.
+- `<kind>.add`, `<kind>.change`: `{"record": {...full record...}}`, for kind in accelerator, member,
+  pool, dataset, model, project. An id is added once: adding an existing id is refused, and so is
+  adding a retired one (ids are never reused, so old entries keep meaning what they meant).
+  `accelerator.change` may carry `"from_period": "2026-11"`.
+- `<kind>.retire`: `{"id": ...}`. The record stays, marked retired; it drops out of snapshots.
+- Every one of them may carry `"note"`: free text for the reader of the log.
+
+Versioned accelerator rates: `add` records the rate from the start. A `change` with `from_period`
+records the new rate from that period on; without one, a new rate applies from the start (a
+correction). The rate of a period is the one decided last (highest seq) among the versions that
+started on or before it, so a decision never touches periods before its `from_period`, and a later
+decision wins over an earlier one for every period both cover. A change that leaves the rate alone and
+gives no period records no version.
+
+Entries of other namespaces (`ledger.init`, allocation runs, usage imports...) leave this state alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
+from typing import Any, Iterable, Mapping
+
+from pooler.core.model import (
+    COLLECTIONS, RECORD_TYPES, Consortium, Policy, Record, Snapshot,
+)
+from pooler.core.period import Period, PeriodError, parse_period
+from pooler.store.errors import EntryRejected
+from pooler.store.journal import Entry, plain_json
+
+SETTING_KINDS = ("consortium", "policy")
+COLLECTION_KINDS = tuple(COLLECTIONS)  # dependency order: accelerator, member, pool, ...
+RECORD_KINDS = SETTING_KINDS + COLLECTION_KINDS
+STATE_ENTRY_KINDS = frozenset(
+    [f"{kind}.set" for kind in SETTING_KINDS]
+    + [f"{kind}.{verb}" for kind in COLLECTION_KINDS for verb in ("add", "change", "retire")]
+)
+
+# How list-like fields must look in a payload record (the model converts leniently; the journal must not).
+LIST_FIELDS = frozenset({"residency", "regions", "datasets", "models"})
+PAIR_FIELDS = frozenset({"sponsors", "speed"})
+NUMERIC_FIELDS = frozenset(
+    f.name for cls in RECORD_TYPES.values() for f in fields(cls) if "Decimal" in str(f.type)
+)
+
+
+def changes_state(kind: str) -> bool:
+    """Whether entries of `kind` belong to the registry (an unknown verb there is an error, not a no-op)."""
+    return kind.split(".", 1)[0] in RECORD_KINDS
+
+
+@dataclass(frozen=True)
+class RecordState:
+    """A record with its history: the entries that added it, last changed it and retired it."""
+
+    record: Record
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.retired_seq is None
+
+
+@dataclass(frozen=True)
+class RateVersion:
+    """An accelerator rate decided by entry `seq`, applying from `from_period` on (None: from the start)."""
+
+    accelerator: str
+    seq: int
+    from_period: str | None
+    rate: Decimal
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+def _with(mapping: Mapping, key: Any, value: Any) -> Mapping:
+    # Copy-on-write: untouched values are shared with the previous state, so the writer can find what
+    # an entry changed by identity alone.
+    copy = dict(mapping)
+    copy[key] = value
+    return MappingProxyType(copy)
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """The registry at one point of the journal. Immutable; `apply_entry` returns a new one."""
+
+    settings: Mapping[str, RecordState] = field(default_factory=lambda: _frozen({}))
+    records: Mapping[str, Mapping[str, RecordState]] = field(
+        default_factory=lambda: _frozen({kind: _frozen({}) for kind in COLLECTION_KINDS})
+    )
+    rates: Mapping[str, tuple[RateVersion, ...]] = field(default_factory=lambda: _frozen({}))
+
+    @property
+    def consortium(self) -> Consortium:
+        found = self.settings.get("consortium")
+        return found.record if found else Consortium()  # type: ignore[return-value]
+
+    @property
+    def policy(self) -> Policy:
+        found = self.settings.get("policy")
+        return found.record if found else Policy()  # type: ignore[return-value]
+
+    def collection(self, kind: str) -> Mapping[str, RecordState]:
+        if kind in SETTING_KINDS:
+            return _frozen({kind: self.settings[kind]} if kind in self.settings else {})
+        try:
+            return self.records[kind]
+        except KeyError:
+            raise EntryRejected(f"{kind!r} is not a record kind ({', '.join(RECORD_KINDS)})") from None
+
+    def active(self, kind: str) -> tuple[Record, ...]:
+        items = self.collection(kind)
+        return tuple(items[i].record for i in sorted(items) if items[i].active)
+
+    def retired_ids(self, kind: str) -> frozenset[str]:
+        return frozenset(i for i, rs in self.collection(kind).items() if not rs.active)
+
+    def rate_as_of(self, accelerator: str, period: str | Period | None = None) -> Decimal:
+        """The rate of `accelerator` in `period` (the latest decision when None)."""
+        current = self.records["accelerator"][accelerator].record
+        versions = self.rates.get(accelerator, ())
+        if period is None or not versions:
+            return current.rate  # type: ignore[attr-defined]
+        start = (parse_period(period) if isinstance(period, str) else period).start
+        applying = [v for v in versions if v.from_period is None or parse_period(v.from_period).start <= start]
+        if not applying:
+            # Unreachable for ledgers written through `add` (its version starts at the beginning);
+            # the earliest decision is the least surprising answer.
+            return min(versions, key=lambda v: v.seq).rate
+        return max(applying, key=lambda v: v.seq).rate
+
+    def snapshot(self, period: str | None = None) -> Snapshot:
+        """The active records, with accelerator rates as of `period` (latest when None)."""
+        target = parse_period(period) if period is not None else None
+        accelerators = []
+        for record in self.active("accelerator"):
+            rate = self.rate_as_of(record.id, target)
+            accelerators.append(record if rate == record.rate else replace(record, rate=rate))
+        return Snapshot(
+            consortium=self.consortium,
+            policy=self.policy,
+            accelerators=tuple(accelerators),
+            **{COLLECTIONS[kind]: self.active(kind) for kind in COLLECTION_KINDS if kind != "accelerator"},
+            period=target.label if target is not None else None,
+        )
+
+
+# --- payloads ------------------------------------------------------------------------------------
+
+
+def parse_record(kind: str, raw: Any, where: str = "record") -> Record:
+    """A record of `kind` from a payload, checked strictly; every problem is an `EntryRejected`."""
+    cls = RECORD_TYPES[kind]
+    plain = plain_json(raw, where)  # refuses floats, turns Decimals into text and records into dicts
+    if not isinstance(plain, dict):
+        raise EntryRejected(f"{where} must be a {kind} record (a table of fields)")
+    names = {f.name for f in fields(cls)}
+    unknown = sorted(set(plain) - names)
+    if unknown:
+        raise EntryRejected(f"{where} has unknown field(s) for a {kind}: {', '.join(unknown)}")
+    if kind in SETTING_KINDS:
+        if plain.get("id", kind) != kind:
+            raise EntryRejected(f"{where}: the {kind} record's id is always {kind!r}")
+    elif not isinstance(plain.get("id"), str) or not plain["id"]:
+        raise EntryRejected(f"{where}: a {kind} needs a non-empty text id")
+    for name, value in plain.items():
+        _check_shape(name, value, f"{where}.{name}")
+    try:
+        record = cls.from_record(plain)
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise EntryRejected(f"{where}: {exc}") from None
+    for f in fields(record):
+        value = getattr(record, f.name)
+        numbers = [v for _, v in value] if f.name in PAIR_FIELDS and value else [value]
+        if any(isinstance(v, Decimal) and not v.is_finite() for v in numbers):
+            raise EntryRejected(f"{where}.{f.name} is not a finite number")
+    return record
+
+
+def _check_shape(name: str, value: Any, where: str) -> None:
+    def texts(items: Any) -> bool:
+        return isinstance(items, list) and all(isinstance(v, str) for v in items)
+
+    if value is None:
+        return
+    if name in LIST_FIELDS:
+        ok = texts(value)
+    elif name in PAIR_FIELDS:
+        ok = isinstance(value, dict) and all(isinstance(v, (str, int)) for v in value.values())
+    elif name == "access":
+        ok = isinstance(value, str) or texts(value)
+    else:
+        # Decimals arrive as text (plain_json), integers are fine for numeric fields; text fields
+        # must be text, or the projection would hold a number the replay compares as text.
+        ok = isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool))
+        if ok and isinstance(value, int) and name not in NUMERIC_FIELDS:
+            ok = False
+    if not ok:
+        raise EntryRejected(f"{where} has the wrong shape: {value!r}")
+
+
+def normalize_payload(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical payload of a registry entry (records re-encoded exactly as they will be read).
+
+    Applying it to the normalised payload again gives the same payload, so replay sees exactly what
+    the writer saw."""
+    namespace, _, verb = kind.partition(".")
+    if kind not in STATE_ENTRY_KINDS:
+        verbs = ("set",) if namespace in SETTING_KINDS else ("add", "change", "retire")
+        raise EntryRejected(
+            f"unknown entry kind {kind!r} (expected {', '.join(f'{namespace}.{v}' for v in verbs)})"
+        )
+    allowed = {"note", "id"} if verb == "retire" else {"note", "record"}
+    if kind == "accelerator.change":
+        allowed.add("from_period")
+    if not isinstance(payload, Mapping):
+        raise EntryRejected(f"{kind}: the payload must be a table")
+    unknown = sorted(set(payload) - allowed)
+    if unknown:
+        raise EntryRejected(f"{kind}: unexpected payload key(s) {', '.join(unknown)}")
+    out: dict[str, Any] = {}
+    if "note" in payload:
+        if not isinstance(payload["note"], str):
+            raise EntryRejected(f"{kind}: note must be text")
+        out["note"] = payload["note"]
+    if verb == "retire":
+        target = payload.get("id")
+        if not isinstance(target, str) or not target:
+            raise EntryRejected(f"{kind}: the payload needs the id to retire")
+        out["id"] = target
+        return out
+    if "record" not in payload:
+        raise EntryRejected(f"{kind}: the payload needs the full record")
+    out["record"] = parse_record(namespace, payload["record"], f"{kind} record").to_record()
+    if payload.get("from_period") is not None:
+        label = payload["from_period"]
+        if not isinstance(label, str):
+            raise EntryRejected(f"{kind}: from_period must be a period label such as 2026-11")
+        try:
+            out["from_period"] = parse_period(label).label
+        except PeriodError as exc:
+            raise EntryRejected(f"{kind}: from_period {exc}") from None
+    return out
+
+
+# --- the reducer ---------------------------------------------------------------------------------
+
+
+def apply_entry(state: LedgerState, entry: Entry) -> LedgerState:
+    """The state after `entry`. Raises `EntryRejected` when the entry contradicts the state."""
+    if not changes_state(entry.kind):
+        return state
+    payload = normalize_payload(entry.kind, entry.payload)
+    namespace, _, verb = entry.kind.partition(".")
+    seq = entry.seq
+    if verb == "set":
+        record = RECORD_TYPES[namespace].from_record(payload["record"])
+        previous = state.settings.get(namespace)
+        added = previous.added_seq if previous else seq
+        return replace(state, settings=_with(state.settings, namespace, RecordState(record, added, seq)))
+
+    items = state.records[namespace]
+    if verb == "add":
+        record = RECORD_TYPES[namespace].from_record(payload["record"])
+        existing = items.get(record.id)
+        if existing is not None:
+            if not existing.active:
+                raise EntryRejected(
+                    f"{namespace} {record.id!r} was retired at entry {existing.retired_seq}; "
+                    "retired ids are not reused"
+                )
+            raise EntryRejected(f"{namespace} {record.id!r} already exists (added at entry {existing.added_seq})")
+        state = _set_record(state, namespace, RecordState(record, seq, seq))
+        if namespace == "accelerator":
+            state = _add_rate(state, RateVersion(record.id, seq, None, record.rate))  # type: ignore[attr-defined]
+        return state
+
+    if verb == "change":
+        record = RECORD_TYPES[namespace].from_record(payload["record"])
+        existing = _active(items, namespace, record.id, entry.kind)
+        state = _set_record(state, namespace, RecordState(record, existing.added_seq, seq))
+        if namespace == "accelerator":
+            from_period = payload.get("from_period")
+            if from_period is not None:
+                _check_period_kind(state, from_period, entry.kind)
+            if from_period is not None or record.rate != existing.record.rate:  # type: ignore[attr-defined]
+                state = _add_rate(state, RateVersion(record.id, seq, from_period, record.rate))  # type: ignore[attr-defined]
+        return state
+
+    existing = _active(items, namespace, payload["id"], entry.kind)
+    return _set_record(state, namespace, replace(existing, retired_seq=seq))
+
+
+def _active(items: Mapping[str, RecordState], namespace: str, record_id: str, kind: str) -> RecordState:
+    existing = items.get(record_id)
+    if existing is None:
+        raise EntryRejected(f"{kind}: there is no {namespace} {record_id!r}")
+    if not existing.active:
+        raise EntryRejected(f"{kind}: {namespace} {record_id!r} was retired at entry {existing.retired_seq}")
+    return existing
+
+
+def _check_period_kind(state: LedgerState, label: str, kind: str) -> None:
+    try:
+        parse_period(label, state.consortium.period)
+    except PeriodError as exc:
+        raise EntryRejected(f"{kind}: from_period {exc}") from None
+
+
+def _set_record(state: LedgerState, namespace: str, rs: RecordState) -> LedgerState:
+    items = _with(state.records[namespace], rs.record.id, rs)
+    return replace(state, records=_with(state.records, namespace, items))
+
+
+def _add_rate(state: LedgerState, version: RateVersion) -> LedgerState:
+    versions = state.rates.get(version.accelerator, ()) + (version,)
+    return replace(state, rates=_with(state.rates, version.accelerator, versions))
+
+
+def replay(entries: Iterable[Entry], state: LedgerState | None = None) -> LedgerState:
+    """The state after applying `entries` in order (from the empty state by default)."""
+    state = state if state is not None else LedgerState()
+    for entry in entries:
+        state = apply_entry(state, entry)
+    return state

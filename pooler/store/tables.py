@@ -1,0 +1,213 @@
+"""The ledger's tables, as SQLModel classes (`*Row`).
+
+Three groups:
+
+- `meta`: key/value facts about the database itself, chiefly `schema_version`.
+- Append-only tables, guarded by triggers: `journal`, and the attachment tables whose rows hang off one
+  entry (`alloc_grant` for now; usage lines later). Rows are only ever inserted.
+- Projections: the current state (consortium, policy, accelerators and their versioned rates, members,
+  pools, datasets, models, projects and their sponsors), rewritten in the same transaction as the entry
+  that changes them, and always reproducible by replaying the journal (`verify` checks that they are).
+
+Quantities are decimal text in canonical form (`dec_str`) or integers, never floats. List-valued
+fields are canonical JSON text, except project sponsors, which get their own table so that SQL can
+aggregate stakes per member. Retired records keep their rows, marked with `retired_seq`.
+
+Changing a table here changes what a new ledger looks like: it needs a migration (migrations.py).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Text
+from sqlmodel import Field, SQLModel
+
+# Every table the store owns lives here, apart from any other SQLModel metadata in the process.
+metadata = SQLModel.metadata
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "meta"
+
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class JournalRow(SQLModel, table=True):
+    __tablename__ = "journal"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    time: str
+    actor: str
+    kind: str = Field(index=True)
+    payload: str = Field(sa_type=Text)
+    prev_hash: str
+    hash: str
+
+
+# --- attachment tables (append-only; each registered in attachments.py) ---------------------------
+
+
+class AllocGrantRow(SQLModel, table=True):
+    """Device-hours of one pool granted to one project, attached to the entry that records a run."""
+
+    __tablename__ = "alloc_grant"
+
+    seq: int = Field(primary_key=True, foreign_key="journal.seq")
+    line: int = Field(primary_key=True)
+    project: str = Field(index=True)
+    pool: str
+    device_hours: int
+    units: str
+
+
+# --- projections -------------------------------------------------------------------------------
+
+
+class ConsortiumRow(SQLModel, table=True):
+    __tablename__ = "consortium"
+
+    id: str = Field(primary_key=True)
+    name: str
+    unit: str
+    period: str
+    period_hours: str | None = None
+    added_seq: int
+    changed_seq: int
+
+
+class PolicyRow(SQLModel, table=True):
+    __tablename__ = "policy"
+
+    id: str = Field(primary_key=True)
+    entitlement: str
+    contribution_weight: str
+    usage_half_life_days: str
+    added_seq: int
+    changed_seq: int
+
+
+class AcceleratorRow(SQLModel, table=True):
+    """An accelerator type; `rate` is its latest rate (the versions are in `accelerator_rate`)."""
+
+    __tablename__ = "accelerator"
+
+    id: str = Field(primary_key=True)
+    rate: str
+    name: str | None = None
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class AcceleratorRateRow(SQLModel, table=True):
+    """A rate decided by entry `seq`, applying from `from_period` on (NULL: from the start)."""
+
+    __tablename__ = "accelerator_rate"
+
+    accelerator: str = Field(primary_key=True, foreign_key="accelerator.id")
+    seq: int = Field(primary_key=True)
+    from_period: str | None = None
+    rate: str
+
+
+class MemberRow(SQLModel, table=True):
+    __tablename__ = "member"
+
+    id: str = Field(primary_key=True)
+    name: str
+    kind: str | None = None
+    region: str | None = None
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class PoolRow(SQLModel, table=True):
+    __tablename__ = "pool"
+
+    id: str = Field(primary_key=True)
+    member: str = Field(index=True)
+    accelerator: str
+    capacity: str | None = None
+    devices: str | None = None
+    hours: str | None = None
+    region: str | None = None
+    reserve: str
+    cost: str
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class DatasetRow(SQLModel, table=True):
+    """`access` is "open", "consortium", or a JSON list of member ids."""
+
+    __tablename__ = "dataset"
+
+    id: str = Field(primary_key=True)
+    member: str = Field(index=True)
+    access: str = Field(sa_type=Text)
+    residency: str | None = Field(default=None, sa_type=Text)
+    credit: str
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class ModelRow(SQLModel, table=True):
+    __tablename__ = "model"
+
+    id: str = Field(primary_key=True)
+    member: str = Field(index=True)
+    access: str = Field(sa_type=Text)
+    residency: str | None = Field(default=None, sa_type=Text)
+    credit: str
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class ProjectRow(SQLModel, table=True):
+    """A project; its sponsors are rows of `project_sponsor`."""
+
+    __tablename__ = "project"
+
+    id: str = Field(primary_key=True)
+    demand: str
+    weight: str
+    speed: str | None = Field(default=None, sa_type=Text)
+    regions: str | None = Field(default=None, sa_type=Text)
+    datasets: str = Field(sa_type=Text)
+    models: str = Field(sa_type=Text)
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class ProjectSponsorRow(SQLModel, table=True):
+    """A sponsor's stake as written (not normalised), for aggregation in SQL."""
+
+    __tablename__ = "project_sponsor"
+
+    project: str = Field(primary_key=True, foreign_key="project.id")
+    member: str = Field(primary_key=True, index=True)
+    stake: str
+
+
+# Record kind -> its projection table.
+RECORD_TABLES: dict[str, type[SQLModel]] = {
+    "consortium": ConsortiumRow,
+    "policy": PolicyRow,
+    "accelerator": AcceleratorRow,
+    "member": MemberRow,
+    "pool": PoolRow,
+    "dataset": DatasetRow,
+    "model": ModelRow,
+    "project": ProjectRow,
+}
+# Every projection table, parents before children (the order rows are written and compared in).
+PROJECTION_TABLES: tuple[type[SQLModel], ...] = (
+    *RECORD_TABLES.values(),
+    AcceleratorRateRow,
+    ProjectSponsorRow,
+)

@@ -1,0 +1,350 @@
+"""Every command through Typer's runner: output, exit codes 0/1/2, and no traceback on failure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+
+import pytest
+
+from tests.conftest import EXAMPLES
+
+SMALL = """
+[consortium]
+name = "Test Alliance"
+unit = "NCU"
+
+[policy]
+contribution_weight = 0.9
+
+[[accelerators]]
+id = "a800"
+rate = 1.2
+
+[[members]]
+id = "pcl"
+name = "Peng Cheng Laboratory"
+kind = "state-lab"
+region = "greater-bay"
+
+[[members]]
+id = "tiny"
+name = "Tiny AI"
+region = "guizhou"
+
+[[pools]]
+id = "pcl-a800"
+member = "pcl"
+accelerator = "a800"
+devices = 10
+reserve = 0.25
+
+[[datasets]]
+id = "corpus"
+member = "pcl"
+access = ["pcl"]
+residency = ["greater-bay"]
+credit = 100
+
+[[projects]]
+id = "mind"
+sponsors = { pcl = 1 }
+demand = 5000
+datasets = ["corpus"]
+"""
+
+
+def digest(path) -> str:
+    """SHA-256 of the database file after folding the write-ahead log into it.
+
+    In WAL mode committed pages may still sit in the -wal file, and a later checkpoint rewrites the
+    main file with the same content; checkpointing first makes the bytes comparable.
+    """
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture
+def applied(cli, tmp_path):
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(SMALL, encoding="utf-8")
+    assert cli("init").exit_code == 0
+    result = cli("apply", manifest)
+    assert result.exit_code == 0, result.stderr
+    return manifest
+
+
+def test_help_lists_every_command_group(cli):
+    result = cli("--help", db_path=None)
+    assert result.exit_code == 0
+    for name in ("init", "apply", "demo", "member", "pool", "dataset", "model", "project",
+                 "accelerator", "ledger"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["init"], ["apply"], ["demo"],
+    *[[kind, verb] for kind in ("member", "pool", "dataset", "model", "project")
+      for verb in ("add", "list", "show", "retire")],
+    ["accelerator", "add"], ["accelerator", "list"],
+    ["ledger", "log"], ["ledger", "verify"], ["ledger", "export"],
+])
+def test_every_command_has_help_with_an_example(cli, args):
+    result = cli(*args, "--help", db_path=None)
+    assert result.exit_code == 0
+    assert "Example" in result.stdout, f"{args} help has no example"
+
+
+def test_version(cli):
+    result = cli("--version", db_path=None)
+    assert result.exit_code == 0 and result.stdout.startswith("pooler ")
+
+
+def test_init_creates_and_refuses_twice(cli):
+    assert cli("init").exit_code == 0
+    assert cli.db.exists()
+    again = cli("init")
+    assert again.exit_code == 1
+    assert again.stderr.startswith("Error:")
+
+
+def test_commands_on_a_missing_ledger_say_so(cli):
+    result = cli("member", "list")
+    assert result.exit_code == 1
+    assert "Error:" in result.stderr and "pooler init" in result.stderr
+    assert not cli.db.exists()
+
+
+def test_pooler_db_environment_variable(cli, tmp_path, monkeypatch):
+    path = tmp_path / "env.db"
+    monkeypatch.setenv("POOLER_DB", str(path))
+    assert cli("init", db_path=None).exit_code == 0
+    assert path.exists()
+
+
+def test_apply_records_plan_then_nothing_the_second_time(cli, applied):
+    again = cli("apply", applied)
+    assert again.exit_code == 0
+    assert "No changes" in again.stderr
+    log = cli("ledger", "log", "--all", "--json").json()
+    kinds = [e["kind"] for e in log]
+    assert kinds.count("member.add") == 2 and kinds[-1] == "ledger.init"
+    seqs = [e["seq"] for e in log]
+    assert seqs == sorted(seqs, reverse=True)
+
+
+def test_apply_dry_run_shows_plan_and_writes_nothing(cli, tmp_path):
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(SMALL, encoding="utf-8")
+    cli("init")
+    before = digest(cli.db)
+    result = cli("apply", manifest, "--dry-run")
+    assert result.exit_code == 0
+    assert "+ member pcl" in result.stdout and "Plan: 6 to add" in result.stdout
+    assert digest(cli.db) == before
+
+
+def test_apply_shows_changes_with_before_and_after(cli, applied):
+    applied.write_text(SMALL.replace("reserve = 0.25", "reserve = 0.5"), encoding="utf-8")
+    result = cli("apply", applied, "--json")
+    assert result.exit_code == 0
+    plan = result.json()
+    assert plan["summary"] == {"add": 0, "change": 1, "retire": 0}
+    change = plan["changes"][0]
+    assert (change["kind"], change["id"], change["keys"]) == ("pool", "pcl-a800", ["reserve"])
+    assert change["before"]["reserve"] == "0.25" and change["after"]["reserve"] == "0.5"
+    shown = cli("pool", "show", "pcl-a800", "--json").json()
+    assert shown["reserve"] == "0.5"
+    assert [h["kind"] for h in shown["history"]] == ["pool.add", "pool.change"]
+
+
+def test_apply_prune_retires_what_the_file_drops(cli, applied):
+    text = SMALL.replace('[[members]]\nid = "tiny"\nname = "Tiny AI"\nregion = "guizhou"\n', "")
+    applied.write_text(text, encoding="utf-8")
+    kept = cli("apply", applied)
+    assert kept.exit_code == 0 and "No changes" in kept.stderr
+    pruned = cli("apply", applied, "--prune")
+    assert pruned.exit_code == 0 and "- member tiny" in pruned.stdout
+    assert [m["id"] for m in cli("member", "list", "--json").json()] == ["pcl"]
+    everyone = cli("member", "list", "--all", "--json").json()
+    assert [m["id"] for m in everyone] == ["pcl", "tiny"]
+
+
+def test_refused_apply_leaves_the_ledger_byte_for_byte_unchanged(cli, applied, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMALL.replace("reserve = 0.25", "reserve = 1.5").replace("rate = 1.2", "rate = -1"),
+                   encoding="utf-8")
+    before = digest(cli.db)
+    result = cli("apply", bad)
+    assert result.exit_code == 1
+    assert "reserve" in result.stderr and "rate" in result.stderr
+    assert digest(cli.db) == before
+
+
+def test_apply_missing_file_is_a_usage_error(cli):
+    cli("init")
+    result = cli("apply", "nowhere.toml")
+    assert result.exit_code == 2
+
+
+def test_manifest_with_usage_is_refused_by_apply(cli, tmp_path):
+    cli("init")
+    manifest = tmp_path / "u.toml"
+    manifest.write_text(SMALL + "\n[usage]\npcl = 10\n", encoding="utf-8")
+    result = cli("apply", manifest)
+    assert result.exit_code == 1 and "usage import" in result.stderr
+
+
+def test_member_add_list_show_retire(cli):
+    cli("init")
+    added = cli("member", "add", "pcl", "--name", "Peng Cheng Lab", "--kind", "state-lab",
+                "--region", "greater-bay")
+    assert added.exit_code == 0, added.stderr
+    listed = cli("member", "list", "--json").json()
+    assert listed == [{"id": "pcl", "name": "Peng Cheng Lab", "kind": "state-lab",
+                       "region": "greater-bay"}]
+    table = cli("member", "list")
+    assert "Peng Cheng Lab" in table.stdout
+    assert cli("member", "show", "pcl").exit_code == 0
+    assert cli("member", "retire", "pcl").exit_code == 0
+    assert cli("member", "list", "--json").json() == []
+    reuse = cli("member", "add", "pcl", "--name", "Again")
+    assert reuse.exit_code == 1 and "retired" in reuse.stderr
+
+
+def test_duplicate_add_is_refused(cli):
+    cli("init")
+    cli("member", "add", "pcl", "--name", "PCL")
+    result = cli("member", "add", "pcl", "--name", "PCL")
+    assert result.exit_code == 1 and "already exists" in result.stderr
+
+
+def test_pool_dataset_model_project_accelerator_add(cli):
+    cli("init")
+    assert cli("member", "add", "pcl", "--name", "PCL", "--region", "greater-bay").exit_code == 0
+    assert cli("member", "add", "hw", "--name", "Huawei").exit_code == 0
+    assert cli("accelerator", "add", "ascend-910b", "--rate", "1.0").exit_code == 0
+    assert cli("pool", "add", "p1", "--member", "pcl", "--accelerator", "ascend-910b",
+               "--devices", "8", "--reserve", "0.2").exit_code == 0
+    assert cli("dataset", "add", "d1", "--member", "pcl", "--access", "pcl,hw",
+               "--residency", "greater-bay", "--credit", "50").exit_code == 0
+    assert cli("model", "add", "m1", "--member", "hw", "--access", "open").exit_code == 0
+    result = cli("project", "add", "j1", "--sponsor", "pcl=0.7", "--sponsor", "hw=0.3",
+                 "--demand", "100", "--speed", "ascend-910b=1", "--dataset", "d1", "--model", "m1")
+    assert result.exit_code == 0, result.stderr
+    project = cli("project", "show", "j1", "--json").json()
+    assert project["sponsors"] == {"hw": "0.3", "pcl": "0.7"}
+    assert project["datasets"] == ["d1"] and project["models"] == ["m1"]
+    accelerators = cli("accelerator", "list", "--json").json()
+    assert accelerators[0]["id"] == "ascend-910b" and accelerators[0]["rate"] == "1"
+    assert cli("ledger", "verify").exit_code == 0
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["pool", "add", "p", "--member", "ghost", "--accelerator", "a800", "--capacity", "5"], "ghost"),
+    (["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "-5"], "capacity"),
+    (["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "5",
+      "--reserve", "2"], "reserve"),
+    (["project", "add", "j", "--sponsor", "pcl=0", "--demand", "5"], "stake"),
+    (["project", "add", "j", "--sponsor", "tiny=1", "--demand", "5", "--dataset", "corpus"], "corpus"),
+])
+def test_bad_adds_are_refused_and_write_nothing(cli, applied, args, fragment):
+    before = digest(cli.db)
+    result = cli(*args)
+    assert result.exit_code == 1, result.stdout + result.stderr
+    assert fragment in result.stderr
+    assert digest(cli.db) == before
+
+
+@pytest.mark.parametrize("args", [
+    ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "lots"],
+    ["project", "add", "j", "--sponsor", "pcl", "--demand", "5"],
+    ["ledger", "export", "--format", "xml"],
+    ["member", "frobnicate"],
+    ["ledger", "log", "--limit", "0"],
+])
+def test_usage_errors_exit_2(cli, applied, args):
+    result = cli(*args)
+    assert result.exit_code == 2
+
+
+def test_retire_refused_while_in_use(cli, applied):
+    result = cli("member", "retire", "pcl")
+    assert result.exit_code == 1 and "still used by" in result.stderr
+    assert cli("project", "retire", "mind").exit_code == 0
+    assert cli("dataset", "retire", "corpus").exit_code == 0
+    assert cli("pool", "retire", "pcl-a800").exit_code == 0
+    assert cli("member", "retire", "pcl").exit_code == 0
+
+
+def test_show_unknown_record(cli, applied):
+    result = cli("member", "show", "nobody")
+    assert result.exit_code == 1 and "nobody" in result.stderr
+
+
+def test_ids_with_quotes_markup_and_sql_are_verbatim(cli):
+    cli("init")
+    odd = "x'); DROP TABLE journal; -- [red]\"鹏城\""
+    assert cli("member", "add", odd, "--name", "[bold]odd[/bold]").exit_code == 0
+    assert cli("member", "list", "--json").json()[0]["id"] == odd
+    table = cli("member", "list")
+    assert "[bold]odd[/bold]" in table.stdout
+    assert cli("member", "show", odd, "--json").json()["name"] == "[bold]odd[/bold]"
+    assert cli("ledger", "verify").exit_code == 0
+
+
+def test_verify_ok_and_tampering_exit_1(cli, applied):
+    ok = cli("ledger", "verify")
+    assert ok.exit_code == 0 and "OK" in ok.stdout
+    con = sqlite3.connect(cli.db)
+    triggers = [r[0] for r in con.execute("select name from sqlite_master where type='trigger'")]
+    for name in triggers:
+        con.execute(f'drop trigger "{name}"')
+    con.execute("update journal set payload = replace(payload, 'Tiny AI', 'Tiny Co') where kind = 'member.add'")
+    con.commit()
+    con.close()
+    bad = cli("ledger", "verify")
+    assert bad.exit_code == 1
+    assert "Error:" in bad.stderr and "#" in bad.stderr
+
+
+def test_export_toml_round_trips_into_a_new_ledger(cli, applied, tmp_path):
+    exported = tmp_path / "state.toml"
+    assert cli("ledger", "export", "--format", "toml", "-o", exported).exit_code == 0
+    other = tmp_path / "other.db"
+    assert cli("init", db_path=other).exit_code == 0
+    assert cli("apply", exported, db_path=other).exit_code == 0
+    for kind in ("accelerator", "member", "pool", "dataset", "model", "project"):
+        assert cli(kind, "list", "--json").json() == cli(kind, "list", "--json", db_path=other).json()
+    again = cli("ledger", "export", "--format", "toml", db_path=other).stdout
+    assert again == exported.read_text(encoding="utf-8")
+
+
+def test_export_jsonl_is_the_whole_journal(cli, applied):
+    lines = cli("ledger", "export", "--format", "jsonl").stdout.splitlines()
+    entries = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in entries] == list(range(1, len(entries) + 1))
+    assert all(len(e["hash"]) == 64 for e in entries)
+
+
+def test_demo_builds_the_example_and_says_what_next(cli, tmp_path):
+    folder = tmp_path / "demo"
+    result = cli("demo", "--dir", folder, db_path=None)
+    assert result.exit_code == 0, result.stderr
+    assert "Contributions" in result.stdout and "Projects" in result.stdout
+    assert str(folder / "pooler.db") in result.stderr and "Try next" in result.stderr
+    assert cli("ledger", "verify", db_path=folder / "pooler.db").exit_code == 0
+    again = cli("demo", "--dir", folder, db_path=None)
+    assert again.exit_code == 2
+
+
+@pytest.mark.parametrize("name", ["small.toml", "c2net.toml"])
+def test_examples_apply_cleanly_and_verify(cli, name):
+    cli("init")
+    result = cli("apply", EXAMPLES / name)
+    assert result.exit_code == 0, result.stderr
+    assert cli("apply", EXAMPLES / name).stderr.startswith("No changes")
+    assert cli("ledger", "verify").exit_code == 0
