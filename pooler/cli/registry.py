@@ -149,7 +149,9 @@ def _added(ctx: typer.Context, kind: str, fields: dict[str, Any]) -> None:
 def register(app: typer.Typer) -> None:
     groups = {}
     for kind in ("member", "accelerator", "pool", "dataset", "model", "project"):
-        sub = typer.Typer(help=f"Register, list, show and retire {kind}s.", no_args_is_help=True)
+        verbs = "Add to, list and show the catalogue of" if kind == "accelerator" else \
+            "Register, list, show and retire"
+        sub = typer.Typer(help=f"{verbs} {kind}s.", no_args_is_help=True)
         app.add_typer(sub, name=kind)
         groups[kind] = sub
 
@@ -171,7 +173,7 @@ def register(app: typer.Typer) -> None:
     def accelerator_add(
         ctx: typer.Context,
         accelerator_id: str = typer.Argument(..., metavar="ID"),
-        rate: str = typer.Option(..., "--rate", help="Normalised units per device-hour."),
+        rate: str = typer.Option(..., "--rate", metavar="NUMBER", help="Normalised units per device-hour."),
         name: Optional[str] = typer.Option(None, "--name", help="A readable name."),
     ) -> None:
         """Add an accelerator type to the catalogue.
@@ -186,12 +188,12 @@ def register(app: typer.Typer) -> None:
         pool_id: str = typer.Argument(..., metavar="ID"),
         member: str = typer.Option(..., "--member", help="The owner."),
         accelerator: str = typer.Option(..., "--accelerator", help="Accelerator type id."),
-        capacity: Optional[str] = typer.Option(None, "--capacity", help="Device-hours per period."),
-        devices: Optional[str] = typer.Option(None, "--devices", help="Devices (instead of --capacity)."),
-        hours: Optional[str] = typer.Option(None, "--hours", help="Hours per period (with --devices)."),
+        capacity: Optional[str] = typer.Option(None, "--capacity", metavar="NUMBER", help="Device-hours per period."),
+        devices: Optional[str] = typer.Option(None, "--devices", metavar="NUMBER", help="Devices (instead of --capacity)."),
+        hours: Optional[str] = typer.Option(None, "--hours", metavar="NUMBER", help="Hours per period (with --devices)."),
         region: Optional[str] = typer.Option(None, "--region", help="Default: the owner's region."),
-        reserve: Optional[str] = typer.Option(None, "--reserve", help="Fraction kept for the owner's projects."),
-        cost: Optional[str] = typer.Option(None, "--cost", help="Price per device-hour (tie-breaker)."),
+        reserve: Optional[str] = typer.Option(None, "--reserve", metavar="NUMBER", help="Fraction kept for the owner's projects."),
+        cost: Optional[str] = typer.Option(None, "--cost", metavar="NUMBER", help="Price per device-hour (tie-breaker)."),
     ) -> None:
         """Register a compute pool: one accelerator type in one region.
 
@@ -215,7 +217,7 @@ def register(app: typer.Typer) -> None:
             residency: list[str] = typer.Option(
                 [], "--residency", help="Regions where it may be processed (repeatable)."
             ),
-            credit: Optional[str] = typer.Option(None, "--credit", help="Units credited per period."),
+            credit: Optional[str] = typer.Option(None, "--credit", metavar="NUMBER", help="Units credited per period."),
         ) -> None:
             access_value: Any = access if access in ("open", "consortium") else words([access])
             _added(ctx, kind, {
@@ -237,10 +239,10 @@ def register(app: typer.Typer) -> None:
     def project_add(
         ctx: typer.Context,
         project_id: str = typer.Argument(..., metavar="ID"),
-        sponsor: list[str] = typer.Option(..., "--sponsor", help="MEMBER=STAKE (repeatable)."),
-        demand: str = typer.Option(..., "--demand", help="Normalised units per period."),
-        weight: Optional[str] = typer.Option(None, "--weight", help="Default 1."),
-        speed: list[str] = typer.Option([], "--speed", help="ACCELERATOR=SPEED (repeatable)."),
+        sponsor: list[str] = typer.Option(..., "--sponsor", metavar="MEMBER=STAKE", help="MEMBER=STAKE (repeatable)."),
+        demand: str = typer.Option(..., "--demand", metavar="NUMBER", help="Normalised units per period."),
+        weight: Optional[str] = typer.Option(None, "--weight", metavar="NUMBER", help="Default 1."),
+        speed: list[str] = typer.Option([], "--speed", metavar="TYPE=SPEED", help="ACCELERATOR=SPEED (repeatable)."),
         region: list[str] = typer.Option([], "--region", help="Allowed regions (repeatable)."),
         dataset: list[str] = typer.Option([], "--dataset", help="Datasets used (repeatable)."),
         model: list[str] = typer.Option([], "--model", help="Models used (repeatable)."),

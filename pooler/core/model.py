@@ -66,7 +66,7 @@ class Record:
             value = getattr(self, f.name)
             if value is None:
                 continue
-            out[f.name] = _plain(value)
+            out[f.name] = _plain(value, pairs=f.name in _PAIR_FIELDS)
         return out
 
     @classmethod
@@ -80,10 +80,10 @@ class Record:
         return cls(**kwargs)
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: Any, *, pairs: bool = False) -> Any:
     if isinstance(value, Decimal):
         return dec_str(value)
-    if isinstance(value, tuple) and value and isinstance(value[0], tuple):
+    if pairs:  # (key, value) pairs become a table, the empty table included
         return {k: _plain(v) for k, v in value}
     if isinstance(value, tuple):
         return [_plain(v) for v in value]

@@ -48,11 +48,12 @@ def run(ctx: Context, *, directory: Path | None = None, manifest: Path | None = 
     demo_ctx = replace(ctx, db=str(db))
     registry.init(demo_ctx)
     registry.apply(demo_ctx, manifest)
-    ledger = registry.open_ledger(demo_ctx)
-    report = ledger.verify()
-    if not report.ok:  # a fresh ledger that fails verification is a bug worth shouting about
-        raise RuntimeError(f"the demo ledger does not verify: {report}")
-    return summarise(db, ledger.snapshot(), report.entries)
+    with registry.open_ledger(demo_ctx) as ledger:
+        report = ledger.verify()
+        if not report.ok:  # a fresh ledger that fails verification is a bug worth shouting about
+            raise RuntimeError(f"the demo ledger does not verify: {report.problem}")
+        state = ledger.snapshot()
+    return summarise(db, state, report.entries)
 
 
 def summarise(db: Path, state: Snapshot, entries: int) -> DemoResult:

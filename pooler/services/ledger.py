@@ -12,7 +12,8 @@ from pooler.services.registry import open_ledger
 
 def log(ctx: Context, *, limit: int | None = 50) -> list:
     """Journal entries, newest first."""
-    return list(open_ledger(ctx).entries(reverse=True, limit=limit))
+    with open_ledger(ctx) as ledger:
+        return list(ledger.entries(reverse=True, limit=limit))
 
 
 def subject(entry) -> str:
@@ -29,14 +30,15 @@ def subject(entry) -> str:
 
 
 def verify(ctx: Context):
-    return open_ledger(ctx).verify()
+    with open_ledger(ctx) as ledger:
+        return ledger.verify()
 
 
 def export(ctx: Context, fmt: str) -> Iterator[str]:
     """The current state as a manifest (toml, json) or the whole journal, one JSON line per entry."""
-    ledger = open_ledger(ctx)
-    if fmt in ("toml", "json"):
-        yield dump_manifest(ledger.snapshot(), fmt)
-        return
-    for entry in ledger.entries():
-        yield json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+    with open_ledger(ctx) as ledger:
+        if fmt in ("toml", "json"):
+            yield dump_manifest(ledger.snapshot(), fmt)
+            return
+        for entry in ledger.entries():
+            yield json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"

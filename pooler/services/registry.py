@@ -7,17 +7,18 @@ either everything lands or nothing does.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from pooler.core.model import COLLECTIONS, RECORD_TYPES, Record, Snapshot
+from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot
 from pooler.core.period import period_of
 from pooler.core.plan import Change, Plan, make_plan, merge
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.io.manifest import ManifestError, check_state, load_manifest
 from pooler.services.context import Context
-from pooler.store.ledger import Ledger
+from pooler.store import Ledger
 
 KINDS = tuple(COLLECTIONS)
 
@@ -26,13 +27,23 @@ class RegistryError(PoolerError):
     """A change that the ledger's current state does not allow."""
 
 
-def init(ctx: Context) -> Ledger:
+def init(ctx: Context) -> None:
     """Create a new, empty ledger at `ctx.db` (refused when one exists)."""
-    return Ledger.init(ctx.url, actor=ctx.actor, clock=ctx.clock)
+    Ledger.init(ctx.url, actor=ctx.actor, clock=ctx.clock).close()
 
 
-def open_ledger(ctx: Context) -> Ledger:
-    return Ledger.open(ctx.url, clock=ctx.clock)
+@contextmanager
+def open_ledger(ctx: Context) -> Iterator[Ledger]:
+    """The ledger at `ctx.db`, closed again on leaving the block.
+
+    Closing matters: SQLite folds its write-ahead log into the main file when the last connection
+    closes, and a ledger left open would do that at some later, arbitrary moment.
+    """
+    ledger = Ledger.open(ctx.url, clock=ctx.clock, actor=ctx.actor)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,7 @@ def _check_result(state: Snapshot, source: str) -> None:
 def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = False) -> ApplyResult:
     """Plan the changes that `path` asks for and, unless `dry_run`, record them in one transaction."""
     desired = load_manifest(path, allow_usage=False)
-    ledger = open_ledger(ctx)
-    with ledger.writer(ctx.actor) as writer:
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
         if not desired_has_settings(path):
             desired = desired.replace(consortium=current.consortium, policy=current.policy)
@@ -98,8 +108,7 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
     """Add one record of `kind` (built from CLI fields); refused if the id exists or existed."""
     cls = RECORD_TYPES[kind]
     record = cls.from_record({k: v for k, v in fields.items() if v is not None})
-    ledger = open_ledger(ctx)
-    with ledger.writer(ctx.actor) as writer:
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
         if record.id in current.by_id(kind):
             raise RegistryError(f'{kind} "{record.id}" already exists (use `pooler apply` to change it)')
@@ -114,8 +123,7 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
 
 def retire(ctx: Context, kind: str, record_id: str) -> Change:
     """Retire one record; refused while live records still refer to it."""
-    ledger = open_ledger(ctx)
-    with ledger.writer(ctx.actor) as writer:
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
         record = current.by_id(kind).get(record_id)
         if record is None:
@@ -165,25 +173,23 @@ def list_records(ctx: Context, kind: str, *, include_retired: bool = False) -> l
     """Plain records of `kind` sorted by id; retired ones (with `retired_seq`) on request."""
     if kind not in COLLECTIONS:
         raise UsageError(f"unknown record kind {kind!r}")
-    return open_ledger(ctx).records(kind, include_retired=include_retired)
+    with open_ledger(ctx) as ledger:
+        return ledger.records(kind, include_retired=include_retired)
 
 
 def show(ctx: Context, kind: str, record_id: str) -> dict[str, Any]:
     """One record with its history: the journal entries that added, changed or retired it."""
-    ledger = open_ledger(ctx)
-    for record in ledger.records(kind, include_retired=True):
-        if record["id"] == record_id:
-            history = [
-                {"seq": e.seq, "time": e.time, "actor": e.actor, "kind": e.kind}
-                for e in ledger.entries_for(kind, record_id)
-            ]
-            return {**record, "history": history}
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        for record in reader.records(kind, include_retired=True):
+            if record["id"] == record_id:
+                history = [
+                    {"seq": e.seq, "time": e.time, "actor": e.actor, "kind": e.kind}
+                    for e in reader.entries_for(kind, record_id)
+                ]
+                return {**record, "history": history}
     raise NotFound(f'no {kind} "{record_id}" in this ledger')
 
 
 def snapshot(ctx: Context, period: str | None = None) -> Snapshot:
-    return open_ledger(ctx).snapshot(period)
-
-
-def record_of(kind: str, record: Record) -> dict[str, Any]:
-    return record.to_record()
+    with open_ledger(ctx) as ledger:
+        return ledger.snapshot(period)

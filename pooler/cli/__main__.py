@@ -1,0 +1,5 @@
+"""`python -m pooler.cli`: the same as the `pooler` command."""
+
+from pooler.cli.main import main
+
+main()
