@@ -36,8 +36,12 @@ def message(text: str, style: str | None = None) -> None:
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Sequence[str] = ()) -> Table:
     t = Table(title=title, title_justify="left", header_style="bold")
-    for name in columns:
-        t.add_column(name, justify="right" if name in numeric else "left", overflow="fold")
+    for i, name in enumerate(columns):
+        is_number = name in numeric
+        # Numbers and the leading id column never wrap (a wrapped figure or id misreads); other text
+        # wraps when the terminal is narrow.
+        t.add_column(name, justify="right" if is_number else "left", overflow="fold",
+                     no_wrap=is_number or i == 0)
     for row in rows:
         # Text, not str: an id like "[red]x" must be shown verbatim, not as markup.
         t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))

@@ -128,15 +128,13 @@ def register(app: typer.Typer) -> None:
         ))
         out.print(table(
             f"Contributions ({unit} per {state.consortium.period})",
-            ["member", "kind", "region", "pools", "compute", "data+models", "contribution", "share"],
+            ["member", "pools", "compute", "data+models", "total", "of all"],
             result.member_rows,
-            numeric=["pools", "compute", "data+models", "contribution", "share"],
+            numeric=["pools", "compute", "data+models", "total", "of all"],
         ))
         out.print(table(
-            "Capacity by region and accelerator (device-hours)",
-            ["region", *result.accelerator_ids, "total " + unit],
-            result.region_rows,
-            numeric=[*result.accelerator_ids, "total " + unit],
+            "Capacity by region", ["region", "device-hours by accelerator", unit],
+            result.region_rows, numeric=[unit],
         ))
         out.print(table(
             "Projects", ["project", "sponsors", "demand " + unit, "weight", "runs on"],

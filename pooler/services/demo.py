@@ -65,7 +65,7 @@ def summarise(db: Path, state: Snapshot, entries: int) -> DemoResult:
     for pool in state.pools:
         pools_of[pool.member] += 1
     member_rows = tuple(
-        (m.id, m.kind or "", m.region or "", pools_of[m.id], _fmt(compute[m.id]),
+        (m.id, pools_of[m.id], _fmt(compute[m.id]),
          _fmt(credits[m.id]), _fmt(total[m.id]),
          f"{(total[m.id] / grand * 100):.1f}%" if grand else "-")
         for m in sorted(state.members, key=lambda m: (-total[m.id], m.id))
@@ -78,7 +78,7 @@ def summarise(db: Path, state: Snapshot, entries: int) -> DemoResult:
         cells = by_region.setdefault(region, {})
         cells[pool.accelerator] = cells.get(pool.accelerator, Decimal(0)) + pool_capacity(state, pool)
     region_rows = tuple(
-        (region, *(_fmt(cells[a]) if a in cells else "" for a in accelerators),
+        (region, ", ".join(f"{a} {_fmt(cells[a])}" for a in accelerators if a in cells),
          _fmt(sum((rate[a] * c for a, c in cells.items()), Decimal(0))))
         for region, cells in sorted(by_region.items())
     )
