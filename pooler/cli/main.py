@@ -73,10 +73,11 @@ def context(ctx: typer.Context) -> Context:
 
 
 def _register() -> None:
-    from pooler.cli import ledger, registry, setup
+    from pooler.cli import alloc, ledger, registry, setup
 
     setup.register(app)
     registry.register(app)
+    alloc.register(app)
     ledger.register(app)
 
 

@@ -6,6 +6,7 @@ import json
 from decimal import Decimal
 from typing import Any, Iterable, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -35,14 +36,38 @@ def message(text: str, style: str | None = None) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Sequence[str] = ()) -> Table:
-    t = Table(title=title, title_justify="left", header_style="bold")
+    # A light box: at 80 columns every character of border is a character taken from the figures.
+    t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+              pad_edge=False)
+    cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row]
+             for row in rows]
     for i, name in enumerate(columns):
         is_number = name in numeric
-        # Numbers and the leading id column never wrap (a wrapped figure or id misreads); other text
-        # wraps when the terminal is narrow.
+        # Numbers never wrap nor shrink (a cropped figure misreads); ids and bars do not wrap; other
+        # text wraps when the terminal is narrow.
+        width = max([len(name), *(c[i].cell_len for c in cells if i < len(c))]) if is_number else None
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
-                     no_wrap=is_number or i == 0)
-    for row in rows:
+                     no_wrap=is_number or i == 0 or name == "", min_width=width)
+    for row in cells:
         # Text, not str: an id like "[red]x" must be shown verbatim, not as markup.
-        t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row))
+        t.add_row(*row)
     return t
+
+
+def bar(fraction: float, width: int = 16) -> Text:
+    """A quota bar: eighths of a block for the filled part, dim dots for the rest."""
+    fraction = 0.0 if fraction != fraction else min(max(fraction, 0.0), 1.0)  # NaN reads as empty
+    eighths = round(fraction * width * 8)
+    full, part = divmod(eighths, 8)
+    filled = "█" * full + ("" if part == 0 else " ▏▎▍▌▋▊▉"[part])
+    style = "green" if fraction >= 0.999 else "yellow" if fraction >= 0.5 else "red"
+    text = Text(filled, style=style)
+    text.append("·" * (width - len(filled)), style="dim")
+    return text
+
+
+def number(value: float | None, places: int = 0) -> str:
+    """Thousands separators; blank for None."""
+    if value is None:
+        return ""
+    return f"{value:,.{places}f}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pooler.core.model import Pool, Snapshot
+from pooler.core.model import Pool, Project, Snapshot
 
 
 def pool_capacity(snapshot: Snapshot, pool: Pool) -> Decimal:
@@ -50,3 +50,28 @@ def contributions(snapshot: Snapshot) -> dict[str, Decimal]:
     """K_m per member id: compute plus credits."""
     compute, credits = compute_contributions(snapshot), credit_contributions(snapshot)
     return {m: compute[m] + credits[m] for m in compute}
+
+
+def allowed_regions(snapshot: Snapshot, project: Project) -> frozenset[str] | None:
+    """Regions where `project` may run: its `regions` intersected with the residency of every
+    dataset and model it uses; None when nothing restricts it."""
+    allowed = None if project.regions is None else set(project.regions)
+    assets = {**{("dataset", d.id): d for d in snapshot.datasets},
+              **{("model", m.id): m for m in snapshot.models}}
+    for kind, ids in (("dataset", project.datasets), ("model", project.models)):
+        for asset_id in ids:
+            residency = assets[(kind, asset_id)].residency
+            if residency is not None:
+                allowed = set(residency) if allowed is None else allowed & set(residency)
+    return None if allowed is None else frozenset(allowed)
+
+
+def effective_rate(snapshot: Snapshot, project: Project, pool: Pool,
+                   allowed: frozenset[str] | None = None) -> Decimal:
+    """e(j, p): units per device-hour of `pool` for `project`; 0 where it may not run (DESIGN 3)."""
+    if allowed is None:
+        allowed = allowed_regions(snapshot, project)
+    if allowed is not None and pool_region(snapshot, pool) not in allowed:
+        return Decimal(0)
+    rate = snapshot.by_id("accelerator")[pool.accelerator].rate
+    return rate * project.speed_on(pool.accelerator)

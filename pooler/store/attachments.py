@@ -26,7 +26,7 @@ from sqlmodel import SQLModel
 from pooler.core.model import dec, dec_str
 from pooler.store.errors import EntryRejected
 from pooler.store.journal import canonical_json
-from pooler.store.tables import AllocGrantRow
+from pooler.store.tables import AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow
 
 COLUMN_TYPES = ("int", "decimal", "text")
 
@@ -141,4 +141,15 @@ def canonical_rows(spec: AttachmentTable, rows: Iterable[Mapping[str, Any]]) -> 
 
 ALLOC_GRANT = register_attachment(
     AllocGrantRow, {"project": "text", "pool": "text", "device_hours": "int", "units": "decimal"}
+)
+ALLOC_MEMBER = register_attachment(
+    AllocMemberRow, {"member": "text", "share": "decimal", "contributed": "decimal", "demand": "decimal",
+                     "allocated": "decimal"}
+)
+ALLOC_PROJECT = register_attachment(
+    AllocProjectRow, {"project": "text", "weight": "decimal", "demand": "decimal", "allocated": "decimal",
+                      "bottleneck": "text", "level": "decimal"}
+)
+ALLOC_POOL = register_attachment(
+    AllocPoolRow, {"pool": "text", "capacity": "decimal", "granted": "decimal"}
 )

@@ -185,6 +185,19 @@ class Reader:
             query = query.limit(limit)
         return [_entry(row) for row in self._conn.execute(query)]
 
+    def entries_of_kind(self, kind: str) -> list[Entry]:
+        """Every entry of one kind (e.g. "alloc.run"), oldest first."""
+        query = select(_JOURNAL).where(_JOURNAL.c.kind == kind).order_by(_JOURNAL.c.seq)
+        return [_entry(row) for row in self._conn.execute(query)]
+
+    def state_at(self, seq: int) -> LedgerState:
+        """The registry as it stood just after entry `seq`, replayed from the journal."""
+        query = _whole_journal().where(_JOURNAL.c.seq <= seq)
+        state = LedgerState()
+        for row in self._conn.execute(query):
+            state = apply_entry(state, _entry(row))
+        return state
+
     def attachment_rows(self, seq: int, table: str) -> list[dict[str, Any]]:
         """The rows attached to entry `seq` in `table`, in line order; decimals as `Decimal`."""
         spec = attachment_table(table)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, insert, inspect, select, text, update
 
 from pooler.store.db import Backend
 from pooler.store.tables import (
-    AcceleratorRateRow, AcceleratorRow, AllocGrantRow, ConsortiumRow, DatasetRow, JournalRow, MemberRow,
+    AcceleratorRateRow, AcceleratorRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, DatasetRow, JournalRow, MemberRow,
     MetaRow, ModelRow, PolicyRow, PoolRow, ProjectRow, ProjectSponsorRow, metadata,
 )
 
@@ -37,22 +37,22 @@ class Migration:
 
 
 _VERSION_1_TABLES = (
-    MetaRow, JournalRow, AllocGrantRow, ConsortiumRow, PolicyRow, AcceleratorRow, AcceleratorRateRow,
+    MetaRow, JournalRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, PolicyRow, AcceleratorRow, AcceleratorRateRow,
     MemberRow, PoolRow, DatasetRow, ModelRow, ProjectRow, ProjectSponsorRow,
 )
 
 
 def create_version_1(conn: Connection, backend: Backend) -> None:
-    """The journal, the `alloc_grant` attachment table, the projections, and the append-only guards."""
+    """The journal, the allocation attachment tables, the projections, and the append-only guards."""
     metadata.create_all(conn, tables=[row.__table__ for row in _VERSION_1_TABLES])
-    for table in ("journal", "alloc_grant"):
+    for table in ("journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project"):
         for statement in backend.append_only_ddl(table):
             # text() rather than exec_driver_sql: it escapes the "%" of PostgreSQL's RAISE for the driver.
             conn.execute(text(statement))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "create the journal, the projections and alloc_grant", create_version_1),
+    Migration(1, "create the journal, the projections and the allocation tables", create_version_1),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

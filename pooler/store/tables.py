@@ -4,7 +4,7 @@ Three groups:
 
 - `meta`: key/value facts about the database itself, chiefly `schema_version`.
 - Append-only tables, guarded by triggers: `journal`, and the attachment tables whose rows hang off one
-  entry (`alloc_grant` for now; usage lines later). Rows are only ever inserted.
+  entry (`alloc_grant`, `alloc_member`, `alloc_project`, `alloc_pool`; usage lines later). Rows are only ever inserted.
 - Projections: the current state (consortium, policy, accelerators and their versioned rates, members,
   pools, datasets, models, projects and their sponsors), rewritten in the same transaction as the entry
   that changes them, and always reproducible by replaying the journal (`verify` checks that they are).
@@ -58,6 +58,51 @@ class AllocGrantRow(SQLModel, table=True):
     pool: str
     device_hours: int
     units: str
+
+
+class AllocMemberRow(SQLModel, table=True):
+    """One member's line of a recorded allocation run: share, contribution, demand and allocation.
+
+    Figures are the solver's floats written as the shortest decimal text that reads back to the same
+    float, so the run can be shown and audited exactly as it was computed.
+    """
+
+    __tablename__ = "alloc_member"
+
+    seq: int = Field(primary_key=True, foreign_key="journal.seq")
+    line: int = Field(primary_key=True)
+    member: str = Field(index=True)
+    share: str
+    contributed: str
+    demand: str
+    allocated: str
+
+
+class AllocPoolRow(SQLModel, table=True):
+    """One pool's line of a recorded allocation run: its capacity then, and what was granted of it."""
+
+    __tablename__ = "alloc_pool"
+
+    seq: int = Field(primary_key=True, foreign_key="journal.seq")
+    line: int = Field(primary_key=True)
+    pool: str = Field(index=True)
+    capacity: str
+    granted: str
+
+
+class AllocProjectRow(SQLModel, table=True):
+    """One project's line of a recorded allocation run."""
+
+    __tablename__ = "alloc_project"
+
+    seq: int = Field(primary_key=True, foreign_key="journal.seq")
+    line: int = Field(primary_key=True)
+    project: str = Field(index=True)
+    weight: str
+    demand: str
+    allocated: str
+    bottleneck: str
+    level: str | None = Field(default=None, nullable=True)
 
 
 # --- projections -------------------------------------------------------------------------------

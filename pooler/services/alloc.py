@@ -1,0 +1,327 @@
+"""Allocation runs: solving a manifest, recording a period's run, showing, explaining and comparing runs.
+
+A run is one `alloc.run` journal entry whose attached rows hold every member's, project's and pool's
+figures and every grant, so that `ledger verify` covers them and `alloc show` never recomputes. The
+entry also records the journal position of the state it was solved from (`state_seq`) and a digest of
+that state, so an auditor can rebuild the inputs and solve again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pooler.core.contrib import allowed_regions, effective_rate, pool_capacity
+from pooler.core.model import Snapshot, dec_str
+from pooler.core.period import PeriodError, parse_period, period_of
+from pooler.errors import NotFound, PoolerError, UsageError
+from pooler.io.manifest import dump_manifest, load_manifest
+from pooler.services.context import Context
+from pooler.services.registry import open_ledger
+from pooler.store import Entry, LedgerState
+
+RUN_KIND = "alloc.run"
+
+
+class AllocError(PoolerError):
+    """An allocation that cannot be run or recorded as asked."""
+
+
+def _exact(value: float) -> Decimal:
+    """A solver float as exact decimal text: the shortest repr that reads back to the same float."""
+    return Decimal(repr(float(value)))
+
+
+def inputs_digest(snapshot: Snapshot) -> str:
+    """SHA-256 of the canonical manifest of the solver's inputs (JSON form)."""
+    return hashlib.sha256(dump_manifest(snapshot, "json").encode("utf-8")).hexdigest()
+
+
+def _allocate(snapshot: Snapshot):
+    from pooler.core.alloc import allocate  # NumPy and the LP solver load only when allocating
+
+    return allocate(snapshot)
+
+
+# --- stateless solve ------------------------------------------------------------------------------
+
+
+def solve_file(path: Path, period: str | None = None) -> dict[str, Any]:
+    """`alloc solve`: a manifest (with its optional `[usage]`) in, the DESIGN section-4 result out."""
+    snapshot = load_manifest(path, allow_usage=True)
+    if period is not None:
+        _parse(period, snapshot.consortium.period)
+    result = _allocate(snapshot)
+    return result.to_json_dict(period, snapshot.consortium.unit)
+
+
+def _parse(period: str, kind: str):
+    try:
+        return parse_period(period, kind)
+    except PeriodError as exc:
+        raise UsageError(f"--period: {exc}") from None
+
+
+# --- recorded runs ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    result: dict[str, Any]
+    period: str
+    seq: int | None  # the recorded entry; None on a dry run
+    supersedes: int | None
+    previous: "RunView | None" = None
+
+
+def _runs(reader, period: str | None = None) -> list[Entry]:
+    runs = reader.entries_of_kind(RUN_KIND)
+    return [e for e in runs if period is None or e.payload.get("period") == period]
+
+
+def _rows(result) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "alloc_member": [
+            {"member": m.id, "share": _exact(m.share), "contributed": _exact(m.contributed),
+             "demand": _exact(m.demand), "allocated": _exact(m.allocated)}
+            for m in result.members.values()
+        ],
+        "alloc_project": [
+            {"project": p.id, "weight": _exact(p.weight), "demand": _exact(p.demand),
+             "allocated": _exact(p.allocated), "bottleneck": p.bottleneck,
+             "level": None if p.level is None else _exact(p.level)}
+            for p in result.projects.values()
+        ],
+        "alloc_pool": [
+            {"pool": p.id, "capacity": _exact(p.capacity), "granted": _exact(p.granted)}
+            for p in result.pools.values()
+        ],
+        "alloc_grant": [
+            {"project": g.project, "pool": g.pool, "device_hours": int(g.device_hours),
+             "units": _exact(g.units)}
+            for g in result.grants
+        ],
+    }
+
+
+def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
+        reason: str | None = None) -> RunOutcome:
+    """Solve the period from the ledger's current state and record the run as one entry plus rows.
+
+    A period with a recorded run is solved again only with a `reason`; the new run supersedes the
+    old one and both stay in the journal. The solve and the write happen in one write transaction,
+    so the run is exactly the state it names, and a failure leaves no trace.
+    """
+    if reason is not None and not reason.strip():
+        raise UsageError("--reason: give a reason in words")
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
+        state = writer.snapshot()
+        label = _parse(period, state.consortium.period).label if period else \
+            period_of(ctx.clock(), state.consortium.period).label
+        snapshot = writer.snapshot(label)
+        if not snapshot.members or not snapshot.projects:
+            raise AllocError("nothing to allocate: the ledger has no members or no projects yet "
+                             "(pooler apply MANIFEST first)")
+        earlier = _runs(writer, label)
+        previous = earlier[-1] if earlier else None
+        if previous is not None and reason is None and not dry_run:
+            raise AllocError(
+                f"{label} already has a recorded run (entry #{previous.seq}, {previous.time} by "
+                f"{previous.actor}); pass --reason TEXT to supersede it"
+            )
+        state_seq = writer.head()[0]
+        result = _allocate(snapshot)
+        as_json = result.to_json_dict(label, snapshot.consortium.unit)
+        previous_view = _view(writer, previous) if previous is not None else None
+        if dry_run:
+            writer.rollback()
+            return RunOutcome(as_json, label, None, previous.seq if previous else None, previous_view)
+        metrics = result.metrics
+        payload = {
+            "period": label,
+            "unit": snapshot.consortium.unit,
+            "state_seq": state_seq,
+            "inputs_digest": inputs_digest(snapshot),
+            "reason": reason,
+            "supersedes": previous.seq if previous else None,
+            "metrics": {"utilisation": _exact(metrics.utilisation),
+                        "jain_index": _exact(metrics.jain_index),
+                        "satisfied_projects": metrics.satisfied_projects},
+            "solver": {"lp_solves": result.solver.lp_solves,
+                       "seconds": _exact(round(result.solver.seconds, 6))},
+        }
+        entry = writer.append(RUN_KIND, payload, attachments=_rows(result))
+    return RunOutcome(as_json, label, entry.seq, payload["supersedes"], previous_view)
+
+
+# --- reading runs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunView:
+    """A recorded run as stored: its entry, its rows, and the registry state it was solved from."""
+
+    entry: Entry
+    members: list[dict[str, Any]]
+    projects: list[dict[str, Any]]
+    pools: list[dict[str, Any]]
+    grants: list[dict[str, Any]]
+    superseded_by: int | None = None
+    earlier: tuple[int, ...] = field(default=())
+
+    @property
+    def period(self) -> str:
+        return self.entry.payload["period"]
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return self.entry.payload
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The DESIGN section-4 shape, rebuilt from the stored rows, plus the run's provenance."""
+        payload = self.payload
+        return {
+            "period": self.period,
+            "unit": payload.get("unit"),
+            "members": {m["member"]: {"share": float(m["share"]), "contributed": float(m["contributed"]),
+                                      "demand": float(m["demand"]), "allocated": float(m["allocated"])}
+                        for m in self.members},
+            "projects": {p["project"]: {"weight": float(p["weight"]), "demand": float(p["demand"]),
+                                        "allocated": float(p["allocated"]),
+                                        "bottleneck": p["bottleneck"]}
+                         for p in self.projects},
+            "pools": {p["pool"]: {"capacity": float(p["capacity"]), "granted": float(p["granted"])}
+                      for p in self.pools},
+            "grants": [{"project": g["project"], "pool": g["pool"], "device_hours": g["device_hours"],
+                        "units": float(g["units"])} for g in self.grants],
+            "metrics": {"utilisation": float(payload["metrics"]["utilisation"]),
+                        "jain_index": float(payload["metrics"]["jain_index"]),
+                        "satisfied_projects": payload["metrics"]["satisfied_projects"]},
+            "solver": {"seconds": float(payload["solver"]["seconds"]),
+                       "lp_solves": payload["solver"]["lp_solves"]},
+            "run": {"seq": self.entry.seq, "time": self.entry.time, "actor": self.entry.actor,
+                    "reason": payload.get("reason"), "supersedes": payload.get("supersedes"),
+                    "state_seq": payload.get("state_seq"), "inputs_digest": payload.get("inputs_digest")},
+        }
+
+
+def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
+    return RunView(
+        entry,
+        reader.attachment_rows(entry.seq, "alloc_member"),
+        reader.attachment_rows(entry.seq, "alloc_project"),
+        reader.attachment_rows(entry.seq, "alloc_pool"),
+        reader.attachment_rows(entry.seq, "alloc_grant"),
+        superseded_by,
+    )
+
+
+def _pick(reader, period: str | None) -> RunView:
+    runs = _runs(reader)
+    if not runs:
+        raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
+    if period is None:
+        period = max(e.payload["period"] for e in runs)
+    chosen = [e for e in runs if e.payload["period"] == period]
+    if not chosen:
+        recorded = sorted({e.payload["period"] for e in runs})
+        raise NotFound(f"no recorded run for {period} (recorded: {', '.join(recorded)})")
+    view = _view(reader, chosen[-1])
+    return RunView(view.entry, view.members, view.projects, view.pools, view.grants, None,
+                   tuple(e.seq for e in chosen[:-1]))
+
+
+def show(ctx: Context, period: str | None = None) -> RunView:
+    """The committed (latest) run of `period`, or of the latest period with a run."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        return _pick(reader, period)
+
+
+def periods(ctx: Context) -> list[dict[str, Any]]:
+    """Every recorded run, oldest first: period, seq, time, actor, reason, superseded or not."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        runs = _runs(reader)
+    latest = {e.payload["period"]: e.seq for e in runs}
+    return [{"period": e.payload["period"], "seq": e.seq, "time": e.time, "actor": e.actor,
+             "reason": e.payload.get("reason"), "committed": latest[e.payload["period"]] == e.seq}
+            for e in runs]
+
+
+# --- explain ----------------------------------------------------------------------------------------
+
+
+def explain(ctx: Context, project_id: str, period: str | None = None) -> dict[str, Any]:
+    """Why `project_id` got what it got in a recorded run: in numbers, for `alloc explain` to word."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        view = _pick(reader, period)
+        state: LedgerState = reader.state_at(view.payload["state_seq"])
+    snapshot = state.snapshot(view.period)
+    projects = {p["project"]: p for p in view.projects}
+    if project_id not in projects:
+        raise NotFound(f'no project "{project_id}" in the {view.period} run')
+    row = projects[project_id]
+    project = snapshot.by_id("project")[project_id]
+    members = {m["member"]: m for m in view.members}
+    stakes = project.stakes()
+    sponsors = [
+        {"member": m, "stake": float(s), "share": float(members[m]["share"]),
+         "member_allocated": float(members[m]["allocated"]), "member_demand": float(members[m]["demand"]),
+         "member_level": (float(members[m]["allocated"]) / float(members[m]["share"])
+                          if float(members[m]["share"]) > 0 else None)}
+        for m, s in sorted(stakes.items())
+    ]
+    allowed = allowed_regions(snapshot, project)
+    granted_by_pool: dict[str, list[dict[str, Any]]] = {}
+    for g in view.grants:
+        granted_by_pool.setdefault(g["pool"], []).append(g)
+    pools_rows = {p["pool"]: p for p in view.pools}
+    usable = []
+    for pool in snapshot.pools:
+        rate = effective_rate(snapshot, project, pool, allowed)
+        if rate <= 0:
+            continue
+        holders = sorted(granted_by_pool.get(pool.id, ()), key=lambda g: (-g["device_hours"], g["project"]))
+        usable.append({
+            "pool": pool.id, "owner": pool.member, "accelerator": pool.accelerator,
+            "effective_rate": float(rate), "capacity": float(pool_capacity(snapshot, pool)),
+            "reserve": float(pool.reserve), "own_pool": pool.member in stakes,
+            "granted": float(pools_rows[pool.id]["granted"]) if pool.id in pools_rows else 0.0,
+            "to_this_project": sum(g["device_hours"] for g in holders if g["project"] == project_id),
+            "holders": [{"project": g["project"], "device_hours": g["device_hours"]} for g in holders],
+        })
+    return {
+        "period": view.period, "run": view.entry.seq, "project": project_id,
+        "weight": float(row["weight"]), "raw_weight": float(project.weight),
+        "demand": float(row["demand"]), "allocated": float(row["allocated"]),
+        "bottleneck": row["bottleneck"], "level": None if row["level"] is None else float(row["level"]),
+        "sponsors": sponsors, "regions": sorted(allowed) if allowed is not None else None,
+        "speed": {a: float(s) for a, s in project.speed} if project.speed is not None else None,
+        "pools": usable, "unit": view.payload.get("unit"),
+    }
+
+
+# --- diff -------------------------------------------------------------------------------------------
+
+
+def diff(ctx: Context, first: str, second: str) -> dict[str, Any]:
+    """Member and project allocations of two recorded periods side by side, with the change."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        a, b = _pick(reader, first), _pick(reader, second)
+
+    def table(rows_a, rows_b, key):
+        left = {r[key]: r for r in rows_a}
+        right = {r[key]: r for r in rows_b}
+        out = []
+        for name in sorted(set(left) | set(right)):
+            va = float(left[name]["allocated"]) if name in left else None
+            vb = float(right[name]["allocated"]) if name in right else None
+            out.append({key: name, first: va, second: vb,
+                        "change": (vb or 0.0) - (va or 0.0)})
+        return out
+
+    return {"first": first, "second": second, "unit": b.payload.get("unit"),
+            "members": table(a.members, b.members, "member"),
+            "projects": table(a.projects, b.projects, "project")}
