@@ -1,0 +1,224 @@
+"""`pooler alloc`: the classic cases through `alloc solve --json`, and recorded runs end to end."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from pooler.store import Writer
+from tests.conftest import EXAMPLES
+from tests.test_cli import digest
+
+
+def _manifest(members, pools, projects, *, alpha="1.0"):
+    """A one-type (rate 1) manifest: members [(id)], pools [(id, member, capacity, reserve)],
+    projects [(id, {member: stake}, demand, weight)]."""
+    lines = ["[policy]", f"contribution_weight = {alpha}", "usage_half_life_days = 0", "",
+             "[[accelerators]]", 'id = "gpu"', "rate = 1", ""]
+    for m in members:
+        lines += ["[[members]]", f'id = "{m}"', f'name = "{m}"', ""]
+    for pid, member, capacity, reserve in pools:
+        lines += ["[[pools]]", f'id = "{pid}"', f'member = "{member}"', 'accelerator = "gpu"',
+                  f"capacity = {capacity}", f"reserve = {reserve}", ""]
+    for jid, sponsors, demand, weight in projects:
+        stakes = ", ".join(f"{m} = {s}" for m, s in sponsors.items())
+        lines += ["[[projects]]", f'id = "{jid}"', f"sponsors = {{ {stakes} }}", f"demand = {demand}",
+                  f"weight = {weight}", ""]
+    return "\n".join(lines)
+
+
+CLASSIC = {
+    "max-min water-filling": (
+        _manifest(["a"], [("p", "a", 10, 0)],
+                  [("j1", {"a": 1}, 2, 1), ("j2", {"a": 1}, 2.6, 1), ("j3", {"a": 1}, 4, 1),
+                   ("j4", {"a": 1}, 5, 1)]),
+        {"j1": 2, "j2": 2.6, "j3": 2.7, "j4": 2.7},
+    ),
+    "weighted max-min": (
+        _manifest(["a"], [("p", "a", 16, 0)],
+                  [("j1", {"a": 1}, 4, 2.5), ("j2", {"a": 1}, 2, 4), ("j3", {"a": 1}, 10, 0.5),
+                   ("j4", {"a": 1}, 4, 1)]),
+        {"j1": 4, "j2": 2, "j3": 6, "j4": 4},
+    ),
+    "contribution shares 20/10": (
+        _manifest(["A", "B"], [("pa", "A", 20, 0), ("pb", "B", 10, 0)],
+                  [("ja", {"A": 1}, 1e9, 1), ("jb", {"B": 1}, 1e9, 1)]),
+        {"ja": 20, "jb": 10},
+    ),
+    "contribution shares 10/5": (
+        _manifest(["A", "B"], [("pa", "A", 10, 0), ("pb", "B", 5, 0)],
+                  [("ja", {"A": 1}, 1e9, 1), ("jb", {"B": 1}, 1e9, 1)]),
+        {"ja": 10, "jb": 5},
+    ),
+    "idle capacity is lent": (
+        _manifest(["A", "B"], [("pa", "A", 9, 0), ("pb", "B", 12, 0)], [("ja", {"A": 1}, 1000, 1)]),
+        {"ja": 21},
+    ),
+    "reserve limits lending": (
+        _manifest(["A", "B"], [("pa", "A", 9, 0), ("pb", "B", 12, "0.9166666666666666")],
+                  [("ja", {"A": 1}, 1000, 1)]),
+        {"ja": 10},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CLASSIC))
+def test_classic_cases_through_alloc_solve_json(cli, tmp_path, name):
+    text, expected = CLASSIC[name]
+    manifest = tmp_path / "case.toml"
+    manifest.write_text(text.replace("1000000000.0", "1000000000"), encoding="utf-8")
+    result = cli("alloc", "solve", manifest, "--json", db_path=None)
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    got = {j: v["allocated"] for j, v in data["projects"].items()}
+    assert got == pytest.approx(expected, rel=1e-9, abs=1e-9)
+    for pool in data["pools"].values():
+        assert pool["granted"] <= pool["capacity"]
+    assert set(data) >= {"period", "unit", "members", "projects", "pools", "grants", "metrics", "solver"}
+
+
+def test_alloc_solve_touches_no_ledger(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("alloc", "solve", EXAMPLES / "c2net.toml", db_path=None)
+    assert result.exit_code == 0, result.stderr
+    assert "Projects" in result.stdout and "Utilisation" in result.stdout
+    assert not (tmp_path / "pooler.db").exists()
+
+
+def test_alloc_solve_with_usage_table_lowers_a_heavy_user(cli, tmp_path):
+    text, _ = CLASSIC["contribution shares 20/10"]
+    base = tmp_path / "base.toml"
+    base.write_text(text.replace("usage_half_life_days = 0", "usage_half_life_days = 30")
+                    .replace("1000000000.0", "1000000000"), encoding="utf-8")
+    heavy = tmp_path / "heavy.toml"
+    heavy.write_text(base.read_text() + "\n[usage]\nA = 1000\nB = 0\n", encoding="utf-8")
+    before = cli("alloc", "solve", base, "--json", db_path=None).json()
+    after = cli("alloc", "solve", heavy, "--json", db_path=None).json()
+    assert after["members"]["A"]["share"] < before["members"]["A"]["share"]
+    assert after["projects"]["ja"]["allocated"] < before["projects"]["ja"]["allocated"]
+
+
+def test_alloc_solve_bad_manifest_is_one_clear_error(cli, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[pools]]\nid = 3\n", encoding="utf-8")
+    result = cli("alloc", "solve", bad, db_path=None)
+    assert result.exit_code == 1 and result.stderr.startswith("Error:")
+
+
+@pytest.fixture
+def ledger(cli):
+    assert cli("init").exit_code == 0
+    assert cli("apply", EXAMPLES / "c2net.toml").exit_code == 0
+    return cli
+
+
+def test_run_records_one_entry_and_show_reads_it_back(ledger):
+    cli = ledger
+    ran = cli("alloc", "run", "--period", "2026-11", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    run = ran.json()
+    assert run["period"] == "2026-11" and isinstance(run["recorded"], int)
+    log = cli("ledger", "log", "--limit", "1", "--json").json()
+    assert log[0]["kind"] == "alloc.run" and log[0]["seq"] == run["recorded"]
+    shown = cli("alloc", "show", "--period", "2026-11", "--json").json()
+    for key in ("members", "projects", "pools", "grants", "metrics"):
+        assert shown[key] == run[key]
+    assert shown["run"]["seq"] == run["recorded"]
+    assert cli("ledger", "verify").exit_code == 0
+    table = cli("alloc", "show")
+    assert table.exit_code == 0 and "pengcheng-mind-2" in table.stdout
+
+
+def test_second_run_needs_a_reason_and_both_stay(ledger):
+    cli = ledger
+    first = cli("alloc", "run", "--period", "2026-11", "--json").json()["recorded"]
+    refused = cli("alloc", "run", "--period", "2026-11")
+    assert refused.exit_code == 1 and "--reason" in refused.stderr and f"#{first}" in refused.stderr
+    second = cli("alloc", "run", "--period", "2026-11", "--reason", "pool outage fixed", "--json").json()
+    assert second["supersedes"] == first
+    runs = cli("alloc", "list", "--json").json()
+    assert [(r["seq"], r["committed"]) for r in runs] == [(first, False), (second["recorded"], True)]
+    assert cli("alloc", "show", "--json").json()["run"]["reason"] == "pool outage fixed"
+
+
+def test_dry_run_records_nothing(ledger):
+    cli = ledger
+    before = digest(cli.db)
+    result = cli("alloc", "run", "--period", "2026-11", "--dry-run", "--json")
+    assert result.exit_code == 0 and result.json()["recorded"] is None
+    assert digest(cli.db) == before
+
+
+def test_bad_period_is_a_usage_error(ledger):
+    assert ledger("alloc", "run", "--period", "2026-13").exit_code == 2
+    assert ledger("alloc", "run", "--period", "2026-W47").exit_code == 2  # months, not weeks
+
+
+def test_run_on_an_empty_ledger_says_what_to_do(cli):
+    cli("init")
+    result = cli("alloc", "run", "--period", "2026-11")
+    assert result.exit_code == 1 and "pooler apply" in result.stderr
+
+
+def test_show_without_runs(ledger):
+    result = ledger("alloc", "show")
+    assert result.exit_code == 1 and "alloc run" in result.stderr
+
+
+def test_a_failure_mid_run_leaves_no_trace(ledger, monkeypatch):
+    cli = ledger
+    before = digest(cli.db)
+    real_append = Writer.append
+
+    def crash_after_writing(self, kind, payload=None, attachments=None):
+        real_append(self, kind, payload, attachments)
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(Writer, "append", crash_after_writing)
+    with pytest.raises(AssertionError, match="power cut"):
+        cli("alloc", "run", "--period", "2026-11")
+    monkeypatch.undo()
+    assert digest(cli.db) == before
+    assert cli("alloc", "list", "--json").json() == []
+
+
+def test_verify_covers_grant_rows(ledger):
+    cli = ledger
+    cli("alloc", "run", "--period", "2026-11")
+    con = sqlite3.connect(cli.db)
+    for (name,) in con.execute("select name from sqlite_master where type='trigger'").fetchall():
+        con.execute(f'drop trigger "{name}"')
+    con.execute("update alloc_grant set device_hours = device_hours + 1 where line = 1")
+    con.commit()
+    con.close()
+    result = cli("ledger", "verify")
+    assert result.exit_code == 1 and "alloc_grant" in result.stderr
+
+
+def test_explain_in_words_and_numbers(ledger):
+    cli = ledger
+    cli("alloc", "run", "--period", "2026-11")
+    words = cli("alloc", "explain", "pengcheng-mind-2")
+    assert words.exit_code == 0, words.stderr
+    assert "It asked for" in words.stdout and "sponsors" in words.stdout
+    assert "pcl-cloudbrain-2" in words.stdout
+    data = cli("alloc", "explain", "pengcheng-mind-2", "--json").json()
+    assert {s["member"] for s in data["sponsors"]} == {"pcl", "huawei"}
+    assert data["bottleneck"] in ("demand", "capacity", "fairness")
+    assert sum(p["to_this_project"] for p in data["pools"]) > 0
+    missing = cli("alloc", "explain", "no-such-project")
+    assert missing.exit_code == 1
+
+
+def test_diff_two_periods(ledger):
+    cli = ledger
+    cli("alloc", "run", "--period", "2026-10")
+    cli("pool", "add", "extra", "--member", "zju", "--accelerator", "a800", "--capacity", "100000")
+    cli("alloc", "run", "--period", "2026-11")
+    data = cli("alloc", "diff", "2026-10", "2026-11", "--json").json()
+    total_change = sum(r["change"] for r in data["projects"])
+    assert total_change > 0  # added capacity is handed out
+    words = cli("alloc", "diff", "2026-10", "2026-11")
+    assert words.exit_code == 0 and "Members" in words.stdout
+    assert cli("alloc", "diff", "2026-10", "2025-01").exit_code == 1
