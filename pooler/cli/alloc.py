@@ -15,27 +15,44 @@ def _pct(part: float, whole: float) -> str:
     return f"{part / whole * 100:.1f}%" if whole > 0 else "-"
 
 
-def render_result(data: dict, *, title: str) -> None:
+def render_result(data: dict, *, title: str,
+                  sections: tuple[str, ...] = ("members", "projects", "pools")) -> None:
     """Quotas by member, project and pool, with bars, from a section-4 result."""
     unit = data.get("unit") or "units"
     out.print(Text(title, style="bold"))
+    if "members" in sections:
+        _members(data, unit)
+    if "projects" in sections:
+        _projects(data, unit)
+    if "pools" in sections:
+        _pools(data)
+    _metrics(data)
+
+
+def _members(data: dict, unit: str) -> None:
     members = sorted(data["members"].items(), key=lambda kv: (-kv[1]["allocated"], kv[0]))
     out.print(table(
-        f"Members ({unit})", ["member", "share", "demand", "allocated", "of demand", ""],
+        f"Members ({unit})", ["member", "share", "demand", "allocated", "served", ""],
         [(m, f"{v['share'] * 100:.2f}%", number(v["demand"]),
           number(v["allocated"]), _pct(v["allocated"], v["demand"]),
           bar(v["allocated"] / v["demand"] if v["demand"] > 0 else 0.0, 10))
          for m, v in members],
-        numeric=["share", "demand", "allocated", "of demand"],
+        numeric=["share", "demand", "allocated", "served"],
     ))
+
+
+def _projects(data: dict, unit: str) -> None:
     projects = sorted(data["projects"].items(), key=lambda kv: kv[0])
     out.print(table(
-        f"Projects ({unit})", ["project", "demand", "allocated", "of demand", "bottleneck", ""],
+        f"Projects ({unit})", ["project", "demand", "allocated", "served", "bottleneck", ""],
         [(p, number(v["demand"]), number(v["allocated"]), _pct(v["allocated"], v["demand"]),
           v["bottleneck"], bar(v["allocated"] / v["demand"] if v["demand"] > 0 else 1.0, 10))
          for p, v in projects],
-        numeric=["demand", "allocated", "of demand"],
+        numeric=["demand", "allocated", "served"],
     ))
+
+
+def _pools(data: dict) -> None:
     pools = sorted(data["pools"].items(), key=lambda kv: kv[0])
     out.print(table(
         "Pools (device-hours)", ["pool", "capacity", "granted", "used", ""],
@@ -44,6 +61,9 @@ def render_result(data: dict, *, title: str) -> None:
          for p, v in pools],
         numeric=["capacity", "granted", "used"],
     ))
+
+
+def _metrics(data: dict) -> None:
     m = data["metrics"]
     out.print(Text(
         f"Utilisation {m['utilisation'] * 100:.1f}% · Jain's index {m['jain_index']:.3f} · "

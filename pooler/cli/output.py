@@ -45,7 +45,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         is_number = name in numeric
         # Numbers never wrap nor shrink (a cropped figure misreads); ids and bars do not wrap; other
         # text wraps when the terminal is narrow.
-        width = max([len(name), *(c[i].cell_len for c in cells if i < len(c))]) if is_number else None
+        longest = max([len(name), *(c[i].cell_len for c in cells if i < len(c))])
+        # Short text columns (a status word) keep their width too, so they are never squeezed away.
+        width = longest if is_number or longest <= 12 else len(name)
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
                      no_wrap=is_number or i == 0 or name == "", min_width=width)
     for row in cells:

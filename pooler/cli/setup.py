@@ -136,22 +136,18 @@ def register(app: typer.Typer) -> None:
             "Capacity by region", ["region", "device-hours by accelerator", unit],
             result.region_rows, numeric=[unit],
         ))
-        out.print(table(
-            "Projects", ["project", "sponsors", "demand " + unit, "weight", "runs on"],
-            result.project_rows, numeric=["demand " + unit, "weight"],
-        ))
-        if result.allocation_rows:
-            out.print(table(
-                f"Allocation for {result.period}", ["project", "allocated " + unit, "of demand",
-                                                    "bottleneck"],
-                result.allocation_rows, numeric=["allocated " + unit, "of demand"],
-            ))
+        if result.allocation is not None:
+            from pooler.cli.alloc import render_result
+
+            render_result(result.allocation, title=f"Fair-share allocation for {result.period}",
+                          sections=("projects",))
         db = result.db
         err.print(Text(f"\nThe demo ledger is at {db}", style="bold"))
         err.print(Text("Try next:"))
         for command in (
+            f"pooler --db {db} alloc show",
+            f"pooler --db {db} alloc explain {state.projects[0].id}" if state.projects else "",
             f"pooler --db {db} member list",
-            f"pooler --db {db} project show {state.projects[0].id}" if state.projects else "",
             f"pooler --db {db} ledger log --limit 10",
             f"pooler --db {db} ledger verify",
             f"pooler --db {db} ledger export --format toml",

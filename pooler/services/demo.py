@@ -27,7 +27,7 @@ class DemoResult:
     member_rows: tuple[tuple, ...]
     region_rows: tuple[tuple, ...]
     project_rows: tuple[tuple, ...]
-    allocation_rows: tuple[tuple, ...] = ()
+    allocation: dict | None = None  # the DESIGN section-4 result of the recorded run
     period: str | None = None
 
 
@@ -48,12 +48,16 @@ def run(ctx: Context, *, directory: Path | None = None, manifest: Path | None = 
     demo_ctx = replace(ctx, db=str(db))
     registry.init(demo_ctx)
     registry.apply(demo_ctx, manifest)
+    from pooler.services import alloc
+
+    outcome = alloc.run(demo_ctx)
     with registry.open_ledger(demo_ctx) as ledger:
         report = ledger.verify()
         if not report.ok:  # a fresh ledger that fails verification is a bug worth shouting about
             raise RuntimeError(f"the demo ledger does not verify: {report.problem}")
         state = ledger.snapshot()
-    return summarise(db, state, report.entries)
+    return replace(summarise(db, state, report.entries), allocation=outcome.result,
+                   period=outcome.period)
 
 
 def summarise(db: Path, state: Snapshot, entries: int) -> DemoResult:
