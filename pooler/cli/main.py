@@ -73,12 +73,15 @@ def context(ctx: typer.Context) -> Context:
 
 
 def _register() -> None:
-    from pooler.cli import alloc, ledger, registry, setup
+    from pooler.cli import alloc, export, ledger, registry, report, setup, usage
 
     setup.register(app)
     registry.register(app)
     alloc.register(app)
+    usage.register(app)
+    report.register(app)
     ledger.register(app)
+    export.register(app)
 
 
 _register()
