@@ -1,0 +1,652 @@
+"""The allocation: a pure function from a `Snapshot` to an immutable `AllocationResult`.
+
+This module implements DESIGN section 3 end to end: contributions, shares (alpha blend, usage factor,
+the 1e-6 rules), project weights and effective rates; it aggregates what is interchangeable, hands the
+two fairness steps to `alloc_fair` and the placement to `alloc_place`, rounds the grants and computes
+the metrics. Nothing here reads a clock (except `perf_counter` for the solver statistic), a database
+or the terminal.
+
+Aggregation, all exact for the fairness steps:
+* pools of one accelerator type in one region form one *class*; a pool whose owner sponsors projects
+  and keeps a reserve forms a class with the owner's other such pools of that type and region
+  (lending limits add up); a reserve whose owner sponsors nothing only shrinks the pool;
+* projects with the same sponsors and stakes, the same effective rates everywhere and the same
+  zero-or-positive weight form one *group*: for members they are one demand, and in step 2 they
+  stand at one level (a group's need at level t is sum_j min(d_j, w_j t));
+* projects without speed tables reach the pools of a region through one hub (pure flow).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Mapping
+
+import numpy as np
+
+from pooler.core.alloc_fair import FairNetwork, NumericalFailure, solve_fair
+from pooler.core.alloc_place import PlaceNetwork, largest_remainder, place, transport
+from pooler.core.model import Snapshot
+
+_SMALL = 1e-6  # shares and weights below this fraction of the largest count as zero (DESIGN 3)
+_MET_RTOL = 1e-9  # a project within this fraction of its demand is satisfied
+
+
+class AllocationError(ValueError):
+    """The snapshot cannot be allocated (an unknown reference the validation should have caught)."""
+
+
+# -- result records ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MemberAllocation:
+    id: str
+    share: float  # S_m after usage and the 1e-6 rule, normalised to sum 1
+    contributed: float  # K_m in normalised units
+    demand: float  # sum of stake * demand over the member's projects
+    allocated: float  # Y_m
+
+
+@dataclass(frozen=True)
+class ProjectAllocation:
+    id: str
+    weight: float  # w(j)
+    demand: float
+    allocated: float  # y(j)
+    bottleneck: str  # "demand", "capacity" or "fairness"
+    level: float | None  # y / w at which it stopped (y for zero-weight projects); None when demand-met
+
+
+@dataclass(frozen=True)
+class PoolAllocation:
+    id: str
+    capacity: float  # device-hours
+    granted: float  # device-hours granted (rounded when grants are integral)
+
+
+@dataclass(frozen=True)
+class Grant:
+    project: str
+    pool: str
+    device_hours: int | float
+    units: float  # delivered normalised units: device_hours * rate * speed
+
+
+@dataclass(frozen=True)
+class AllocationMetrics:
+    utilisation: float
+    jain_index: float
+    satisfied_projects: int
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    seconds: float
+    lp_solves: int
+
+
+@dataclass(frozen=True)
+class AllocationResult:
+    members: Mapping[str, MemberAllocation]
+    projects: Mapping[str, ProjectAllocation]
+    pools: Mapping[str, PoolAllocation]
+    grants: tuple[Grant, ...]
+    metrics: AllocationMetrics
+    solver: SolverStats
+
+    def to_json_dict(self, period: str | None, unit: str) -> dict[str, Any]:
+        """The `alloc solve --json` document of DESIGN section 4."""
+        return {
+            "period": period,
+            "unit": unit,
+            "members": {m.id: {"share": m.share, "contributed": m.contributed, "demand": m.demand,
+                               "allocated": m.allocated} for m in self.members.values()},
+            "projects": {p.id: {"weight": p.weight, "demand": p.demand, "allocated": p.allocated,
+                                "bottleneck": p.bottleneck} for p in self.projects.values()},
+            "pools": {p.id: {"capacity": p.capacity, "granted": p.granted} for p in self.pools.values()},
+            "grants": [{"project": g.project, "pool": g.pool, "device_hours": g.device_hours, "units": g.units}
+                       for g in self.grants],
+            "metrics": {"utilisation": self.metrics.utilisation, "jain_index": self.metrics.jain_index,
+                        "satisfied_projects": self.metrics.satisfied_projects},
+            "solver": {"seconds": self.solver.seconds, "lp_solves": self.solver.lp_solves},
+        }
+
+
+# -- the allocation ---------------------------------------------------------------------------------
+
+def allocate(snapshot: Snapshot, *, integer_grants: bool = True) -> AllocationResult:
+    """Allocate the snapshot's pools to its projects (DESIGN section 3)."""
+    started = time.perf_counter()
+    inp = _Inputs(snapshot)
+    fair_value, level, lp_solves = _fair(inp)
+    grants_p, grants_pool, grants_dh = _placement(inp, fair_value)
+    lp_solves += grants_p[1]
+    return _result(inp, fair_value, level, grants_p[0], grants_pool, grants_dh, integer_grants,
+                   lp_solves, started)
+
+
+class _Inputs:
+    """The snapshot as float arrays: shares, weights, capacities, eligibility."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        members = snap.members
+        self.member_ids = [m.id for m in members]
+        m_index = {m: i for i, m in enumerate(self.member_ids)}
+        self.m_index = m_index
+        M = len(members)
+        rates = {a.id: a.rate for a in snap.accelerators}
+        hours = snap.consortium.hours
+        region_of = {m.id: m.region for m in members}
+
+        # pools
+        pools = snap.pools
+        self.pool_ids = [p.id for p in pools]
+        P = len(pools)
+        self.pool_owner = np.empty(P, dtype=np.int64)
+        self.pool_dh = np.zeros(P)
+        self.pool_rate = np.zeros(P)
+        self.pool_reserve = np.zeros(P)
+        self.pool_cost = np.zeros(P)
+        self.pool_type: list[str] = []
+        self.pool_region: list[str | None] = []
+        contributed = [Decimal(0)] * M
+        for i, p in enumerate(pools):
+            if p.member not in m_index:
+                raise AllocationError(f"pool {p.id!r}: unknown member {p.member!r}")
+            if p.accelerator not in rates:
+                raise AllocationError(f"pool {p.id!r}: unknown accelerator {p.accelerator!r}")
+            dh = p.device_hours(hours)
+            o = m_index[p.member]
+            contributed[o] += rates[p.accelerator] * dh
+            self.pool_owner[i] = o
+            self.pool_dh[i] = float(dh)
+            self.pool_rate[i] = float(rates[p.accelerator])
+            self.pool_reserve[i] = float(p.reserve)
+            self.pool_cost[i] = float(p.cost)
+            self.pool_type.append(p.accelerator)
+            # a pool without a region is in its owner's region, or in none
+            self.pool_region.append(p.region if p.region is not None else region_of[p.member])
+        assets = {}
+        for d in tuple(snap.datasets) + tuple(snap.models):
+            if d.member not in m_index:
+                raise AllocationError(f"{d.record_kind} {d.id!r}: unknown member {d.member!r}")
+            contributed[m_index[d.member]] += d.credit
+            assets[(d.record_kind, d.id)] = d
+        self.contributed = np.array([float(k) for k in contributed])
+
+        # shares
+        alpha = float(snap.policy.alpha)
+        total_k = float(sum(contributed, Decimal(0)))
+        share = np.zeros(M)
+        if M:
+            if total_k > 0:
+                share = alpha * self.contributed / total_k + (1 - alpha) / M
+            else:  # nobody contributes: the contribution part is shared equally too
+                share = np.full(M, 1.0 / M)
+        if snap.policy.usage_half_life_days != 0 and M:
+            usage = dict(snap.usage)
+            u = np.array([float(usage.get(m, 0)) for m in self.member_ids])
+            if u.sum() > 0:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    factor = np.exp2(-(u / u.sum()) / share)
+                share = np.where(share > 0, share * factor, 0.0)  # a share of 0 stays 0
+        if M and share.max() > 0:
+            share = np.where(share < _SMALL * share.max(), 0.0, share)
+            share = share / share.sum()
+        self.share = share
+
+        # projects: stakes, demand, weight, where they may run
+        projects = snap.projects
+        self.project_ids = [p.id for p in projects]
+        J = len(projects)
+        self.demand = np.array([float(p.demand) for p in projects])
+        raw_weight = np.array([float(p.weight) for p in projects])
+        st_proj, st_mem, st_val = [], [], []
+        self.stakes: list[tuple[tuple[int, float], ...]] = []
+        for j, p in enumerate(projects):
+            entry = []
+            for m, s in sorted(p.stakes().items()):
+                if m not in m_index:
+                    raise AllocationError(f"project {p.id!r}: unknown sponsor {m!r}")
+                if s > 0:
+                    entry.append((m_index[m], float(s)))
+            self.stakes.append(tuple(entry))
+            for m, s in entry:
+                st_proj.append(j)
+                st_mem.append(m)
+                st_val.append(s)
+        self.st_proj = np.array(st_proj, dtype=np.int64)
+        self.st_mem = np.array(st_mem, dtype=np.int64)
+        self.st_val = np.array(st_val, dtype=float)
+        # w(j) = sum_m stake(j,m) S_m weight(j) / sum_{k of m} stake(k,m) weight(k)
+        sw = self.st_val * raw_weight[self.st_proj]
+        denom = np.bincount(self.st_mem, weights=sw, minlength=M)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            part = np.where(denom[self.st_mem] > 0, sw * share[self.st_mem] / denom[self.st_mem], 0.0)
+        weight = np.bincount(self.st_proj, weights=part, minlength=J)
+        if J and weight.max() > 0:
+            weight = np.where(weight < _SMALL * weight.max(), 0.0, weight)  # tiny weights count as zero
+        self.weight = weight
+        self.member_demand = np.bincount(self.st_mem, weights=self.st_val * self.demand[self.st_proj],
+                                         minlength=M)
+
+        types = sorted(set(self.pool_type))
+        self.types = types
+        t_index = {t: i for i, t in enumerate(types)}
+        self.pool_t = np.array([t_index[t] for t in self.pool_type], dtype=np.int64)
+        self.type_rate = np.zeros(len(types))
+        self.type_rate[self.pool_t] = self.pool_rate
+        self.speed: list[tuple[float, ...] | None] = []  # per type; None: no table (speed 1 everywhere)
+        self.allowed: list[frozenset | None] = []  # regions it may run in; None: no restriction
+        for p in projects:
+            if p.speed is None:
+                self.speed.append(None)
+            else:
+                sp = tuple(float(p.speed_on(t)) for t in types)
+                self.speed.append(None if all(s == 1.0 for s in sp) else sp)
+            allowed = None if p.regions is None else set(p.regions)
+            for kind, ids in (("dataset", p.datasets), ("model", p.models)):
+                for a in ids:
+                    if (kind, a) not in assets:
+                        raise AllocationError(f"project {p.id!r}: unknown {kind} {a!r}")
+                    res = assets[(kind, a)].residency
+                    if res is not None:
+                        allowed = set(res) if allowed is None else allowed & set(res)
+            self.allowed.append(None if allowed is None else frozenset(allowed))
+        self.sponsors_any = np.zeros(M, dtype=bool)
+        self.sponsors_any[self.st_mem] = True
+
+
+@dataclass
+class _Net:
+    fair: FairNetwork
+    place: PlaceNetwork
+    live: np.ndarray  # projects in the network, in item order
+    scale: float  # scaled units per normalised unit
+    w_scale: float
+    class_pools: list  # pools of each class
+    sub_pools: list  # pools of each subclass
+    sub_owner: np.ndarray
+    group_of: np.ndarray  # group of each project (-1: can run nowhere)
+    group_classes: list  # eligible classes of each group
+
+
+def _build(inp: _Inputs) -> _Net:
+    M, P = len(inp.member_ids), len(inp.pool_ids)
+    # pool classes: (type, region) open classes; (type, region, owner) reserve classes
+    units = inp.pool_rate * inp.pool_dh
+    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
+    usable = np.where(owner_keeps | (inp.pool_reserve <= 0), units, units * (1 - inp.pool_reserve))
+    class_key, class_pools = {}, []
+    pool_class = np.full(P, -1)
+    for i in range(P):
+        if usable[i] <= 0:  # empty pools and rate-0 accelerators serve no one
+            continue
+        key = (inp.pool_t[i], inp.pool_region[i] or "", inp.pool_region[i] is None,
+               int(inp.pool_owner[i]) if owner_keeps[i] else -1)
+        if key not in class_key:
+            class_key[key] = len(class_pools)
+            class_pools.append([])
+        pool_class[i] = class_key[key]
+        class_pools[class_key[key]].append(i)
+    keys = list(class_key)
+    C = len(keys)
+    class_cap = np.bincount(pool_class[pool_class >= 0], weights=usable[pool_class >= 0], minlength=C)
+    lendable = np.where(owner_keeps, units * (1 - inp.pool_reserve), np.inf)
+    class_lend = np.full(C, np.inf)
+    for c, k in enumerate(keys):
+        if k[3] >= 0:
+            class_lend[c] = lendable[class_pools[c]].sum()
+    class_type = np.array([k[0] for k in keys], dtype=np.int64)
+    class_owner = np.array([k[3] for k in keys], dtype=np.int64)
+    region_keys = sorted({(k[2], k[1]) for k in keys})  # (no region?, region)
+    hub_index = {rk: h for h, rk in enumerate(region_keys)}
+    H = len(region_keys)
+    class_hub = np.array([hub_index[(k[2], k[1])] for k in keys], dtype=np.int64)
+    scale = 1.0 / class_cap.max() if C else 1.0
+
+    # project groups
+    J = len(inp.project_ids)
+    w_max = inp.weight.max() if J and inp.weight.max() > 0 else 1.0
+    group_key, group_first = {}, []
+    group_of = np.full(J, -1)
+    for j in range(J):
+        if inp.demand[j] <= 0 or not inp.stakes[j]:
+            continue
+        key = (inp.stakes[j], inp.speed[j], inp.allowed[j], inp.weight[j] > 0)
+        g = group_key.get(key)
+        if g is None:
+            g = group_key[key] = len(group_first)
+            group_first.append(j)
+        group_of[j] = g
+    gkeys = list(group_key)
+    G0 = len(gkeys)
+    # region permission per group and hub
+    allowed = np.zeros((G0, H), dtype=bool)
+    for g, k in enumerate(gkeys):
+        regions = k[2]
+        for (no_region, name), h in hub_index.items():
+            allowed[g, h] = regions is None or (not no_region and name in regions)
+    is_speed = np.array([k[1] is not None for k in gkeys], dtype=bool)
+    sponsor_pairs = np.unique(np.array([g * max(M, 1) + m for g, k in enumerate(gkeys) for m, _ in k[0]],
+                                       dtype=np.int64))
+    e_group, e_target, e_hub, e_coef, e_lend = [], [], [], [], []
+    # speed groups: straight to every class they can use, the speed as gain
+    sg = np.flatnonzero(is_speed)
+    if sg.size and C:
+        sp = np.array([gkeys[g][1] for g in sg])[:, class_type] if inp.types else np.zeros((sg.size, C))
+        ok = (sp > 0) & allowed[sg][:, class_hub]
+        gi, ci = np.nonzero(ok)
+        g_ = sg[gi]
+        e_group.append(g_)
+        e_target.append(ci)
+        e_hub.append(np.zeros(gi.size, bool))
+        e_coef.append(sp[gi, ci])
+        own = class_owner[ci]
+        e_lend.append((own >= 0) & ~np.isin(g_ * max(M, 1) + own, sponsor_pairs))
+    # pure groups: into the hubs of their regions, and straight into their sponsors' reserve classes
+    pg = np.flatnonzero(~is_speed)
+    if pg.size and H:
+        gi, hi = np.nonzero(allowed[pg])
+        e_group.append(pg[gi])
+        e_target.append(hi)
+        e_hub.append(np.ones(gi.size, bool))
+        e_coef.append(np.ones(gi.size))
+        e_lend.append(np.zeros(gi.size, bool))
+    pure_of_member: dict[int, list[int]] = {}
+    for g in pg:
+        for m, _ in gkeys[g][0]:
+            pure_of_member.setdefault(m, []).append(g)
+    for c in np.flatnonzero(class_owner >= 0):
+        gs = np.array(pure_of_member.get(int(class_owner[c]), []), dtype=np.int64)
+        gs = gs[allowed[gs, class_hub[c]]] if gs.size else gs
+        e_group.append(gs)
+        e_target.append(np.full(gs.size, c))
+        e_hub.append(np.zeros(gs.size, bool))
+        e_coef.append(np.ones(gs.size))
+        e_lend.append(np.zeros(gs.size, bool))
+    cat = (lambda parts, dt: np.concatenate(parts).astype(dt) if parts else np.empty(0, dt))
+    e_group, e_target = cat(e_group, np.int64), cat(e_target, np.int64)
+    e_hub, e_coef, e_lend = cat(e_hub, bool), cat(e_coef, float), cat(e_lend, bool)
+    # a hub edge leads somewhere only if the hub feeds a class (it always does: hubs come from classes)
+    # groups with no edge can run nowhere: they leave the network
+    has_edge = np.zeros(G0, dtype=bool)
+    has_edge[e_group] = True
+    remap = np.full(G0, -1)
+    remap[has_edge] = np.arange(int(has_edge.sum()))
+    e_group = remap[e_group]
+    group_of = np.where(group_of >= 0, np.append(remap, -1)[group_of], -1)
+    gkeys = [k for g, k in enumerate(gkeys) if has_edge[g]]
+    G = len(gkeys)
+    live = np.flatnonzero(group_of >= 0)
+    live = live[np.argsort(group_of[live], kind="stable")]  # items grouped, ids in order within
+    st_g, st_m, st_v = [], [], []
+    for g, k in enumerate(gkeys):
+        for m, s in k[0]:
+            st_g.append(g)
+            st_m.append(m)
+            st_v.append(s)
+    item_demand = inp.demand[live] * scale
+    group_demand = np.bincount(group_of[live], weights=item_demand, minlength=G)
+    share = inp.share / inp.share.max() if M and inp.share.max() > 0 else np.zeros(M)
+    fair = FairNetwork(
+        n_members=M, n_groups=G, n_hubs=H, class_cap=class_cap * scale, class_lend=class_lend * scale,
+        class_hub=class_hub, edge_group=e_group, edge_target=e_target, edge_is_hub=e_hub,
+        edge_coef=e_coef, edge_lend=e_lend, stake_group=np.array(st_g, dtype=np.int64),
+        stake_member=np.array(st_m, dtype=np.int64), stake_value=np.array(st_v, dtype=float),
+        group_demand=group_demand, group_zero=np.array([not k[3] for k in gkeys], dtype=bool),
+        item_group=group_of[live], item_weight=inp.weight[live] / w_max, item_demand=item_demand,
+        member_share=share,
+    )
+    # eligible classes per group (for the bottleneck): direct edges, and the classes behind its hubs
+    hub_classes = [np.flatnonzero(class_hub == h) for h in range(H)]
+    group_classes: list = [[] for _ in range(G)]
+    for g, t, h in zip(e_group.tolist(), e_target.tolist(), e_hub.tolist()):
+        group_classes[g].append(hub_classes[t] if h else np.array([t]))
+    group_classes = [np.unique(np.concatenate(x)) if x else np.empty(0, np.int64) for x in group_classes]
+
+    # placement: subclasses of one class, cost and owner, in (class, cost, first pool id) order
+    sub_key, sub_pools = {}, []
+    for c in range(C):
+        for i in class_pools[c]:
+            k = (c, inp.pool_cost[i], int(inp.pool_owner[i]))
+            if k not in sub_key:
+                sub_key[k] = len(sub_pools)
+                sub_pools.append([])
+            sub_pools[sub_key[k]].append(i)
+    sk = list(sub_key)
+    order = sorted(range(len(sk)), key=lambda b: (sk[b][0], sk[b][1], inp.pool_ids[sub_pools[b][0]]))
+    sk = [sk[b] for b in order]
+    sub_pools = [sub_pools[b] for b in order]
+    B = len(sk)
+    sub_class = np.array([k[0] for k in sk], dtype=np.int64)
+    sub_owner = np.array([k[2] for k in sk], dtype=np.int64)
+    sub_cap = np.array([usable[ps].sum() for ps in sub_pools]) * scale
+    sub_lend = np.array([lendable[ps].sum() if class_owner[k[0]] >= 0 else np.inf
+                         for k, ps in zip(sk, sub_pools)]) * scale
+    rate_sub = inp.pool_rate[[ps[0] for ps in sub_pools]] if B else np.zeros(0)
+    sub_cost = np.array([k[1] for k in sk]) / np.maximum(rate_sub, 1e-300) / scale if B else np.zeros(0)
+    # own edges: a group to its sponsors' subclasses in classes it can use
+    subs_of_owner: dict[int, list[int]] = {}
+    for b in range(B):
+        subs_of_owner.setdefault(int(sub_owner[b]), []).append(b)
+    o_g, o_b, o_c = [], [], []
+    for g, k in enumerate(gkeys):
+        cls = group_classes[g]
+        if not cls.size:
+            continue
+        for m, _ in k[0]:
+            bs = np.array(subs_of_owner.get(m, []), dtype=np.int64)
+            if not bs.size:
+                continue
+            bs = bs[np.isin(sub_class[bs], cls)]
+            if not bs.size:
+                continue
+            coef = (np.ones(bs.size) if k[1] is None else np.array(k[1])[class_type[sub_class[bs]]])
+            o_g.append(np.full(bs.size, g))
+            o_b.append(bs)
+            o_c.append(coef)
+    own_g, own_b, own_c = cat(o_g, np.int64), cat(o_b, np.int64), cat(o_c, float)
+    # the fairness network's straight edges of pure groups into their sponsors' reserve classes are
+    # replaced, in placement, by the own edges into the subclasses
+    group_speed = np.array([k[1] is not None for k in gkeys], dtype=bool)
+    keep = e_hub | group_speed[e_group] | (class_owner[e_target] < 0)
+    placen = PlaceNetwork(
+        n_groups=G, n_hubs=H, class_hub=class_hub, edge_group=e_group[keep], edge_target=e_target[keep],
+        edge_is_hub=e_hub[keep], edge_coef=e_coef[keep], sub_class=sub_class, sub_cap=sub_cap,
+        sub_lend=sub_lend, sub_cost=sub_cost, own_group=own_g, own_sub=own_b, own_coef=own_c,
+        group_target=np.zeros(G),
+    )
+    return _Net(fair, placen, live, scale, w_max, class_pools, sub_pools, sub_owner, group_of, group_classes)
+
+
+def _fair(inp: _Inputs):
+    net = _build(inp)
+    inp.net = net
+    try:
+        res = solve_fair(net.fair)
+    except NumericalFailure as exc:
+        raise AllocationError(f"numerical failure: {exc}") from exc
+    J = len(inp.project_ids)
+    value = np.zeros(J)
+    level = np.full(J, np.nan)
+    value[net.live] = res.item_value / net.scale
+    level[net.live] = res.item_level
+    return value, level, res.lp_solves
+
+
+def _placement(inp: _Inputs, value: np.ndarray):
+    """Grants as (project, pool, exact device-hours), and the LP solves used."""
+    net: _Net = inp.net
+    G = net.fair.n_groups
+    target = np.bincount(net.fair.item_group, weights=value[net.live] * net.scale, minlength=G)
+    if not G or not target.any():
+        return (np.empty(0, np.int64), 0), np.empty(0, np.int64), np.empty(0)
+    pn = net.place
+    pn = PlaceNetwork(**{**pn.__dict__, "group_target": target})
+    pl = place(pn)
+    # subclass pieces -> pools: lending-limited flows first into each pool's lending room, then own
+    # flows into what is left; pools in id order
+    J = len(inp.project_ids)
+    piece_pool, piece_group, piece_units, piece_deliv = [], [], [], []
+    by_sub = np.argsort(pl.sub, kind="stable")
+    subs = pl.sub[by_sub]
+    bounds = np.searchsorted(subs, np.arange(len(net.sub_pools) + 1))
+    units_all = inp.pool_rate * inp.pool_dh
+    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
+    usable = np.where(owner_keeps | (inp.pool_reserve <= 0), units_all, units_all * (1 - inp.pool_reserve))
+    lend = np.where(owner_keeps, units_all * (1 - inp.pool_reserve), usable)
+    for b, pools in enumerate(net.sub_pools):
+        idx = by_sub[bounds[b]:bounds[b + 1]]
+        if not idx.size:
+            continue
+        pools = np.array(sorted(pools, key=lambda i: inp.pool_ids[i]), dtype=np.int64)
+        cap = usable[pools] * net.scale
+        room = lend[pools] * net.scale
+        for own_flag in (False, True):
+            part = idx[pl.own[idx] == own_flag]
+            if not part.size:
+                continue
+            part = part[np.argsort(pl.group[part], kind="stable")]
+            fill = room if not own_flag else cap
+            si, di, amt = _fill_in_order(pl.units[part], np.maximum(fill, 0.0))
+            piece_pool.append(pools[di])
+            piece_group.append(pl.group[part][si])
+            piece_units.append(amt)
+            piece_deliv.append(amt * pl.delivered[part][si] / pl.units[part][si])
+            cap = cap - np.bincount(di, weights=amt, minlength=pools.size)
+            room = np.minimum(room - (np.bincount(di, weights=amt, minlength=pools.size) if not own_flag else 0),
+                              cap)
+    pool = np.concatenate(piece_pool)
+    grp = np.concatenate(piece_group)
+    units = np.concatenate(piece_units)
+    deliv = np.concatenate(piece_deliv)
+    # group pieces -> projects, in (group, pool id) and (group, project id) order, by delivered units
+    o = np.lexsort((pool, grp))  # pools are indexed in id order
+    pool, grp, units, deliv = pool[o], grp[o], units[o], deliv[o]
+    items = net.live  # sorted by group then id
+    si, di, amt = transport(grp, deliv, net.fair.item_group, value[items] * net.scale)
+    proj = items[di]
+    gain = deliv[si] / units[si]  # delivered per capacity unit on that piece
+    dh = amt / gain / net.scale / inp.pool_rate[pool[si]]
+    return (proj, pl.lp_solves), pool[si], dh
+
+
+def _fill_in_order(flows: np.ndarray, caps: np.ndarray):
+    """Split consecutive flows over consecutive capacities (north-west corner, no rescaling)."""
+    fe = np.cumsum(flows)
+    ce = np.cumsum(caps)
+    total = fe[-1]
+    if ce.size and ce[-1] < total:  # solver tolerance: stretch the last pool
+        ce = ce.copy()
+        ce[-1] = total
+    pts = np.unique(np.concatenate([[0.0], fe, ce[ce < total], [total]]))
+    lo, hi = pts[:-1], pts[1:]
+    mid = (lo + hi) / 2
+    si = np.searchsorted(fe, mid, side="right")
+    di = np.searchsorted(ce, mid, side="right")
+    ok = (hi > lo) & (si < flows.size) & (di < caps.size)
+    return si[ok], di[ok], (hi - lo)[ok]
+
+
+def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solves, started):
+    J, P, M = len(inp.project_ids), len(inp.pool_ids), len(inp.member_ids)
+    # merge pieces of one (project, pool), sort by ids
+    pid = np.array(inp.project_ids, dtype=object)
+    poid = np.array(inp.pool_ids, dtype=object)
+    if proj.size:
+        key = proj * max(P, 1) + pool
+        uk, inv = np.unique(key, return_inverse=True)
+        dh = np.bincount(inv, weights=dh)
+        proj, pool = uk // max(P, 1), uk % max(P, 1)
+        # np.unique sorted the keys by (project, pool), i.e. by ids
+        keep = dh > 1e-9
+        proj, pool, dh = proj[keep], pool[keep], dh[keep]
+    if integer_grants and proj.size:
+        dh_out = largest_remainder(pool, dh, inp.pool_dh)
+    else:
+        dh_out = np.minimum(dh, inp.pool_dh[pool]) if proj.size else dh
+    speed_on = np.array([1.0 if s is None else s[inp.pool_t[q]] for s, q in
+                         zip((inp.speed[j] for j in proj.tolist()), pool.tolist())]) if proj.size else np.zeros(0)
+    grant_units = dh_out * inp.pool_rate[pool] * speed_on
+    grants = tuple(
+        Grant(pid[j], poid[q], int(round(d)) if integer_grants else float(d), float(u))
+        for j, q, d, u in zip(proj.tolist(), pool.tolist(), dh_out.tolist(), grant_units.tolist())
+        if d > 0
+    )
+    granted = np.bincount(pool, weights=dh_out, minlength=P) if proj.size else np.zeros(P)
+
+    # member totals from the projects' exact values
+    Y = np.bincount(inp.st_mem, weights=inp.st_val * value[inp.st_proj], minlength=M)
+    members = {
+        m: MemberAllocation(m, float(inp.share[i]), float(inp.contributed[i]), float(inp.member_demand[i]),
+                            float(Y[i]))
+        for i, m in enumerate(inp.member_ids)
+    }
+    met = value >= inp.demand * (1 - _MET_RTOL) - 1e-12
+    bottleneck = _bottlenecks(inp, value, met, proj, pool, dh)
+    projects = {}
+    for j, p in enumerate(inp.project_ids):
+        w = float(inp.weight[j])
+        if met[j]:
+            lv = None
+        elif w > 0:
+            lv = float(value[j] / w)
+        else:
+            lv = float(value[j])
+        projects[p] = ProjectAllocation(p, w, float(inp.demand[j]), float(value[j]), bottleneck[j], lv)
+    pools = {q: PoolAllocation(q, float(inp.pool_dh[i]), float(granted[i])) for i, q in enumerate(inp.pool_ids)}
+    cap_units = float((inp.pool_rate * inp.pool_dh).sum())
+    util = float((inp.pool_rate * granted).sum() / cap_units) if cap_units > 0 else 0.0
+    sponsors = inp.sponsors_any & (inp.share > 0)
+    z = Y[sponsors] / inp.share[sponsors]
+    jain = float(z.sum() ** 2 / (z.size * (z * z).sum())) if z.size and (z * z).sum() > 0 else 1.0
+    metrics = AllocationMetrics(util, jain, int(met.sum()))
+    return AllocationResult(
+        members=MappingProxyType(members), projects=MappingProxyType(projects), pools=MappingProxyType(pools),
+        grants=grants, metrics=metrics, solver=SolverStats(time.perf_counter() - started, lp_solves),
+    )
+
+
+def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
+    """Why each project stopped: its demand; capacity (it can run nowhere, or nobody with an equal or
+    stronger claim holds capacity it could use); or fairness (others with equal claim hold the rest)."""
+    net: _Net = inp.net
+    J = len(inp.project_ids)
+    out = ["demand" if met[j] else "capacity" for j in range(J)]
+    if not proj.size:
+        return out
+    # claim of a project: zero-weight projects rank below the others; then its level
+    w = inp.weight
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lvl = np.where(w > 0, value / np.where(w > 0, w, 1.0), value)
+    tier = (w > 0).astype(float)
+    C = len(net.class_pools)
+    pool_class = np.full(len(inp.pool_ids), -1)
+    for c, ps in enumerate(net.class_pools):
+        pool_class[ps] = c
+    held = dh > 1e-9
+    hc, hp = pool_class[pool[held]], proj[held]
+    # per class, the two strongest distinct holders
+    top = [[] for _ in range(C)]
+    for c, p in set(zip(hc.tolist(), hp.tolist())):
+        if c >= 0:
+            top[c].append(((tier[p], lvl[p]), p))
+    for c in range(C):
+        top[c] = sorted(top[c], reverse=True)[:2]
+    for j in range(J):
+        if met[j]:
+            continue
+        g = net.group_of[j]
+        if g < 0:
+            continue
+        mine = (tier[j], lvl[j] * (1 - 1e-9))
+        for c in net.group_classes[g].tolist():
+            if any(p != j and claim >= mine for claim, p in top[c]):
+                out[j] = "fairness"
+                break
+    return out
+

@@ -1,0 +1,389 @@
+"""Hierarchical lexicographic max-min fairness on an aggregated flow network (DESIGN section 3, steps 1-2).
+
+The network is built by `pooler.core.alloc`: *groups* of interchangeable projects (same sponsors and
+stakes, same effective rates everywhere) send normalised units to pool *classes* (pools that are
+interchangeable for fairness), either directly (projects with speed tables, a generalised flow with
+the speed as gain) or through a per-region *hub* (projects without speed tables: a pure flow, so one
+edge per region instead of one per accelerator type).
+
+Both fairness steps run the same progressive filling on one warm-started LP:
+
+* an *entity* (a member in step 1, a group in step 2) needs f_e(t) = sum_i min(d_i, w_i t) at level t:
+  a concave, piecewise-linear function whose breakpoints are d_i / w_i; on a piece the need is linear,
+  so one LP finds the highest level reachable on that piece, and a galloping search over breakpoints
+  skips the pieces in which only demands were met (demand-capped entities freeze in bulk);
+* the entities that cannot exceed the level are found from the LP duals (a positive dual proves an
+  entity blocked) and then from LPs that give every undecided entity a small capped excess: by
+  convexity those that can each exceed the level can all exceed it together, so a zero excess proves
+  the rest blocked;
+* frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pooler.core.alloc_lp import INF, WarmLP
+
+# Relative tolerances of the progressive filling (the LPs are solved to 1e-9 absolute on O(1) data).
+_LEVEL_RTOL = 1e-9  # two levels closer than this (relatively) are the same level
+_FREEZE_SLACK = 1e-10  # frozen values are bounds relaxed by this fraction (and 1e-12), to stay feasible
+_ABS_SLACK = 1e-12  # absolute part of that relaxation, in scaled units
+_ZERO = 1e-9  # scaled units: a frozen value below this is nothing
+_EXCESS = 1e-3  # the small excess offered to undecided entities, relative to their value
+_EXCESS_SEEN = 2e-9  # an excess (scaled units) above this proves an entity can exceed
+
+
+class NumericalFailure(ArithmeticError):
+    """The LP solver lost feasibility that exact arithmetic would keep (see `lexmaxmin`)."""
+
+
+@dataclass(frozen=True)
+class FairNetwork:
+    """The aggregated problem; all quantities are scaled so that the largest class capacity is 1."""
+
+    n_members: int
+    n_groups: int
+    n_hubs: int
+    class_cap: np.ndarray  # (C,) capacity in scaled units
+    class_lend: np.ndarray  # (C,) lending limit for projects the owner does not sponsor (inf: none)
+    class_hub: np.ndarray  # (C,) hub feeding the class, -1 for none
+    edge_group: np.ndarray  # (E,)
+    edge_target: np.ndarray  # (E,) class index, or hub index when edge_is_hub
+    edge_is_hub: np.ndarray  # (E,) bool
+    edge_coef: np.ndarray  # (E,) delivered units per unit of capacity (the speed; 1 through a hub)
+    edge_lend: np.ndarray  # (E,) bool: counts against the class's lending limit
+    stake_group: np.ndarray  # (S,) group of each stake entry
+    stake_member: np.ndarray  # (S,)
+    stake_value: np.ndarray  # (S,)
+    group_demand: np.ndarray  # (G,)
+    group_zero: np.ndarray  # (G,) bool: a group of zero-weight projects (served last)
+    item_group: np.ndarray  # (N,) the projects, each in one group
+    item_weight: np.ndarray  # (N,) w(j) scaled to max 1 (0 for zero-weight projects)
+    item_demand: np.ndarray  # (N,)
+    member_share: np.ndarray  # (M,) S_m scaled to max 1 (0: served after the others)
+
+
+@dataclass(frozen=True)
+class FairResult:
+    member_value: np.ndarray  # (M,) Y_m from step 1
+    item_value: np.ndarray  # (N,) y(j)
+    item_level: np.ndarray  # (N,) level t at which the project's group froze (nan: demand or nothing)
+    lp_solves: int
+
+
+class _Engine:
+    def __init__(self, net: FairNetwork) -> None:
+        self.net = net
+        M, G, H = net.n_members, net.n_groups, net.n_hubs
+        C, E = len(net.class_cap), len(net.edge_group)
+        lend_classes = np.flatnonzero(np.isfinite(net.class_lend))
+        R = len(lend_classes)
+        lend_row_of = np.full(C, -1)
+        # columns
+        c_u = np.arange(E)
+        c_v = E + np.arange(C)
+        c_y = E + C + np.arange(G)
+        c_Y = E + C + G + np.arange(M)
+        c_t = E + C + G + M
+        c_eg = c_t + 1 + np.arange(G)
+        c_em = c_t + 1 + G + np.arange(M)
+        n_col = c_t + 1 + G + M
+        # rows
+        r_hub = np.arange(H)
+        r_cap = H + np.arange(C)
+        r_lend = H + C + np.arange(R)
+        lend_row_of[lend_classes] = r_lend
+        r_gdef = H + C + R + np.arange(G)
+        r_glev = H + C + R + G + np.arange(G)
+        r_mdef = H + C + R + 2 * G + np.arange(M)
+        r_mlev = H + C + R + 2 * G + M + np.arange(M)
+        n_row = H + C + R + 2 * G + 2 * M
+
+        rows, cols, vals = [], [], []
+
+        def put(r, c, v):
+            r, c = np.asarray(r), np.asarray(c)
+            rows.append(r.ravel())
+            cols.append(np.broadcast_to(c, r.shape).ravel())
+            vals.append(np.broadcast_to(np.asarray(v, dtype=float), r.shape).ravel())
+
+        hub = net.edge_is_hub
+        to_cls = ~hub
+        # edges: into a hub, or into a class (and its lending row), and into the group's delivery
+        put(r_hub[net.edge_target[hub]], c_u[hub], 1.0)
+        put(r_cap[net.edge_target[to_cls]], c_u[to_cls], 1.0)
+        lend = to_cls & net.edge_lend
+        put(lend_row_of[net.edge_target[lend]], c_u[lend], 1.0)
+        put(r_gdef[net.edge_group], c_u, net.edge_coef)
+        # hub -> class columns
+        fed = np.flatnonzero(net.class_hub >= 0)
+        put(r_hub[net.class_hub[fed]], c_v[fed], -1.0)
+        put(r_cap, c_v, 1.0)
+        put(r_lend, c_v[lend_classes], 1.0)
+        # groups: definition and level rows (level coefficients are placeholders until activated)
+        put(r_gdef, c_y, -1.0)
+        put(r_glev, c_y, 1.0)
+        put(r_glev, np.full(G, c_t), -1.0)
+        put(r_glev, c_eg, -1.0)
+        # members
+        put(r_mdef[net.stake_member], c_y[net.stake_group], net.stake_value)
+        put(r_mdef, c_Y, -1.0)
+        put(r_mlev, c_Y, 1.0)
+        put(r_mlev, np.full(M, c_t), -1.0)
+        put(r_mlev, c_em, -1.0)
+
+        member_demand = np.bincount(
+            net.stake_member, weights=net.stake_value * net.group_demand[net.stake_group], minlength=M
+        )
+        self.member_demand = member_demand
+        cost = np.zeros(n_col)
+        cost[c_t] = 1.0
+        col_lo = np.zeros(n_col)
+        col_hi = np.full(n_col, INF)
+        col_hi[c_y] = net.group_demand
+        col_hi[c_Y] = member_demand
+        col_hi[c_eg] = 0.0
+        col_hi[c_em] = 0.0
+        row_lo = np.full(n_row, -INF)
+        row_hi = np.full(n_row, INF)
+        row_lo[r_hub] = row_hi[r_hub] = 0.0
+        row_hi[r_cap] = net.class_cap
+        row_hi[r_lend] = net.class_lend[lend_classes]
+        row_lo[r_gdef] = row_hi[r_gdef] = 0.0
+        row_lo[r_mdef] = row_hi[r_mdef] = 0.0
+        self.lp = WarmLP(
+            cost, col_lo, col_hi, row_lo, row_hi,
+            np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=True,
+        )
+        # entities: members 0..M-1, then groups M..M+G-1
+        self.c_t = c_t
+        self.ent_col = np.concatenate([c_Y, c_y])
+        self.ent_row = np.concatenate([r_mlev, r_glev])
+        self.ent_eps = np.concatenate([c_em, c_eg])
+        self.ent_cap = np.concatenate([member_demand, net.group_demand])
+        n_ent = M + G
+        self.coef = np.full(n_ent, 1.0)  # current -coefficient of t in the level row
+        self.rhs = np.full(n_ent, -INF)  # current lower bound of the level row (-inf: inactive)
+        self.value = np.zeros(n_ent)
+        self.level = np.full(n_ent, np.nan)
+
+    # -- pieces --------------------------------------------------------------------------------
+    def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """Make the level rows of `ents` exact on the piece of f_e that starts at `level`."""
+        it_ent, it_w, it_d, it_bp = items
+        capped = it_bp <= level * (1 + _LEVEL_RTOL)
+        n_ent = len(self.coef)
+        a = np.bincount(it_ent, weights=np.where(capped, 0.0, it_w), minlength=n_ent)[ents]
+        b = np.bincount(it_ent, weights=np.where(capped, it_d, 0.0), minlength=n_ent)[ents]
+        changed = (a != self.coef[ents]) | (b != self.rhs[ents])
+        ch = ents[changed]
+        if ch.size:
+            ach = a[changed]
+            rows = self.ent_row[ch]
+            self.lp.set_coeffs(rows, np.full(ch.size, self.c_t), -ach)
+            self.lp.set_row_bounds(rows, b[changed], INF)
+            self.coef[ch] = ach
+            self.rhs[ch] = b[changed]
+        return a, b
+
+    def _deactivate(self, ents: np.ndarray) -> None:
+        self.lp.set_row_bounds(self.ent_row[ents], -INF, INF)
+        self.rhs[ents] = -INF
+
+    def _freeze(self, ents: np.ndarray, values: np.ndarray, level: float | np.ndarray,
+                reached: np.ndarray | None = None) -> None:
+        """Hold `ents` at `values` from now on; `reached` is what the last LP solution gave them."""
+        # values within the solver's tolerance of zero are zero (a level of 1e-9 is noise)
+        values = np.where(values < _ZERO, 0.0, values)
+        self.value[ents] = values
+        self.level[ents] = level
+        # The bound is never above what the LP actually reached: an error of the solver's size in the
+        # level t is multiplied by the ratio of the entities' coefficients in a*t + b, and bounds at
+        # the computed values could then be infeasible together. It is relaxed a hair more as well.
+        bound = values if reached is None else np.minimum(values, np.maximum(reached, 0.0))
+        lower = np.maximum(bound * (1 - _FREEZE_SLACK) - _ABS_SLACK, 0.0)
+        self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
+        self._deactivate(ents)
+
+    # -- progressive filling -------------------------------------------------------------------
+    def lexmaxmin(self, ents: np.ndarray, it_ent: np.ndarray, it_w: np.ndarray, it_d: np.ndarray) -> None:
+        """Lexicographic max-min of f_e^{-1}(value) over `ents`, freezing every entity on the way."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            it_bp = np.where(it_w > 0, it_d / it_w, np.where(it_d > 0, INF, 0.0))
+        items = (it_ent, it_w, it_d, it_bp)
+        ent_bp_max = np.full(len(self.coef), -1.0)
+        np.maximum.at(ent_bp_max, it_ent, it_bp)
+        # zero demand (or no item): nothing to give
+        none = ents[ent_bp_max[ents] <= 0]
+        if none.size:
+            self._freeze(none, np.zeros(none.size), np.nan)
+        active = ents[ent_bp_max[ents] > 0]
+        level, stalls = 0.0, 0
+        while active.size:
+            t_star, sol = self._max_level(active, items, level)
+            if t_star is None:
+                # the frozen values proved infeasible together: solver tolerance beat the freezing
+                # slack. Say so rather than hand out an allocation that is not the fair one.
+                raise NumericalFailure(
+                    f"the allocation LP became infeasible at level {level:.6g} with {active.size} entities "
+                    f"left ({self.lp.solves} LPs solved)")
+            level = t_star
+            a, b = self._set_piece(active, items, level)
+            reached = sol.col_value[self.ent_col[active]] if sol is not None and sol.col_value.size else None
+            full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
+            if full.any():  # demand-capped in bulk
+                self._freeze(active[full], self.ent_cap[active[full]], np.nan,
+                             None if reached is None else reached[full])
+                if reached is not None:
+                    reached = reached[~full]
+            rest, a, b = active[~full], a[~full], b[~full]
+            if not rest.size:
+                break
+            blocked = self._blocked(rest, a, b, level, sol)
+            if not blocked.any():
+                # everyone can still rise: the level was found short (solver noise); look again,
+                # and after a second miss hold those the duals name
+                stalls += 1
+                if stalls < 2 or sol is None or not sol.row_dual.size:
+                    active = rest
+                    continue
+                dual = np.abs(sol.row_dual[self.ent_row[rest]])
+                blocked = dual >= dual.max() if dual.max() > 0 else np.ones(rest.size, bool)
+            stalls = 0
+            self._freeze(rest[blocked], a[blocked] * level + b[blocked], level,
+                         None if reached is None else reached[blocked])
+            active = rest[~blocked]
+
+    def _max_level(self, active, items, level):
+        """The highest level every active entity can reach together, and the LP solution there."""
+        it_ent, _, _, it_bp = items
+        in_active = np.zeros(len(self.coef), dtype=bool)
+        in_active[active] = True
+        bps = np.unique(it_bp[in_active[it_ent] & (it_bp > level) & np.isfinite(it_bp)])
+        starts = np.concatenate([[level], bps])  # piece k is [starts[k], starts[k+1])
+        lo_k, hi_k, k, step = 0, len(starts), 0, 1
+        best = None
+        for _ in range(4 * len(starts) + 8):
+            g = starts[k]
+            self._set_piece(active, items, g)
+            # every verdict other than optimal is checked cold: after a spurious one, HiGHS 1.16's
+            # next hot start was seen to return a wrong optimum
+            sol = self.lp.solve(want_duals=True)
+            nxt = starts[k + 1] if k + 1 < len(starts) else INF
+            if sol.status == "optimal" and k == 0 and sol.objective < g:
+                # the current level is reached by construction; below it is solver noise
+                return g, sol
+            if sol.status != "optimal" or sol.objective < g * (1 - _LEVEL_RTOL) - 1e-12:
+                hi_k = k  # the level of this piece is out of reach
+            else:
+                t = sol.objective
+                best = (t, sol, k)
+                if t < nxt * (1 - _LEVEL_RTOL):
+                    return t, sol
+                lo_k = max(k + 1, int(np.searchsorted(starts, t * (1 + _LEVEL_RTOL), side="right")) - 1)
+            if lo_k >= hi_k:
+                break
+            if hi_k == len(starts) and k < lo_k:
+                k = min(lo_k + step - 1, hi_k - 1)
+                step *= 2
+            else:
+                k = (lo_k + hi_k) // 2 if hi_k - lo_k > 1 else lo_k
+        if best is None:
+            return None, None
+        # numerically on a breakpoint: the best reached level, re-solved on its own piece
+        t, sol, k = best
+        self._set_piece(active, items, t)
+        sol = self.lp.solve(want_duals=True)
+        if sol.status != "optimal":
+            return t, None
+        return max(t, min(sol.objective, t)), sol
+
+    def _excess(self, ents, undecided, offer, value):
+        """Offer every undecided entity a small excess, repeatedly; those that never take it are blocked.
+
+        Returns the blocked ones among `undecided`, or None when an LP fails."""
+        lp = self.lp
+        while undecided.size:
+            eps_cols = self.ent_eps[ents[undecided]]
+            lp.set_col_bounds(eps_cols, 0.0, offer[undecided])
+            lp.set_cost(eps_cols, 1.0)
+            res = lp.solve()
+            lp.set_col_bounds(eps_cols, 0.0, 0.0)
+            lp.set_cost(eps_cols, 0.0)
+            if res.status != "optimal":
+                return None
+            seen = res.col_value[eps_cols] > _EXCESS_SEEN + 1e-9 * value[undecided]
+            if not seen.any():
+                return undecided
+            undecided = undecided[~seen]
+        return undecided
+
+    def _blocked(self, ents, a, b, level, sol) -> np.ndarray:
+        """Which of `ents` (all below their demand) cannot exceed `level` while the others hold it."""
+        blocked = np.zeros(ents.size, dtype=bool)
+        if sol is not None and sol.row_dual.size:
+            dual = np.abs(sol.row_dual[self.ent_row[ents]])
+            top = dual.max() if dual.size else 0.0
+            if top > 0:
+                blocked |= dual > 1e-9 * top
+        undecided = np.flatnonzero(~blocked)
+        if not undecided.size:
+            return blocked
+        lp = self.lp
+        value = a * level + b
+        dual_blocked = blocked.copy()
+        # the excess is in value units (the level rows carry it with coefficient -1)
+        offer = np.maximum(_EXCESS * value, 1e-6)
+        lp.set_cost([self.c_t], 0.0)
+        try:
+            # the level is held a hair below itself, so that solver tolerance cannot make it infeasible;
+            # what that frees for blocked entities (1e-11 of their value) is far below what counts
+            for hold in (1e-11, 1e-9, 1e-7):
+                lp.set_col_bounds([self.c_t], level * (1 - hold), level * (1 - hold))
+                res = self._excess(ents, undecided, offer, value)
+                if res is not None:
+                    blocked[res] = True
+                    break
+            else:  # numerically hopeless: only what the duals proved
+                blocked = dual_blocked
+        finally:
+            lp.set_col_bounds([self.c_t], 0.0, INF)
+            lp.set_cost([self.c_t], 1.0)
+        return blocked
+
+
+def solve_fair(net: FairNetwork) -> FairResult:
+    """Steps 1 and 2 of DESIGN section 3 on the aggregated network."""
+    M, G = net.n_members, net.n_groups
+    eng = _Engine(net)
+    share = net.member_share
+    sponsors = np.zeros(M, dtype=bool)
+    sponsors[net.stake_member] = True
+    members = np.arange(M)
+    # Step 1a: members with a share, level Y_m / S_m.
+    first = members[sponsors & (share > 0)]
+    eng.lexmaxmin(first, first, share[first], eng.member_demand[first])
+    # Step 1b: members whose share counts as zero, served from what is left with equal weights.
+    second = members[sponsors & (share <= 0)]
+    eng.lexmaxmin(second, second, np.ones(second.size), eng.member_demand[second])
+    member_value = eng.value[:M].copy()
+    # Step 2 keeps every Y_m through its frozen lower bound: no member can exceed its value anyway
+    # (that is what froze it), and pinning it from above too would only add numerical trouble
+    # Step 2: holding every Y_m (frozen lower bounds stay), projects by y / w, zero weights last.
+    groups = np.arange(G)
+    item_ent = M + net.item_group
+    pos = net.item_weight > 0
+    live = groups[~net.group_zero]
+    eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos])
+    zero = groups[net.group_zero]
+    eng.lexmaxmin(M + zero, item_ent[~pos], np.ones(int((~pos).sum())), net.item_demand[~pos])
+    # Disaggregate: the projects of a group share its level; demand-frozen groups meet every demand.
+    g_level = eng.level[M + net.item_group]
+    w_eff = np.where(net.group_zero[net.item_group], 1.0, net.item_weight)
+    item_value = np.where(np.isnan(g_level), np.where(eng.value[M + net.item_group] > 0, net.item_demand, 0.0),
+                          np.minimum(net.item_demand, w_eff * np.nan_to_num(g_level)))
+    item_level = np.where(np.isnan(g_level), np.nan, g_level)
+    return FairResult(member_value, item_value, item_level, eng.lp.solves)

@@ -1,0 +1,232 @@
+"""Step 3 of the allocation (DESIGN section 3): place the fixed deliveries on pools, then round.
+
+Placement is one LP on a network that refines the fairness classes into *subclasses* (pools of one
+class with the same cost and owner): minimise total cost; then, holding that cost, maximise what
+projects take directly from their own sponsors' pools. Flows through hubs are then split into
+(project, pool) grants by the north-west-corner rule in id order, which is deterministic, and grants
+are rounded per pool by largest remainder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from pooler.core.alloc_lp import INF, WarmLP
+
+_TARGET_RTOL = 1e-7  # if exact deliveries are (numerically) infeasible, they may fall short by this much
+
+
+@dataclass(frozen=True)
+class PlaceNetwork:
+    """What placement needs, on top of the fairness network's groups and classes (scaled units)."""
+
+    n_groups: int
+    n_hubs: int
+    class_hub: np.ndarray  # (C,)
+    # group -> hub / class edges of the fairness network (the own-reserve edges are left out)
+    edge_group: np.ndarray
+    edge_target: np.ndarray
+    edge_is_hub: np.ndarray
+    edge_coef: np.ndarray
+    # subclasses: pools of one class with one cost and owner
+    sub_class: np.ndarray  # (B,)
+    sub_cap: np.ndarray  # (B,) usable capacity, scaled units
+    sub_lend: np.ndarray  # (B,) lending limit (inf: none)
+    sub_cost: np.ndarray  # (B,) cost per scaled unit
+    # direct own-pool edges: group -> subclass whose owner sponsors the group (no lending limit)
+    own_group: np.ndarray
+    own_sub: np.ndarray
+    own_coef: np.ndarray
+    group_target: np.ndarray  # (G,) delivery y_g to place, scaled units
+
+
+@dataclass(frozen=True)
+class Placement:
+    group: np.ndarray  # flow pieces: group, subclass, capacity units, delivered units, via own edge
+    sub: np.ndarray
+    units: np.ndarray
+    delivered: np.ndarray
+    own: np.ndarray
+    lp_solves: int
+
+
+def place(net: PlaceNetwork) -> Placement:
+    G, H = net.n_groups, net.n_hubs
+    C, B = len(net.class_hub), len(net.sub_class)
+    E, O = len(net.edge_group), len(net.own_group)
+    # columns: group edges (E), hub->class (C), class->subclass (B), own edges (O)
+    c_e = np.arange(E)
+    c_v = E + np.arange(C)
+    c_z = E + C + np.arange(B)
+    c_o = E + C + B + np.arange(O)
+    n_col = E + C + B + O
+    # rows: hubs (H), classes (C) conservation, subclass capacity (B), subclass lending (B), groups (G)
+    r_hub = np.arange(H)
+    r_cls = H + np.arange(C)
+    r_cap = H + C + np.arange(B)
+    r_lend = H + C + B + np.arange(B)
+    r_grp = H + C + 2 * B + np.arange(G)
+    n_row = H + C + 2 * B + G
+    rows, cols, vals = [], [], []
+
+    def put(r, c, v):
+        r = np.asarray(r)
+        rows.append(r.ravel())
+        cols.append(np.broadcast_to(np.asarray(c), r.shape).ravel())
+        vals.append(np.broadcast_to(np.asarray(v, dtype=float), r.shape).ravel())
+
+    hub = net.edge_is_hub
+    put(r_hub[net.edge_target[hub]], c_e[hub], 1.0)
+    put(r_cls[net.edge_target[~hub]], c_e[~hub], 1.0)
+    put(r_grp[net.edge_group], c_e, net.edge_coef)
+    fed = np.flatnonzero(net.class_hub >= 0)
+    put(r_hub[net.class_hub[fed]], c_v[fed], -1.0)
+    put(r_cls, c_v, 1.0)
+    put(r_cls[net.sub_class], c_z, -1.0)
+    put(r_cap, c_z, 1.0)
+    put(r_lend, c_z, 1.0)
+    put(r_cap[net.own_sub], c_o, 1.0)
+    put(r_grp[net.own_group], c_o, net.own_coef)
+
+    cost = np.zeros(n_col)
+    cost[c_z] = net.sub_cost
+    cost[c_o] = net.sub_cost[net.own_sub]
+    row_lo = np.full(n_row, -INF)
+    row_hi = np.full(n_row, INF)
+    row_lo[r_hub] = row_hi[r_hub] = 0.0
+    row_lo[r_cls] = row_hi[r_cls] = 0.0
+    row_hi[r_cap] = net.sub_cap
+    row_hi[r_lend] = net.sub_lend
+    target = net.group_target
+    row_lo[r_grp] = row_hi[r_grp] = target
+    lp = WarmLP(cost, np.zeros(n_col), np.full(n_col, INF), row_lo, row_hi,
+                np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=False)
+    sol = lp.solve()
+    if sol.status != "optimal":  # exact values carry solver tolerance: allow a little more shortfall
+        lp.set_row_bounds(r_grp, target * (1 - _TARGET_RTOL) - 1e-9, target)
+        sol = lp.solve()
+        if sol.status != "optimal":
+            raise RuntimeError(f"allocation placement failed: {sol.status}")
+    if O and np.any(net.sub_cost != 0):
+        # hold the least cost, then prefer the projects' own sponsors' pools
+        best = sol.objective
+        lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
+        lp.set_cost(np.arange(n_col), 0.0)
+        lp.set_cost(c_o, -1.0)  # (maximising own flows, not minimising others: no pull on slack)
+        sol2 = lp.solve()
+        if sol2.status == "optimal":
+            sol = sol2
+    elif O:
+        lp.set_cost(c_o, -1.0)
+        sol2 = lp.solve()
+        if sol2.status == "optimal":
+            sol = sol2
+    x = np.maximum(sol.col_value, 0.0)
+    return _decompose(net, x[c_e], x[c_v], x[c_z], x[c_o], lp.solves)
+
+
+def transport(src_key: np.ndarray, src_amt: np.ndarray, dst_key: np.ndarray, dst_amt: np.ndarray):
+    """North-west-corner split, independently within each key (both sides sorted by key, then order).
+
+    Returns (src index, dst index, amount) of every piece; within a key the destination amounts are
+    scaled to the source total, so every source is spent exactly.
+    """
+    if not src_amt.size or not dst_amt.size:
+        return np.empty(0, int), np.empty(0, int), np.empty(0)
+    keys = np.union1d(src_key, dst_key)
+    s_tot = np.bincount(np.searchsorted(keys, src_key), weights=src_amt, minlength=keys.size)
+    d_tot = np.bincount(np.searchsorted(keys, dst_key), weights=dst_amt, minlength=keys.size)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(d_tot > 0, s_tot / d_tot, 0.0)
+    dst_amt = dst_amt * ratio[np.searchsorted(keys, dst_key)]
+    # lay each key's segment on one line: key k starts at offset[k]
+    offset = np.concatenate([[0.0], np.cumsum(s_tot)])
+    s_end = offset[np.searchsorted(keys, src_key)] + _cum_within(src_key, src_amt)
+    d_end = offset[np.searchsorted(keys, dst_key)] + _cum_within(dst_key, dst_amt)
+    s_start = s_end - src_amt
+    d_start = d_end - dst_amt
+    pts = np.unique(np.concatenate([s_start, s_end, d_start, d_end]))
+    lo, hi = pts[:-1], pts[1:]
+    mid = (lo + hi) / 2
+    si = np.searchsorted(s_end, mid, side="right")
+    di = np.searchsorted(d_end, mid, side="right")
+    ok = (si < src_amt.size) & (di < dst_amt.size)
+    si, di, amt, mid = si[ok], di[ok], (hi - lo)[ok], mid[ok]
+    ok = (s_start[si] <= mid) & (d_start[di] <= mid) & (src_key[si] == dst_key[di]) & (amt > 0)
+    return si[ok], di[ok], amt[ok]
+
+
+def _cum_within(key: np.ndarray, amt: np.ndarray) -> np.ndarray:
+    """Cumulative sum of `amt` restarting at every new value of the (sorted) `key`."""
+    cum = np.cumsum(amt)
+    first = np.concatenate([[True], key[1:] != key[:-1]])
+    base = np.where(first, cum - amt, 0.0)
+    return cum - np.maximum.accumulate(np.where(first, base, -INF))
+
+
+def _decompose(net: PlaceNetwork, xe, xv, xz, xo, solves) -> Placement:
+    tiny = 1e-13
+    # 1. hub flows: the groups' hub inflows go to the hub's classes, groups and classes in id order
+    hub = np.flatnonzero(net.edge_is_hub & (xe > tiny))
+    fed = np.flatnonzero((net.class_hub >= 0) & (xv > tiny))
+    order_s = hub[np.lexsort((net.edge_group[hub], net.edge_target[hub]))]
+    order_d = fed[np.argsort(net.class_hub[fed], kind="stable")]
+    si, di, amt = transport(net.edge_target[order_s], xe[order_s], net.class_hub[order_d], xv[order_d])
+    # class inflows per group: through hubs (coefficient 1) and direct speed edges
+    direct = np.flatnonzero(~net.edge_is_hub & (xe > tiny))
+    in_group = np.concatenate([net.edge_group[order_s][si], net.edge_group[direct]])
+    in_class = np.concatenate([order_d[di], net.edge_target[direct]])
+    in_amt = np.concatenate([amt, xe[direct]])
+    in_coef = np.concatenate([np.ones(amt.size), net.edge_coef[direct]])
+    o = np.lexsort((in_group, in_class))
+    in_group, in_class, in_amt, in_coef = in_group[o], in_class[o], in_amt[o], in_coef[o]
+    # 2. class -> subclass flows, groups in id order, subclasses in their (cost, id) order
+    subs = np.flatnonzero(xz > tiny)
+    subs = subs[np.argsort(net.sub_class[subs], kind="stable")]
+    si, di, amt = transport(in_class, in_amt, net.sub_class[subs], xz[subs])
+    g1, b1, u1, c1 = in_group[si], subs[di], amt, in_coef[si]
+    # 3. own edges
+    own = np.flatnonzero(xo > tiny)
+    g2, b2, u2, c2 = net.own_group[own], net.own_sub[own], xo[own], net.own_coef[own]
+    return Placement(
+        group=np.concatenate([g1, g2]), sub=np.concatenate([b1, b2]), units=np.concatenate([u1, u2]),
+        delivered=np.concatenate([u1 * c1, u2 * c2]),
+        own=np.concatenate([np.zeros(g1.size, bool), np.ones(g2.size, bool)]), lp_solves=solves,
+    )
+
+
+def largest_remainder(pool: np.ndarray, exact: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Round `exact` device-hours to integers per pool: the floors, plus one for the largest remainders
+    (ties by position, i.e. by (project, pool) order) until the pool's rounded total; never over `cap`.
+
+    `pool` indexes `cap`; entries must be sorted so that position breaks ties deterministically.
+    """
+    # float noise: 2.9999999999 is 3
+    base = np.floor(exact + 1e-9)
+    rem = np.maximum(exact - base, 0.0)
+    n_pool = cap.size
+    total = np.bincount(pool, weights=exact, minlength=n_pool)
+    floor_sum = np.bincount(pool, weights=base, minlength=n_pool)
+    want = np.minimum(np.floor(total + 0.5 + 1e-9), np.floor(cap + 1e-9))
+    extra = np.maximum(want - floor_sum, 0).astype(np.int64)
+    # rank the remainders inside each pool: largest first, then by position
+    order = np.lexsort((np.arange(pool.size), -rem, pool))
+    first = np.searchsorted(pool[order], np.arange(n_pool))
+    rank = np.empty(pool.size, dtype=np.int64)
+    rank[order] = np.arange(pool.size) - first[pool[order]]
+    out = base + (rank < extra[pool])
+    # a pool can be over only when floors already exceed a fractional capacity (never in exact data)
+    over = np.bincount(pool, weights=out, minlength=n_pool) - np.floor(cap + 1e-9)
+    for p in np.flatnonzero(over > 0):
+        idx = np.flatnonzero(pool == p)
+        idx = idx[np.lexsort((-np.arange(idx.size), rem[idx]))]  # take back from the smallest remainders
+        k = int(over[p])
+        for i in idx:
+            take = min(k, int(out[i]))
+            out[i] -= take
+            k -= take
+            if k == 0:
+                break
+    return out

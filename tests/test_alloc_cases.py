@@ -1,0 +1,272 @@
+"""Worked cases of the allocation (DESIGN section 3): the classic cases, and a named case for every
+numeric edge (zero and tiny weights, empty pools, projects that can run nowhere, zero shares, full
+reserves, usage, equal entitlement)."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+
+from pooler.core.alloc import AllocationResult, allocate
+from pooler.core.model import Accelerator, Consortium, Dataset, Member, Policy, Pool, Project, Snapshot
+
+
+def consortium(members, pools, projects, *, alpha="1", accelerators=None, **kw) -> Snapshot:
+    return Snapshot(
+        consortium=Consortium(period_hours=D(100)),
+        policy=kw.pop("policy", Policy(contribution_weight=D(alpha))),
+        accelerators=accelerators or (Accelerator("gpu", rate=D(1)),),
+        members=tuple(m if isinstance(m, Member) else Member(m) for m in members),
+        pools=tuple(pools), projects=tuple(projects), **kw,
+    )
+
+
+def pool(id, member, capacity, **kw) -> Pool:
+    return Pool(id, member=member, accelerator=kw.pop("accelerator", "gpu"), capacity=D(str(capacity)), **kw)
+
+
+def project(id, sponsors, demand, weight=1, **kw) -> Project:
+    if isinstance(sponsors, str):
+        sponsors = {sponsors: 1}
+    return Project(id, sponsors=tuple((m, D(str(s))) for m, s in sponsors.items()), demand=D(str(demand)),
+                   weight=D(str(weight)), **kw)
+
+
+def allocated(res: AllocationResult) -> dict[str, float]:
+    return {k: v.allocated for k, v in res.projects.items()}
+
+
+def approx(values):
+    # exact up to the solver: 1e-9 relative, or 1e-9 of these consortia's capacity (~10) absolute
+    return pytest.approx(values, rel=1e-9, abs=1e-8)
+
+
+# -- the classic cases ------------------------------------------------------------------------------
+
+def test_classic_max_min_with_demands():
+    res = allocate(consortium(["a"], [pool("p", "a", 10)],
+                              [project(f"j{k}", "a", d) for k, d in enumerate([2, 2.6, 4, 5])]))
+    assert allocated(res) == approx({"j0": 2, "j1": 2.6, "j2": 2.7, "j3": 2.7})
+    assert [res.projects[j].bottleneck for j in ("j0", "j1", "j2", "j3")] == ["demand", "demand", "fairness", "fairness"]
+    assert res.projects["j2"].level == pytest.approx(2.7 / res.projects["j2"].weight)
+
+
+def test_classic_weighted():
+    res = allocate(consortium(["a"], [pool("p", "a", 16)], [
+        project("j0", "a", 4, 2.5), project("j1", "a", 2, 4), project("j2", "a", 10, 0.5), project("j3", "a", 4, 1)]))
+    assert allocated(res) == approx({"j0": 4, "j1": 2, "j2": 6, "j3": 4})
+
+
+@pytest.mark.parametrize("caps", [(20, 10), (10, 5)])
+def test_classic_two_members_get_their_contribution(caps):
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", caps[0]), pool("pb", "B", caps[1])],
+                              [project("ja", "A", 1e9), project("jb", "B", 1e9)]))
+    assert allocated(res) == approx({"ja": caps[0], "jb": caps[1]})
+    assert res.members["A"].allocated == pytest.approx(caps[0], rel=1e-9)
+    assert res.members["A"].share == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize("reserve, expected", [(None, 21), ("0.9166666666666666", 10)])
+def test_classic_lending_and_reserve(reserve, expected):
+    pb = pool("pb", "B", 12) if reserve is None else pool("pb", "B", 12, reserve=D(reserve))
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 9), pb], [project("ja", "A", 1000)]))
+    assert res.projects["ja"].allocated == pytest.approx(expected, rel=1e-9)
+    assert res.projects["ja"].bottleneck == "capacity"
+    assert res.members["B"].allocated == 0
+
+
+def test_member_freezes_when_its_projects_are_capped_and_others_rise():
+    # A's only project is demand-capped at 3; B takes the rest although A's share is larger
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 20), pool("pb", "B", 10)],
+                              [project("ja", "A", 3), project("jb", "B", 100)]))
+    assert allocated(res) == approx({"ja": 3, "jb": 27})
+
+
+def test_hierarchy_member_level_before_project_level():
+    # A has two projects, B one: members split by share first, then A's projects split A's total
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],
+                              [project("a1", "A", 100), project("a2", "A", 100), project("b1", "B", 100)]))
+    assert allocated(res) == approx({"a1": 5, "a2": 5, "b1": 10})
+
+
+# -- numeric edges ----------------------------------------------------------------------------------
+
+def test_zero_weight_project_is_served_last():
+    # Z contributes nothing (alpha = 1): its share and its project's weight are zero
+    res = allocate(consortium(["A", "Z"], [pool("pa", "A", 10)],
+                              [project("ja", "A", 6), project("jz", "Z", 100)]))
+    assert res.projects["jz"].weight == 0
+    assert res.members["Z"].share == 0
+    assert allocated(res) == approx({"ja": 6, "jz": 4})
+
+
+def test_zero_share_member_gets_only_leftovers():
+    res = allocate(consortium(["A", "Z"], [pool("pa", "A", 10)],
+                              [project("ja", "A", 100), project("jz", "Z", 100)]))
+    assert allocated(res) == approx({"ja": 10, "jz": 0})
+
+
+def test_tiny_weight_under_1e_6_counts_as_zero():
+    res = allocate(consortium(["a"], [pool("p", "a", 10)],
+                              [project("big", "a", 8, 1e7), project("tiny", "a", 100, 1), project("mid", "a", 1, 5e6)]))
+    assert res.projects["tiny"].weight == 0
+    # big and mid (w > 0) are served first; tiny only gets what they leave
+    assert allocated(res) == approx({"big": 8, "mid": 1, "tiny": 1})
+
+
+def test_zero_weight_projects_are_served_equally():
+    res = allocate(consortium(["A", "Z"], [pool("pa", "A", 10)],
+                              [project("ja", "A", 4), project("z1", "Z", 100), project("z2", "Z", 1)]))
+    assert allocated(res) == approx({"ja": 4, "z1": 5, "z2": 1})
+
+
+def test_empty_pool_capacity_zero():
+    res = allocate(consortium(["a"], [pool("empty", "a", 0), pool("p", "a", 5)], [project("j", "a", 10)]))
+    assert res.pools["empty"].capacity == 0 and res.pools["empty"].granted == 0
+    assert res.projects["j"].allocated == pytest.approx(5)
+
+
+def test_no_pools_at_all():
+    res = allocate(consortium(["a"], [], [project("j", "a", 10)]))
+    assert res.projects["j"].allocated == 0 and res.projects["j"].bottleneck == "capacity"
+    assert res.grants == () and res.metrics.utilisation == 0
+
+
+def test_no_projects_at_all():
+    res = allocate(consortium(["a"], [pool("p", "a", 5)], []))
+    assert res.members["a"].allocated == 0 and res.pools["p"].granted == 0
+
+
+def _nowhere(**kw):
+    accel = (Accelerator("gpu", rate=D(1)), Accelerator("npu", rate=D(2)))
+    snap = consortium([Member("a", region="north")], [pool("p", "a", 10)],
+                      [project("stuck", "a", 5, **kw), project("ok", "a", 3)], accelerators=accel,
+                      datasets=(Dataset("ds", member="a", residency=("south",)),))
+    return allocate(snap)
+
+
+@pytest.mark.parametrize("kw", [
+    {"speed": (("gpu", D(0)), ("npu", D(1)))},  # speed 0 on the only type with pools
+    {"speed": (("npu", D(1)),)},  # type missing from its table
+    {"regions": ("south",)},  # region mismatch (the pool is in its owner's region)
+    {"datasets": ("ds",)},  # dataset residency mismatch
+], ids=["speed-zero", "speed-missing", "region", "residency"])
+def test_project_that_can_run_nowhere(kw):
+    res = _nowhere(**kw)
+    assert res.projects["stuck"].allocated == 0
+    assert res.projects["stuck"].bottleneck == "capacity"
+    assert res.projects["ok"].allocated == pytest.approx(3)
+    assert not [g for g in res.grants if g.project == "stuck"]
+
+
+def test_pool_without_region_serves_only_unrestricted_projects():
+    res = allocate(consortium(["a"], [pool("p", "a", 10)],
+                              [project("anywhere", "a", 4), project("north", "a", 4, regions=("north",))]))
+    assert allocated(res) == approx({"anywhere": 4, "north": 0})
+
+
+def test_reserve_one_is_closed_to_others():
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 10, reserve=D(1)), pool("pb", "B", 4)],
+                              [project("ja", "A", 3), project("jb", "B", 100)]))
+    assert allocated(res) == approx({"ja": 3, "jb": 4})
+    assert not [g for g in res.grants if g.project == "jb" and g.pool == "pa"]
+
+
+def test_reserve_of_a_member_without_projects_only_shrinks_the_pool():
+    res = allocate(consortium(["A", "B"], [pool("pb", "B", 10, reserve=D("0.3"))], [project("ja", "A", 100)]))
+    assert res.projects["ja"].allocated == pytest.approx(7)
+
+
+def test_usage_factor():
+    snap = consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],
+                      [project("ja", "A", 100), project("jb", "B", 100)], usage=(("A", D(30)), ("B", D(10))))
+    res = allocate(snap)
+    sa, sb = 0.5 * 2 ** (-0.75 / 0.5), 0.5 * 2 ** (-0.25 / 0.5)
+    assert res.members["A"].share == pytest.approx(sa / (sa + sb))
+    assert res.projects["ja"].allocated == pytest.approx(20 * sa / (sa + sb))
+    off = allocate(snap.replace(policy=Policy(contribution_weight=D(1), usage_half_life_days=D(0))))
+    assert off.members["A"].share == pytest.approx(0.5)
+
+
+def test_entitlement_equal():
+    snap = consortium(["A", "B", "C"], [pool("pa", "A", 30)],
+                      [project("ja", "A", 100), project("jb", "B", 100), project("jc", "C", 100)],
+                      policy=Policy(entitlement="equal", contribution_weight=D(1)))
+    res = allocate(snap)
+    assert [res.members[m].share for m in "ABC"] == pytest.approx([1 / 3] * 3)
+    assert allocated(res) == approx({"ja": 10, "jb": 10, "jc": 10})
+
+
+def test_alpha_blend_gives_small_members_a_floor():
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 100)],
+                              [project("ja", "A", 1000), project("jb", "B", 1000)], alpha="0.9"))
+    assert res.members["B"].share == pytest.approx(0.05)
+    assert res.projects["jb"].allocated == pytest.approx(5)
+
+
+def test_nobody_contributes_shares_are_equal():
+    res = allocate(consortium(["A", "B"], [], [project("ja", "A", 1)]))
+    assert res.members["A"].share == pytest.approx(0.5)
+
+
+def test_co_sponsored_project_counts_for_both_members():
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],
+                              [project("joint", {"A": 1, "B": 3}, 8), project("jb", "B", 100)]))
+    assert res.projects["joint"].allocated == pytest.approx(8)
+    assert res.members["A"].allocated == pytest.approx(2)
+    assert res.members["B"].allocated == pytest.approx(18)
+
+
+def test_speed_tables_and_rates():
+    accel = (Accelerator("gpu", rate=D(2)), Accelerator("npu", rate=D(1)))
+    snap = consortium(["a"], [pool("g", "a", 10), pool("n", "a", 10, accelerator="npu")],
+                      [project("fast", "a", 1000, speed=(("gpu", D("1.5")),)), project("any", "a", 1000)],
+                      accelerators=accel)
+    res = allocate(snap, integer_grants=False)
+    # step 1 maximises the member's units: "fast" turns a gpu device-hour into 3 units, "any" into 2,
+    # so the one member's total is highest with all gpu to "fast" (30) and npu to "any" (10); step 2
+    # must keep that total, which leaves no other split
+    assert allocated(res) == approx({"fast": 30, "any": 10})
+    total = {k: sum(g.units for g in res.grants if g.project == k) for k in ("fast", "any")}
+    assert total == approx({"fast": 30, "any": 10})
+
+
+def test_cost_then_own_pools_decide_placement():
+    res = allocate(consortium(["A", "B"], [pool("a-cheap", "A", 10, cost=D(1)), pool("b-dear", "B", 10, cost=D(2)),
+                                           pool("b-cheap", "B", 10, cost=D(1))],
+                              [project("ja", "A", 10)]))
+    # cost first: the two cheap pools; then own: A's own cheap pool
+    assert [(g.pool, g.device_hours) for g in res.grants] == [("a-cheap", 10)]
+
+
+# -- grants -----------------------------------------------------------------------------------------
+
+def test_grants_are_integral_within_capacity_and_deterministic():
+    snap = consortium(["a", "b"], [pool("p", "a", 10), pool("q", "b", 7)],
+                      [project(f"j{k}", "a" if k % 2 else "b", 3.3) for k in range(6)])
+    a, b = allocate(snap), allocate(snap)
+    assert a.grants == b.grants
+    assert all(isinstance(g.device_hours, int) for g in a.grants)
+    for p in ("p", "q"):
+        assert sum(g.device_hours for g in a.grants if g.pool == p) <= a.pools[p].capacity
+    assert sum(g.device_hours for g in a.grants) == 17
+    assert list(a.grants) == sorted(a.grants, key=lambda g: (g.project, g.pool))
+
+
+def test_fractional_grants_when_asked():
+    res = allocate(consortium(["a"], [pool("p", "a", 10)], [project("x", "a", 2.5)]), integer_grants=False)
+    assert res.grants[0].device_hours == pytest.approx(2.5)
+
+
+def test_result_is_immutable_and_json_shaped():
+    res = allocate(consortium(["a"], [pool("p", "a", 10)], [project("x", "a", 4)]))
+    with pytest.raises(TypeError):
+        res.projects["y"] = None  # type: ignore[index]
+    doc = res.to_json_dict("2026-11", "NCU")
+    assert list(doc) == ["period", "unit", "members", "projects", "pools", "grants", "metrics", "solver"]
+    assert doc["projects"]["x"] == {"weight": 1.0, "demand": 4.0, "allocated": 4.0, "bottleneck": "demand"}
+    assert doc["grants"] == [{"project": "x", "pool": "p", "device_hours": 4, "units": 4.0}]
+    assert doc["metrics"]["satisfied_projects"] == 1
+    assert doc["metrics"]["utilisation"] == pytest.approx(0.4)
+    assert set(doc["solver"]) == {"seconds", "lp_solves"}
