@@ -222,3 +222,18 @@ def test_diff_two_periods(ledger):
     words = cli("alloc", "diff", "2026-10", "2026-11")
     assert words.exit_code == 0 and "Members" in words.stdout
     assert cli("alloc", "diff", "2026-10", "2025-01").exit_code == 1
+
+
+def test_json_output_of_a_real_process_is_pure_json(tmp_path):
+    """Through a real process: nothing (such as a solver's banner on the C-level stdout) may precede
+    or follow the JSON on stdout."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pooler.cli", "alloc", "solve",
+                           str(EXAMPLES / "small.toml"), "--json"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["projects"]

@@ -9,6 +9,8 @@ that state, so an auditor can rebuild the inputs and solve again.
 from __future__ import annotations
 
 import hashlib
+import os
+import sys
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -40,9 +42,35 @@ def inputs_digest(snapshot: Snapshot) -> str:
     return hashlib.sha256(dump_manifest(snapshot, "json").encode("utf-8")).hexdigest()
 
 
+_BANNER_SILENCED = False
+
+
+def _silence_solver_banner() -> None:
+    """HiGHS prints a banner on the C-level stdout when the first solver object of a process is made,
+    which would corrupt `--json` output. Make that first object with fd 1 pointed at /dev/null; later
+    ones print nothing."""
+    global _BANNER_SILENCED
+    if _BANNER_SILENCED:
+        return
+    import highspy
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
+    _BANNER_SILENCED = True
+
+
 def _allocate(snapshot: Snapshot):
     from pooler.core.alloc import allocate  # NumPy and the LP solver load only when allocating
 
+    _silence_solver_banner()
     return allocate(snapshot)
 
 
@@ -122,6 +150,10 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
         label = _parse(period, state.consortium.period).label if period else \
             period_of(ctx.clock(), state.consortium.period).label
         snapshot = writer.snapshot(label)
+        # Decayed usage of the lines recorded before the period starts (DESIGN 3); none at half-life 0.
+        from pooler.services.usage import with_usage
+
+        snapshot, used = with_usage(writer, writer.state(), snapshot, label)
         if not snapshot.members or not snapshot.projects:
             raise AllocError("nothing to allocate: the ledger has no members or no projects yet "
                              "(pooler apply MANIFEST first)")
@@ -147,6 +179,7 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
             "inputs_digest": inputs_digest(snapshot),
             "reason": reason,
             "supersedes": previous.seq if previous else None,
+            "usage": used,
             "metrics": {"utilisation": _exact(metrics.utilisation),
                         "jain_index": _exact(metrics.jain_index),
                         "satisfied_projects": metrics.satisfied_projects},
