@@ -1,4 +1,4 @@
-"""`pooler ledger log|verify|export`."""
+"""`pooler ledger log|verify|checkpoint|keygen|export`."""
 
 from __future__ import annotations
 
@@ -48,24 +48,84 @@ def register(app: typer.Typer) -> None:
     @ledger_app.command("verify")
     def verify_cmd(
         ctx: typer.Context,
+        checkpoint: Optional[Path] = typer.Option(
+            None, "--checkpoint", metavar="FILE",
+            help="Also prove the journal still extends this checkpoint (and check its signature).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Recompute the hash chain, every attached row and every projection.
 
-        Exits 1 and names the first entry that does not match.
+        Exits 1 and names the first entry that does not match. With --checkpoint (from `pooler ledger
+        checkpoint`), also fails when the entry it names is gone or differs, or its signature is bad.
 
-        Example: pooler ledger verify
+        Example: pooler ledger verify --checkpoint head.json
         """
         from pooler.services import ledger as service
 
-        report = service.verify(context(ctx))
+        kept = None
+        if checkpoint is None:
+            report = service.verify(context(ctx))
+            data = report.to_dict()
+        else:
+            from pooler.services import checkpoint as checkpoints
+
+            checked = checkpoints.verify(context(ctx), checkpoint)
+            report, data = checked.report, checked.to_dict()
+            kept = data["checkpoint"]
         if as_json:
-            print_json(report.to_dict())
+            print_json(data)
         if not report.ok:
             raise VerificationFailed(f"verification failed: {report.problem}")
         if not as_json:
             out.print(Text(f"OK: {report.entries} entries verified; head {report.head_hash}",
                            style="green"))
+            if kept is not None:
+                signed = (f"; signed by {kept['signer'] or 'an unnamed signer'} "
+                          f"with key {kept['public_key']}"
+                          if kept["signed"] else "; unsigned")
+                out.print(Text(f"The journal extends the checkpoint at entry #{kept['seq']}{signed}.",
+                               style="green"))
+
+    @ledger_app.command("checkpoint")
+    def checkpoint_cmd(
+        ctx: typer.Context,
+        sign: Optional[Path] = typer.Option(None, "--sign", metavar="KEYFILE",
+                                            help="Sign with this Ed25519 private key (PEM)."),
+        signer: Optional[str] = typer.Option(None, "--signer", help="Who signs (default: the actor)."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
+    ) -> None:
+        """Print the ledger's head as a JSON checkpoint to keep elsewhere, optionally signed.
+
+        `pooler ledger verify --checkpoint FILE` later proves no entry up to it was removed or rewritten.
+
+        Example: pooler ledger checkpoint --sign admin.pem -o head-2026-11.json
+        """
+        from pooler.services import checkpoint as checkpoints
+        from pooler.services.export import write_text
+
+        c = context(ctx)
+        data = checkpoints.make(c, sign, (signer or c.actor) if sign is not None else None)
+        if output is None:
+            print(checkpoints.dumps(data), end="")
+            return
+        write_text(output, checkpoints.dumps(data))
+        message(f"Wrote {output} (entry #{data['seq']}{', signed' if sign is not None else ''})")
+
+    @ledger_app.command("keygen")
+    def keygen_cmd(
+        output: Path = typer.Option(..., "--output", "-o", metavar="KEYFILE",
+                                    help="Where to write the new private key (must not exist)."),
+    ) -> None:
+        """Write a new Ed25519 private key (PEM, owner-only) for signing checkpoints; print its public key.
+
+        Example: pooler ledger keygen -o admin.pem
+        """
+        from pooler.services import checkpoint as checkpoints
+
+        public = checkpoints.keygen(output)
+        message(f"Wrote the private key to {output}; keep it secret. Public key (base64):")
+        print(public)
 
     @ledger_app.command("export")
     def export_cmd(
