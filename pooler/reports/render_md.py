@@ -1,0 +1,47 @@
+"""A report as Markdown: a title, then one headed section per table, then notes."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from pooler.reports.audit import sections
+from pooler.reports.text import human, is_numeric, label
+
+KEY_VALUE = frozenset({"summary", "ledger", "statement"})
+
+
+def _cell(text: str) -> str:
+    # A pipe would end the cell and a newline the row; ids may hold either.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _table(rows: list[Mapping[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    keys = list(rows[0])
+    lines = ["| " + " | ".join(label(k) for k in keys) + " |",
+             "|" + "|".join("---:" if is_numeric(k, rows) else "---" for k in keys) + "|"]
+    lines += ["| " + " | ".join(_cell(human(k, r.get(k))) for k in keys) + " |" for r in rows]
+    return lines
+
+
+def _key_values(row: Mapping[str, Any]) -> list[str]:
+    return ["| item | value |", "|---|---|"] + [f"| {label(k)} | {_cell(human(k, v))} |"
+                                                 for k, v in row.items()]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    lines = [f"# {_cell(report['title'])}", ""]
+    run = report.get("run") or {}
+    if run:
+        lines += [f"Run #{run.get('seq')} recorded {run.get('time')} by {_cell(str(run.get('actor')))}, "
+                  f"solved from ledger state #{run.get('state_seq')}. Quantities in {report['unit']}"
+                  f" unless marked device-hours.", ""]
+    for key, title in sections(report):
+        rows = report.get(key) or []
+        lines += [f"## {title}", ""]
+        lines += _key_values(rows[0]) if key in KEY_VALUE and len(rows) == 1 else _table(rows)
+        lines.append("")
+    if report.get("notes"):
+        lines += ["## Notes", ""] + [f"- {_cell(n)}" for n in report["notes"]] + [""]
+    return "\n".join(lines)

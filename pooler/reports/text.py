@@ -1,0 +1,46 @@
+"""Figures as people read them: shared by the Markdown, HTML and terminal renderers.
+
+Quantities are shown to whole units with thousands separators (a fraction below 1 keeps two places),
+ratios as percentages, missing ratios as "-". The exact figures are in the JSON and CSV forms.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Mapping
+
+RATIO_KEYS = frozenset({"share", "served", "idle_share", "granted_share", "used_share", "stake"})
+TEXT_KEYS = frozenset({"period", "unit", "idle_basis", "head_hash", "inputs_digest", "time", "actor"})
+
+
+def human(key: str, value: Any) -> str:
+    """One cell as text."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        if key == "flagged":
+            return "IDLE" if value else ""
+        return "yes" if value else "no"
+    if key in RATIO_KEYS and isinstance(value, (Decimal, float)):
+        return f"{Decimal(value) * 100:.1f}%"
+    if key == "jain_index" and isinstance(value, (Decimal, float)):
+        return f"{Decimal(value):.4f}"
+    if isinstance(value, Decimal):
+        if value != 0 and abs(value) < 1:
+            return f"{value:,.2f}"
+        return f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}" if key not in ("head_seq", "seq", "state_seq", "entries") else str(value)
+    return str(value)
+
+
+def is_numeric(key: str, rows: list[Mapping[str, Any]]) -> bool:
+    """Whether a column is right-aligned: numbers and ratios, not text or flags."""
+    values = [r.get(key) for r in rows if r.get(key) is not None]
+    return bool(values) and all(isinstance(v, (Decimal, int, float)) and not isinstance(v, bool)
+                                for v in values)
+
+
+def label(key: str) -> str:
+    """A column heading: `granted_device_hours` -> `granted device-hours`."""
+    return key.replace("device_hours", "device-hours").replace("_", " ")

@@ -1,0 +1,191 @@
+"""Audit reports and member statements: read a period's run and usage, settle, build, render, write.
+
+Everything a report says comes from the ledger in one read transaction: the committed run of the
+period (its rows, never a fresh solve), the registry state the run was solved from (`state_seq`), the
+usage recorded for the period, and the head of the journal; the verification runs on the whole ledger
+just before, and its outcome is part of the report.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Mapping
+
+from pooler.core.period import PeriodError, parse_period, period_of
+from pooler.core.settle import MemberFigures, settle
+from pooler.errors import NotFound, UsageError
+from pooler.reports.audit import build_audit, build_member, sections
+from pooler.reports.render_csv import render_csv, render_json
+from pooler.reports.render_html import render_html
+from pooler.reports.render_md import render_markdown
+from pooler.reports.text import human, is_numeric, label
+from pooler.services.alloc import _pick
+from pooler.services.context import Context
+from pooler.services.registry import open_ledger
+from pooler.store.errors import EntryRejected
+
+USAGE_KIND = "usage.import"
+USAGE_TABLE = "usage_line"
+FORMATS = ("table", "md", "json", "csv", "html")
+RENDERERS = {"md": render_markdown, "json": render_json, "csv": render_csv, "html": render_html}
+
+
+def used_device_hours(reader, period: str) -> dict[tuple[str, str], Decimal]:
+    """Device-hours used per (project, pool) in `period`, from every `usage.import` entry.
+
+    A line counts in `period` when its own `period` column says so, else when its entry's payload
+    `period` does, else when its `start` time falls in the period. Returns {} while no usage table is
+    registered (the importer is not installed) or nothing was imported.
+    """
+    entries = reader.entries_of_kind(USAGE_KIND)
+    if not entries:
+        return {}
+    try:
+        from pooler.store.attachments import attachment_table
+
+        attachment_table(USAGE_TABLE)
+    except (EntryRejected, ImportError):
+        return {}
+    try:
+        kind = parse_period(period).kind
+    except PeriodError:
+        kind = None
+    totals: dict[tuple[str, str], Decimal] = {}
+    for entry in entries:
+        payload = entry.payload if isinstance(entry.payload, dict) else {}
+        for row in reader.attachment_rows(entry.seq, USAGE_TABLE):
+            line_period = row.get("period") or payload.get("period") or _period_of_start(row.get("start"), kind)
+            if line_period != period:
+                continue
+            key = (str(row["project"]), str(row["pool"]))
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(row["device_hours"])
+    return totals
+
+
+def _period_of_start(start: Any, kind: str | None) -> str | None:
+    from datetime import datetime, timezone
+
+    if start is None or kind is None:
+        return None
+    try:
+        if isinstance(start, (int, float, Decimal)) or str(start).isdigit():
+            moment = datetime.fromtimestamp(float(start), tz=timezone.utc)
+        else:
+            moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        return None
+    return period_of(moment, kind).label
+
+
+def _check_period(period: str | None) -> None:
+    if period is not None:
+        try:
+            parse_period(period)
+        except PeriodError as exc:
+            raise UsageError(f"--period: {exc}") from None
+
+
+def audit(ctx: Context, period: str | None = None) -> dict[str, Any]:
+    """The audit report of `period` (default: the latest period with a recorded run)."""
+    return _audit(ctx, period)[0]
+
+
+def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
+    _check_period(period)
+    with open_ledger(ctx) as ledger:
+        verification = ledger.verify()
+        with ledger.reader() as reader:
+            view = _pick(reader, period)
+            state_seq = view.payload["state_seq"]
+            snapshot = reader.state_at(state_seq).snapshot(view.period)
+            used = used_device_hours(reader, view.period)
+            head_seq, head_hash = reader.head()
+    figures = {m["member"]: MemberFigures(Decimal(m["share"]), Decimal(m["contributed"]),
+                                          Decimal(m["allocated"])) for m in view.members}
+    granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
+    settlement = settle(snapshot, view.period, figures, granted, used)
+    problems = [str(p) for p in verification.problems]
+    ledger_info = {
+        "head_seq": head_seq, "head_hash": head_hash, "entries": verification.entries,
+        "verified": verification.ok,
+        "verified_through": verification.head_seq,
+        "problems": "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+    }
+    entry = view.entry
+    run = {"metrics": view.payload.get("metrics", {}),
+           "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor, "state_seq": state_seq,
+                          "inputs_digest": view.payload.get("inputs_digest"),
+                          "reason": view.payload.get("reason"), "supersedes": view.payload.get("supersedes")}}
+    report = build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
+                         run=run, members=view.members, projects=view.projects, grants=view.grants,
+                         settlement=settlement, used=used, ledger=ledger_info)
+    return report, snapshot
+
+
+def member(ctx: Context, member_id: str, period: str | None = None) -> dict[str, Any]:
+    """One member's statement for `period` (default: the latest period with a recorded run)."""
+    report, snapshot = _audit(ctx, period)
+    try:
+        return build_member(report, member_id, snapshot)
+    except KeyError:
+        raise NotFound(f'no member "{member_id}" in the {report["period"]} run') from None
+
+
+def render(report: Mapping[str, Any], fmt: str) -> str:
+    """The report as text in `fmt` (md, json, csv or html)."""
+    try:
+        return RENDERERS[fmt](report)
+    except KeyError:
+        raise UsageError(f"--format: {fmt!r} is not one of {', '.join(RENDERERS)}") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same directory and a rename, so a
+    reader never sees half a report and a failure leaves any earlier file as it was."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        raise UsageError(f"-o: directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        # mkstemp makes the file private (0600); a report gets the mode of the file it replaces, or
+        # the usual mode under the umask.
+        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def display_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The report's tables as text cells, for the terminal: title, columns, rows, numeric columns,
+    and whether the table is a single record better shown as item/value pairs."""
+    out = []
+    for key, title in sections(report):
+        rows = list(report.get(key) or [])
+        if key in ("summary", "ledger", "statement") and len(rows) == 1:
+            out.append({"title": title, "columns": ["item", "value"],
+                        "rows": [(label(k), human(k, v)) for k, v in rows[0].items()], "numeric": []})
+            continue
+        columns = list(rows[0]) if rows else []
+        out.append({"title": title, "columns": [label(c) for c in columns],
+                    "rows": [tuple(human(c, r.get(c)) for c in columns) for r in rows],
+                    "numeric": [label(c) for c in columns if is_numeric(c, rows)],
+                    "flagged": [bool(r.get("flagged")) for r in rows]})
+    return out

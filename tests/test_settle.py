@@ -1,0 +1,154 @@
+"""Settlement: exact splits by stakes, lending and borrowing, pledged versus delivered, and the
+property that balances always sum to exactly zero."""
+
+from __future__ import annotations
+
+from decimal import Decimal as D
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pooler.core.model import Accelerator, Consortium, Member, Pool, Project, Snapshot
+from pooler.core.settle import QUANTUM, MemberFigures, settle, split_by_stakes
+from tests.strategies import amounts, snapshots
+
+
+def _snapshot(pools, projects, members=("A", "B", "C"), rates=None):
+    """pools: [(id, member, accelerator, capacity)]; projects: [(id, {member: stake}, speed or None)]."""
+    rates = rates or {"gpu": "1"}
+    return Snapshot(
+        consortium=Consortium(period_hours=D(100)),
+        accelerators=tuple(Accelerator(id=a, rate=D(r)) for a, r in rates.items()),
+        members=tuple(Member(id=m, name=m) for m in members),
+        pools=tuple(Pool(id=p, member=m, accelerator=a, capacity=D(c)) for p, m, a, c in pools),
+        projects=tuple(Project.from_record({"id": j, "sponsors": s, "demand": "1000",
+                                            **({"speed": sp} if sp is not None else {})})
+                       for j, s, sp in projects),
+    )
+
+
+FIG = {m: MemberFigures(D("0.25"), D(100), D(50)) for m in "ABC"}
+
+
+# --- splitting a line by stakes ------------------------------------------------------------------
+
+SPLITS = {
+    "thirds add up exactly": (D(1), {"A": D(1), "B": D(1), "C": D(1)},
+                              {"A": D("0.333334"), "B": D("0.333333"), "C": D("0.333333")}),
+    "70/30": (D(10), {"pcl": D("0.7"), "huawei": D("0.3")}, {"huawei": D(3), "pcl": D(7)}),
+    "tie goes to the smaller id": (D("0.000001"), {"b": D(1), "a": D(1)}, {"a": D("0.000001"), "b": D(0)}),
+    "units rounded to the quantum, half even": (D("0.0000025"), {"a": D(1)}, {"a": D("0.000002")}),
+    "stakes need not be normalised": (D(9), {"a": D(2), "b": D(1)}, {"a": D(6), "b": D(3)}),
+    "a negative correction splits too": (D(-1), {"a": D(1), "b": D(1), "c": D(1)},
+                                         {"a": D("-0.333333"), "b": D("-0.333333"), "c": D("-0.333334")}),
+    "nobody to charge (0/0)": (D(5), {}, {}),
+}
+
+
+@pytest.mark.parametrize("name", list(SPLITS))
+def test_split_by_stakes(name):
+    units, stakes, want = SPLITS[name]
+    got = split_by_stakes(units, stakes)
+    assert got == want
+    if want:
+        assert sum(got.values()) == units.quantize(QUANTUM)
+
+
+# --- settling a period ---------------------------------------------------------------------------
+
+
+def test_borrowing_from_another_members_pool():
+    snap = _snapshot([("pa", "A", "gpu", 100), ("pb", "B", "gpu", 100)], [("ja", {"A": 1}, None)])
+    s = settle(snap, "2026-11", FIG, {"pa": D(100), "pb": D(40)}, {("ja", "pb"): D(40), ("ja", "pa"): D(60)})
+    a, b = s.member("A"), s.member("B")
+    assert (a.used, a.own_use, a.borrowed, a.lent, a.balance) == (100, 60, 40, 0, -40)
+    assert (b.used, b.lent, b.borrowed, b.balance) == (0, 40, 0, 40)
+    assert [(f.lender, f.borrower, f.units) for f in s.flows] == [("B", "A", 40)]
+    assert s.used_units == 100
+
+
+def test_units_are_device_hours_times_rate_times_speed_split_by_stakes():
+    snap = _snapshot([("pa", "A", "npu", 100)], [("j", {"A": 1, "B": 1, "C": 1}, {"npu": "0.9"})],
+                     rates={"npu": "1.1"})
+    s = settle(snap, "2026-11", FIG, {}, {("j", "pa"): D(10)})  # 10 x 1.1 x 0.9 = 9.9 units
+    assert s.member("A").own_use == D("3.3") and s.member("B").borrowed == D("3.3")
+    assert s.member("A").lent == D("6.6")
+    assert sum(m.balance for m in s.members) == 0
+
+
+def test_thirds_are_settled_exactly():
+    snap = _snapshot([("pa", "A", "gpu", 100)], [("j", {"B": 1, "C": 1, "A": 1}, None)])
+    s = settle(snap, None, FIG, {}, {("j", "pa"): D(1)})
+    assert s.member("B").borrowed + s.member("C").borrowed == s.member("A").lent == D("0.666666")  # the odd quantum to A (smallest id)
+    assert sum(m.balance for m in s.members) == 0
+
+
+def test_no_speed_for_the_type_is_charged_at_the_pool_rate():
+    snap = _snapshot([("pb", "B", "gpu", 100)], [("ja", {"A": 1}, {"other": "1"})],
+                     rates={"gpu": "2", "other": "1"})
+    s = settle(snap, None, FIG, {}, {("ja", "pb"): D(5)})
+    assert s.member("A").borrowed == 10
+    assert any("charged at the pool's rate" in n for n in s.notes)
+
+
+def test_unknown_pool_and_project_are_noted_not_settled():
+    snap = _snapshot([("pa", "A", "gpu", 100)], [("ja", {"A": 1}, None)])
+    s = settle(snap, None, FIG, {}, {("ghost", "pa"): D(5), ("ja", "nowhere"): D(7)})
+    assert all(m.used == 0 for m in s.members)
+    assert s.pools[0].used == 5  # the pool was used, even if nobody can be charged
+    assert len(s.notes) == 2
+
+
+def test_entitlement_is_share_of_pooled_units():
+    snap = _snapshot([("pa", "A", "gpu", 100), ("pb", "B", "h", 10)], [], rates={"gpu": "1", "h": "2.5"})
+    s = settle(snap, None, {"A": MemberFigures(D("0.4"), D(100), D(0))}, {}, {})
+    assert s.pooled_units == 125
+    assert s.member("A").entitled == 50
+
+
+IDLE = {
+    # name: (capacity, granted, used or None, want idle share, want flagged)
+    "used 60 of 100: 40% idle, flagged": (100, 100, 60, D("0.4"), True),
+    "used 70 of 100: exactly 30% is not over": (100, 100, 70, D("0.3"), False),
+    "over-used: never negative": (100, 100, 120, D(0), False),
+    "no usage in the period: from grants": (100, 50, None, D("0.5"), True),
+    "capacity 0: no share, not flagged": (0, 0, None, None, False),
+}
+
+
+@pytest.mark.parametrize("name", list(IDLE))
+def test_pledged_versus_delivered(name):
+    capacity, granted, used, idle, flagged = IDLE[name]
+    snap = _snapshot([("pa", "A", "gpu", capacity)], [("ja", {"A": 1}, None)])
+    s = settle(snap, None, FIG, {"pa": D(granted)}, {} if used is None else {("ja", "pa"): D(used)})
+    pool = s.pools[0]
+    assert (pool.idle_share, pool.flagged) == (idle, flagged)
+    assert s.idle_basis == ("granted" if used is None else "used")
+
+
+# --- property: balances sum to zero exactly ------------------------------------------------------
+
+
+@st.composite
+def _settlement_inputs(draw):
+    snap = draw(snapshots(usage=False))
+    pairs = [(j.id, p.id) for j in snap.projects for p in snap.pools]
+    chosen = draw(st.lists(st.sampled_from(pairs), unique=True, max_size=12)) if pairs else []
+    used = {pair: draw(amounts(max_digits=9)) for pair in chosen}
+    return snap, used
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_settlement_inputs())
+def test_balances_sum_to_zero_exactly(inputs):
+    snap, used = inputs
+    s = settle(snap, None, {}, {}, used)
+    assert sum((m.balance for m in s.members), D(0)) == 0
+    assert sum((m.lent for m in s.members), D(0)) == sum((m.borrowed for m in s.members), D(0))
+    assert sum((f.units for f in s.flows), D(0)) == sum((m.lent for m in s.members), D(0))
+    for m in s.members:
+        assert m.used == m.own_use + m.borrowed
+        for value in (m.used, m.lent, m.borrowed):
+            assert value % QUANTUM == 0  # whole quanta: nothing left to round
+    assert s.used_units == sum((m.used for m in s.members), D(0))
