@@ -407,7 +407,7 @@ def test_an_empty_batch_is_recorded_as_zero_rows(ledger):
     ([{"project": "p", "pool": "q", "units": "1"}], "alloc_grant", "device_hours is required"),
     ([{"project": "p", "pool": "q", "device_hours": 1, "units": "1", "x": 1}], "alloc_grant", "unknown column"),
     ([{"project": 5, "pool": "q", "device_hours": 1, "units": "1"}], "alloc_grant", "text"),
-    ([{"project": "p", "pool": "q", "device_hours": 1, "units": "1"}], "usage_line", "not an attachment table"),
+    ([{"project": "p", "pool": "q", "device_hours": 1, "units": "1"}], "no_such_table", "not an attachment table"),
 ])
 def test_bad_attachment_rows_are_refused(ledger, rows, attachment, message):
     with ledger.writer("t") as w, pytest.raises(EntryRejected, match=message):
@@ -482,7 +482,9 @@ def test_missing_guards_are_reported(ledger, path):
     drop_guards(path)
     report = ledger.verify()
     assert not report.ok and report.first_bad_seq is None
-    assert {p.table for p in report.problems} == {"journal", "alloc_grant"}
+    from pooler.store.attachments import attachment_tables
+
+    assert {p.table for p in report.problems} == {"journal", *(t.name for t in attachment_tables())}
     assert "journal_no_update" in report.reason
 
 

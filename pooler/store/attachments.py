@@ -26,7 +26,7 @@ from sqlmodel import SQLModel
 from pooler.core.model import dec, dec_str
 from pooler.store.errors import EntryRejected
 from pooler.store.journal import canonical_json
-from pooler.store.tables import AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow
+from pooler.store.tables import AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, UsageLineRow
 
 COLUMN_TYPES = ("int", "decimal", "text")
 
@@ -152,4 +152,8 @@ ALLOC_PROJECT = register_attachment(
 )
 ALLOC_POOL = register_attachment(
     AllocPoolRow, {"pool": "text", "capacity": "decimal", "granted": "decimal"}
+)
+USAGE_LINE = register_attachment(
+    UsageLineRow, {"project": "text", "pool": "text", "period": "text", "device_hours": "decimal",
+                   "start": "int", "end": "int", "job": "text"}
 )

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, insert, inspect, select, text, update
 from pooler.store.db import Backend
 from pooler.store.tables import (
     AcceleratorRateRow, AcceleratorRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, DatasetRow, JournalRow, MemberRow,
-    MetaRow, ModelRow, PolicyRow, PoolRow, ProjectRow, ProjectSponsorRow, metadata,
+    MetaRow, ModelRow, PolicyRow, PoolRow, ProjectRow, ProjectSponsorRow, UsageLineRow, metadata,
 )
 
 VERSION_KEY = "schema_version"
@@ -38,14 +38,14 @@ class Migration:
 
 _VERSION_1_TABLES = (
     MetaRow, JournalRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, PolicyRow, AcceleratorRow, AcceleratorRateRow,
-    MemberRow, PoolRow, DatasetRow, ModelRow, ProjectRow, ProjectSponsorRow,
+    MemberRow, PoolRow, DatasetRow, ModelRow, ProjectRow, ProjectSponsorRow, UsageLineRow,
 )
 
 
 def create_version_1(conn: Connection, backend: Backend) -> None:
     """The journal, the allocation attachment tables, the projections, and the append-only guards."""
     metadata.create_all(conn, tables=[row.__table__ for row in _VERSION_1_TABLES])
-    for table in ("journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project"):
+    for table in ("journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project", "usage_line"):
         for statement in backend.append_only_ddl(table):
             # text() rather than exec_driver_sql: it escapes the "%" of PostgreSQL's RAISE for the driver.
             conn.execute(text(statement))

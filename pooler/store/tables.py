@@ -105,6 +105,27 @@ class AllocProjectRow(SQLModel, table=True):
     level: str | None = Field(default=None, nullable=True)
 
 
+class UsageLineRow(SQLModel, table=True):
+    """One line of a usage import: device-hours a project consumed on a pool between two moments.
+
+    `start` and `end` are epoch seconds (UTC); `period` is the consortium period the line is charged
+    to (the one containing `end`, or the period the import named); `job` is the scheduler's job id
+    when the line came from one.
+    """
+
+    __tablename__ = "usage_line"
+
+    seq: int = Field(primary_key=True, foreign_key="journal.seq")
+    line: int = Field(primary_key=True)
+    project: str = Field(index=True)
+    pool: str
+    period: str
+    device_hours: str
+    start: int
+    end: int
+    job: str | None = Field(default=None, nullable=True)
+
+
 # --- projections -------------------------------------------------------------------------------
 
 

@@ -1,0 +1,379 @@
+"""Usage importers: CSV lines and Slurm `sacct -P` output, read as a stream, line by line.
+
+Both parsers are generators over the lines of a file that yield, per input line, either `UsageLine`s
+(the lines to record) or a `LineProblem` (a bad line, with its line number and why). They never stop
+at the first problem, so a caller can report every problem at once, and they hold nothing but the
+current line, so a file of any length is read in bounded memory. Which projects and pools exist is
+the caller's knowledge, passed in as sets of ids.
+
+CSV (DESIGN 5a): a header `project,pool,device_hours,start,end` (an optional sixth column `job` is
+kept), times ISO 8601 (no zone: UTC) or integer epoch seconds.
+
+Slurm: the fields JobIDRaw, Cluster, Account, User, Partition, QOS, AllocTRES, ElapsedRaw, Start, End,
+State in that order, or any fields in the order a header line names them (`sacct -P` without `-n`,
+`--format=ALL` included). Job steps (`12.batch`, `12.0`) are skipped; every typed `gres/gpu:TYPE=N`
+of AllocTRES gives one line of N x ElapsedRaw / 3600 device-hours; the untyped `gres/gpu=N` counts
+only when no typed entry is present. Jobs that ended count whatever their state; unfinished ones only
+with `include_running`, up to now (Start + ElapsedRaw).
+
+Each line is charged to a period: the one given, or else the consortium period holding the line's
+last second of use (the end is exclusive, so a job ending at midnight on the 1st belongs to the month
+before).
+"""
+
+from __future__ import annotations
+
+import csv
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+
+from pooler.core.period import Period, period_of
+from pooler.core.usage import device_hours_from_seconds, line_problem
+
+CSV_COLUMNS = ("project", "pool", "device_hours", "start", "end")
+SACCT_FIELDS = ("JobIDRaw", "Cluster", "Account", "User", "Partition", "QOS", "AllocTRES", "ElapsedRaw",
+                "Start", "End", "State")
+_SACCT_NEEDED = ("JobIDRaw", "Cluster", "Account", "Partition", "AllocTRES", "ElapsedRaw", "Start", "End",
+                 "State")
+# Slurm job states of jobs that have not ended (sacct's long names).
+UNFINISHED_STATES = frozenset({
+    "PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
+    "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "STOPPED",
+})
+_NO_TIME = frozenset({"", "unknown", "none", "n/a"})
+
+
+class UsageLine(NamedTuple):
+    """One line to record; `line` is its line number in the file. (A named tuple: a million of them
+    are built per import, and a frozen dataclass costs several times more to construct.)"""
+
+    line: int
+    project: str
+    pool: str
+    period: str
+    device_hours: Decimal
+    start: int
+    end: int
+    job: str | None = None
+
+
+class LineProblem(NamedTuple):
+    line: int
+    reason: str
+
+
+@dataclass
+class ReadStats:
+    """What a parser read besides the lines it yielded (updated as it goes)."""
+
+    lines: int = 0                     # data lines read (header and blank lines excluded)
+    ignored: dict[str, int] = field(default_factory=dict)   # reason -> count (steps, no GPU...)
+
+    def ignore(self, reason: str) -> None:
+        self.ignored[reason] = self.ignored.get(reason, 0) + 1
+
+
+class FileProblem(ValueError):
+    """A problem with a whole file (no header, an unusable map), not with one line."""
+
+
+# --- the map ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsageMap:
+    """Slurm names -> ledger ids (DESIGN 5a). Unlisted accounts keep their name; for pools the most
+    specific key wins: `cluster/partition/type`, `cluster/partition`, `cluster`; when none is listed
+    the partition's own name, then the cluster's, is tried as a pool id."""
+
+    projects: Mapping[str, str] = field(default_factory=dict)
+    pools: Mapping[str, str] = field(default_factory=dict)
+
+    def project(self, account: str) -> str:
+        return self.projects.get(account, account)
+
+    def pool_candidates(self, cluster: str, partition: str, gpu_type: str | None) -> list[tuple[str, str]]:
+        """(how, pool id) to try in order."""
+        keys = ([f"{cluster}/{partition}/{gpu_type}"] if gpu_type else []) + [f"{cluster}/{partition}", cluster]
+        for key in keys:
+            if key in self.pools:
+                return [(f"map key {key!r}", self.pools[key])]
+        return [("partition name", partition), ("cluster name", cluster)]
+
+
+def load_map(path: Path) -> UsageMap:
+    """Read a map file; every problem in it is listed in one `FileProblem`."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise FileProblem(f"cannot read the map {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise FileProblem(f"the map {path} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FileProblem(f"the map {path} is not valid TOML: {exc}") from None
+    problems = [f"unknown table [{key}] (a map has [projects] and [pools])"
+                for key in sorted(set(data) - {"projects", "pools"})]
+    tables = {}
+    for name in ("projects", "pools"):
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            problems.append(f"{name} must be a table")
+            continue
+        for key, value in table.items():
+            if not isinstance(value, str) or not value:
+                problems.append(f"[{name}] {key!r}: the value must be a non-empty id in quotes")
+        tables[name] = {k: v for k, v in table.items() if isinstance(v, str)}
+    if problems:
+        raise FileProblem(f"the map {path}: " + "; ".join(problems))
+    return UsageMap(tables.get("projects", {}), tables.get("pools", {}))
+
+
+# --- times and periods ------------------------------------------------------------------------------
+
+
+def parse_time(text: str) -> int:
+    """Epoch seconds from integer epoch text or ISO 8601 (no zone: UTC); ValueError when neither."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    moment = datetime.fromisoformat(text)  # ValueError for anything else
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp() // 1)
+
+
+class PeriodOf:
+    """The period label holding a moment, remembering the last period found (lines come in runs)."""
+
+    def __init__(self, kind: str, fixed: str | None = None) -> None:
+        self.kind = kind
+        self.fixed = fixed
+        self._low = self._high = 0
+        self._label = ""
+
+    def __call__(self, start: int, end: int) -> str:
+        if self.fixed is not None:
+            return self.fixed
+        moment = max(start, end - 1)  # the line's last second of use
+        if not self._low <= moment < self._high:
+            p: Period = period_of(datetime.fromtimestamp(moment, timezone.utc), self.kind)
+            self._low, self._high, self._label = int(p.start.timestamp()), int(p.end.timestamp()), p.label
+        return self._label
+
+
+def _known(kind: str, wanted: str, known: frozenset[str] | set[str], how: str = "") -> str | None:
+    if wanted in known:
+        return None
+    return f"{how}{kind} {wanted!r} is not in the ledger"
+
+
+# --- CSV --------------------------------------------------------------------------------------------
+
+
+def read_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset[str], period: PeriodOf,
+             stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
+    """Parse CSV usage lines (an iterable of text lines, e.g. an open file)."""
+    reader = csv.reader(lines)
+    header: list[str] | None = None
+    for row in reader:
+        number = reader.line_num
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        if header is None:
+            header = [c.strip().lower() for c in row]
+            if header not in (list(CSV_COLUMNS), [*CSV_COLUMNS, "job"]):
+                yield LineProblem(number, f"the header must be {','.join(CSV_COLUMNS)} (optionally ,job); "
+                                          f"found {','.join(row)}")
+                return
+            width = len(header)
+            continue
+        stats.lines += 1
+        if len(row) != width:
+            yield LineProblem(number, f"expected {width} columns, found {len(row)}")
+            continue
+        project, pool, hours_text, start_text, end_text = (c.strip() for c in row[:5])
+        job = row[5].strip() or None if width == 6 else None
+        reasons = []
+        if not project:
+            reasons.append("the project is empty")
+        elif project not in projects:
+            reasons.append(f"project {project!r} is not in the ledger")
+        if not pool:
+            reasons.append("the pool is empty")
+        elif pool not in pools:
+            reasons.append(f"pool {pool!r} is not in the ledger")
+        try:
+            hours = Decimal(hours_text)
+        except InvalidOperation:
+            reasons.append(f"device_hours {hours_text!r} is not a number")
+            hours = None
+        start = end = None
+        try:
+            start = parse_time(start_text)
+        except ValueError:
+            reasons.append(f"start {start_text!r} is not an ISO 8601 time or epoch seconds")
+        try:
+            end = parse_time(end_text)
+        except ValueError:
+            reasons.append(f"end {end_text!r} is not an ISO 8601 time or epoch seconds")
+        if start is not None and end is not None:
+            why = line_problem(hours, start, end) if hours is not None else (
+                "the end is before the start" if end < start else None)
+            if why:
+                reasons.append(why)
+        if reasons:
+            yield LineProblem(number, "; ".join(reasons))
+            continue
+        yield UsageLine(number, project, pool, period(start, end), hours, start, end, job)
+    if header is None:
+        yield LineProblem(1, f"the file is empty: expected the header {','.join(CSV_COLUMNS)}")
+
+
+# --- Slurm sacct ------------------------------------------------------------------------------------
+
+
+def parse_gpus(tres: str) -> dict[str | None, int]:
+    """GPU counts by type from AllocTRES; {None: n} for an untyped count alone; {} for no GPU.
+    ValueError for a count that is not a whole number."""
+    typed: dict[str | None, int] = {}
+    untyped = 0
+    for item in tres.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name == "gres/gpu":
+            untyped = _count(value)
+        elif name.startswith("gres/gpu:"):
+            gpu_type = name[len("gres/gpu:"):]
+            typed[gpu_type] = typed.get(gpu_type, 0) + _count(value)
+    if typed:
+        return {t: n for t, n in typed.items() if n > 0}
+    return {None: untyped} if untyped > 0 else {}
+
+
+def _count(value: str) -> int:
+    value = value.strip()
+    if not value.isdigit():
+        raise ValueError(f"GPU count {value!r} is not a whole number")
+    return int(value)
+
+
+def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset[str], period: PeriodOf,
+               usage_map: UsageMap, include_running: bool, stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
+    """Parse `sacct -P` output (an iterable of text lines)."""
+    index: dict[str, int] | None = None
+    width = len(SACCT_FIELDS)
+    for number, text in enumerate(lines, start=1):
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            continue
+        fields = text.split("|")
+        if index is None:
+            if fields[0].strip().lower() in ("jobidraw", "jobid") or "JobIDRaw" in fields:
+                names = [f.strip() for f in fields]
+                missing = [f for f in _SACCT_NEEDED if f not in names]
+                if missing:
+                    raise FileProblem(f"line {number}: the header has no {', '.join(missing)} "
+                                      f"(sacct -P -o {','.join(SACCT_FIELDS)})")
+                index = {name: names.index(name) for name in SACCT_FIELDS if name in names}
+                width = len(names)
+                continue
+            index = {name: i for i, name in enumerate(SACCT_FIELDS)}
+        stats.lines += 1
+        if len(fields) != width:
+            yield LineProblem(number, f"expected {width} fields separated by |, found {len(fields)}")
+            continue
+        job = fields[index["JobIDRaw"]].strip()
+        if "." in job:
+            stats.ignore("job steps")
+            continue
+        yield from _sacct_job(number, job, fields, index, projects=projects, pools=pools, period=period,
+                              usage_map=usage_map, include_running=include_running, stats=stats)
+
+
+def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], *, projects, pools, period,
+               usage_map: UsageMap, include_running: bool, stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
+    def get(name: str) -> str:
+        return fields[index[name]].strip()
+
+    try:
+        gpus = parse_gpus(get("AllocTRES"))
+    except ValueError as exc:
+        yield LineProblem(number, f"job {job}: AllocTRES: {exc}")
+        return
+    if not gpus:
+        stats.ignore("jobs without GPUs")
+        return
+    state = get("State").split(" ", 1)[0].upper()
+    end_text = get("End")
+    unfinished = state in UNFINISHED_STATES or end_text.lower() in _NO_TIME
+    if unfinished and not include_running:
+        stats.ignore("unfinished jobs")
+        return
+    reasons = []
+    elapsed_text = get("ElapsedRaw")
+    elapsed = int(elapsed_text) if elapsed_text.isdigit() else None
+    if elapsed is None:
+        reasons.append(f"ElapsedRaw {elapsed_text!r} is not a whole number of seconds")
+    start_text = get("Start")
+    start = end = None
+    if start_text.lower() in _NO_TIME:
+        if unfinished:
+            stats.ignore("jobs not started")
+            return
+        reasons.append(f"Start {start_text!r} is not a time")
+    else:
+        try:
+            start = parse_time(start_text)
+        except ValueError:
+            reasons.append(f"Start {start_text!r} is not an ISO 8601 time or epoch seconds")
+    if unfinished:
+        end = start + elapsed if start is not None and elapsed is not None else None
+    else:
+        try:
+            end = parse_time(end_text)
+        except ValueError:
+            reasons.append(f"End {end_text!r} is not an ISO 8601 time or epoch seconds")
+    if elapsed == 0 and not reasons:
+        stats.ignore("jobs that never ran")
+        return
+    account = get("Account")
+    project = usage_map.project(account)
+    if project not in projects:
+        how = f"account {account!r} maps to project {project!r}, which" if project != account else \
+            f"account {account!r} is not listed in the map and, as a project id, it"
+        reasons.append(f"{how} is not in the ledger")
+    cluster, partition = get("Cluster"), get("Partition")
+    lines = []
+    for gpu_type in sorted(gpus, key=lambda t: t or ""):
+        candidates = usage_map.pool_candidates(cluster, partition, gpu_type)
+        pool = next((p for _, p in candidates if p in pools), None)
+        if pool is None:
+            where = "/".join(x for x in (cluster, partition, gpu_type) if x)
+            tried = ", ".join(f"{p!r} ({how})" for how, p in candidates)
+            reasons.append(f"{where} maps to no pool in the ledger (tried {tried})")
+            continue
+        lines.append((gpu_type, pool))
+    if start is not None and end is not None and elapsed is not None:
+        if end < start:
+            reasons.append("End is before Start")
+        for gpu_type, _ in lines:
+            hours = device_hours_from_seconds(gpus[gpu_type], elapsed)
+            why = line_problem(hours, start, max(end, start + elapsed))
+            if why:
+                reasons.append(why)
+                break
+    if reasons:
+        yield LineProblem(number, f"job {job}: " + "; ".join(dict.fromkeys(reasons)))
+        return
+    label = period(start, end)
+    for gpu_type, pool in lines:
+        yield UsageLine(number, project, pool, label, device_hours_from_seconds(gpus[gpu_type], elapsed),
+                        start, end, job)
+
+
+def reader_for(fmt: str) -> Callable[..., Iterator[UsageLine | LineProblem]]:
+    return {"csv": read_csv, "sacct": read_sacct}[fmt]

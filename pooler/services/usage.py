@@ -1,0 +1,309 @@
+"""Usage: importing consumed device-hours, and the decayed usage that allocation and fair-share read.
+
+An import is one `usage.import` journal entry whose attached `usage_line` rows hold every line (project,
+pool, period, device-hours, start, end, job), so `ledger verify` covers them. Its payload names the
+file, its SHA-256 (the same file is never imported twice), the format, the periods and the totals.
+
+Every line is checked first (known project and pool, plausible hours, good times); any bad line and
+nothing is recorded, unless `skip_bad`, which records the good ones and lists the others. Parsing,
+checking and writing happen in one write transaction, so what is checked is what is written.
+
+Each line is charged to a period: the one the import names, or the consortium period holding the
+line's last second of use (stored per line, so one import may span several periods).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from pooler.core.model import Snapshot
+from pooler.core.period import PeriodError, parse_period, period_of
+from pooler.core.usage import ChargedLine, FairShareRow, MemberUsage, fairshare_rows, member_usage
+from pooler.core.contrib import contributions
+from pooler.errors import PoolerError, UsageError
+from pooler.io.usage import (
+    FileProblem, LineProblem, PeriodOf, ReadStats, UsageLine, UsageMap, load_map, read_csv, read_sacct,
+)
+from pooler.services.context import Context
+from pooler.services.registry import open_ledger
+from pooler.store import LedgerState
+
+IMPORT_KIND = "usage.import"
+FORMATS = ("csv", "sacct")
+# Problems listed in an error message; the rest are counted.
+MAX_LISTED_PROBLEMS = 1000
+_PROGRESS_EVERY = 20_000  # lines between progress callbacks
+
+
+class UsageImportError(PoolerError):
+    """A usage file that cannot be imported as asked (bad lines, a duplicate, a bad map)."""
+
+    def __init__(self, message: str, problems: tuple[LineProblem, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+@dataclass
+class ImportOutcome:
+    """What an import read and recorded (`to_json_dict` is the DESIGN 5a `--json` shape, plus extras)."""
+
+    file: str
+    file_digest: str
+    format: str
+    lines: int = 0
+    recorded: int = 0
+    skipped: list[LineProblem] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)
+    device_hours: Decimal = Decimal(0)
+    by_project_pool: dict[tuple[str, str], Decimal] = field(default_factory=dict)
+    periods: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seq: int | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "lines": self.lines,
+            "recorded": self.recorded,
+            "skipped": [{"line": p.line, "reason": p.reason} for p in self.skipped],
+            "device_hours": float(self.device_hours),
+            "by_project_pool": [{"project": j, "pool": p, "device_hours": float(h)}
+                                for (j, p), h in sorted(self.by_project_pool.items())],
+            "ignored": dict(sorted(self.ignored.items())),
+            "periods": {label: {"lines": v["lines"], "device_hours": float(v["device_hours"])}
+                        for label, v in sorted(self.periods.items())},
+            "file": self.file,
+            "file_digest": self.file_digest,
+            "format": self.format,
+            "seq": self.seq,
+        }
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[str]:
+    """The file's lines; `progress(bytes so far)` every few thousand lines."""
+    done = 0
+    with path.open("r", encoding="utf-8", newline="") as f:
+        for i, line in enumerate(f, start=1):
+            done += len(line)
+            if progress is not None and i % _PROGRESS_EVERY == 0:
+                progress(done)
+            yield line
+    if progress is not None:
+        progress(done)
+
+
+def _problem_text(path: Path, problems: list[LineProblem], total: int) -> str:
+    listed = "\n".join(f"  line {p.line}: {p.reason}" for p in problems[:MAX_LISTED_PROBLEMS])
+    more = f"\n  ... and {total - MAX_LISTED_PROBLEMS} more" if total > MAX_LISTED_PROBLEMS else ""
+    return (f"{total} bad line(s) in {path.name}; nothing recorded (fix them, or pass --skip-bad to record "
+            f"the good lines):\n{listed}{more}")
+
+
+def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = None,
+                 map_path: Path | None = None, include_running: bool = False, skip_bad: bool = False,
+                 progress: Callable[[int], None] | None = None) -> ImportOutcome:
+    """Import a usage file (`fmt` "csv" or "sacct") as one `usage.import` entry with its lines."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format: {fmt!r} is not a usage format (csv or sacct)")
+    if not path.is_file():
+        raise UsageError(f"no usage file at {path}")
+    if map_path is not None and fmt != "sacct":
+        raise UsageError("--map: a map translates Slurm accounts and partitions; it applies to --format sacct only")
+    if include_running and fmt != "sacct":
+        raise UsageError("--include-running applies to --format sacct only")
+    try:
+        usage_map = load_map(map_path) if map_path is not None else UsageMap()
+    except FileProblem as exc:
+        raise UsageImportError(str(exc)) from None
+    digest = file_digest(path)
+    outcome = ImportOutcome(path.name, digest, fmt)
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
+        state = writer.state()
+        kind = state.consortium.period
+        if period is not None:
+            try:
+                period = parse_period(period, kind).label
+            except PeriodError as exc:
+                raise UsageError(f"--period: {exc}") from None
+        for entry in writer.entries_of_kind(IMPORT_KIND):
+            if entry.payload.get("file_digest") == digest:
+                raise UsageImportError(
+                    f"{path.name} was already imported as entry #{entry.seq} ({entry.time} by {entry.actor}; "
+                    f"same SHA-256 {digest[:12]}...); nothing recorded")
+        projects = frozenset(state.collection("project"))
+        pools = frozenset(state.collection("pool"))
+        stats = ReadStats()
+        common = dict(projects=projects, pools=pools, period=PeriodOf(kind, period), stats=stats)
+        lines = _text_lines(path, progress)
+        try:
+            if fmt == "csv":
+                items = read_csv(lines, **common)
+            else:
+                items = read_sacct(lines, usage_map=usage_map, include_running=include_running, **common)
+            rows, problems = _collect(items, outcome, keep_rows_after_problem=skip_bad)
+        except FileProblem as exc:
+            raise UsageImportError(f"{path.name}: {exc}") from None
+        except UnicodeDecodeError:
+            raise UsageImportError(f"{path.name} is not UTF-8 text") from None
+        outcome.lines = stats.lines
+        outcome.ignored = dict(stats.ignored)
+        if problems and not skip_bad:
+            raise UsageImportError(_problem_text(path, problems, len(problems)), tuple(problems))
+        outcome.skipped = problems
+        if not rows:
+            writer.rollback()
+            return outcome
+        payload = {
+            "file": path.name,
+            "file_digest": digest,
+            "format": fmt,
+            "period": period,
+            "periods": {label: {"lines": v["lines"], "device_hours": v["device_hours"]}
+                        for label, v in sorted(outcome.periods.items())},
+            "lines": stats.lines,
+            "recorded": outcome.recorded,
+            "skipped": len(problems),
+            "skipped_lines": [p.line for p in problems[:MAX_LISTED_PROBLEMS]],
+            "ignored": dict(sorted(stats.ignored.items())),
+            "device_hours": outcome.device_hours,
+            "include_running": include_running,
+            "map_digest": file_digest(map_path) if map_path is not None else None,
+        }
+        entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": _drain(rows)})
+        outcome.seq = entry.seq
+    return outcome
+
+
+def _collect(items: Iterable[UsageLine | LineProblem], outcome: ImportOutcome, *,
+             keep_rows_after_problem: bool) -> tuple[deque, list[LineProblem]]:
+    """Totals, problems, and the rows to write as compact tuples (dropped once a problem means
+    nothing will be written)."""
+    rows: deque = deque()
+    problems: list[LineProblem] = []
+    totals = outcome.by_project_pool
+    periods = outcome.periods
+    hours_total = Decimal(0)
+    keep = True
+    for item in items:
+        if isinstance(item, LineProblem):
+            problems.append(item)
+            if not keep_rows_after_problem and keep:
+                keep = False
+                rows.clear()
+            continue
+        hours = item.device_hours
+        hours_total += hours
+        key = (item.project, item.pool)
+        totals[key] = totals.get(key, Decimal(0)) + hours
+        p = periods.get(item.period)
+        if p is None:
+            p = periods[item.period] = {"lines": 0, "device_hours": Decimal(0)}
+        p["lines"] += 1
+        p["device_hours"] += hours
+        if keep:
+            rows.append((item.project, item.pool, item.period, hours, item.start, item.end, item.job))
+    outcome.device_hours = hours_total
+    outcome.recorded = len(rows) if keep else 0
+    return rows, problems
+
+
+def _drain(rows: deque) -> Iterator[dict[str, Any]]:
+    """The rows as the store wants them, releasing each compact tuple as it goes."""
+    while rows:
+        project, pool, period, hours, start, end, job = rows.popleft()
+        yield {"project": project, "pool": pool, "period": period, "device_hours": hours,
+               "start": start, "end": end, "job": job}
+
+
+# --- reading usage back -----------------------------------------------------------------------------
+
+
+def _lines(reader) -> Iterator[ChargedLine]:
+    for entry in reader.entries_of_kind(IMPORT_KIND):
+        for row in reader.attachment_rows(entry.seq, "usage_line"):
+            yield ChargedLine(row["project"], row["pool"], row["period"], row["device_hours"], row["end"])
+
+
+def _stakes(state: LedgerState) -> dict[str, dict[str, Decimal]]:
+    # Retired projects keep charging their sponsors for what they used.
+    return {pid: dict(rs.record.sponsors) for pid, rs in state.collection("project").items()}  # type: ignore[attr-defined]
+
+
+def _rate_of(state: LedgerState) -> Callable[[str, str], Decimal]:
+    pools = state.collection("pool")
+
+    def rate(pool: str, period: str) -> Decimal:
+        accelerator = pools[pool].record.accelerator  # type: ignore[attr-defined]
+        return state.rate_as_of(accelerator, period)
+
+    return rate
+
+
+def usage_as_of(reader, state: LedgerState, label: str, members: Iterable[str]) -> MemberUsage:
+    """Raw and decayed usage per member for allocating period `label` (lines ended by its start)."""
+    start = parse_period(label, state.consortium.period).start
+    return member_usage(_lines(reader), stakes=_stakes(state), rate=_rate_of(state),
+                        as_of=int(start.timestamp()), half_life_days=state.policy.usage_half_life_days,
+                        members=members)
+
+
+def with_usage(reader, state: LedgerState, snapshot: Snapshot, label: str) -> tuple[Snapshot, dict[str, Decimal]]:
+    """`snapshot` with the decayed usage of its members for `label` (none when the half-life is 0),
+    and the figures used (member -> decayed units, members with none left out)."""
+    if snapshot.policy.usage_half_life_days <= 0:
+        return snapshot.replace(usage=()), {}
+    usage = usage_as_of(reader, state, label, [m.id for m in snapshot.members]).decayed
+    members = {m.id for m in snapshot.members}
+    used = {m: u for m, u in usage.items() if m in members and u > 0}
+    return snapshot.replace(usage=tuple(used.items())), used
+
+
+@dataclass(frozen=True)
+class FairShare:
+    period: str
+    unit: str
+    half_life_days: Decimal
+    lines: int
+    rows: list[FairShareRow]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "period": self.period, "unit": self.unit, "half_life_days": float(self.half_life_days),
+            "lines": self.lines,
+            "members": [{"member": r.member, "raw_shares": float(r.raw_shares),
+                         "norm_shares": float(r.norm_shares), "raw_usage": float(r.raw_usage),
+                         "decayed_usage": float(r.decayed_usage), "effective_usage": float(r.effective_usage),
+                         "fairshare": float(r.fairshare)} for r in self.rows],
+        }
+
+
+def fairshare(ctx: Context, period: str | None = None) -> FairShare:
+    """Slurm-`sshare`-like figures for allocating `period` (default: the current period)."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        state = reader.state()
+        kind = state.consortium.period
+        try:
+            label = parse_period(period, kind).label if period else period_of(ctx.clock(), kind).label
+        except PeriodError as exc:
+            raise UsageError(f"--period: {exc}") from None
+        snapshot = state.snapshot(label)
+        members = [m.id for m in snapshot.members]
+        usage = usage_as_of(reader, state, label, members)
+    history = snapshot.policy.usage_half_life_days > 0
+    if not history:
+        usage = MemberUsage(usage.raw, {m: Decimal(0) for m in members}, usage.lines)
+    else:
+        usage = MemberUsage(usage.raw, {m: usage.decayed.get(m, Decimal(0)) for m in members}, usage.lines)
+    rows = fairshare_rows(contributions(snapshot), snapshot.policy.alpha, usage)
+    return FairShare(label, snapshot.consortium.unit, snapshot.policy.usage_half_life_days, usage.lines, rows)

@@ -1,0 +1,320 @@
+"""`pooler usage import`: the Slurm fixtures against their hand-checked truth, CSV validation with line
+numbers, all-or-nothing recording, duplicates, --include-running, and the pure usage rules."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+import pytest
+
+from pooler.core.usage import device_hours_from_seconds, line_problem
+from pooler.io.usage import parse_gpus, parse_time
+from tests.conftest import SHARED
+from tests.test_cli import digest
+
+GPU = SHARED / "fixtures" / "slurm" / "gpu"
+TRUTH = json.loads((GPU / "truth.json").read_text(encoding="utf-8"))
+
+# A small ledger for the gpuhub cluster: one pool per (partition, GPU type), one project per account.
+LEDGER = """
+[consortium]
+name = "Test"
+
+[policy]
+contribution_weight = 1
+usage_half_life_days = 30
+
+[[accelerators]]
+id = "ascend910b"
+rate = 1
+
+[[accelerators]]
+id = "a800"
+rate = 2
+
+[[accelerators]]
+id = "h800"
+rate = 4
+
+[[members]]
+id = "pcl"
+name = "PCL"
+
+[[members]]
+id = "baidu"
+name = "Baidu"
+
+[[members]]
+id = "ali"
+name = "Ali"
+
+[[members]]
+id = "iflytek"
+name = "iFlytek"
+""" + "".join(
+    f'\n[[pools]]\nid = "{part}-{acc}"\nmember = "{owner}"\naccelerator = "{acc}"\ncapacity = 1000\n'
+    for part, owner in (("gz", "pcl"), ("nm", "baidu")) for acc in ("ascend910b", "a800", "h800")
+) + "".join(
+    f'\n[[projects]]\nid = "{pid}"\nsponsors = {{ {member} = 1 }}\ndemand = 1000\n'
+    for pid, member in (("mind", "pcl"), ("cloud", "pcl"), ("ernie", "baidu"), ("baidu", "baidu"),
+                        ("ali", "ali"), ("iflytek", "iflytek"))
+)
+
+# Accounts -> projects (ali, iflytek and baidu keep their names); typed pools per partition.
+MAP = """
+[projects]
+"pcl-mind" = "mind"
+"pcl-cloud" = "cloud"
+"baidu-ernie" = "ernie"
+
+[pools]
+"gpuhub/hub-gz/ascend910b" = "gz-ascend910b"
+"gpuhub/hub-gz/a800" = "gz-a800"
+"gpuhub/hub-gz/h800" = "gz-h800"
+"gpuhub/hub-nm/ascend910b" = "nm-ascend910b"
+"gpuhub/hub-nm/a800" = "nm-a800"
+"gpuhub/hub-nm/h800" = "nm-h800"
+"""
+PROJECT_OF = {"pcl-mind": "mind", "pcl-cloud": "cloud", "baidu-ernie": "ernie"}
+POOL_OF = {"hub-gz": "gz", "hub-nm": "nm"}
+
+
+@pytest.fixture
+def ledger(cli, tmp_path):
+    manifest = tmp_path / "ledger.toml"
+    manifest.write_text(LEDGER, encoding="utf-8")
+    assert cli("init").exit_code == 0
+    result = cli("apply", manifest)
+    assert result.exit_code == 0, result.stderr
+    (tmp_path / "map.toml").write_text(MAP, encoding="utf-8")
+    return cli
+
+
+def _expected(include_running: bool) -> dict[tuple[str, str], Decimal]:
+    """Device-hours per (project, pool) from truth.json's per-type seconds, by hand."""
+    totals: dict[tuple[str, str], Decimal] = {}
+    for job in TRUTH["jobs"]:
+        if job["state"] == "RUNNING" and not include_running:
+            continue
+        for gpu_type, count in job["alloc_gpu_by_type"].items():
+            key = (PROJECT_OF.get(job["account"], job["account"]), f"{POOL_OF[job['partition']]}-{gpu_type}")
+            totals[key] = totals.get(key, Decimal(0)) + Decimal(count * job["elapsed_raw"]) / 3600
+    return totals
+
+
+def _got(data) -> dict[tuple[str, str], Decimal]:
+    return {(r["project"], r["pool"]): Decimal(str(r["device_hours"])) for r in data["by_project_pool"]}
+
+
+def _close(got: dict, want: dict) -> None:
+    assert set(got) == set(want)
+    for key in want:
+        assert abs(got[key] - want[key]) < Decimal("1e-8"), key
+
+
+@pytest.mark.parametrize("name", ["sacct_gpu_epoch.txt", "sacct_gpu_iso_header.txt", "sacct_gpu_steps.txt",
+                                  "sacct_gpu_all.txt"])
+def test_sacct_fixtures_match_the_hand_checked_truth(ledger, tmp_path, name):
+    result = ledger("usage", "import", GPU / name, "--format", "sacct", "--map", tmp_path / "map.toml", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    _close(_got(data), _expected(include_running=False))
+    # Grand total without the running job: 666 GPU-seconds less its 186 (truth.json's grand total).
+    assert TRUTH["grand_total"]["gpu_seconds"] == 666
+    assert abs(Decimal(str(data["device_hours"])) - Decimal(480) / 3600) < Decimal("1e-8")
+    assert data["skipped"] == []
+    assert data["ignored"]["jobs without GPUs"] == 1  # job 1011, CPU only
+    assert data["ignored"]["unfinished jobs"] == 1    # job 1001, still running
+    if name in ("sacct_gpu_steps.txt", "sacct_gpu_all.txt"):
+        assert data["ignored"]["job steps"] > 0
+    # Jobs 1009 (a800 + ascend910b) and 1013 (a800 + h800) give two lines each: 15 GPU jobs ended.
+    assert data["recorded"] == 15 + 2
+    assert data["lines"] >= 17
+    assert ledger("ledger", "verify").exit_code == 0
+
+
+def test_sacct_include_running_counts_the_elapsed_time(ledger, tmp_path):
+    result = ledger("usage", "import", GPU / "sacct_gpu_epoch.txt", "--format", "sacct",
+                    "--map", tmp_path / "map.toml", "--include-running", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    _close(_got(data), _expected(include_running=True))
+    assert abs(Decimal(str(data["device_hours"])) - Decimal(TRUTH["grand_total"]["gpu_seconds"]) / 3600) \
+        < Decimal("1e-8")
+    assert "unfinished jobs" not in data["ignored"]
+
+
+def test_sacct_unknown_account_or_pool_is_a_bad_line(ledger, tmp_path):
+    partial = tmp_path / "partial-map.toml"
+    partial.write_text(MAP.replace('"pcl-cloud" = "cloud"\n', "").replace(
+        '"gpuhub/hub-gz/h800" = "gz-h800"\n', ""), encoding="utf-8")
+    before = digest(ledger.db)
+    result = ledger("usage", "import", GPU / "sacct_gpu_epoch.txt", "--format", "sacct", "--map", partial)
+    assert result.exit_code == 1
+    text = " ".join(result.stderr.split())
+    # pcl-cloud jobs 1003, 1005, 1017 (lines 3, 5, 17); baidu's h800 job 1015 on hub-gz (line 15).
+    for line in (3, 5, 15, 17):
+        assert f"line {line}: job 10{line:02d}" in text
+    assert "account 'pcl-cloud'" in text and "gpuhub/hub-gz/h800 maps to no pool" in text
+    assert digest(ledger.db) == before
+    skipped = ledger("usage", "import", GPU / "sacct_gpu_epoch.txt", "--format", "sacct", "--map", partial,
+                     "--skip-bad", "--json")
+    assert skipped.exit_code == 0, skipped.stderr
+    assert [s["line"] for s in skipped.json()["skipped"]] == [3, 5, 15, 17]
+
+
+CSV_GOOD = """project,pool,device_hours,start,end
+mind,gz-a800,10,2026-10-01T00:00:00,2026-10-02T00:00:00
+ernie,nm-h800,2.5,1790000000,1790003600
+cloud,gz-ascend910b,0.25,2026-10-31T23:00:00+08:00,2026-10-31T23:30:00+08:00
+"""
+
+
+def test_csv_import_records_one_entry_with_its_lines(ledger, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "csv", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["lines"] == 3 and data["recorded"] == 3 and data["skipped"] == []
+    assert data["device_hours"] == 12.75
+    # 1790003600 is 2026-09-21; +08:00 23:30 on Oct 31 is 15:30 UTC, still October.
+    assert data["periods"] == {"2026-09": {"lines": 1, "device_hours": 2.5},
+                               "2026-10": {"lines": 2, "device_hours": 10.25}}
+    log = ledger("ledger", "log", "--json").json()
+    assert log[0]["kind"] == "usage.import"
+    assert ledger("ledger", "verify").exit_code == 0
+
+
+def test_csv_human_summary(ledger, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "csv")
+    assert result.exit_code == 0, result.stderr
+    assert "mind" in result.stdout and "12.75" in result.stdout
+    assert "Recorded 3 usage line(s) of 3 read as entry" in result.stderr
+
+
+CSV_BAD = """project,pool,device_hours,start,end
+mind,gz-a800,10,2026-10-01T00:00:00,2026-10-02T00:00:00
+nobody,gz-a800,1,2026-10-01T00:00:00,2026-10-01T01:00:00
+mind,nowhere,1,2026-10-01T00:00:00,2026-10-01T01:00:00
+mind,gz-a800,-1,2026-10-01T00:00:00,2026-10-01T01:00:00
+mind,gz-a800,20000,2026-10-01T00:00:00,2026-10-01T01:00:00
+mind,gz-a800,1,yesterday,2026-10-01T01:00:00
+mind,gz-a800,1,2026-10-02T00:00:00,2026-10-01T00:00:00
+mind,gz-a800,1
+ernie,nm-a800,4,1790000000,1790003600
+"""
+
+
+def test_csv_bad_lines_are_all_reported_and_nothing_is_recorded(ledger, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(CSV_BAD, encoding="utf-8")
+    before = digest(ledger.db)
+    result = ledger("usage", "import", path, "--format", "csv")
+    assert result.exit_code == 1
+    text = " ".join(result.stderr.split())
+    assert "7 bad line(s)" in text
+    for line, reason in ((3, "project 'nobody' is not in the ledger"), (4, "pool 'nowhere' is not in the ledger"),
+                         (5, "device_hours -1 is negative"), (6, "device_hours 20000 is more than 10,000 devices could use"),
+                         (7, "start 'yesterday' is not an ISO 8601 time"), (8, "the end is before the start"),
+                         (9, "expected 5 columns, found 3")):
+        assert f"line {line}: {reason}" in text, (line, text)
+    assert "line 2:" not in text and "line 10:" not in text
+    assert digest(ledger.db) == before
+
+
+def test_csv_skip_bad_records_the_good_lines(ledger, tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(CSV_BAD, encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "csv", "--skip-bad", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["recorded"] == 2 and data["lines"] == 9
+    assert [s["line"] for s in data["skipped"]] == [3, 4, 5, 6, 7, 8, 9]
+    assert data["by_project_pool"] == [{"project": "ernie", "pool": "nm-a800", "device_hours": 4.0},
+                                       {"project": "mind", "pool": "gz-a800", "device_hours": 10.0}]
+    assert ledger("ledger", "verify").exit_code == 0
+
+
+def test_the_same_file_is_refused_the_second_time(ledger, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    assert ledger("usage", "import", path, "--format", "csv").exit_code == 0
+    before = digest(ledger.db)
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes(path.read_bytes())
+    again = ledger("usage", "import", copy, "--format", "csv")
+    assert again.exit_code == 1
+    assert "already imported as entry" in again.stderr
+    assert digest(ledger.db) == before
+
+
+def test_period_option_charges_every_line_to_that_period(ledger, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "csv", "--period", "2026-08", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert list(result.json()["periods"]) == ["2026-08"]
+    assert ledger("usage", "import", path, "--format", "csv", "--period", "2026-Q3").exit_code == 2
+
+
+def test_usage_errors(ledger, tmp_path):
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    assert ledger("usage", "import", path, "--format", "xml").exit_code == 2
+    assert ledger("usage", "import", tmp_path / "missing.csv", "--format", "csv").exit_code == 2
+    assert ledger("usage", "import", path, "--format", "csv", "--map", tmp_path / "map.toml").exit_code == 2
+    header = tmp_path / "header.csv"
+    header.write_text("who,where,hours\n", encoding="utf-8")
+    wrong = ledger("usage", "import", header, "--format", "csv")
+    assert wrong.exit_code == 1 and "line 1: the header must be" in wrong.stderr
+
+
+def test_help_has_an_example(cli):
+    for command in ("import", "fairshare"):
+        result = cli("usage", command, "--help", db_path=None)
+        assert result.exit_code == 0 and "Example: pooler usage" in result.stdout
+
+
+# --- pure rules --------------------------------------------------------------------------------------
+
+def test_gres_parsing_counts_typed_entries_once():
+    assert parse_gpus("billing=4,cpu=4,gres/gpu:ascend910b=2,gres/gpu=2,node=1") == {"ascend910b": 2}
+    assert parse_gpus("gres/gpu:a800=1,gres/gpu:h800=1,gres/gpu=2") == {"a800": 1, "h800": 1}
+    assert parse_gpus("cpu=2,gres/gpu=3") == {None: 3}
+    assert parse_gpus("billing=1,cpu=1,node=1") == {}
+    with pytest.raises(ValueError):
+        parse_gpus("gres/gpu=two")
+
+
+def test_times_epoch_iso_and_zones():
+    assert parse_time("1795677402") == 1795677402
+    assert parse_time("2026-11-26T07:16:42") == 1795677402
+    assert parse_time("2026-11-26T15:16:42+08:00") == 1795677402
+    assert parse_time("2026-11-26T07:16:42Z") == 1795677402
+    with pytest.raises(ValueError):
+        parse_time("Unknown")
+
+
+@pytest.mark.parametrize("hours,start,end,problem", [
+    ("1", 0, 3600, None),
+    ("0", 10, 10, None),
+    ("10000", 0, 3600, None),               # 10,000 devices for an hour: the limit itself
+    ("10000.001", 0, 3600, "devices could use"),
+    ("0.001", 10, 10, "devices could use"),  # hours in no time at all
+    ("-0.5", 0, 3600, "negative"),
+    ("10000001", 0, 10**7, "more than 10,000,000"),
+    ("1", 100, 50, "end is before the start"),
+])
+def test_line_rules(hours, start, end, problem):
+    found = line_problem(Decimal(hours), start, end)
+    assert (found is None) if problem is None else (problem in found)
+
+
+def test_device_hours_from_seconds_is_exact_to_the_nanohour():
+    assert device_hours_from_seconds(2, 20) == Decimal("0.011111111")
+    assert device_hours_from_seconds(4, 40) * 3600 - 160 < Decimal("1e-5")
+    assert device_hours_from_seconds(1, 3600) == 1
