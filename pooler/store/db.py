@@ -14,6 +14,8 @@ path, which means an SQLite file. A `Backend` holds everything that differs betw
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -84,6 +86,24 @@ class Backend:
         raise NotImplementedError
 
 
+def _set_wal(cursor) -> None:
+    """Switch the file to WAL, waiting out other connections.
+
+    Switching a new file's journal mode needs an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, when two connections would otherwise deadlock (two
+    `pooler init` racing on one new file). Retry for up to the busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SQLiteBackend(Backend):
     name = "sqlite"
 
@@ -98,7 +118,7 @@ class SQLiteBackend(Backend):
             cursor.execute("PRAGMA foreign_keys = ON")
             # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
             # synchronous stays FULL (the default): a committed entry survives a power cut.
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _set_wal(cursor)
             cursor.close()
 
         @event.listens_for(engine, "begin")
