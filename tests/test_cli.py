@@ -81,7 +81,7 @@ def test_help_lists_every_command_group(cli):
     result = cli("--help", db_path=None)
     assert result.exit_code == 0
     for name in ("init", "apply", "demo", "member", "pool", "dataset", "model", "project",
-                 "accelerator", "ledger"):
+                 "accelerator", "ledger", "alloc", "usage", "report", "export"):
         assert name in result.stdout
 
 
@@ -90,7 +90,12 @@ def test_help_lists_every_command_group(cli):
     *[[kind, verb] for kind in ("member", "pool", "dataset", "model", "project")
       for verb in ("add", "list", "show", "retire")],
     ["accelerator", "add"], ["accelerator", "list"],
-    ["ledger", "log"], ["ledger", "verify"], ["ledger", "export"],
+    ["ledger", "log"], ["ledger", "verify"], ["ledger", "export"], ["ledger", "checkpoint"],
+    ["ledger", "keygen"],
+    *[["alloc", verb] for verb in ("solve", "run", "show", "list", "explain", "diff")],
+    ["usage", "import"], ["usage", "fairshare"],
+    ["report", "audit"], ["report", "member"], ["report", "fairshare"],
+    ["export", "slurm"], ["export", "kueue"],
 ])
 def test_every_command_has_help_with_an_example(cli, args):
     result = cli(*args, "--help", db_path=None)

@@ -56,6 +56,10 @@ def register(app: typer.Typer) -> None:
                              no_args_is_help=True)
     app.add_typer(report_app, name="report")
 
+    from pooler.cli.usage import fairshare_cmd
+
+    report_app.command("fairshare")(fairshare_cmd)  # the same command as `pooler usage fairshare`
+
     @report_app.command("audit")
     def audit_cmd(
         ctx: typer.Context,

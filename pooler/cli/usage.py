@@ -89,29 +89,33 @@ def register(app: typer.Typer) -> None:
                     f" (periods {periods}){ignored}"
                     + (f"; {len(outcome.skipped)} bad line(s) skipped" if outcome.skipped else "") + ".")
 
-    @usage_app.command("fairshare")
-    def fairshare_cmd(
-        ctx: typer.Context,
-        period: Optional[str] = typer.Option(None, "--period",
-                                             help="The period being allocated (default: the current one)."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Fair-share figures per member, like Slurm's sshare: contribution (raw shares), normalised
-        share, raw and effective (decayed, normalised) usage, and the fair-share factor
-        2^(-effective usage / share) that allocating the period applies.
+    usage_app.command("fairshare")(fairshare_cmd)
 
-        Example: pooler usage fairshare --period 2026-12
-        """
-        from pooler.services import usage
 
-        data = usage.fairshare(context(ctx), period).to_json_dict()
-        if as_json:
-            print_json(data)
-            return
-        out.print(table(
-            f"Fair share for {data['period']} ({data['unit']}; half-life {data['half_life_days']:g} days)",
-            ["member", "raw shares", "norm shares", "raw usage", "effective usage", "fairshare"],
-            [(m["member"], number(m["raw_shares"]), f"{m['norm_shares']:.6f}", number(m["raw_usage"], 2),
-              f"{m['effective_usage']:.6f}", f"{m['fairshare']:.6f}") for m in data["members"]],
-            numeric=["raw shares", "norm shares", "raw usage", "effective usage", "fairshare"],
-        ))
+# Registered as `pooler usage fairshare` and, by the report group, as `pooler report fairshare`.
+def fairshare_cmd(
+    ctx: typer.Context,
+    period: Optional[str] = typer.Option(None, "--period",
+                                         help="The period being allocated (default: the current one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Fair-share figures per member, like Slurm's sshare: contribution (raw shares), normalised
+    share, raw and effective (decayed, normalised) usage, and the fair-share factor
+    2^(-effective usage / share) that allocating the period applies.
+
+    Example: pooler usage fairshare --period 2026-12
+    """
+    from pooler.cli.main import context
+    from pooler.services import usage
+
+    data = usage.fairshare(context(ctx), period).to_json_dict()
+    if as_json:
+        print_json(data)
+        return
+    out.print(table(
+        f"Fair share for {data['period']} ({data['unit']}; half-life {data['half_life_days']:g} days)",
+        ["member", "raw shares", "norm shares", "raw usage", "effective usage", "fairshare"],
+        [(m["member"], number(m["raw_shares"]), f"{m['norm_shares']:.6f}", number(m["raw_usage"], 2),
+          f"{m['effective_usage']:.6f}", f"{m['fairshare']:.6f}") for m in data["members"]],
+        numeric=["raw shares", "norm shares", "raw usage", "effective usage", "fairshare"],
+    ))
