@@ -353,3 +353,17 @@ def test_examples_apply_cleanly_and_verify(cli, name):
     assert result.exit_code == 0, result.stderr
     assert cli("apply", EXAMPLES / name).stderr.startswith("No changes")
     assert cli("ledger", "verify").exit_code == 0
+
+
+def test_rate_changes_apply_from_a_period_on(cli, applied):
+    from pooler.services import registry
+    from pooler.services.context import Context
+
+    applied.write_text(SMALL.replace("rate = 1.2", "rate = 1.5"), encoding="utf-8")
+    bad = cli("apply", applied, "--rates-from", "2026-W48")
+    assert bad.exit_code == 2 and "--rates-from" in bad.stderr
+    assert cli("apply", applied, "--rates-from", "2027-01").exit_code == 0
+    ctx = Context(db=str(cli.db), actor="tester")
+    rate = lambda period: registry.snapshot(ctx, period).by_id("accelerator")["a800"].rate  # noqa: E731
+    assert str(rate("2026-12")) == "1.2" and str(rate("2027-01")) == "1.5" and str(rate(None)) == "1.5"
+    assert cli("ledger", "verify").exit_code == 0

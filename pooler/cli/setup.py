@@ -78,6 +78,10 @@ def register(app: typer.Typer) -> None:
         prune: bool = typer.Option(
             False, "--prune", help="Retire records that the manifest no longer lists."
         ),
+        rates_from: str = typer.Option(
+            None, "--rates-from", metavar="PERIOD",
+            help="First period of changed accelerator rates (default: the current period).",
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
     ) -> None:
         """Make the ledger match a manifest: show the plan, then record it.
@@ -89,7 +93,7 @@ def register(app: typer.Typer) -> None:
         """
         from pooler.services import registry
 
-        result = registry.apply(context(ctx), file, dry_run=dry_run, prune=prune)
+        result = registry.apply(context(ctx), file, dry_run=dry_run, prune=prune, rates_from=rates_from)
         if as_json:
             print_json(_plan_json(result.plan, result.recorded, dry_run))
             return

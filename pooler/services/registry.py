@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot
-from pooler.core.period import period_of
+from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.core.plan import Change, Plan, make_plan, merge
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.io.manifest import ManifestError, check_state, load_manifest
@@ -53,9 +53,16 @@ class ApplyResult:
     dry_run: bool
 
 
-def _rates_from(ctx: Context, snapshot: Snapshot) -> str:
-    """Rate changes apply from the current period on (earlier periods keep their rates)."""
-    return period_of(ctx.clock(), snapshot.consortium.period).label
+def _rates_from(ctx: Context, snapshot: Snapshot, requested: str | None) -> str:
+    """The period from which rate changes apply: the one asked for, else the current period.
+    Earlier periods keep their rates."""
+    kind = snapshot.consortium.period
+    if requested is None:
+        return period_of(ctx.clock(), kind).label
+    try:
+        return parse_period(requested, kind).label
+    except PeriodError as exc:
+        raise UsageError(f"--rates-from: {exc}") from None
 
 
 def _check_retired_ids(writer: Any, plan: Plan) -> None:
@@ -75,9 +82,14 @@ def _check_result(state: Snapshot, source: str) -> None:
         raise ManifestError(problems)
 
 
-def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = False) -> ApplyResult:
-    """Plan the changes that `path` asks for and, unless `dry_run`, record them in one transaction."""
+def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = False,
+          rates_from: str | None = None) -> ApplyResult:
+    """Plan the changes that `path` asks for and, unless `dry_run`, record them in one transaction.
+
+    Accelerator rate changes apply from `rates_from` (default: the current period) on.
+    """
     desired = load_manifest(path, allow_usage=False)
+    start = _rates_from(ctx, desired, rates_from)
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
         if not desired_has_settings(path):
@@ -88,8 +100,7 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
         if dry_run or plan.empty:
             writer.rollback()
             return ApplyResult(plan, (), dry_run)
-        rates_from = _rates_from(ctx, desired)
-        seqs = tuple(writer.append(*change.entry(rates_from)).seq for change in plan.changes)
+        seqs = tuple(writer.append(*change.entry(start)).seq for change in plan.changes)
     return ApplyResult(plan, seqs, dry_run)
 
 
