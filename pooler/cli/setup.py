@@ -155,7 +155,9 @@ def register(app: typer.Typer) -> None:
             f"pooler --db {db} ledger log --limit 10",
             f"pooler --db {db} ledger verify",
             f"pooler --db {db} ledger export --format toml",
-            f"pooler --db {db} apply examples/c2net.toml --dry-run",
+            f"pooler --db {db} report audit --format html -o audit.html",
+            f"pooler --db {db} apply {result.manifest} --dry-run",
         ):
             if command:
-                err.print(Text(f"  {command}"))
+                # soft_wrap: a command wrapped at the terminal's edge would not paste back.
+                err.print(Text(f"  {command}"), soft_wrap=True)

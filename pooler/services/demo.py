@@ -28,6 +28,7 @@ class DemoResult:
     region_rows: tuple[tuple, ...]
     project_rows: tuple[tuple, ...]
     allocation: dict | None = None  # the DESIGN section-4 result of the recorded run
+    manifest: Path | None = None
     period: str | None = None
 
 
@@ -57,7 +58,7 @@ def run(ctx: Context, *, directory: Path | None = None, manifest: Path | None = 
             raise RuntimeError(f"the demo ledger does not verify: {report.problem}")
         state = ledger.snapshot()
     return replace(summarise(db, state, report.entries), allocation=outcome.result,
-                   period=outcome.period)
+                   period=outcome.period, manifest=manifest.resolve())
 
 
 def summarise(db: Path, state: Snapshot, entries: int) -> DemoResult:
