@@ -367,3 +367,10 @@ def test_rate_changes_apply_from_a_period_on(cli, applied):
     rate = lambda period: registry.snapshot(ctx, period).by_id("accelerator")["a800"].rate  # noqa: E731
     assert str(rate("2026-12")) == "1.2" and str(rate("2027-01")) == "1.5" and str(rate(None)) == "1.5"
     assert cli("ledger", "verify").exit_code == 0
+
+
+def test_export_to_an_unwritable_place_is_a_usage_error(cli, applied, tmp_path):
+    result = cli("ledger", "export", "-o", tmp_path / "missing" / "state.toml")
+    assert result.exit_code == 2 and "cannot write" in result.stderr
+    result = cli("ledger", "export", "-o", tmp_path)
+    assert result.exit_code == 2 and "directory" in result.stderr

@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 

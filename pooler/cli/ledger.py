@@ -148,9 +148,7 @@ def register(app: typer.Typer) -> None:
             for chunk in service.export(c, fmt):
                 print(chunk, end="")
             return
-        tmp = output.with_name(output.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as fh:
-            for chunk in service.export(c, fmt):
-                fh.write(chunk)
-        tmp.replace(output)
+        from pooler.services.files import write_atomic
+
+        write_atomic(output, service.export(c, fmt))
         message(f"Wrote {output}")

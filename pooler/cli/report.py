@@ -26,7 +26,9 @@ def _emit(report: dict, fmt: str, output: Optional[Path]) -> None:
     if output is None:
         typer.echo(text, nl=False)
     else:
-        service.write_atomic(output, text)
+        from pooler.services.files import write_atomic
+
+        write_atomic(output, text)
         message(f"Wrote the {fmt} report for {report['period']} to {output}.")
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pooler.core.contrib import allowed_regions, effective_rate, pool_capacity
-from pooler.core.model import Snapshot, dec_str
+from pooler.core.model import Snapshot
 from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.io.manifest import dump_manifest, load_manifest

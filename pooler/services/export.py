@@ -8,11 +8,11 @@ which journal the export came from.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
 from pooler.core.period import PeriodError, parse_period
+from pooler.services.files import write_atomic
 from pooler.errors import UsageError
 from pooler.io.export_kueue import kueue_yaml
 from pooler.io.export_slurm import RunExport, slurm_script
@@ -65,25 +65,5 @@ def parse_resources(values: list[str]) -> dict[str, str]:
 
 
 def write_text(path: Path, text: str, *, mode: int | None = None) -> None:
-    """Write `text` to `path` whole or not at all (a temporary file renamed into place).
-
-    A path that cannot be written is a usage error naming the path and the reason, not a traceback.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "it is a directory")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        fd = os.open(tmp, flags, 0o666 if mode is None else mode)  # the umask applies
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    """Write `text` to `path` whole or not at all (see `pooler.services.files.write_atomic`)."""
+    write_atomic(path, text, mode=mode)

@@ -8,10 +8,7 @@ just before, and its outcome is part of the report.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Mapping
 
 from pooler.core.period import PeriodError, parse_period, period_of
@@ -140,37 +137,6 @@ def render(report: Mapping[str, Any], fmt: str) -> str:
         return RENDERERS[fmt](report)
     except KeyError:
         raise UsageError(f"--format: {fmt!r} is not one of {', '.join(RENDERERS)}") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file in the same directory and a rename, so a
-    reader never sees half a report and a failure leaves any earlier file as it was."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise UsageError(f"-o: directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        # mkstemp makes the file private (0600); a report gets the mode of the file it replaces, or
-        # the usual mode under the umask.
-        os.chmod(tmp, path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask())
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def display_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,37 @@
+"""Writing output files whole or not at all."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from pooler.errors import UsageError
+
+
+def write_atomic(path: Path, content: str | Iterable[str], *, mode: int | None = None) -> None:
+    """Write `content` (text, or chunks of text streamed one by one) to `path` through a temporary
+    file in the same folder and a rename, so that a reader never sees half a file and a failure
+    leaves any earlier file as it was. `mode` sets the file's permissions (e.g. 0o600 for a key);
+    otherwise the usual mode under the umask applies. A path that cannot be written is a usage
+    error naming it and the reason, never a traceback."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if path.is_dir():
+            raise IsADirectoryError(21, "it is a directory")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            for chunk in [content] if isinstance(content, str) else content:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
