@@ -393,6 +393,33 @@ def test_attachments_carry_a_digest_anyone_can_recompute(ledger):
     ]
 
 
+def test_a_large_batch_from_a_generator_is_streamed_digested_and_verified(ledger, monkeypatch):
+    import pooler.store.ledger as ledger_module
+    from pooler.store import attachment_table, digest_rows
+
+    # Small chunks, so the rows go through the spool file in several pieces (and a partial last one).
+    monkeypatch.setattr(ledger_module, "_ATTACHMENT_CHUNK", 7_000)
+
+    def rows():
+        for i in range(50_000):
+            yield {"project": f"proj-{i % 13}", "pool": "pool-\u00e9" if i % 5 else 'po"ol', "period": "2026-11",
+                   "device_hours": D(i % 97) / 4 if i % 3 else str(i % 11) + ".50",
+                   "start": 1_790_000_000 + i, "end": 1_790_003_600 + i, "job": None if i % 2 else str(i)}
+
+    with ledger.writer("t") as w:
+        entry = w.append("usage.import", {"file": "big.csv"}, attachments={"usage_line": rows()})
+    spec = attachment_table("usage_line")
+    expected = digest_rows(spec.canonical(row, "row") for row in rows())
+    assert entry.payload["attachments"]["usage_line"] == {"rows": 50_000, "digest": expected[1]}
+    assert expected[0] == 50_000
+    stored = ledger.attachment_rows(entry.seq, "usage_line")
+    assert len(stored) == 50_000
+    assert stored[1] == {"project": "proj-1", "pool": "pool-\u00e9", "period": "2026-11", "device_hours": D("0.25"),
+                         "start": 1_790_000_001, "end": 1_790_003_601, "job": None}
+    assert stored[6]["device_hours"] == D("6.5") and stored[6]["job"] == "6"
+    assert ledger.verify().ok
+
+
 def test_an_empty_batch_is_recorded_as_zero_rows(ledger):
     with ledger.writer("t") as w:
         entry = w.append("alloc.run", {"period": "2026-11"}, attachments={"alloc_grant": []})

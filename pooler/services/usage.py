@@ -15,7 +15,8 @@ line's last second of use (stored per line, so one import may span several perio
 from __future__ import annotations
 
 import hashlib
-from collections import deque
+import pickle
+import tempfile
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -185,16 +186,66 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
     return outcome
 
 
+class _RowSpool:
+    """Rows to write as compact tuples, spooled to a temporary file a chunk at a time, so an import
+    of any length holds one chunk in memory (the totals for the payload need the whole file read
+    before the entry, and so its rows, can be written)."""
+
+    CHUNK = 20_000
+
+    def __init__(self) -> None:
+        self._file: Any = None
+        self._chunk: list[tuple] = []
+        self.count = 0
+
+    def append(self, row: tuple) -> None:
+        self._chunk.append(row)
+        self.count += 1
+        if len(self._chunk) >= self.CHUNK:
+            if self._file is None:
+                self._file = tempfile.TemporaryFile(prefix="pooler-usage-")
+            pickle.dump(self._chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+            self._chunk = []
+
+    def clear(self) -> None:
+        self.close()
+        self.count = 0
+
+    def close(self) -> None:
+        self._chunk = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[tuple]:
+        if self._file is not None:
+            self._file.seek(0)
+            while True:
+                try:
+                    chunk = pickle.load(self._file)
+                except EOFError:
+                    break
+                yield from chunk
+        yield from self._chunk
+
+
 def _collect(items: Iterable[UsageLine | LineProblem], outcome: ImportOutcome, *,
-             keep_rows_after_problem: bool) -> tuple[deque, list[LineProblem]]:
+             keep_rows_after_problem: bool) -> tuple[_RowSpool, list[LineProblem]]:
     """Totals, problems, and the rows to write as compact tuples (dropped once a problem means
     nothing will be written)."""
-    rows: deque = deque()
+    rows = _RowSpool()
     problems: list[LineProblem] = []
     totals = outcome.by_project_pool
     periods = outcome.periods
     hours_total = Decimal(0)
     keep = True
+    add = rows.append
     for item in items:
         if isinstance(item, LineProblem):
             problems.append(item)
@@ -202,28 +253,34 @@ def _collect(items: Iterable[UsageLine | LineProblem], outcome: ImportOutcome, *
                 keep = False
                 rows.clear()
             continue
-        hours = item.device_hours
+        _, project, pool, period, hours, start, end, job = item
         hours_total += hours
-        key = (item.project, item.pool)
-        totals[key] = totals.get(key, Decimal(0)) + hours
-        p = periods.get(item.period)
+        key = (project, pool)
+        totals[key] = totals.get(key, _ZERO) + hours
+        p = periods.get(period)
         if p is None:
-            p = periods[item.period] = {"lines": 0, "device_hours": Decimal(0)}
+            p = periods[period] = {"lines": 0, "device_hours": Decimal(0)}
         p["lines"] += 1
         p["device_hours"] += hours
         if keep:
-            rows.append((item.project, item.pool, item.period, hours, item.start, item.end, item.job))
+            # The hours as text: a Decimal costs several times more to pickle than its text.
+            add((project, pool, period, str(hours), start, end, job))
     outcome.device_hours = hours_total
     outcome.recorded = len(rows) if keep else 0
     return rows, problems
 
 
-def _drain(rows: deque) -> Iterator[dict[str, Any]]:
-    """The rows as the store wants them, releasing each compact tuple as it goes."""
-    while rows:
-        project, pool, period, hours, start, end, job = rows.popleft()
-        yield {"project": project, "pool": pool, "period": period, "device_hours": hours,
-               "start": start, "end": end, "job": job}
+_ZERO = Decimal(0)
+
+
+def _drain(rows: _RowSpool) -> Iterator[dict[str, Any]]:
+    """The rows as the store wants them, read back chunk by chunk."""
+    try:
+        for project, pool, period, hours, start, end, job in rows:
+            yield {"project": project, "pool": pool, "period": period, "device_hours": Decimal(hours),
+                   "start": start, "end": end, "job": job}
+    finally:
+        rows.close()
 
 
 # --- reading usage back -----------------------------------------------------------------------------

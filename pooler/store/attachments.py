@@ -17,9 +17,11 @@ by a migration with append-only guards, and registered here with the type of eac
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, Iterable, Iterator, Mapping
+from json.encoder import encode_basestring as _json_text  # what json.dumps(ensure_ascii=False) uses
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlmodel import SQLModel
 
@@ -69,6 +71,93 @@ class AttachmentTable:
                 out[name] = value
         return out
 
+    def encoder(self) -> Callable[[Any, int, int], tuple[str, tuple[Any, ...]]]:
+        """A compiled `encode(row, seq, line) -> (canonical JSON text, (seq, line, *values))`.
+
+        The text equals `canonical_json(self.canonical(row, ...))` byte for byte, and the values are
+        the canonical ones in column order (decimals as canonical text), ready for the insert. Plain
+        str / int / Decimal values take a fast path; anything else goes through `canonical`'s checks,
+        which raise the same `EntryRejected`s."""
+        encode = _ENCODERS.get(self.name)
+        if encode is None or _ENCODERS_SPEC.get(self.name) is not self:
+            encode = _ENCODERS[self.name] = _compile_encoder(self)
+            _ENCODERS_SPEC[self.name] = self
+        return encode
+
+    def _slow(self, row: Mapping[str, Any], line: int) -> tuple[str, tuple[Any, ...]]:
+        out = self.canonical(row, f"{self.name} row {line}")
+        return canonical_json(out), tuple(out[name] for name, _ in self.columns)
+
+
+_ENCODERS: dict[str, Callable[..., tuple[str, tuple[Any, ...]]]] = {}
+_ENCODERS_SPEC: dict[str, "AttachmentTable"] = {}
+
+
+def _dec_text(value: Decimal) -> str | None:
+    """`dec_str` of a finite Decimal (None when not finite), without the extra calls."""
+    if not value.is_finite():
+        return None
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+def _compile_encoder(spec: AttachmentTable) -> Callable[..., tuple[str, tuple[Any, ...]]]:
+    # Generated straight-line code: one fast test per column and one f-string per row. Any value off
+    # the fast path (None, a subclass, text for a decimal, a bad value...) makes the whole row go
+    # through `AttachmentTable.canonical`, so the checks and messages stay in one place.
+    names = [name for name, _ in spec.columns]
+    src = ["def encode(row, seq, line):",
+           "    if row.__class__ is not dict and not isinstance(row, Mapping):",
+           "        raise EntryRejected(f'{NAME} row {line} is not a mapping of columns')",
+           "    if not row.keys() <= NAMES:",
+           "        return slow(row, seq, line)",
+           "    get = row.get"]
+    for i, (name, kind) in enumerate(spec.columns):
+        src.append(f"    v{i} = get({name!r})")
+        if spec.nullable(name):
+            src += [f"    if v{i} is None:",
+                    f"        j{i} = 'null'",
+                    "    else:"]
+            indent = "        "
+        else:
+            indent = "    "
+        if kind == "text":
+            body = [f"if v{i}.__class__ is not str:",
+                    f"    return slow(row, seq, line)",
+                    f"j{i} = json_text(v{i})"]
+        elif kind == "int":
+            body = [f"if v{i}.__class__ is not int:",
+                    f"    return slow(row, seq, line)",
+                    f"j{i} = int_repr(v{i})"]
+        else:
+            body = [f"if v{i}.__class__ is Decimal:",
+                    f"    v{i} = dec_text(v{i})",
+                    f"elif v{i}.__class__ is int:",
+                    f"    v{i} = int_repr(v{i})",
+                    f"else:",
+                    f"    return slow(row, seq, line)",
+                    f"if v{i} is None:",
+                    f"    return slow(row, seq, line)",
+                    f"j{i} = '\"' + v{i} + '\"'"]
+        src += [indent + b for b in body]
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    parts = ",".join(json.dumps(names[i], ensure_ascii=False).replace("{", "{{").replace("}", "}}")
+                     + ":{j" + str(i) + "}" for i in order)
+    src.append("    return f'{{" + parts.replace("'", "\\'") + "}}', (seq, line, "
+               + "".join(f"v{i}, " for i in range(len(names))) + ")")
+    src += ["def slow(row, seq, line):",
+            "    text, values = spec._slow(row, line)",
+            "    return text, (seq, line, *values)"]
+    namespace: dict[str, Any] = {
+        "Mapping": Mapping, "EntryRejected": EntryRejected, "NAME": spec.name, "NAMES": frozenset(names),
+        "json_text": _json_text, "int_repr": int.__repr__, "dec_text": _dec_text, "Decimal": Decimal,
+        "spec": spec,
+    }
+    exec("\n".join(src), namespace)
+    return namespace["encode"]
+
 
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
@@ -99,6 +188,45 @@ def digest_rows(rows: Iterable[Mapping[str, Any]]) -> tuple[int, str]:
         digest.update(canonical_json(row).encode("utf-8"))
         digest.update(b"\n")
         count += 1
+    return count, digest.hexdigest()
+
+
+def digest_stored_rows(spec: AttachmentTable, rows: Iterable[Sequence[Any]]) -> tuple[int, str]:
+    """`digest_rows` of rows read back from `spec`'s table as value tuples in column order, streamed.
+
+    The values are digested as stored (as `digest_rows(dict(...))` would), not re-canonicalised, so an
+    edited row shows; text, int and null take a fast path, anything else goes through `canonical_json`."""
+    names = [name for name, _ in spec.columns]
+    order = sorted(range(len(names)), key=lambda i: names[i])
+    keys = [("{" if n == 0 else ",") + json.dumps(names[i], ensure_ascii=False) + ":" for n, i in enumerate(order)]
+    pairs = list(zip(order, keys))
+    digest = hashlib.sha256()
+    count = 0
+    texts: list[str] = []
+    for values in rows:
+        count += 1
+        parts = []
+        for i, key in pairs:
+            value = values[i]
+            cls = value.__class__
+            if cls is str:
+                parts.append(key + _json_text(value))
+            elif cls is int:
+                parts.append(key + int.__repr__(value))
+            elif value is None:
+                parts.append(key + "null")
+            else:
+                parts = [canonical_json(dict(zip(names, values)))[:-1]]
+                break
+        parts.append("}")
+        texts.append("".join(parts))
+        if len(texts) >= 10_000:
+            texts.append("")
+            digest.update("\n".join(texts).encode("utf-8"))
+            texts.clear()
+    if texts:
+        texts.append("")
+        digest.update("\n".join(texts).encode("utf-8"))
     return count, digest.hexdigest()
 
 

@@ -14,7 +14,10 @@ one consistent snapshot even while writers commit.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -24,7 +27,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
 from pooler.core.model import Snapshot, dec
-from pooler.store.attachments import attachment_table, attachment_tables, canonical_rows, digest_rows
+from pooler.store.attachments import attachment_table, attachment_tables, digest_stored_rows
 from pooler.store.db import (
     BUSY_TIMEOUT_SECONDS, WRITE_OPTION, Backend, backend_for, database_url, describe, open_engine,
     sqlite_file,
@@ -45,8 +48,8 @@ from pooler.store.reducer import (
 from pooler.store.tables import JournalRow, metadata
 
 _JOURNAL = JournalRow.__table__
-# Rows per INSERT of an attachment batch: bounded memory for the driver, few round trips.
-_ATTACHMENT_CHUNK = 5000
+# Rows per executemany of an attachment batch, and per spooled chunk: bounded memory, few round trips.
+_ATTACHMENT_CHUNK = 20_000
 # Entries per read transaction when `Ledger.entries` pages through a long journal.
 _ENTRY_PAGE = 1000
 
@@ -274,44 +277,123 @@ class Writer(Reader):
         state_kind = changes_state(kind)
         if state_kind:
             body = normalize_payload(kind, body)
-        batches = []
-        if attachments:
-            digests = {}
-            for name in sorted(attachments):
-                spec = attachment_table(name)
-                rows = list(canonical_rows(spec, attachments[name]))
-                count, digest = digest_rows(rows)
-                digests[name] = {"rows": count, "digest": digest}
-                batches.append((spec, rows))
-            body["attachments"] = digests
         seq, prev_hash = self.head()
-        entry = Entry.create(seq=seq + 1, time=format_time(self._clock()), actor=self.actor, kind=kind,
-                             payload=body, prev_hash=prev_hash)
-        if state_kind:
-            old = self.state()
-            new = apply_entry(old, entry)  # raises EntryRejected before anything is written
+        batches = []
+        try:
+            if attachments:
+                digests = {}
+                for name in sorted(attachments):
+                    spool = _Spool(attachment_table(name))
+                    batches.append(spool)
+                    count, digest = spool.fill(attachments[name], seq + 1)
+                    digests[name] = {"rows": count, "digest": digest}
+                body["attachments"] = digests
+            entry = Entry.create(seq=seq + 1, time=format_time(self._clock()), actor=self.actor, kind=kind,
+                                 payload=body, prev_hash=prev_hash)
+            if state_kind:
+                old = self.state()
+                new = apply_entry(old, entry)  # raises EntryRejected before anything is written
+            self._write(entry, batches, (old, new) if state_kind else None)
+        finally:
+            for spool in batches:
+                spool.close()
+        self._head = (entry.seq, entry.hash)
+        self._written.append(entry)
+        return entry
+
+    def _write(self, entry: Entry, batches: list["_Spool"], change: tuple[LedgerState, LedgerState] | None) -> None:
         try:
             self._conn.execute(insert(_JOURNAL).values(
                 seq=entry.seq, time=entry.time, actor=entry.actor, kind=entry.kind,
                 payload=entry.payload_json, prev_hash=entry.prev_hash, hash=entry.hash,
             ))
-            for spec, rows in batches:
-                for start in range(0, len(rows), _ATTACHMENT_CHUNK):
-                    chunk = rows[start:start + _ATTACHMENT_CHUNK]
-                    self._conn.execute(insert(spec.table), [
-                        {**row, "seq": entry.seq, "line": start + i + 1} for i, row in enumerate(chunk)
-                    ])
-            if state_kind:
-                write_changes(self._conn, old, new)
-                self._state = new
+            for spool in batches:
+                insert_many = _row_inserter(self._conn, spool.spec)
+                for chunk in spool.chunks():
+                    insert_many(chunk)
+            if change is not None:
+                write_changes(self._conn, *change)
+                self._state = change[1]
         except BaseException:
             # Part of the entry may be in the transaction; it must not commit even if the caller
             # swallows this exception.
             self._broken = True
             raise
-        self._head = (entry.seq, entry.hash)
-        self._written.append(entry)
-        return entry
+
+
+class _Spool:
+    """One attachment table's rows for an entry, in a single pass: each row is checked and made
+    canonical, digested, and kept as an insert tuple (seq, line, *values), chunk by chunk; full chunks
+    go to a temporary file, so memory holds one chunk however many rows there are. The digest is known
+    when the pass ends, before the journal row (whose payload carries it) is written."""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+        self._file: Any = None
+        self._tail: list[tuple[Any, ...]] = []
+
+    def fill(self, rows: Iterable[Mapping[str, Any]], seq: int) -> tuple[int, str]:
+        encode = self.spec.encoder()
+        digest = hashlib.sha256()
+        texts: list[str] = []
+        chunk: list[tuple[Any, ...]] = []
+        line = 0
+        for line, row in enumerate(rows, start=1):
+            text, values = encode(row, seq, line)
+            texts.append(text)
+            chunk.append(values)
+            if len(chunk) >= _ATTACHMENT_CHUNK:
+                texts.append("")
+                digest.update("\n".join(texts).encode("utf-8"))
+                texts.clear()
+                if self._file is None:
+                    self._file = tempfile.TemporaryFile(prefix="pooler-rows-")
+                pickle.dump(chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
+                chunk = []
+        if texts:
+            texts.append("")
+            digest.update("\n".join(texts).encode("utf-8"))
+        self._tail = chunk
+        return line, digest.hexdigest()
+
+    def chunks(self) -> Iterator[list[tuple[Any, ...]]]:
+        if self._file is not None:
+            self._file.seek(0)
+            while True:
+                try:
+                    yield pickle.load(self._file)
+                except EOFError:
+                    break
+        if self._tail:
+            yield self._tail
+
+    def close(self) -> None:
+        self._tail = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _row_inserter(conn: Connection, spec: Any):
+    """`insert(chunk)` for a list of (seq, line, *values) tuples: the driver's executemany with a
+    positional statement when the paramstyle allows, else SQLAlchemy's insert with mappings."""
+    names = ["seq", "line", *(name for name, _ in spec.columns)]
+    style = conn.dialect.paramstyle
+    marks = {"qmark": lambda i: "?", "format": lambda i: "%s", "pyformat": lambda i: "%s",
+             "numeric": lambda i: f":{i}", "numeric_dollar": lambda i: f"${i}"}.get(style)
+    if marks is None:
+        statement = insert(spec.table)
+
+        def insert_mappings(chunk: list[tuple[Any, ...]]) -> None:
+            conn.execute(statement, [dict(zip(names, values)) for values in chunk])
+        return insert_mappings
+    quote = conn.dialect.identifier_preparer.quote
+    sql = (f"INSERT INTO {quote(spec.table.name)} ({', '.join(quote(n) for n in names)}) "
+           f"VALUES ({', '.join(marks(i) for i in range(1, len(names) + 1))})")
+
+    def insert_tuples(chunk: list[tuple[Any, ...]]) -> None:
+        conn.exec_driver_sql(sql, chunk)
+    return insert_tuples
 
 
 # --- the ledger ----------------------------------------------------------------------------------
@@ -635,8 +717,9 @@ class Ledger:
                 t = spec.table
                 rows = conn.execute(
                     select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq).order_by(t.c.line)
-                ).mappings()
-                count, digest = digest_rows(dict(r) for r in rows)
+                    .execution_options(yield_per=_ATTACHMENT_CHUNK)
+                )
+                count, digest = digest_stored_rows(spec, rows)
                 summary = summary if isinstance(summary, dict) else {}
                 if count != summary.get("rows") or digest != summary.get("digest"):
                     found.append(VerifyProblem(
