@@ -10,13 +10,18 @@ Both fairness steps run the same progressive filling on one warm-started LP:
 
 * an *entity* (a member in step 1, a group in step 2) needs f_e(t) = sum_i min(d_i, w_i t) at level t:
   a concave, piecewise-linear function whose breakpoints are d_i / w_i; on a piece the need is linear,
-  so one LP finds the highest level reachable on that piece, and a galloping search over breakpoints
-  skips the pieces in which only demands were met (demand-capped entities freeze in bulk);
+  so one LP finds the highest level reachable on that piece. The piece at g lies above f_e
+  everywhere, so its optimum is always reachable: Newton's method goes from piece to piece without
+  ever meeting an infeasible LP, and speculative jumps over breakpoints (galloping, then bisecting
+  below the first miss; a miss restores the basis) skip pieces in which only demands were met
+  (demand-capped entities freeze in bulk);
 * the entities that cannot exceed the level are found from the LP duals (a positive dual proves an
   entity blocked) and then from LPs that give every undecided entity a small capped excess: by
   convexity those that can each exceed the level can all exceed it together, so a zero excess proves
   the rest blocked;
-* frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it).
+* frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it),
+  never above what the LP reached; should an LP still come back infeasible, every frozen bound is
+  loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ _ABS_SLACK = 1e-12  # absolute part of that relaxation, in scaled units
 _ZERO = 1e-9  # scaled units: a frozen value below this is nothing
 _EXCESS = 1e-3  # the small excess offered to undecided entities, relative to their value
 _EXCESS_SEEN = 2e-9  # an excess (scaled units) above this proves an entity can exceed
+_EXCESS_ROUNDS = 3  # excess LPs per round; entities still undecided stay active for the next round
+_RESTORE = (1e-9, 1e-8, 1e-7)  # relative loosenings of the frozen bounds tried before giving up
 
 
 class NumericalFailure(ArithmeticError):
@@ -169,6 +176,8 @@ class _Engine:
         self.rhs = np.full(n_ent, -INF)  # current lower bound of the level row (-inf: inactive)
         self.value = np.zeros(n_ent)
         self.level = np.full(n_ent, np.nan)
+        self.frozen = np.zeros(n_ent, dtype=bool)
+        self.frozen_lo = np.zeros(n_ent)
 
     # -- pieces --------------------------------------------------------------------------------
     def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray]:
@@ -205,10 +214,30 @@ class _Engine:
         # the computed values could then be infeasible together. It is relaxed a hair more as well.
         bound = values if reached is None else np.minimum(values, np.maximum(reached, 0.0))
         lower = np.maximum(bound * (1 - _FREEZE_SLACK) - _ABS_SLACK, 0.0)
+        self.frozen[ents] = True
+        self.frozen_lo[ents] = lower
         self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
         self._deactivate(ents)
 
     # -- progressive filling -------------------------------------------------------------------
+    def _relax_frozen(self, rel: float) -> None:
+        """Loosen every frozen lower bound to (1 - rel) of its value (feasibility restoration)."""
+        ents = np.flatnonzero(self.frozen)
+        if ents.size:
+            lower = np.maximum(self.frozen_lo[ents] * (1 - rel) - rel * 1e-3, 0.0)
+            self.frozen_lo[ents] = lower
+            self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
+
+    def _solve(self, **kw):
+        """Solve; on a verdict other than optimal, restore feasibility by loosening the frozen bounds."""
+        sol = self.lp.solve(**kw)
+        for rel in _RESTORE:
+            if sol.status == "optimal":
+                break
+            self._relax_frozen(rel)
+            sol = self.lp.solve(**kw)
+        return sol
+
     def lexmaxmin(self, ents: np.ndarray, it_ent: np.ndarray, it_w: np.ndarray, it_d: np.ndarray) -> None:
         """Lexicographic max-min of f_e^{-1}(value) over `ents`, freezing every entity on the way."""
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -216,101 +245,106 @@ class _Engine:
         items = (it_ent, it_w, it_d, it_bp)
         ent_bp_max = np.full(len(self.coef), -1.0)
         np.maximum.at(ent_bp_max, it_ent, it_bp)
-        # zero demand (or no item): nothing to give
         none = ents[ent_bp_max[ents] <= 0]
         if none.size:
             self._freeze(none, np.zeros(none.size), np.nan)
         active = ents[ent_bp_max[ents] > 0]
-        level, stalls = 0.0, 0
+        level = 0.0
         while active.size:
-            t_star, sol = self._max_level(active, items, level)
-            if t_star is None:
-                # the frozen values proved infeasible together: solver tolerance beat the freezing
-                # slack. Say so rather than hand out an allocation that is not the fair one.
+            level, sol = self._max_level(active, items, level, ent_bp_max)
+            if sol is None:
                 raise NumericalFailure(
                     f"the allocation LP became infeasible at level {level:.6g} with {active.size} entities "
                     f"left ({self.lp.solves} LPs solved)")
-            level = t_star
             a, b = self._set_piece(active, items, level)
-            reached = sol.col_value[self.ent_col[active]] if sol is not None and sol.col_value.size else None
+            reached = sol.col_value[self.ent_col[active]]
             full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
             if full.any():  # demand-capped in bulk
-                self._freeze(active[full], self.ent_cap[active[full]], np.nan,
-                             None if reached is None else reached[full])
-                if reached is not None:
-                    reached = reached[~full]
-            rest, a, b = active[~full], a[~full], b[~full]
+                self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
+            keep = ~full
+            rest, a, b, reached = active[keep], a[keep], b[keep], reached[keep]
             if not rest.size:
                 break
             blocked = self._blocked(rest, a, b, level, sol)
-            if not blocked.any():
-                # everyone can still rise: the level was found short (solver noise); look again,
-                # and after a second miss hold those the duals name
-                stalls += 1
-                if stalls < 2 or sol is None or not sol.row_dual.size:
-                    active = rest
-                    continue
-                dual = np.abs(sol.row_dual[self.ent_row[rest]])
-                blocked = dual >= dual.max() if dual.max() > 0 else np.ones(rest.size, bool)
-            stalls = 0
-            self._freeze(rest[blocked], a[blocked] * level + b[blocked], level,
-                         None if reached is None else reached[blocked])
+            if not blocked.any() and not full.any():
+                # no progress proved: hold those the duals name most strongly (or everyone)
+                dual = np.abs(sol.row_dual[self.ent_row[rest]]) if sol.row_dual.size else np.zeros(rest.size)
+                blocked = dual >= dual.max() * (1 - 1e-9) if dual.max() > 0 else np.ones(rest.size, bool)
+            self._freeze(rest[blocked], a[blocked] * level + b[blocked], level, reached[blocked])
             active = rest[~blocked]
 
-    def _max_level(self, active, items, level):
-        """The highest level every active entity can reach together, and the LP solution there."""
+    def _max_level(self, active, items, level, ent_bp_max):
+        """The highest level every active entity can reach together, and the LP solution there.
+
+        Newton's method on the concave need: the linear piece at g lies above the need everywhere,
+        so the LP on it gives a reachable level t >= g; the piece at t is then feasible at t by the
+        last solution, and the iteration stops when the optimum stays on its own piece."""
         it_ent, _, _, it_bp = items
         in_active = np.zeros(len(self.coef), dtype=bool)
         in_active[active] = True
         bps = np.unique(it_bp[in_active[it_ent] & (it_bp > level) & np.isfinite(it_bp)])
-        starts = np.concatenate([[level], bps])  # piece k is [starts[k], starts[k+1])
-        lo_k, hi_k, k, step = 0, len(starts), 0, 1
-        best = None
-        for _ in range(4 * len(starts) + 8):
-            g = starts[k]
+        top = ent_bp_max[active].max()
+        self.lp.set_col_bounds([self.c_t], 0.0, top if np.isfinite(top) else INF)
+        g = level
+        sol = None
+        full_pts = bps  # where projects reach their demands
+        jump, hi_idx = 2, len(full_pts)
+        for _ in range(len(bps) + 3):
             self._set_piece(active, items, g)
-            # every verdict other than optimal is checked cold: after a spurious one, HiGHS 1.16's
-            # next hot start was seen to return a wrong optimum
-            sol = self.lp.solve(want_duals=True)
-            nxt = starts[k + 1] if k + 1 < len(starts) else INF
-            if sol.status == "optimal" and k == 0 and sol.objective < g:
-                # the current level is reached by construction; below it is solver noise
-                return g, sol
-            if sol.status != "optimal" or sol.objective < g * (1 - _LEVEL_RTOL) - 1e-12:
-                hi_k = k  # the level of this piece is out of reach
-            else:
-                t = sol.objective
-                best = (t, sol, k)
-                if t < nxt * (1 - _LEVEL_RTOL):
-                    return t, sol
-                lo_k = max(k + 1, int(np.searchsorted(starts, t * (1 + _LEVEL_RTOL), side="right")) - 1)
-            if lo_k >= hi_k:
+            sol = self._solve(want_duals=True)
+            if sol.status != "optimal":
+                sol = None
                 break
-            if hi_k == len(starts) and k < lo_k:
-                k = min(lo_k + step - 1, hi_k - 1)
-                step *= 2
-            else:
-                k = (lo_k + hi_k) // 2 if hi_k - lo_k > 1 else lo_k
-        if best is None:
-            return None, None
-        # numerically on a breakpoint: the best reached level, re-solved on its own piece
-        t, sol, k = best
-        self._set_piece(active, items, t)
-        sol = self.lp.solve(want_duals=True)
-        if sol.status != "optimal":
-            return t, None
-        return max(t, min(sol.objective, t)), sol
+            t = max(sol.objective, g)
+            if sol.objective < g * (1 - 1e-6) - 1e-9:
+                # the level fell: the piece (or an earlier freeze) is numerically off; accept the LP
+                t = sol.objective
+            # a breakpoint strictly between g and t means the piece changed: go on from t
+            # (a breakpoint at t itself counts: the optimum may sit there only because an entity
+            # reached its demand, and the next piece lets the others go on)
+            k = np.searchsorted(bps, g * (1 + _LEVEL_RTOL), side="right")
+            if k >= len(bps) or bps[k] > t * (1 + _LEVEL_RTOL) or t <= g * (1 + _LEVEL_RTOL):
+                g = t
+                break
+            g = t
+            # the optimum stopped at a demand: speculate that the next `jump` demands are met too
+            # (galloping while it works, then bisecting below the first miss)
+            kt = int(np.searchsorted(full_pts, t * (1 + _LEVEL_RTOL), side="right"))
+            idx = kt + jump - 1 if hi_idx >= len(full_pts) else (kt + hi_idx) // 2
+            if kt < idx < min(hi_idx, len(full_pts)):
+                t2, hit = self._speculate(active, items, full_pts[idx], t)
+                if hit:
+                    g = t2
+                    jump *= 2
+                else:
+                    hi_idx = idx
+        self.lp.set_col_bounds([self.c_t], 0.0, INF)
+        return g, sol
+
+    def _speculate(self, active, items, g: float, floor: float):
+        """The level reached on the piece at `g` if it reaches `g` (then every demand before `g` is met
+        and the level is a valid lower bound), else None with the previous basis restored."""
+        basis = self.lp.h.getBasis()
+        self._set_piece(active, items, g)
+        sol = self.lp.solve(verify=False)
+        if sol.status == "optimal" and sol.objective >= g * (1 - _LEVEL_RTOL):
+            return max(sol.objective, g), True
+        if basis.valid:
+            self.lp.h.setBasis(basis)
+        return None, False
 
     def _excess(self, ents, undecided, offer, value):
         """Offer every undecided entity a small excess, repeatedly; those that never take it are blocked.
 
         Returns the blocked ones among `undecided`, or None when an LP fails."""
         lp = self.lp
-        while undecided.size:
+        for _ in range(_EXCESS_ROUNDS):
+            if not undecided.size:
+                break
             eps_cols = self.ent_eps[ents[undecided]]
             lp.set_col_bounds(eps_cols, 0.0, offer[undecided])
             lp.set_cost(eps_cols, 1.0)
-            res = lp.solve()
+            res = lp.solve(primal=True)
             lp.set_col_bounds(eps_cols, 0.0, 0.0)
             lp.set_cost(eps_cols, 0.0)
             if res.status != "optimal":
@@ -319,7 +353,7 @@ class _Engine:
             if not seen.any():
                 return undecided
             undecided = undecided[~seen]
-        return undecided
+        return undecided[:0] if undecided.size else undecided
 
     def _blocked(self, ents, a, b, level, sol) -> np.ndarray:
         """Which of `ents` (all below their demand) cannot exceed `level` while the others hold it."""
@@ -328,20 +362,17 @@ class _Engine:
             dual = np.abs(sol.row_dual[self.ent_row[ents]])
             top = dual.max() if dual.size else 0.0
             if top > 0:
-                blocked |= dual > 1e-9 * top
+                blocked |= dual > 1e-7 * top
         undecided = np.flatnonzero(~blocked)
         if not undecided.size:
             return blocked
         lp = self.lp
         value = a * level + b
         dual_blocked = blocked.copy()
-        # the excess is in value units (the level rows carry it with coefficient -1)
         offer = np.maximum(_EXCESS * value, 1e-6)
         lp.set_cost([self.c_t], 0.0)
         try:
-            # the level is held a hair below itself, so that solver tolerance cannot make it infeasible;
-            # what that frees for blocked entities (1e-11 of their value) is far below what counts
-            for hold in (1e-11, 1e-9, 1e-7):
+            for hold in (1e-9, 1e-7):
                 lp.set_col_bounds([self.c_t], level * (1 - hold), level * (1 - hold))
                 res = self._excess(ents, undecided, offer, value)
                 if res is not None:

@@ -118,9 +118,19 @@ class WarmLP:
         return self.n_row - 1
 
     # -- solving -------------------------------------------------------------------------------
-    def solve(self, *, want_duals: bool = False, verify: bool = True) -> LPSolution:
-        """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold."""
-        self.h.run()
+    def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False) -> LPSolution:
+        """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold.
+
+        `primal` uses the primal simplex for this solve: after a change of the objective alone the
+        basis stays primal feasible, and the primal simplex goes on from there."""
+        if primal:
+            self.h.setOptionValue("simplex_strategy", 4)
+            try:
+                self.h.run()
+            finally:
+                self.h.setOptionValue("simplex_strategy", 1)
+        else:
+            self.h.run()
         self.solves += 1
         status = self.h.getModelStatus()
         if verify and status != highspy.HighsModelStatus.kOptimal:
