@@ -252,7 +252,8 @@ def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
     )
 
 
-def _pick(reader, period: str | None) -> RunView:
+def pick_run(reader, period: str | None) -> RunView:
+    """The committed run of `period` (the latest recorded one for it), or of the latest period."""
     runs = _runs(reader)
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
@@ -270,7 +271,7 @@ def _pick(reader, period: str | None) -> RunView:
 def show(ctx: Context, period: str | None = None) -> RunView:
     """The committed (latest) run of `period`, or of the latest period with a run."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
-        return _pick(reader, period)
+        return pick_run(reader, period)
 
 
 def periods(ctx: Context) -> list[dict[str, Any]]:
@@ -289,7 +290,7 @@ def periods(ctx: Context) -> list[dict[str, Any]]:
 def explain(ctx: Context, project_id: str, period: str | None = None) -> dict[str, Any]:
     """Why `project_id` got what it got in a recorded run: in numbers, for `alloc explain` to word."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
-        view = _pick(reader, period)
+        view = pick_run(reader, period)
         state: LedgerState = reader.state_at(view.payload["state_seq"])
     snapshot = state.snapshot(view.period)
     projects = {p["project"]: p for p in view.projects}
@@ -342,7 +343,7 @@ def explain(ctx: Context, project_id: str, period: str | None = None) -> dict[st
 def diff(ctx: Context, first: str, second: str) -> dict[str, Any]:
     """Member and project allocations of two recorded periods side by side, with the change."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
-        a, b = _pick(reader, first), _pick(reader, second)
+        a, b = pick_run(reader, first), pick_run(reader, second)
 
     def table(rows_a, rows_b, key):
         left = {r[key]: r for r in rows_a}

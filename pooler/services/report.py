@@ -19,7 +19,7 @@ from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
 from pooler.reports.text import human, is_numeric, label
-from pooler.services.alloc import _pick
+from pooler.services.alloc import pick_run
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
 from pooler.store.errors import EntryRejected
@@ -95,7 +95,7 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
     with open_ledger(ctx) as ledger:
         verification = ledger.verify()
         with ledger.reader() as reader:
-            view = _pick(reader, period)
+            view = pick_run(reader, period)
             state_seq = view.payload["state_seq"]
             snapshot = reader.state_at(state_seq).snapshot(view.period)
             used = used_device_hours(reader, view.period)
