@@ -29,6 +29,7 @@ import numpy as np
 from pooler.core.alloc_fair import FairNetwork, NumericalFailure, solve_fair
 from pooler.core.alloc_place import PlaceNetwork, largest_remainder, place, transport
 from pooler.core.model import Snapshot
+from pooler.core.usage import shares
 
 _SMALL = 1e-6  # shares and weights below this fraction of the largest count as zero (DESIGN 3)
 _MET_RTOL = 1e-9  # a project within this fraction of its demand is satisfied
@@ -178,14 +179,9 @@ class _Inputs:
         self.contributed = np.array([float(k) for k in contributed])
 
         # shares
-        alpha = float(snap.policy.alpha)
-        total_k = float(sum(contributed, Decimal(0)))
-        share = np.zeros(M)
-        if M:
-            if total_k > 0:
-                share = alpha * self.contributed / total_k + (1 - alpha) / M
-            else:  # nobody contributes: the contribution part is shared equally too
-                share = np.full(M, 1.0 / M)
+        # The alpha blend is the one the fair-share report shows (exact, in `core.usage`).
+        blend = shares(dict(zip(self.member_ids, contributed)), snap.policy.alpha)
+        share = np.array([float(blend[m]) for m in self.member_ids])
         if snap.policy.usage_half_life_days != 0 and M:
             usage = dict(snap.usage)
             u = np.array([float(usage.get(m, 0)) for m in self.member_ids])

@@ -205,32 +205,26 @@ class PoolRow(SQLModel, table=True):
     retired_seq: int | None = None
 
 
-class DatasetRow(SQLModel, table=True):
-    """`access` is "open", "consortium", or a JSON list of member ids."""
+class _AssetColumns(SQLModel):
+    """The columns datasets and models share. `access` is "open", "consortium", or a JSON list of
+    member ids."""
 
+    id: str = Field(primary_key=True)
+    member: str = Field(index=True)
+    access: str = Field(sa_type=Text)
+    residency: str | None = Field(default=None, sa_type=Text)
+    credit: str
+    added_seq: int
+    changed_seq: int
+    retired_seq: int | None = None
+
+
+class DatasetRow(_AssetColumns, table=True):
     __tablename__ = "dataset"
 
-    id: str = Field(primary_key=True)
-    member: str = Field(index=True)
-    access: str = Field(sa_type=Text)
-    residency: str | None = Field(default=None, sa_type=Text)
-    credit: str
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
 
-
-class ModelRow(SQLModel, table=True):
+class ModelRow(_AssetColumns, table=True):
     __tablename__ = "model"
-
-    id: str = Field(primary_key=True)
-    member: str = Field(index=True)
-    access: str = Field(sa_type=Text)
-    residency: str | None = Field(default=None, sa_type=Text)
-    credit: str
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
 
 
 class ProjectRow(SQLModel, table=True):
