@@ -4,6 +4,12 @@ Written apart from `pooler.core.alloc*` and sharing nothing with it but the doma
 variable per (project, pool) pair, no aggregation, no breakpoints. Each level is found by one LP
 (maximise t), then every unfrozen entity is probed by its own LP (can it exceed t while the others
 hold t?); the entities that cannot are frozen. Exact, and hopeless beyond toy sizes.
+
+Numerics, kept apart from the fast path's choices: device-hours are scaled so that the largest pool
+holds 1 (the LPs see O(1) data) and solved to 1e-10; a probe holds the others at t minus 1e-9 of the
+scale (1e-8, then 1e-7 if that is infeasible: always above the solver's tolerance) and counts an
+entity as able to exceed t only when it gains more than 1e-8; any LP verdict other than optimal that
+survives those hold-backs is an error (`ReferenceFailure`), never read as "blocked" or "level 0".
 """
 
 from __future__ import annotations
@@ -16,7 +22,15 @@ from scipy.sparse import coo_matrix
 
 from pooler.core.model import Snapshot
 
-TOL = 1e-9
+FEAS = 1e-10  # HiGHS's primal and dual feasibility tolerances here (scaled units)
+HOLDS = (1e-9, 1e-8, 1e-7)  # scaled units the others give up in a probe, tried in turn while infeasible
+GAIN = 1e-8  # scaled units a probed entity must gain over t to count as able to exceed it
+SLACK = 1e-11  # frozen values are bounds relaxed by this much (scaled units): project values can move
+# a hundred times more than the member totals they are pinned by, so this stays below the tolerance
+
+
+class ReferenceFailure(ArithmeticError):
+    """An LP of the reference did not solve to optimality: its answer would be unreliable."""
 
 
 def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, float]]:
@@ -92,9 +106,11 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
         acap[q, k] = 1.0
         if pools[q].member not in stakes[j]:
             alend[q, k] = 1.0
-    cap = np.array([float(p.device_hours(hours)) for p in pools])
-    lend = np.array([float((1 - p.reserve) * p.device_hours(hours)) for p in pools])
-    dem = np.array([float(p.demand) for p in projects])
+    cap_raw = np.array([float(p.device_hours(hours)) for p in pools])
+    scale = 1.0 / cap_raw.max() if cap_raw.max() > 0 else 1.0  # x and y in units of the largest pool
+    cap = cap_raw * scale
+    lend = np.array([float((1 - p.reserve) * p.device_hours(hours)) for p in pools]) * scale
+    dem = np.array([float(p.demand) for p in projects]) * scale
     aY = np.zeros((nM, nx))
     for j, st in enumerate(stakes):
         for m, v in st.items():
@@ -103,7 +119,7 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
     base_b = np.concatenate([cap, lend, dem])
     lower: list[tuple[np.ndarray, float]] = []  # rows r with r @ x >= value
 
-    def lp(obj_x, obj_t, floor_rows, t_fixed=None):
+    def lp(obj_x, obj_t, floor_rows, t_fixed=None, may_fail=False):
         """Maximise obj_x @ x + obj_t * t s.t. base, lower, and r @ x >= c t for (r, c) in floor_rows."""
         n = nx + 1
         rows, rhs = [], []
@@ -118,7 +134,10 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
             rhs.append(0.0)
         bounds = [(0, None)] * nx + [((t_fixed, t_fixed) if t_fixed is not None else (0, None))]
         res = linprog(-np.append(obj_x, obj_t), A_ub=coo_matrix(np.array(rows).reshape(-1, n)) if rows else None,
-                      b_ub=np.array(rhs) if rows else None, bounds=bounds, method="highs")
+                      b_ub=np.array(rhs) if rows else None, bounds=bounds, method="highs",
+                      options={"primal_feasibility_tolerance": FEAS, "dual_feasibility_tolerance": FEAS})
+        if res.status != 0 and not may_fail:
+            raise ReferenceFailure(f"reference LP ended with status {res.status}: {res.message}")
         return res
 
     def lexmaxmin(entities):
@@ -127,24 +146,24 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
         todo = list(range(len(entities)))
         while todo:
             floors = [(entities[i][0], entities[i][1]) for i in todo]
-            res = lp(np.zeros(nx), 1.0, floors)
-            t = res.x[-1] if res.status == 0 else 0.0
-            if res.status == 3:  # unbounded can only mean every entity already sits at its demand
-                t = 0.0
+            # t is bounded: every entity has a positive weight and a finite demand (y <= demand)
+            t = lp(np.zeros(nx), 1.0, floors).x[-1]
             frozen = []
             for i in todo:
                 others = [(entities[k][0], entities[k][1]) for k in todo if k != i]
                 r, c = entities[i]
-                probe = lp(r, 0.0, others, t_fixed=t * (1 - 1e-12))
-                best = -probe.fun if probe.status == 0 else c * t
-                if best <= c * t + TOL * max(1.0, c * t):
+                for hold in HOLDS:
+                    probe = lp(r, 0.0, others, t_fixed=max(t - hold, 0.0), may_fail=hold != HOLDS[-1])
+                    if probe.status == 0:
+                        break
+                if -probe.fun <= c * t + GAIN:
                     frozen.append(i)
-            if not frozen:  # numerically stuck: hold the first
-                frozen = todo[:1]
+            if not frozen:  # by convexity some entity is blocked at the maximal level
+                raise ReferenceFailure(f"no entity is blocked at level {t!r}")
             for i in frozen:
                 r, c = entities[i]
                 values[i] = c * t
-                lower.append((r, c * t * (1 - 1e-12)))
+                lower.append((r, max(c * t - SLACK, 0.0)))
             todo = [i for i in todo if i not in frozen]
         return values
 
@@ -157,14 +176,14 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
             Y[i] = vals[k]
     # step 2: pin every Y_m, then projects by y / w, zero weights last
     for i, v in Y.items():
-        lower.append((-aY[i], -v * (1 + 1e-12)))
+        lower.append((-aY[i], -(v + SLACK)))
     y = {}
     for phase in (True, False):
         ents = [j for j in range(J) if (w[j] > 0) == phase]
         vals = lexmaxmin([(ay[j], w[j] if phase else 1.0) for j in ents])
         for k, j in enumerate(ents):
             y[j] = vals[k]
-    y_out = {p.id: float(min(y.get(j, 0.0), dem[j])) for j, p in enumerate(projects)}
+    y_out = {p.id: float(min(y.get(j, 0.0), dem[j])) / scale for j, p in enumerate(projects)}
     Y_out = {m: 0.0 for m in members}
     for j, st in enumerate(stakes):
         for m, v in st.items():

@@ -8,7 +8,12 @@ below). The reference's *reported* Y_m are recomputed from its step-2 project va
 breaks numerically on this instance: three level LPs end with HiGHS status 4 ("numerical
 difficulties"), the reference then takes t = 0 and its "numerically stuck" fallback reports the first
 unfrozen project at 0 -- while that project's floor (a lower bound only) keeps the LP giving it its
-real share. So projects of m0003..m0006 are reported short, and their sponsors' Y_m with them.
+real share. So projects of m0003..m0006 were reported short, and their sponsors' Y_m with them.
+
+The reference has since been fixed structurally (O(1) scaling, probes held back by more than the
+solver's tolerance, any non-optimal LP an error): run by hand on this instance (182 s) it now agrees
+with the fast path on every Y_m to 2.5e-10 and on every y(j) to within 0.0015 units of 1.5e6; the
+minimal case below is checked against it in the suite.
 """
 
 from __future__ import annotations
@@ -81,7 +86,7 @@ REFERENCE_STEP1_Y = {
     "m0006": 12912167.87619048, "m0007": 3830434.8952483214, "m0008": 6051232.149341088,
     "m0009": 3691876.857142857,
 }
-# what reference_allocate reports (recomputed from its numerically broken step 2)
+# what reference_allocate reported before its fix (recomputed from its numerically broken step 2)
 REFERENCE_REPORTED_Y = {
     "m0003": 6534622.819048228, "m0004": 9261517.18411288, "m0005": 6014572.466667275,
     "m0006": 12229524.876177663,
@@ -145,10 +150,9 @@ def test_minimal_mismatch_fast_path_matches_hand_derived():
     assert bad == []
 
 
-@pytest.mark.xfail(strict=True, reason="tests/reference_alloc.py bug, not the fast path: with (1 - 1e-12) back-offs "
-                   "below HiGHS's tolerances a probe LP comes back infeasible (status 2), which the reference reads as "
-                   "'cannot exceed t', so proj85 is frozen and reported at w*t, below its value; see module docstring")
 def test_minimal_mismatch_reference_matches_hand_derived():
+    # This failed before the reference's fix: with (1 - 1e-12) back-offs below HiGHS's tolerances a
+    # probe LP came back infeasible, which the reference read as "cannot exceed t".
     from reference_alloc import reference_allocate
 
     y, Y = reference_allocate(_minimal())
