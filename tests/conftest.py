@@ -1,4 +1,12 @@
-"""Shared fixtures: a fresh ledger file, and a CLI runner that refuses tracebacks."""
+"""Shared fixtures: a fresh ledger on each database pooler supports, and a CLI runner that refuses
+tracebacks.
+
+`db_target` is the one parametrised fixture behind every ledger the CLI tests use: an SQLite file in
+the test's folder, and a fresh database on the PostgreSQL server named by POOLER_TEST_POSTGRES
+(`.ci/run` starts one; see README.md). Without that variable the PostgreSQL cases are skipped, unless
+POOLER_REQUIRE_POSTGRES=1 (set by `.ci/run`), which turns the skip into a failure. Tests about the
+SQLite file itself carry the `sqlite_only` mark.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from tests.backends import BACKENDS, db_digest, postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -24,16 +34,28 @@ class Run:
         return json.loads(self.stdout)
 
 
+@pytest.fixture(params=BACKENDS)
+def db_target(request, tmp_path):
+    """Where a test's ledger lives: a Path (SQLite file) or a PostgreSQL URL (str)."""
+    if request.param == "sqlite":
+        yield tmp_path / "ledger.db"
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite file itself")
+    with postgres_database() as url:
+        yield url
+
+
 @pytest.fixture
-def cli(tmp_path, monkeypatch):
-    """Call `cli(*args)` to run pooler on a ledger in tmp_path; asserts there is no traceback."""
+def cli(db_target, monkeypatch):
+    """Call `cli(*args)` to run pooler on a fresh ledger (each backend); asserts there is no traceback."""
     from pooler.cli.main import app
 
     monkeypatch.setenv("POOLER_ACTOR", "tester@test")
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.delenv("POOLER_DB", raising=False)
     runner = CliRunner()
-    db = tmp_path / "ledger.db"
+    db = db_target
 
     def run(*args: str, db_path: Path | None = db, input: str | None = None) -> Run:
         argv = (["--db", str(db_path)] if db_path is not None else []) + [str(a) for a in args]
@@ -44,4 +66,5 @@ def cli(tmp_path, monkeypatch):
         return Run(result.exit_code, result.stdout, result.stderr)
 
     run.db = db  # type: ignore[attr-defined]
+    run.digest = lambda: db_digest(db)  # type: ignore[attr-defined]
     return run

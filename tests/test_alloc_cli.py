@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 
 import pytest
 
 from pooler.store import Writer
+from tests.backends import tamper
 from tests.conftest import EXAMPLES
 from tests.test_cli import digest
 
@@ -186,12 +186,7 @@ def test_a_failure_mid_run_leaves_no_trace(ledger, monkeypatch):
 def test_verify_covers_grant_rows(ledger):
     cli = ledger
     cli("alloc", "run", "--period", "2026-11")
-    con = sqlite3.connect(cli.db)
-    for (name,) in con.execute("select name from sqlite_master where type='trigger'").fetchall():
-        con.execute(f'drop trigger "{name}"')
-    con.execute("update alloc_grant set device_hours = device_hours + 1 where line = 1")
-    con.commit()
-    con.close()
+    tamper(cli.db, "update alloc_grant set device_hours = device_hours + 1 where line = 1")
     result = cli("ledger", "verify")
     assert result.exit_code == 1 and "alloc_grant" in result.stderr
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
 
 import pytest
 
 from pooler.store.journal import entry_hash
+from tests.backends import query, table_names, tamper
 from tests.conftest import EXAMPLES
 
 
@@ -37,22 +37,6 @@ def _checkpoint(cli, tmp_path, *args, name="head.json"):
     result = cli("ledger", "checkpoint", *args, "-o", path)
     assert result.exit_code == 0, result.stderr
     return path, json.loads(path.read_text())
-
-
-def _raw(db):
-    """A raw connection with the append-only triggers dropped; `restore` puts them back."""
-    con = sqlite3.connect(db)
-    triggers = con.execute("select name, sql from sqlite_master where type = 'trigger'").fetchall()
-    for name, _ in triggers:
-        con.execute(f'drop trigger "{name}"')
-
-    def restore():
-        for _, sql in triggers:
-            con.execute(sql)
-        con.commit()
-        con.close()
-
-    return con, restore
 
 
 def test_checkpoint_prints_the_head(ledger):
@@ -96,13 +80,10 @@ def test_keygen_never_overwrites(cli, key):
 def test_checkpoint_catches_a_truncated_journal(ledger, tmp_path, key):
     assert ledger("alloc", "run", "--period", "2026-11").exit_code == 0
     path, data = _checkpoint(ledger, tmp_path, "--sign", key[0])
-    con, restore = _raw(ledger.db)
     # The last entry is the run: remove it with its rows, as someone hiding it would.
     seq = data["seq"]
-    for (table,) in con.execute("select name from sqlite_master where type = 'table' and name like 'alloc_%'"):
-        con.execute(f'delete from "{table}" where seq = ?', (seq,))
-    con.execute("delete from journal where seq = ?", (seq,))
-    restore()
+    rows = [f'delete from "{t}" where seq = {int(seq)}' for t in table_names(ledger.db) if t.startswith("alloc_")]
+    tamper(ledger.db, *rows, f"delete from journal where seq = {int(seq)}")
     plain = ledger("ledger", "verify")
     assert plain.exit_code == 0, plain.stderr  # a shorter chain is still a valid chain
     checked = ledger("ledger", "verify", "--checkpoint", path)
@@ -113,12 +94,10 @@ def test_checkpoint_catches_a_truncated_journal(ledger, tmp_path, key):
 
 def test_checkpoint_catches_a_rewritten_and_rehashed_entry(ledger, tmp_path):
     path, data = _checkpoint(ledger, tmp_path)
-    con, restore = _raw(ledger.db)
-    seq, time, kind, payload, prev = con.execute(
-        "select seq, time, kind, payload, prev_hash from journal where seq = ?", (data["seq"],)).fetchone()
+    [(seq, time, kind, payload, prev)] = query(
+        ledger.db, f"select seq, time, kind, payload, prev_hash from journal where seq = {int(data['seq'])}")
     forged = entry_hash(prev, seq, time, "mallory@evil", kind, json.loads(payload))
-    con.execute("update journal set actor = 'mallory@evil', hash = ? where seq = ?", (forged, seq))
-    restore()
+    tamper(ledger.db, f"update journal set actor = 'mallory@evil', hash = '{forged}' where seq = {int(seq)}")
     assert ledger("ledger", "verify").exit_code == 0  # the chain was re-hashed consistently
     checked = ledger("ledger", "verify", "--checkpoint", path)
     assert checked.exit_code == 1 and "differs from the checkpoint" in checked.stderr

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import sqlite3
 
 import pytest
 
+from tests.backends import db_digest, tamper
 from tests.conftest import EXAMPLES
 
 SMALL = """
@@ -55,16 +54,9 @@ datasets = ["corpus"]
 """
 
 
-def digest(path) -> str:
-    """SHA-256 of the database file after folding the write-ahead log into it.
-
-    In WAL mode committed pages may still sit in the -wal file, and a later checkpoint rewrites the
-    main file with the same content; checkpointing first makes the bytes comparable.
-    """
-    con = sqlite3.connect(path)
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    con.close()
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def digest(db) -> str:
+    """A digest of everything the ledger holds (the SQLite file's bytes, or PostgreSQL's rows)."""
+    return db_digest(db)
 
 
 @pytest.fixture
@@ -110,17 +102,18 @@ def test_version(cli):
 
 def test_init_creates_and_refuses_twice(cli):
     assert cli("init").exit_code == 0
-    assert cli.db.exists()
+    assert cli("ledger", "verify").exit_code == 0
     again = cli("init")
     assert again.exit_code == 1
     assert again.stderr.startswith("Error:")
 
 
 def test_commands_on_a_missing_ledger_say_so(cli):
+    before = cli.digest()  # "absent" for SQLite: no file; an empty database on PostgreSQL
     result = cli("member", "list")
     assert result.exit_code == 1
     assert "Error:" in result.stderr and "pooler init" in result.stderr
-    assert not cli.db.exists()
+    assert cli.digest() == before
 
 
 def test_pooler_db_environment_variable(cli, tmp_path, monkeypatch):
@@ -304,13 +297,7 @@ def test_ids_with_quotes_markup_and_sql_are_verbatim(cli):
 def test_verify_ok_and_tampering_exit_1(cli, applied):
     ok = cli("ledger", "verify")
     assert ok.exit_code == 0 and "OK" in ok.stdout
-    con = sqlite3.connect(cli.db)
-    triggers = [r[0] for r in con.execute("select name from sqlite_master where type='trigger'")]
-    for name in triggers:
-        con.execute(f'drop trigger "{name}"')
-    con.execute("update journal set payload = replace(payload, 'Tiny AI', 'Tiny Co') where kind = 'member.add'")
-    con.commit()
-    con.close()
+    tamper(cli.db, "update journal set payload = replace(payload, 'Tiny AI', 'Tiny Co') where kind = 'member.add'")
     bad = cli("ledger", "verify")
     assert bad.exit_code == 1
     assert "Error:" in bad.stderr and "#" in bad.stderr

@@ -1,5 +1,6 @@
-"""Several pooler processes writing to one SQLite ledger at once: every entry lands exactly once, the
-chain verifies, nobody sees "database is locked", and a reader always sees one consistent moment."""
+"""Several pooler processes writing to one ledger at once, on SQLite and on PostgreSQL: every entry
+lands exactly once, the chain verifies, nobody sees "database is locked", and a reader always sees
+one consistent moment."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-from pooler.core.model import Member
+from decimal import Decimal
+
+from pooler.core.model import Accelerator, Member, Pool
 from pooler.store import Ledger
 
 WRITERS = 8
-APPENDS = 50
-DEADLINE_SECONDS = 60
+APPENDS = 200
+DEADLINE_SECONDS = 240
 
 
 _barrier = None
@@ -24,19 +27,30 @@ def _start(barrier) -> None:
     _barrier = barrier
 
 
+def expected_of(writer: int, i: int):
+    """What the i-th write of a writer is: a member, a pool of its first member, or a batch of rows."""
+    return ("member", f"m{writer}-{i:03d}") if i % 3 == 0 else \
+        ("pool", f"q{writer}-{i:03d}") if i % 3 == 1 else ("batch", i)
+
+
 def write(path: str, writer: int) -> list[int]:
-    """One process: 50 transactions, alternately a registry entry (projections written in the same
-    transaction) and a run with attached rows."""
+    """One process: 200 transactions, in turn a member, a pool (registry entries whose projections are
+    written in the same transaction) and a batch of attached rows."""
     seqs = []
     with Ledger.open(path) as ledger:
         _barrier.wait(timeout=DEADLINE_SECONDS)  # start together, so the transactions really interleave
         for i in range(APPENDS):
+            kind, key = expected_of(writer, i)
             with ledger.writer(f"writer-{writer}") as w:
-                if i % 2 == 0:
-                    entry = w.append("member.add", {"record": Member(f"m{writer}-{i:02d}", name=f"{writer}/{i}")})
+                if kind == "member":
+                    entry = w.append("member.add", {"record": Member(key, name=f"{writer}/{i}")})
+                elif kind == "pool":
+                    entry = w.append("pool.add", {"record": Pool(
+                        key, member=f"m{writer}-000", accelerator="a800", capacity=Decimal(8 * i))})
                 else:
                     entry = w.append("alloc.run", {"writer": writer, "i": i}, attachments={"alloc_grant": [
-                        {"project": f"p{writer}", "pool": "gpu", "device_hours": i, "units": f"{i}.5"}]})
+                        {"project": f"p{writer}", "pool": "gpu", "device_hours": i + k, "units": f"{i}.5"}
+                        for k in range(25)]})
             seqs.append(entry.seq)
     return seqs
 
@@ -52,10 +66,11 @@ def check_one_moment(ledger: Ledger) -> int:
     return seq
 
 
-def test_eight_processes_append_400_entries_exactly_once(tmp_path):
-    path = str(tmp_path / "ledger.db")
-    Ledger.init(path, actor="tester").close()
-    total = 1 + WRITERS * APPENDS
+def test_eight_processes_append_1600_entries_exactly_once(db_target):
+    path = str(db_target)
+    with Ledger.init(path, actor="tester") as ledger, ledger.writer("tester") as w:
+        w.append("accelerator.add", {"record": Accelerator("a800", rate=Decimal(1))})
+    total = 2 + WRITERS * APPENDS
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WRITERS)
     deadline = time.monotonic() + DEADLINE_SECONDS
@@ -72,16 +87,15 @@ def test_eight_processes_append_400_entries_exactly_once(tmp_path):
         written = [seq for future in writers for seq in future.result(timeout=DEADLINE_SECONDS)]
     assert reads > 0
 
-    assert sorted(written) == list(range(2, total + 1))  # each seq given to exactly one append
+    assert sorted(written) == list(range(3, total + 1))  # each seq given to exactly one append
     with Ledger.open(path) as ledger:
         assert check_one_moment(ledger) == total
         entries = list(ledger.entries())
         landed = [
-            (e.actor, e.payload["record"]["id"] if e.kind == "member.add" else e.payload["i"]) for e in entries[1:]
+            (e.actor, (e.kind.split(".")[0], e.payload["record"]["id"]) if e.kind != "alloc.run"
+             else ("batch", e.payload["i"])) for e in entries[2:]
         ]
-        expected = [
-            (f"writer-{w}", f"m{w}-{i:02d}" if i % 2 == 0 else i) for w in range(WRITERS) for i in range(APPENDS)
-        ]
+        expected = [(f"writer-{w}", expected_of(w, i)) for w in range(WRITERS) for i in range(APPENDS)]
         assert sorted(landed, key=str) == sorted(expected, key=str)  # all 400, none twice
         for w in range(WRITERS):  # and each writer's appends in its own order
             assert [x for actor, x in landed if actor == f"writer-{w}"] == [
@@ -89,9 +103,12 @@ def test_eight_processes_append_400_entries_exactly_once(tmp_path):
         report = ledger.verify()  # chain, attachment digests and projections
         assert report.ok, report.problems
         assert report.entries == total
-        assert len(ledger.snapshot().members) == WRITERS * APPENDS // 2
+        snap = ledger.snapshot()
+        assert len(snap.members) == sum(expected_of(0, i)[0] == "member" for i in range(APPENDS)) * WRITERS
+        assert len(snap.pools) == sum(expected_of(0, i)[0] == "pool" for i in range(APPENDS)) * WRITERS
         run = next(e for e in entries if e.kind == "alloc.run")
-        assert ledger.attachment_rows(run.seq, "alloc_grant")[0]["device_hours"] == run.payload["i"]
+        rows = ledger.attachment_rows(run.seq, "alloc_grant")
+        assert [r["device_hours"] for r in rows] == [run.payload["i"] + k for k in range(25)]
 
 
 def test_racing_inits_make_one_ledger(tmp_path):

@@ -7,9 +7,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import sqlite3
-import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -28,6 +26,7 @@ from pooler.store import (
 from pooler.store.journal import Entry
 from pooler.store.projection import read_rows, state_rows
 from pooler.store.tables import metadata
+from tests.backends import postgres_database
 
 D = Decimal
 
@@ -753,26 +752,13 @@ def test_tables_and_replay_agree_whatever_the_operations(tmp_path_factory, opera
             assert replayed.snapshot(period) == ledger.snapshot(period)
 
 
-# --- PostgreSQL (opt-in: needs a server) ---------------------------------------------------------
-
-POSTGRES = os.environ.get("POOLER_TEST_POSTGRES")
-
+# --- PostgreSQL (needs a server: .ci/run starts one) ------------------------------------------
 
 @pytest.fixture
 def postgres_url():
-    """A fresh database on the server named by POOLER_TEST_POSTGRES, dropped afterwards."""
-    if not POSTGRES:
-        pytest.skip("set POOLER_TEST_POSTGRES=postgresql+psycopg://user@host/postgres to run")
-    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
-    name = f"pooler_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    try:
-        yield make_url(POSTGRES).set(database=name)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
-        admin.dispose()
+    """A fresh database on the test server (skipped without one; see tests/backends.py)."""
+    with postgres_database() as url:
+        yield make_url(url)
 
 
 def test_postgresql_ledger_matches_sqlite_and_guards_itself(postgres_url, tmp_path):
