@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Optional
 
@@ -74,12 +75,21 @@ def register(app: typer.Typer) -> None:
             print_json(outcome.to_json_dict())
         else:
             data = outcome.to_json_dict()
-            rows = [(r["project"], r["pool"], _hours(r["device_hours"])) for r in data["by_project_pool"]]
+            # A big file touches thousands of (project, pool) pairs: the terminal gets the largest.
+            pairs = sorted(data["by_project_pool"], key=lambda r: (-Decimal(str(r["device_hours"])),
+                                                                   r["project"], r["pool"]))
+            rows = [(r["project"], r["pool"], _hours(r["device_hours"])) for r in pairs[:_SHOWN]]
+            if len(pairs) > _SHOWN:
+                rest = sum(Decimal(str(r["device_hours"])) for r in pairs[_SHOWN:])
+                rows.append((f"... {len(pairs) - _SHOWN} more pairs (--json lists all)", "", _hours(rest)))
             rows.append(("total", "", _hours(data["device_hours"])))
             out.print(table(f"Usage in {file.name}", ["project", "pool", "device-hours"], rows,
                             numeric=["device-hours"]))
-            for p in outcome.skipped:
+            for p in outcome.skipped[:_SHOWN]:
                 message(f"Skipped line {p.line}: {p.reason}", style="yellow")
+            if len(outcome.skipped) > _SHOWN:
+                message(f"... and {len(outcome.skipped) - _SHOWN} more skipped lines (--json lists all)",
+                        style="yellow")
         ignored = "".join(f"; {n} {what} ignored" for what, n in sorted(outcome.ignored.items()))
         periods = ", ".join(sorted(outcome.periods))
         if outcome.seq is None:
@@ -90,6 +100,9 @@ def register(app: typer.Typer) -> None:
                     + (f"; {len(outcome.skipped)} bad line(s) skipped" if outcome.skipped else "") + ".")
 
     usage_app.command("fairshare")(fairshare_cmd)
+
+
+_SHOWN = 20  # rows of a usage summary shown on a terminal
 
 
 # Registered as `pooler usage fairshare` and, by the report group, as `pooler report fairshare`.
