@@ -7,9 +7,11 @@ hold t?); the entities that cannot are frozen. Exact, and hopeless beyond toy si
 
 Numerics, kept apart from the fast path's choices: device-hours are scaled so that the largest pool
 holds 1 (the LPs see O(1) data) and solved to 1e-10; a probe holds the others at t minus 1e-9 of the
-scale (1e-8, then 1e-7 if that is infeasible: always above the solver's tolerance) and counts an
-entity as able to exceed t only when it gains more than 1e-8; any LP verdict other than optimal that
-survives those hold-backs is an error (`ReferenceFailure`), never read as "blocked" or "level 0".
+scale (1e-8, then 1e-7 while that is infeasible: always above the solver's tolerance) and counts an
+entity as able to exceed t only when it gains more than 1e-8; an LP that is still infeasible because
+frozen values carry the solver's error is retried with every frozen bound loosened by 1e-10, then
+1e-9 more; any LP verdict other than optimal that survives those is an error (`ReferenceFailure`),
+never read as "blocked" or "level 0".
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pooler.core.model import Snapshot
 FEAS = 1e-10  # HiGHS's primal and dual feasibility tolerances here (scaled units)
 HOLDS = (1e-9, 1e-8, 1e-7)  # scaled units the others give up in a probe, tried in turn while infeasible
 GAIN = 1e-8  # scaled units a probed entity must gain over t to count as able to exceed it
+RELAX = (0.0, 1e-10, 1e-9)  # further loosenings of every frozen bound, tried while a level LP is infeasible
 SLACK = 1e-11  # frozen values are bounds relaxed by this much (scaled units): project values can move
 # a hundred times more than the member totals they are pinned by, so this stays below the tolerance
 
@@ -140,6 +143,19 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
             raise ReferenceFailure(f"reference LP ended with status {res.status}: {res.message}")
         return res
 
+    def solve(obj_x, obj_t, floors, t_of_hold=None):
+        """`lp`, and while it is infeasible: hold the others back further (probes), then loosen every
+        frozen bound (frozen values carry the solver's error); the last failure is an error."""
+        attempts = [(relax, hold) for relax in RELAX for hold in (HOLDS if t_of_hold else (None,))]
+        for k, (relax, hold) in enumerate(attempts):
+            if relax and attempts[k - 1][0] != relax:
+                lower[:] = [(r, v - relax) for r, v in lower]
+            res = lp(obj_x, obj_t, floors, t_fixed=None if hold is None else t_of_hold(hold),
+                     may_fail=k < len(attempts) - 1)
+            if res.status == 0:
+                return res
+        raise AssertionError("unreachable: the last attempt raises")
+
     def lexmaxmin(entities):
         """entities: list of (row, weight); freezes each, appending to `lower`; returns values."""
         values = {}
@@ -147,15 +163,12 @@ def reference_allocate(snap: Snapshot) -> tuple[dict[str, float], dict[str, floa
         while todo:
             floors = [(entities[i][0], entities[i][1]) for i in todo]
             # t is bounded: every entity has a positive weight and a finite demand (y <= demand)
-            t = lp(np.zeros(nx), 1.0, floors).x[-1]
+            t = solve(np.zeros(nx), 1.0, floors).x[-1]
             frozen = []
             for i in todo:
                 others = [(entities[k][0], entities[k][1]) for k in todo if k != i]
                 r, c = entities[i]
-                for hold in HOLDS:
-                    probe = lp(r, 0.0, others, t_fixed=max(t - hold, 0.0), may_fail=hold != HOLDS[-1])
-                    if probe.status == 0:
-                        break
+                probe = solve(r, 0.0, others, lambda hold: max(t - hold, 0.0))
                 if -probe.fun <= c * t + GAIN:
                     frozen.append(i)
             if not frozen:  # by convexity some entity is blocked at the maximal level
