@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from fractions import Fraction
-from math import floor
+from math import lcm
 from typing import Mapping
 
 from pooler.core.contrib import pool_capacity, pool_region
@@ -112,17 +112,34 @@ def split_by_stakes(units: Decimal, stakes: Mapping[str, Decimal],
                     quantum: Decimal = QUANTUM) -> dict[str, Decimal]:
     """`units` split by `stakes` (any positive weights) into whole quanta that add up exactly to
     `units` rounded to the quantum; largest remainder, ties to the smaller id."""
+    return _split(units, _weights(stakes), quantum)
+
+
+def _weights(stakes: Mapping[str, Decimal]) -> tuple[tuple[tuple[str, int], ...], int]:
+    """The positive stakes as exact integers over one common denominator, in id order, and their sum
+    (computed once per project): the split below is then integer arithmetic."""
+    fractions = sorted((m, Fraction(s)) for m, s in stakes.items() if s > 0)
+    denominator = lcm(*(f.denominator for _, f in fractions)) if fractions else 1
+    weights = tuple((m, int(f * denominator)) for m, f in fractions)
+    return weights, sum(w for _, w in weights)
+
+
+def _split(units: Decimal, weighted: tuple[tuple[tuple[str, int], ...], int],
+           quantum: Decimal = QUANTUM) -> dict[str, Decimal]:
+    weights, weight_sum = weighted
     with localcontext(_WIDE):
         total_quanta = int((units / quantum).to_integral_value(ROUND_HALF_EVEN))
-        weights = {m: Fraction(s) for m, s in stakes.items() if s > 0}
-        weight_sum = sum(weights.values(), Fraction(0))
         if not weights or weight_sum == 0:  # 0/0: nobody to charge
             return {}
-        exact = {m: total_quanta * w / weight_sum for m, w in weights.items()}
-        parts = {m: floor(q) for m, q in exact.items()}
+        if len(weights) == 1:  # one sponsor takes the whole line (most projects)
+            return {weights[0][0]: total_quanta * quantum}
+        # exact share total_quanta * w / W = part + remainder / W (floor division: with negative
+        # units, a correction, the remainder is still non-negative and the handing out below holds)
+        parts, remainders = {}, {}
+        for m, w in weights:
+            parts[m], remainders[m] = divmod(total_quanta * w, weight_sum)
         left = total_quanta - sum(parts.values())
-        # With negative units (a correction) floor still leaves a non-negative remainder to hand out.
-        order = sorted(exact, key=lambda m: (-(exact[m] - parts[m]), m))
+        order = sorted(remainders, key=lambda m: (-remainders[m], m))
         for m in order[:left]:
             parts[m] += 1
         return {m: q * quantum for m, q in sorted(parts.items())}
@@ -148,6 +165,7 @@ def _settle(snapshot, period, members, granted, used) -> Settlement:
     borrowed = dict(used_units)
     flows: dict[tuple[str, str], Decimal] = {}
     pool_used: dict[str, Decimal] = {}
+    weights_of: dict[str, tuple] = {}  # project -> its stakes as exact fractions (see `_weights`)
 
     for (project_id, pool_id), device_hours in sorted(used.items()):
         pool = pools.get(pool_id)
@@ -167,7 +185,10 @@ def _settle(snapshot, period, members, granted, used) -> Settlement:
             notes.append(f"{project_id} has no speed for {pool.accelerator}; its "
                          f"{device_hours} device-hours on {pool_id} are charged at the pool's rate")
             speed = Decimal(1)
-        parts = split_by_stakes(device_hours * rate * speed, dict(project.sponsors))
+        weighted = weights_of.get(project_id)
+        if weighted is None:
+            weighted = weights_of[project_id] = _weights(dict(project.sponsors))
+        parts = _split(device_hours * rate * speed, weighted)
         owner = pool.member
         for sponsor, part in parts.items():
             used_units.setdefault(sponsor, ZERO)
