@@ -1,6 +1,6 @@
 """Scale figure for `usage import`: N CSV lines into a fresh temporary ledger, timed.
 
-    python benchmarks/usage_import.py [--lines 1000000] [--keep DIR]
+    python benchmarks/usage_import.py [--lines 1000000] [--varied] [--keep DIR]
 
 Builds a small consortium (4 members, 8 pools, 16 projects), writes N usage lines spread over three
 months, then imports them through the service (the same path as `pooler usage import --format csv`)
@@ -32,13 +32,16 @@ rate = 1
 START = 1_790_000_000  # 2026-09-21
 
 
-def write_csv(path: Path, n: int) -> None:
+def write_csv(path: Path, n: int, varied: bool = False) -> None:
+    """N lines; device-hours take 97 values (x/4, as Python writes floats: "1.0", "2.25"), or with
+    `varied` nearly a distinct value per line (two decimals, up to 10,000)."""
     with path.open("w", encoding="utf-8") as f:
         f.write("project,pool,device_hours,start,end\n")
         step = max(1, (90 * 86_400) // n)
         for i in range(n):
             start = START + i * step
-            f.write(f"j{i % 16},p{i % 8},{(i % 97) / 4},{start},{start + 3600}\n")
+            hours = f"{(i * 7919) % 1_000_003 / 100:.2f}" if varied else (i % 97) / 4
+            f.write(f"j{i % 16},p{i % 8},{hours},{start},{start + (36_000 if varied else 3600)}\n")
 
 
 def rss_mb() -> float:
@@ -48,6 +51,8 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--varied", action="store_true",
+                        help="Nearly every line with its own device-hours figure (default: 97 figures).")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep the files.")
     args = parser.parse_args()
 
@@ -63,7 +68,7 @@ def main() -> None:
         registry.apply(ctx, work / "bench.toml")
         csv_path = work / "usage.csv"
         t0 = time.perf_counter()
-        write_csv(csv_path, args.lines)
+        write_csv(csv_path, args.lines, args.varied)
         print(f"wrote {args.lines:,} lines ({csv_path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t0:.1f} s; peak RSS so far {rss_mb():.0f} MB")
         t0 = time.perf_counter()

@@ -24,15 +24,18 @@ before).
 from __future__ import annotations
 
 import csv
+import re
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from decimal import Decimal, InvalidOperation
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from pooler.core.period import Period, period_of
-from pooler.core.usage import device_hours_from_seconds, line_problem
+from pooler.core.usage import (
+    MAX_DEVICES_PER_LINE, MAX_LINE_DEVICE_HOURS, device_hours_from_seconds, line_problem,
+)
 
 CSV_COLUMNS = ("project", "pool", "device_hours", "start", "end")
 SACCT_FIELDS = ("JobIDRaw", "Cluster", "Account", "User", "Partition", "QOS", "AllocTRES", "ElapsedRaw",
@@ -164,6 +167,11 @@ class PeriodOf:
             self._low, self._high, self._label = int(p.start.timestamp()), int(p.end.timestamp()), p.label
         return self._label
 
+    @property
+    def bounds(self) -> tuple[int, int]:
+        """[low, high): the epoch seconds of the last period found (its last second of use)."""
+        return self._low, self._high
+
 
 def _known(kind: str, wanted: str, known: frozenset[str] | set[str], how: str = "") -> str | None:
     if wanted in known:
@@ -178,59 +186,304 @@ def read_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset
              stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
     """Parse CSV usage lines (an iterable of text lines, e.g. an open file)."""
     reader = csv.reader(lines)
-    header: list[str] | None = None
+    width = None
     for row in reader:
         number = reader.line_num
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        if header is None:
-            header = [c.strip().lower() for c in row]
-            if header not in (list(CSV_COLUMNS), [*CSV_COLUMNS, "job"]):
-                yield LineProblem(number, f"the header must be {','.join(CSV_COLUMNS)} (optionally ,job); "
-                                          f"found {','.join(row)}")
+        if width is None:
+            width, problem = _csv_header(row, number)
+            if problem is not None:
+                yield problem
                 return
-            width = len(header)
             continue
         stats.lines += 1
-        if len(row) != width:
-            yield LineProblem(number, f"expected {width} columns, found {len(row)}")
+        yield _csv_line(number, row, width, projects, pools, period)
+    if width is None:
+        yield _empty_csv()
+
+
+def _csv_header(row: list[str], number: int) -> tuple[int, LineProblem | None]:
+    header = [c.strip().lower() for c in row]
+    if header not in (list(CSV_COLUMNS), [*CSV_COLUMNS, "job"]):
+        return 0, LineProblem(number, f"the header must be {','.join(CSV_COLUMNS)} (optionally ,job); "
+                                      f"found {','.join(row)}")
+    return len(header), None
+
+
+def _empty_csv() -> LineProblem:
+    return LineProblem(1, f"the file is empty: expected the header {','.join(CSV_COLUMNS)}")
+
+
+def _csv_line(number: int, row: list[str], width: int, projects, pools, period) -> UsageLine | LineProblem:
+    """One data row of a CSV file, checked: the line to record, or why not."""
+    if len(row) != width:
+        return LineProblem(number, f"expected {width} columns, found {len(row)}")
+    project, pool, hours_text, start_text, end_text = (c.strip() for c in row[:5])
+    job = row[5].strip() or None if width == 6 else None
+    reasons = []
+    if not project:
+        reasons.append("the project is empty")
+    elif project not in projects:
+        reasons.append(f"project {project!r} is not in the ledger")
+    if not pool:
+        reasons.append("the pool is empty")
+    elif pool not in pools:
+        reasons.append(f"pool {pool!r} is not in the ledger")
+    try:
+        hours = Decimal(hours_text)
+    except InvalidOperation:
+        reasons.append(f"device_hours {hours_text!r} is not a number")
+        hours = None
+    start = end = None
+    try:
+        start = parse_time(start_text)
+    except ValueError:
+        reasons.append(f"start {start_text!r} is not an ISO 8601 time or epoch seconds")
+    try:
+        end = parse_time(end_text)
+    except ValueError:
+        reasons.append(f"end {end_text!r} is not an ISO 8601 time or epoch seconds")
+    if start is not None and end is not None:
+        why = line_problem(hours, start, end) if hours is not None else (
+            "the end is before the start" if end < start else None)
+        if why:
+            reasons.append(why)
+    if reasons:
+        return LineProblem(number, "; ".join(reasons))
+    return UsageLine(number, project, pool, period(start, end), hours, start, end, job)
+
+
+# --- bulk reading: chunks of rows and exact totals ----------------------------------------------------
+
+NANO = 10 ** 9  # device-hours are totalled in whole nanohours where a line's figure allows
+_MAX_NANO = int(MAX_LINE_DEVICE_HOURS) * NANO
+_WALL_NANO = MAX_DEVICES_PER_LINE * NANO  # nanohours x 3600 per second of wall time, at most
+# Plain device-hours text: up to 10 integer digits and 9 decimals (ASCII digits only).
+_PLAIN_HOURS = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?\Z", re.ASCII).match
+CHUNK_ROWS = 5_000
+
+
+class Tally:
+    """What a bulk read found: device-hours per (project, pool) and lines and device-hours per period,
+    exactly (whole nanohours as ints, plus Decimals for the rare figure finer than a nanohour), and
+    every problem with its line number. `keep_rows` turns False at the first problem unless bad lines
+    are skipped: from then on no row is handed out, but reading goes on so every problem is listed."""
+
+    def __init__(self, skip_bad: bool) -> None:
+        self.skip_bad = skip_bad
+        self.keep_rows = True
+        self.pairs: dict[tuple[str, str], int] = {}        # (project, pool) -> nanohours
+        self.fine_pairs: dict[tuple[str, str], Decimal] = {}
+        self.period_lines: dict[str, int] = {}
+        self.period_nano: dict[str, int] = {}
+        self.fine_periods: dict[str, Decimal] = {}
+        self.problems: list[LineProblem] = []
+
+    def problem(self, item: LineProblem) -> None:
+        self.problems.append(item)
+        if not self.skip_bad:
+            self.keep_rows = False
+
+    def count(self, label: str, lines: int, nano: int) -> None:
+        self.period_lines[label] = self.period_lines.get(label, 0) + lines
+        self.period_nano[label] = self.period_nano.get(label, 0) + nano
+
+    def add(self, line: UsageLine) -> tuple:
+        """Count a line read the slow way; its row (column order of the `usage_line` table)."""
+        key = (line.project, line.pool)
+        hours = line.device_hours
+        nano = whole_nanohours(hours)
+        if nano is not None:
+            self.pairs[key] = self.pairs.get(key, 0) + nano
+            self.count(line.period, 1, nano)
+        else:
+            self.pairs.setdefault(key, 0)
+            self.fine_pairs[key] = EXACT.add(self.fine_pairs.get(key, Decimal(0)), hours)
+            self.count(line.period, 1, 0)
+            self.fine_periods[line.period] = EXACT.add(self.fine_periods.get(line.period, Decimal(0)), hours)
+        return (line.project, line.pool, line.period, hours, line.start, line.end, line.job)
+
+    def by_pair(self) -> Iterator[tuple[tuple[str, str], Decimal]]:
+        """(project, pool), exact device-hours."""
+        fine = self.fine_pairs
+        for key, nano in self.pairs.items():
+            hours = from_nanohours(nano)
+            yield key, (EXACT.add(hours, fine[key]) if key in fine else hours)
+
+    def by_period(self) -> Iterator[tuple[str, int, Decimal]]:
+        """period, lines, exact device-hours; sorted by period."""
+        for label in sorted(self.period_lines):
+            yield label, self.period_lines[label], EXACT.add(from_nanohours(self.period_nano[label]),
+                                                              self.fine_periods.get(label, Decimal(0)))
+
+    @property
+    def recorded(self) -> int:
+        return sum(self.period_lines.values())
+
+
+# Sums of finite decimals in this context are exact (no precision limit is ever reached).
+EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+
+
+def whole_nanohours(hours: Decimal) -> int | None:
+    """`hours` as a whole number of nanohours, or None when it is not one (finer, or not finite)."""
+    if not hours.is_finite():
+        return None
+    sign, digits, exponent = hours.as_tuple()
+    n = int("".join(map(str, digits)) or "0")
+    shift = exponent + 9
+    if shift >= 0:
+        n *= 10 ** shift
+    else:
+        n, rest = divmod(n, 10 ** -shift)
+        if rest:
+            return None
+    return -n if sign else n
+
+
+def from_nanohours(nano: int) -> Decimal:
+    """Whole 1e-9 units as the exact Decimal of canonical text ("2.5", "3", never "3.000000000")."""
+    whole, part = divmod(abs(nano), 1_000_000_000)
+    text = f"{whole}.{part:09d}".rstrip("0") if part else str(whole)
+    return Decimal("-" + text if nano < 0 and (whole or part) else text)
+
+
+def scan_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset[str], period: PeriodOf,
+             stats: ReadStats, tally: Tally) -> Iterator[list[tuple]]:
+    """`read_csv` in bulk: chunks of rows to record (tuples in the `usage_line` column order: project,
+    pool, period, device-hours, start, end, job), totals and problems in `tally`.
+
+    A plain line (known ids without surrounding blanks, device-hours as digits with at most nine
+    decimals, epoch times) is checked with integer arithmetic on the spot; any other line goes through
+    `read_csv`'s own checks, so both ways accept, refuse and word the same."""
+    reader = csv.reader(lines)
+    width = None
+    for row in reader:
+        if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        project, pool, hours_text, start_text, end_text = (c.strip() for c in row[:5])
-        job = row[5].strip() or None if width == 6 else None
-        reasons = []
-        if not project:
-            reasons.append("the project is empty")
-        elif project not in projects:
-            reasons.append(f"project {project!r} is not in the ledger")
-        if not pool:
-            reasons.append("the pool is empty")
-        elif pool not in pools:
-            reasons.append(f"pool {pool!r} is not in the ledger")
+        width, problem = _csv_header(row, reader.line_num)
+        if problem is not None:
+            tally.problem(problem)
+            return
+        break
+    if width is None:
+        tally.problem(_empty_csv())
+        return
+    # Ids with blanks around them can only be reached through the slow path (which strips).
+    fast_projects = frozenset(p for p in projects if p == p.strip())
+    fast_pools = frozenset(p for p in pools if p == p.strip())
+    pairs = tally.pairs
+    plain = _PLAIN_HOURS
+    # Periods met so far, [low, high) in epoch seconds (lines need not come in time order).
+    periods: list[tuple[int, int, str]] = []
+    run_lines = run_nano = 0  # lines and nanohours of `label` not yet counted in the tally
+    # device-hours text -> (nanohours, canonical text), for the figures met before (they repeat)
+    seen_hours: dict[str, tuple[int, str]] = {}
+    low = high = 0
+    label = ""
+    fixed = period.fixed
+    out: list[tuple] = []
+    add = out.append
+    n = 0
+    job = None
+    for row in reader:
+        n += 1
         try:
-            hours = Decimal(hours_text)
-        except InvalidOperation:
-            reasons.append(f"device_hours {hours_text!r} is not a number")
-            hours = None
-        start = end = None
-        try:
-            start = parse_time(start_text)
-        except ValueError:
-            reasons.append(f"start {start_text!r} is not an ISO 8601 time or epoch seconds")
-        try:
-            end = parse_time(end_text)
-        except ValueError:
-            reasons.append(f"end {end_text!r} is not an ISO 8601 time or epoch seconds")
-        if start is not None and end is not None:
-            why = line_problem(hours, start, end) if hours is not None else (
-                "the end is before the start" if end < start else None)
-            if why:
-                reasons.append(why)
-        if reasons:
-            yield LineProblem(number, "; ".join(reasons))
+            if width == 5:
+                project, pool, hours, start, end = row
+            else:
+                project, pool, hours, start, end, job = row
+        except ValueError:  # another number of columns, or a blank line
+            if not row or (len(row) == 1 and not row[0].strip()):
+                n -= 1
+                continue
+        else:
+            known = seen_hours.get(hours)
+            if known is None:
+                m = plain(hours)
+                if m is not None:
+                    whole, frac = m.groups()
+                    nano = int(whole) * NANO + (int(frac.ljust(9, "0")) if frac else 0)
+                    canon = hours
+                    if (frac is not None and frac[-1] == "0") or (whole[0] == "0" and len(whole) > 1):
+                        q, r = divmod(nano, NANO)  # not canonical text: rebuild it from the nanohours
+                        canon = f"{q}.{r:09d}".rstrip("0") if r else str(q)
+                    known = (nano, canon)
+                    if len(seen_hours) < 100_000:
+                        seen_hours[hours] = known
+            if (known is not None and project in fast_projects and pool in fast_pools and start.isdigit()
+                    and end.isdigit()):
+                try:
+                    start = int(start)
+                    end = int(end)
+                except ValueError:  # digits int() does not read (superscripts...)
+                    start = end = -1
+                nano = known[0]
+                if 0 <= start <= end and nano <= _MAX_NANO and nano * 3600 <= (end - start) * _WALL_NANO:
+                    if fixed is not None:
+                        label = fixed
+                    else:
+                        moment = end - 1 if end > start else start
+                        if not low <= moment < high:
+                            if run_lines:
+                                tally.count(label, run_lines, run_nano)
+                                run_lines = run_nano = 0
+                            for low, high, label in periods:
+                                if low <= moment < high:
+                                    break
+                            else:
+                                label = period(start, end)
+                                low, high = period.bounds
+                                if len(periods) < 256:
+                                    periods.append((low, high, label))
+                    run_lines += 1
+                    run_nano += nano
+                    key = (project, pool)
+                    pairs[key] = pairs.get(key, 0) + nano
+                    if tally.keep_rows:
+                        if job is not None:
+                            job = job.strip() or None
+                        add((project, pool, label, known[1], start, end, job))
+                        if len(out) >= CHUNK_ROWS:
+                            yield out
+                            out = []
+                            add = out.append
+                    continue
+        item = _csv_line(reader.line_num, row, width, projects, pools, period)
+        if item.__class__ is LineProblem:
+            tally.problem(item)
+            if not tally.keep_rows:
+                out = []
+                add = out.append
             continue
-        yield UsageLine(number, project, pool, period(start, end), hours, start, end, job)
-    if header is None:
-        yield LineProblem(1, f"the file is empty: expected the header {','.join(CSV_COLUMNS)}")
+        row_values = tally.add(item)
+        if tally.keep_rows:
+            add(row_values)
+    if run_lines:
+        tally.count(label, run_lines, run_nano)
+    stats.lines += n
+    if out and tally.keep_rows:
+        yield out
+
+
+def scan_items(items: Iterable[UsageLine | LineProblem], tally: Tally) -> Iterator[list[tuple]]:
+    """Chunks of rows from a per-line reader (`read_sacct`, `read_csv`), counted in `tally`."""
+    out: list[tuple] = []
+    for item in items:
+        if item.__class__ is LineProblem:
+            tally.problem(item)  # type: ignore[arg-type]
+            if not tally.keep_rows:
+                out = []
+            continue
+        row = tally.add(item)  # type: ignore[arg-type]
+        if tally.keep_rows:
+            out.append(row)
+            if len(out) >= CHUNK_ROWS:
+                yield out
+                out = []
+    if out and tally.keep_rows:
+        yield out
 
 
 # --- Slurm sacct ------------------------------------------------------------------------------------

@@ -15,10 +15,9 @@ line's last second of use (stored per line, so one import may span several perio
 from __future__ import annotations
 
 import hashlib
-import pickle
-import tempfile
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
+from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -28,17 +27,17 @@ from pooler.core.usage import ChargedLine, FairShareRow, MemberUsage, fairshare_
 from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
 from pooler.io.usage import (
-    FileProblem, LineProblem, PeriodOf, ReadStats, UsageLine, UsageMap, load_map, read_csv, read_sacct,
+    EXACT, FileProblem, LineProblem, PeriodOf, ReadStats, Tally, UsageMap, load_map, read_sacct, scan_csv, scan_items,
 )
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
-from pooler.store import LedgerState
+from pooler.store import LedgerState, RowChunks
 
 IMPORT_KIND = "usage.import"
 FORMATS = ("csv", "sacct")
 # Problems listed in an error message; the rest are counted.
 MAX_LISTED_PROBLEMS = 1000
-_PROGRESS_EVERY = 20_000  # lines between progress callbacks
+_BLOCK_CHARS = 1 << 20  # characters read per block (and between progress callbacks)
 
 
 class UsageImportError(PoolerError):
@@ -92,16 +91,22 @@ def file_digest(path: Path) -> str:
 
 
 def _text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[str]:
-    """The file's lines; `progress(bytes so far)` every few thousand lines."""
-    done = 0
-    with path.open("r", encoding="utf-8", newline="") as f:
-        for i, line in enumerate(f, start=1):
-            done += len(line)
-            if progress is not None and i % _PROGRESS_EVERY == 0:
-                progress(done)
-            yield line
-    if progress is not None:
-        progress(done)
+    """The file's lines, read a block of about a megabyte at a time; `progress(characters so far)`
+    after each block."""
+
+    def blocks() -> Iterator[list[str]]:
+        done = 0
+        with path.open("r", encoding="utf-8", newline="") as f:
+            while True:
+                block = f.readlines(_BLOCK_CHARS)
+                if not block:
+                    break
+                yield block
+                if progress is not None:
+                    done += sum(map(len, block))
+                    progress(done)
+
+    return chain.from_iterable(blocks())
 
 
 def _problem_text(path: Path, problems: list[LineProblem], total: int) -> str:
@@ -145,151 +150,97 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
         projects = frozenset(state.collection("project"))
         pools = frozenset(state.collection("pool"))
         stats = ReadStats()
+        tally = Tally(skip_bad)
         common = dict(projects=projects, pools=pools, period=PeriodOf(kind, period), stats=stats)
         lines = _text_lines(path, progress)
+        if fmt == "csv":
+            chunks = scan_csv(lines, tally=tally, **common)
+        else:
+            chunks = scan_items(read_sacct(lines, usage_map=usage_map, include_running=include_running, **common),
+                                tally)
+
+        def payload() -> dict[str, Any]:
+            # Called by the writer once every line has been read (and the good ones inserted).
+            outcome.lines = stats.lines
+            outcome.ignored = dict(stats.ignored)
+            problems = tally.problems
+            if problems and not skip_bad:
+                raise UsageImportError(_problem_text(path, problems, len(problems)), tuple(problems))
+            outcome.skipped = problems
+            _totals(tally, outcome)
+            if not outcome.recorded:
+                raise _NothingToRecord
+            return {
+                "file": path.name,
+                "file_digest": digest,
+                "format": fmt,
+                "period": period,
+                "periods": {label: {"lines": v["lines"], "device_hours": v["device_hours"]}
+                            for label, v in sorted(outcome.periods.items())},
+                "lines": stats.lines,
+                "recorded": outcome.recorded,
+                "skipped": len(problems),
+                "skipped_lines": [p.line for p in problems[:MAX_LISTED_PROBLEMS]],
+                "ignored": dict(sorted(stats.ignored.items())),
+                "device_hours": outcome.device_hours,
+                "include_running": include_running,
+                "map_digest": file_digest(map_path) if map_path is not None else None,
+            }
+
         try:
-            if fmt == "csv":
-                items = read_csv(lines, **common)
-            else:
-                items = read_sacct(lines, usage_map=usage_map, include_running=include_running, **common)
-            rows, problems = _collect(items, outcome, keep_rows_after_problem=skip_bad)
+            entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": RowChunks(chunks)})
+        except _NothingToRecord:
+            writer.rollback()
+            return outcome
         except FileProblem as exc:
             raise UsageImportError(f"{path.name}: {exc}") from None
         except UnicodeDecodeError:
             raise UsageImportError(f"{path.name} is not UTF-8 text") from None
-        outcome.lines = stats.lines
-        outcome.ignored = dict(stats.ignored)
-        if problems and not skip_bad:
-            raise UsageImportError(_problem_text(path, problems, len(problems)), tuple(problems))
-        outcome.skipped = problems
-        if not rows:
-            writer.rollback()
-            return outcome
-        payload = {
-            "file": path.name,
-            "file_digest": digest,
-            "format": fmt,
-            "period": period,
-            "periods": {label: {"lines": v["lines"], "device_hours": v["device_hours"]}
-                        for label, v in sorted(outcome.periods.items())},
-            "lines": stats.lines,
-            "recorded": outcome.recorded,
-            "skipped": len(problems),
-            "skipped_lines": [p.line for p in problems[:MAX_LISTED_PROBLEMS]],
-            "ignored": dict(sorted(stats.ignored.items())),
-            "device_hours": outcome.device_hours,
-            "include_running": include_running,
-            "map_digest": file_digest(map_path) if map_path is not None else None,
-        }
-        entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": _drain(rows)})
         outcome.seq = entry.seq
     return outcome
 
 
-class _RowSpool:
-    """Rows to write as compact tuples, spooled to a temporary file a chunk at a time, so an import
-    of any length holds one chunk in memory (the totals for the payload need the whole file read
-    before the entry, and so its rows, can be written)."""
-
-    CHUNK = 20_000
-
-    def __init__(self) -> None:
-        self._file: Any = None
-        self._chunk: list[tuple] = []
-        self.count = 0
-
-    def append(self, row: tuple) -> None:
-        self._chunk.append(row)
-        self.count += 1
-        if len(self._chunk) >= self.CHUNK:
-            if self._file is None:
-                self._file = tempfile.TemporaryFile(prefix="pooler-usage-")
-            pickle.dump(self._chunk, self._file, protocol=pickle.HIGHEST_PROTOCOL)
-            self._chunk = []
-
-    def clear(self) -> None:
-        self.close()
-        self.count = 0
-
-    def close(self) -> None:
-        self._chunk = []
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def __len__(self) -> int:
-        return self.count
-
-    def __iter__(self) -> Iterator[tuple]:
-        if self._file is not None:
-            self._file.seek(0)
-            while True:
-                try:
-                    chunk = pickle.load(self._file)
-                except EOFError:
-                    break
-                yield from chunk
-        yield from self._chunk
+class _NothingToRecord(Exception):
+    """No good line: the import records nothing (raised from the payload function to drop the rows)."""
 
 
-def _collect(items: Iterable[UsageLine | LineProblem], outcome: ImportOutcome, *,
-             keep_rows_after_problem: bool) -> tuple[_RowSpool, list[LineProblem]]:
-    """Totals, problems, and the rows to write as compact tuples (dropped once a problem means
-    nothing will be written)."""
-    rows = _RowSpool()
-    problems: list[LineProblem] = []
-    totals = outcome.by_project_pool
-    periods = outcome.periods
-    hours_total = Decimal(0)
-    keep = True
-    add = rows.append
-    for item in items:
-        if isinstance(item, LineProblem):
-            problems.append(item)
-            if not keep_rows_after_problem and keep:
-                keep = False
-                rows.clear()
-            continue
-        _, project, pool, period, hours, start, end, job = item
-        hours_total += hours
-        key = (project, pool)
-        totals[key] = totals.get(key, _ZERO) + hours
-        p = periods.get(period)
-        if p is None:
-            p = periods[period] = {"lines": 0, "device_hours": Decimal(0)}
-        p["lines"] += 1
-        p["device_hours"] += hours
-        if keep:
-            # The hours as text: a Decimal costs several times more to pickle than its text.
-            add((project, pool, period, str(hours), start, end, job))
-    outcome.device_hours = hours_total
-    outcome.recorded = len(rows) if keep else 0
-    return rows, problems
+def _totals(tally: Tally, outcome: ImportOutcome) -> None:
+    """The outcome's exact totals: by (project, pool), by period, overall."""
+    outcome.by_project_pool = dict(tally.by_pair())
+    total = Decimal(0)
+    recorded = 0
+    for label, lines, hours in tally.by_period():
+        recorded += lines
+        total = EXACT.add(total, hours)
+        outcome.periods[label] = {"lines": lines, "device_hours": hours}
+    outcome.device_hours = total
+    outcome.recorded = recorded
 
 
 _ZERO = Decimal(0)
 
 
-def _drain(rows: _RowSpool) -> Iterator[dict[str, Any]]:
-    """The rows as the store wants them, read back chunk by chunk."""
-    try:
-        for project, pool, period, hours, start, end, job in rows:
-            yield {"project": project, "pool": pool, "period": period, "device_hours": Decimal(hours),
-                   "start": start, "end": end, "job": job}
-    finally:
-        rows.close()
-
-
 # --- reading usage back -----------------------------------------------------------------------------
 
 
-def _lines(reader) -> Iterator[ChargedLine]:
-    for entry in reader.entries_of_kind(IMPORT_KIND):
-        for row in reader.attachment_rows(entry.seq, "usage_line"):
-            yield ChargedLine(row["project"], row["pool"], row["period"], row["device_hours"], row["end"])
+def _lines(reader, as_of: int | None = None) -> Iterator[ChargedLine]:
+    """Every recorded usage line (ended by `as_of` when given), streamed from the database in journal
+    and line order, so memory holds a few thousand at a time and the sums are made in the same order
+    as ever (the decayed figures are the same to the last digit)."""
+    decimals: dict[str, Decimal] = {}  # device-hours texts repeat; each is read once
+    rows = reader.attachment_stream("usage_line", ("project", "pool", "period", "device_hours", "end"),
+                                    kind=IMPORT_KIND, at_most=None if as_of is None else {"end": as_of})
+    for project, pool, period, hours, end in rows:
+        value = decimals.get(hours)
+        if value is None:
+            try:
+                value = Decimal(hours)
+            except (InvalidOperation, TypeError):
+                raise PoolerError(f"the ledger holds {hours!r} as device-hours of a usage line; "
+                                  "run `pooler ledger verify`") from None
+            if len(decimals) < 100_000:
+                decimals[hours] = value
+        yield ChargedLine(project, pool, period, value, end)
 
 
 def _stakes(state: LedgerState) -> dict[str, dict[str, Decimal]]:
@@ -310,8 +261,9 @@ def _rate_of(state: LedgerState) -> Callable[[str, str], Decimal]:
 def usage_as_of(reader, state: LedgerState, label: str, members: Iterable[str]) -> MemberUsage:
     """Raw and decayed usage per member for allocating period `label` (lines ended by its start)."""
     start = parse_period(label, state.consortium.period).start
-    return member_usage(_lines(reader), stakes=_stakes(state), rate=_rate_of(state),
-                        as_of=int(start.timestamp()), half_life_days=state.policy.usage_half_life_days,
+    as_of = int(start.timestamp())
+    return member_usage(_lines(reader, as_of), stakes=_stakes(state), rate=_rate_of(state),
+                        as_of=as_of, half_life_days=state.policy.usage_half_life_days,
                         members=members)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring as _json_text  # what json.dumps(ensure_ascii=False) uses
@@ -84,13 +85,67 @@ class AttachmentTable:
             _ENCODERS_SPEC[self.name] = self
         return encode
 
+    def rows_encoder(self) -> Callable[..., int]:
+        """A compiled `encode_rows(rows, seq, line, texts, values, caches=None) -> last line` for rows
+        given as tuples in column order (or mappings): appends each row's canonical JSON text to
+        `texts` and its insert tuple (seq, line, *values) to `values`, numbering lines on from `line`.
+        `caches` (one per batch: `new_caches()`) remembers the JSON of text values met before.
+
+        The same checks and the same text as `encoder()`, one call per chunk instead of one per row:
+        a tuple of str / int / Decimal (or canonical decimal text) values takes the fast path, anything
+        else goes through `canonical`."""
+        encode = _ROW_ENCODERS.get(self.name)
+        if encode is None or _ENCODERS_SPEC.get(self.name) is not self:
+            encode = _ROW_ENCODERS[self.name] = _compile_rows_encoder(self)
+            _ENCODERS_SPEC[self.name] = self
+        return encode
+
+    def new_caches(self) -> list[dict]:
+        """Empty caches for `rows_encoder`, one per text or decimal column."""
+        return [{} for _, kind in self.columns if kind != "int"]
+
     def _slow(self, row: Mapping[str, Any], line: int) -> tuple[str, tuple[Any, ...]]:
         out = self.canonical(row, f"{self.name} row {line}")
         return canonical_json(out), tuple(out[name] for name, _ in self.columns)
 
+    def _slow_any(self, row: Any, seq: int, line: int) -> tuple[str, tuple[Any, ...]]:
+        """`_slow` for a row given as a mapping or as a tuple or list of values in column order."""
+        if isinstance(row, (tuple, list)):
+            if len(row) != len(self.columns):
+                raise EntryRejected(f"{self.name} row {line} has {len(row)} values for "
+                                    f"{len(self.columns)} columns")
+            row = dict(zip((name for name, _ in self.columns), row))
+        elif not isinstance(row, Mapping):
+            raise EntryRejected(f"{self.name} row {line} is not a mapping of columns")
+        text, values = self._slow(row, line)
+        return text, (seq, line, *values)
+
+
+class RowChunks:
+    """Attachment rows handed over a chunk at a time: an iterable of lists of rows, each row a tuple of
+    values in the table's column order (or a mapping). For bulk batches (a usage import): the writer
+    encodes a whole chunk per call and never builds a mapping per row."""
+
+    def __init__(self, chunks: Iterable[list[Any]]) -> None:
+        self.chunks = chunks
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        return iter(self.chunks)
+
+
+class _Slow(Exception):
+    """Raised inside a compiled rows encoder to send one row down the checked path."""
+
 
 _ENCODERS: dict[str, Callable[..., tuple[str, tuple[Any, ...]]]] = {}
+_ROW_ENCODERS: dict[str, Callable[..., int]] = {}
 _ENCODERS_SPEC: dict[str, "AttachmentTable"] = {}
+
+
+# Decimal text already in `dec_str`'s canonical form: no sign but "-", no exponent, no leading zeros,
+# no trailing fractional zeros, no "-0". Such text is its own canonical form, so it can be digested
+# and stored as it is, without a round trip through Decimal.
+canonical_decimal = re.compile(r"(?!-0\Z)-?(?:0|[1-9][0-9]*)(?:\.[0-9]*[1-9])?\Z", re.ASCII).match
 
 
 def _dec_text(value: Decimal) -> str | None:
@@ -132,7 +187,10 @@ def _compile_encoder(spec: AttachmentTable) -> Callable[..., tuple[str, tuple[An
                     f"    return slow(row, seq, line)",
                     f"j{i} = int_repr(v{i})"]
         else:
-            body = [f"if v{i}.__class__ is Decimal:",
+            body = [f"if v{i}.__class__ is str:",
+                    f"    if not canonical_decimal(v{i}):",
+                    f"        return slow(row, seq, line)",
+                    f"elif v{i}.__class__ is Decimal:",
                     f"    v{i} = dec_text(v{i})",
                     f"elif v{i}.__class__ is int:",
                     f"    v{i} = int_repr(v{i})",
@@ -153,10 +211,83 @@ def _compile_encoder(spec: AttachmentTable) -> Callable[..., tuple[str, tuple[An
     namespace: dict[str, Any] = {
         "Mapping": Mapping, "EntryRejected": EntryRejected, "NAME": spec.name, "NAMES": frozenset(names),
         "json_text": _json_text, "int_repr": int.__repr__, "dec_text": _dec_text, "Decimal": Decimal,
-        "spec": spec,
+        "spec": spec, "canonical_decimal": canonical_decimal,
     }
     exec("\n".join(src), namespace)
     return namespace["encode"]
+
+
+def _compile_rows_encoder(spec: AttachmentTable) -> Callable[..., int]:
+    # One loop over the chunk; a value off the fast path raises _Slow and the row goes through
+    # `AttachmentTable.canonical` (same checks, same messages, same text). Within a chunk the JSON
+    # text of each text value and the canonical check of each decimal text are remembered: ids and
+    # periods repeat from row to row.
+    names = [name for name, _ in spec.columns]
+    n = len(names)
+    cached = [i for i, (_, kind) in enumerate(spec.columns) if kind != "int"]
+    src = ["def encode_rows(rows, seq, line, texts, out, caches=None):",
+           "    add_text = texts.append",
+           "    add_values = out.append",
+           "    if caches is None:",
+           f"        caches = [{{}} for _ in range({len(cached)})]",
+           "    " + "".join(f"c{i}, " for i in cached) + "= caches",
+           "    for row in rows:",
+           "        line += 1",
+           "        try:",
+           "            if row.__class__ is not tuple or len(row) != N:",
+           "                raise Slow",
+           "            " + "".join(f"v{i}, " for i in range(n)) + "= row"]
+    pad = "            "
+    for i, (name, kind) in enumerate(spec.columns):
+        inner = pad
+        if spec.nullable(name):
+            src += [f"{pad}if v{i} is None:", f"{pad}    j{i} = 'null'", f"{pad}else:"]
+            inner = pad + "    "
+        if kind == "text":
+            body = [f"if v{i}.__class__ is not str:",
+                    "    raise Slow",
+                    f"j{i} = c{i}.get(v{i})",
+                    f"if j{i} is None:",
+                    f"    j{i} = json_text(v{i})",
+                    f"    if len(c{i}) < CACHED:",
+                    f"        c{i}[v{i}] = j{i}"]
+        elif kind == "int":
+            body = [f"if v{i}.__class__ is not int:", "    raise Slow", f"j{i} = v{i}"]
+        else:
+            body = [f"if v{i}.__class__ is str:",
+                    f"    if v{i} not in c{i}:",
+                    f"        if not canonical_decimal(v{i}):",
+                    "            raise Slow",
+                    f"        if len(c{i}) < CACHED:",
+                    f"            c{i}[v{i}] = True",
+                    f"elif v{i}.__class__ is Decimal:",
+                    f"    v{i} = dec_text(v{i})",
+                    f"    if v{i} is None:",
+                    "        raise Slow",
+                    f"elif v{i}.__class__ is int:",
+                    f"    v{i} = int_repr(v{i})",
+                    "else:",
+                    "    raise Slow",
+                    f"j{i} = v{i}"]
+        src += [inner + b for b in body]
+    order = sorted(range(n), key=lambda i: names[i])
+    quoted = {i for i, (_, kind) in enumerate(spec.columns) if kind == "decimal"}
+    parts = ",".join(json.dumps(names[i], ensure_ascii=False).replace("{", "{{").replace("}", "}}")
+                     + ":" + ('\\"{j' + str(i) + '}\\"' if i in quoted else "{j" + str(i) + "}")
+                     for i in order)
+    src += [pad + "add_text(f'{{" + parts.replace("'", "\\'") + "}}')",
+            pad + "add_values((seq, line, " + "".join(f"v{i}, " for i in range(n)) + "))",
+            "        except Slow:",
+            "            text, values = spec._slow_any(row, seq, line)",
+            "            add_text(text)",
+            "            add_values(values)",
+            "    return line"]
+    namespace: dict[str, Any] = {
+        "Slow": _Slow, "N": n, "CACHED": 65_536, "json_text": _json_text, "int_repr": int.__repr__, "dec_text": _dec_text,
+        "Decimal": Decimal, "spec": spec, "canonical_decimal": canonical_decimal,
+    }
+    exec("\n".join(src), namespace)
+    return namespace["encode_rows"]
 
 
 def _int(value: Any, where: str) -> int:
@@ -216,7 +347,10 @@ def digest_stored_rows(spec: AttachmentTable, rows: Iterable[Sequence[Any]]) -> 
             elif value is None:
                 parts.append(key + "null")
             else:
-                parts = [canonical_json(dict(zip(names, values)))[:-1]]
+                try:
+                    parts = [canonical_json(dict(zip(names, values)))[:-1]]
+                except EntryRejected:  # a value no writer stores (a float...): digest its repr
+                    parts = [json.dumps(dict(zip(names, values)), sort_keys=True, default=repr)[:-1]]
                 break
         parts.append("}")
         texts.append("".join(parts))

@@ -4,7 +4,7 @@ Three groups:
 
 - `meta`: key/value facts about the database itself, chiefly `schema_version`.
 - Append-only tables, guarded by triggers: `journal`, and the attachment tables whose rows hang off one
-  entry (`alloc_grant`, `alloc_member`, `alloc_project`, `alloc_pool`; usage lines later). Rows are only ever inserted.
+  entry (`alloc_grant`, `alloc_member`, `alloc_project`, `alloc_pool`, `usage_line`). Rows are only ever inserted.
 - Projections: the current state (consortium, policy, accelerators and their versioned rates, members,
   pools, datasets, models, projects and their sponsors), rewritten in the same transaction as the entry
   that changes them, and always reproducible by replaying the journal (`verify` checks that they are).
@@ -114,10 +114,14 @@ class UsageLineRow(SQLModel, table=True):
     """
 
     __tablename__ = "usage_line"
+    # A million lines per import: on SQLite the rows live in the primary key's own b-tree (no rowid
+    # b-tree beside it) and no secondary index is kept, so an insert touches one b-tree. Readers
+    # aggregate by entry (`seq`) or scan the table once.
+    __table_args__ = {"sqlite_with_rowid": False}
 
     seq: int = Field(primary_key=True, foreign_key="journal.seq")
     line: int = Field(primary_key=True)
-    project: str = Field(index=True)
+    project: str
     pool: str
     period: str
     device_hours: str

@@ -1,0 +1,228 @@
+"""Load figures of issue #6 on SQLite: a ledger of 10,000 projects, 1,000 pools and 1,000,000 usage lines.
+
+    python benchmarks/ledger_load.py [--members 200 --pools 1000 --projects 10000 --lines 1000000]
+                                     [--keep DIR] [--repeat 2]
+
+Builds the ledger and times what an admin and an auditor run on it:
+
+1. the consortium: `benchmarks/alloc_scale.py`'s synthetic generator (16 accelerator types, 8 regions,
+   speed tables, co-sponsored projects, datasets with residency), written as a manifest and applied
+   with `pooler apply` (timed, but not a target);
+2. an allocation run for the period, recorded as an `alloc.run` entry with its member, project, pool
+   and grant rows. The solver does not finish at 10,000 projects (README, Benchmarks), so the grants
+   are synthetic: each project gets a slice of one pool, no pool over its capacity. The entry says
+   so in its `reason`. It is the same kind of entry with the same rows as `pooler alloc run` writes,
+   which is all the audit reads;
+3. `pooler usage import` of N CSV lines spread over every project and pool and the last three
+   periods (target: under 10 s), through the service in a fresh process (the command's human
+   summary table, one row per (project, pool) pair, is left out: here it has up to a million rows);
+4. `pooler ledger verify` (target: under 10 s) and `pooler report audit --format json` (target:
+   under 5 s), each as the command line runs it: a fresh `pooler` process, timed from start to exit.
+
+Each timed command is run `--repeat` times; every run is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PERIOD = "2026-11"
+# Usage lines are spread over September, October and November 2026 (epoch seconds).
+START, END = 1_788_220_800, 1_796_083_200  # 2026-09-01, 2026-12-01 (UTC)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def build_consortium(work: Path, members: int, pools: int, projects: int):
+    sys.path.insert(0, str(HERE))
+    from alloc_scale import consortium  # noqa: E402
+
+    from pooler.io.manifest import dump_manifest
+
+    snapshot = consortium(members, pools, projects)
+    # What a manifest needs beyond the solver's snapshot: member names; and no project whose own
+    # regions and its dataset's residency leave it nowhere to run (apply refuses those).
+    snapshot = replace(
+        snapshot,
+        members=tuple(replace(m, name=f"Member {m.id}") for m in snapshot.members),
+        projects=tuple(replace(p, regions=None) if p.datasets else p for p in snapshot.projects),
+    )
+    path = work / "consortium.toml"
+    path.write_text(dump_manifest(snapshot), encoding="utf-8")
+    return snapshot, path
+
+
+def record_run(ctx, snapshot) -> int:
+    """A synthetic `alloc.run` for PERIOD: each project a slice of one pool of its accelerator types."""
+    from pooler.services.registry import open_ledger
+
+    rng = random.Random(11)
+    rates = {a.id: a.rate for a in snapshot.accelerators}
+    left = {p.id: int(p.capacity) for p in snapshot.pools}
+    pools = list(snapshot.pools)
+    grants = []
+    allocated: dict[str, Decimal] = {}
+    for project in snapshot.projects:
+        speed = dict(project.speed) if project.speed is not None else None
+        usable = [p for p in pools if speed is None or speed.get(p.accelerator, 0) > 0]
+        pool = rng.choice(usable or pools)
+        hours = min(left[pool.id], int(rng.uniform(10, 2000)))
+        if hours <= 0:
+            continue
+        left[pool.id] -= hours
+        units = hours * rates[pool.accelerator] * (speed or {}).get(pool.accelerator, Decimal(1))
+        grants.append({"project": project.id, "pool": pool.id, "device_hours": hours, "units": units})
+        allocated[project.id] = allocated.get(project.id, Decimal(0)) + units
+    contributed: dict[str, Decimal] = {m.id: Decimal(0) for m in snapshot.members}
+    for pool in pools:
+        contributed[pool.member] += pool.capacity * rates[pool.accelerator]
+    total = sum(contributed.values()) or Decimal(1)
+    by_member: dict[str, Decimal] = {m.id: Decimal(0) for m in snapshot.members}
+    demand: dict[str, Decimal] = {m.id: Decimal(0) for m in snapshot.members}
+    for project in snapshot.projects:
+        stakes = sum(s for _, s in project.sponsors)
+        for member, stake in project.sponsors:
+            by_member[member] += allocated.get(project.id, Decimal(0)) * stake / stakes
+            demand[member] += project.demand * stake / stakes
+    rows = {
+        "alloc_member": [{"member": m, "share": contributed[m] / total, "contributed": contributed[m],
+                          "demand": demand[m], "allocated": by_member[m]} for m in sorted(contributed)],
+        "alloc_project": [{"project": p.id, "weight": Decimal(1), "demand": p.demand,
+                           "allocated": allocated.get(p.id, Decimal(0)), "bottleneck": "fairness",
+                           "level": None} for p in snapshot.projects],
+        "alloc_pool": [{"pool": p.id, "capacity": p.capacity, "granted": Decimal(int(p.capacity) - left[p.id])}
+                       for p in pools],
+        "alloc_grant": grants,
+    }
+    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
+        payload = {
+            "period": PERIOD, "unit": "NCU", "state_seq": writer.head()[0], "inputs_digest": None,
+            "reason": "synthetic run written by benchmarks/ledger_load.py (the solver does not finish at "
+                      "this size)",
+            "supersedes": None, "usage": {},
+            "metrics": {"utilisation": Decimal("0.5"), "jain_index": Decimal("0.5"), "satisfied_projects": 0},
+            "solver": {"lp_solves": 0, "seconds": Decimal(0)},
+        }
+        return writer.append("alloc.run", payload, attachments=rows).seq
+
+
+def write_usage(path: Path, snapshot, n: int) -> None:
+    rng = random.Random(5)
+    projects = [p.id for p in snapshot.projects]
+    pools = [p.id for p in snapshot.pools]
+    span = END - START - 86_400
+    with path.open("w", encoding="utf-8") as f:
+        f.write("project,pool,device_hours,start,end\n")
+        for i in range(n):
+            start = START + rng.randrange(span)
+            seconds = rng.randrange(600, 86_400)
+            devices = rng.choice((1, 2, 4, 8))
+            hours = Decimal(devices * seconds) / 3600
+            f.write(f"{rng.choice(projects)},{rng.choice(pools)},{hours.quantize(Decimal('0.01'))},"
+                    f"{start},{start + seconds}\n")
+
+
+def timed(argv: list[str], db: Path, child: str | None = None) -> tuple[float, int, int]:
+    """Seconds, exit code and peak resident memory (MB) of one `pooler` process."""
+    env = dict(os.environ, POOLER_DB=str(db), POOLER_ACTOR="bench@local")
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", child or _CHILD, *argv], env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    lines = done.stderr.strip().splitlines()
+    peak = int(lines.pop()[len("peak-rss-kb "):]) // 1024 if lines and lines[-1].startswith("peak-rss-kb ") else -1
+    if done.returncode != 0:
+        print(f"  pooler {' '.join(argv)} exited {done.returncode}: {chr(10).join(lines)[-500:]}")
+    return seconds, done.returncode, peak
+
+
+# `pooler usage import FILE --format csv` through the service, as the command calls it, but without
+# the human summary: its table lists every (project, pool) pair, up to a million rows here.
+_IMPORT_CHILD = """
+import os, resource, sys
+from pathlib import Path
+try:
+    from pooler.services import usage
+    from pooler.services.context import Context
+    usage.import_usage(Context(db=os.environ["POOLER_DB"], actor="bench@local"), Path(sys.argv[1]), "csv")
+finally:
+    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+# `pooler ARGS` as the console script runs it, then its own peak resident memory on stderr.
+_CHILD = """
+import resource, sys
+sys.argv = ["pooler", *sys.argv[1:]]
+try:
+    from pooler.cli.main import main
+    main()
+finally:
+    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=200)
+    parser.add_argument("--pools", type=int, default=1000)
+    parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep the files.")
+    args = parser.parse_args()
+
+    from pooler.services import registry
+    from pooler.services.context import Context
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        db = work / "load.db"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        ctx = Context(db=str(db), actor="bench@local")
+        registry.init(ctx)
+        t0 = time.perf_counter()
+        snapshot, manifest = build_consortium(work, args.members, args.pools, args.projects)
+        registry.apply(ctx, manifest)
+        print(f"consortium: {args.members} members, {args.pools} pools, {args.projects} projects applied in "
+              f"{time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        seq = record_run(ctx, snapshot)
+        print(f"synthetic alloc.run for {PERIOD} recorded as entry #{seq} in {time.perf_counter() - t0:.1f} s")
+        t0 = time.perf_counter()
+        files = []
+        for r in range(args.repeat):
+            path = work / f"usage-{r}.csv"
+            write_usage(path, snapshot, args.lines if r == 0 else args.lines // 10)
+            files.append(path)
+        print(f"wrote {args.lines:,} usage lines ({files[0].stat().st_size / 1e6:.0f} MB) in "
+              f"{time.perf_counter() - t0:.1f} s")
+        # The first import fills the ledger with the million lines; the repeats import a tenth as many
+        # more (a file already imported is refused, by design).
+        for r, path in enumerate(files):
+            seconds, code, peak = timed([str(path)], db, child=_IMPORT_CHILD)
+            lines = args.lines if r == 0 else args.lines // 10
+            print(f"usage import of {lines:,} lines: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+        for argv in (["ledger", "verify"], ["report", "audit", "--period", PERIOD, "--format", "json"]):
+            for _ in range(args.repeat):
+                seconds, code, peak = timed(argv, db)
+                print(f"pooler {' '.join(argv)}: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+        print(f"ledger size {db.stat().st_size / 1e6:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
