@@ -15,8 +15,9 @@ ALLOWED = {
     "pooler.reports": {"pooler.core", "pooler.reports", "pooler.errors"},
     "pooler.services": {"pooler.core", "pooler.store", "pooler.io", "pooler.reports",
                         "pooler.services", "pooler.errors"},
+    # cli may import tui: `pooler tui` launches the app (lazily, inside the command).
     "pooler.cli": {"pooler", "pooler.core", "pooler.services", "pooler.cli", "pooler.errors",
-                   "pooler.io"},
+                   "pooler.io", "tui"},
     "tui": {"pooler", "pooler.core", "pooler.services", "pooler.errors", "tui"},
 }
 

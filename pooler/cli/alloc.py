@@ -223,51 +223,6 @@ def _signed(value: float) -> Text:
 
 def explanation(d: dict) -> list[Text]:
     """The explanation in sentences, then the numbers behind them."""
-    unit = d.get("unit") or "units"
-    served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
-    lines = [Text(f"{d['project']} in {d['period']} (run #{d['run']})", style="bold")]
-    lines.append(Text(
-        f"It asked for {d['demand']:,.0f} {unit} and got {d['allocated']:,.0f} ({served * 100:.1f}%)."
-    ))
-    sponsors = ", ".join(
-        f"{s['member']} (stake {s['stake']:.0%}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
-    )
-    lines.append(Text(f"Its sponsors are {sponsors}; with its own weight {d['raw_weight']:g} that gives "
-                      f"it a fair-share weight of {d['weight']:.6f}."))
-    reason = {
-        "demand": "It stopped at its demand: it got everything it asked for.",
-        "capacity": "It stopped because the pools it can use are exhausted: every device-hour it could "
-                    "run on is granted, and taking any back would lower a project or member that "
-                    "stands no higher than it.",
-        "fairness": "It stopped at its fair level: the rest of the capacity it could use is held by "
-                    "projects and members with an equal or lower claim per unit of share.",
-    }[d["bottleneck"]]
-    if d["level"] is not None:
-        reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
-    lines.append(Text(reason))
-    for s in d["sponsors"]:
-        level = f"{s['member_level']:,.0f}" if s["member_level"] is not None else "-"
-        lines.append(Text(f"  {s['member']}: received {s['member_allocated']:,.0f} of "
-                          f"{s['member_demand']:,.0f} {unit} demanded over its projects; "
-                          f"level per unit of share {level}."))
-    where = "any region" if d["regions"] is None else ", ".join(d["regions"]) or "no region"
-    lines.append(Text(f"It may run in {where}" + (
-        "" if d["speed"] is None else " on " + ", ".join(f"{a} (speed {s:g})" for a, s in d["speed"].items())
-    ) + f"; {len(d['pools'])} pools qualify."))
-    if not d["pools"]:
-        lines.append(Text("No pool qualifies, so it can get nothing: check its speed table, regions "
-                          "and the residency of its datasets and models.", style="red"))
-        return lines
-    lines.append(Text("Pools it can use (device-hours):", style="bold"))
-    for p in sorted(d["pools"], key=lambda p: (-p["to_this_project"], p["pool"])):
-        others = [h for h in p["holders"] if h["project"] != d["project"]]
-        held = ", ".join(f"{h['project']} {h['device_hours']:,}" for h in others[:3])
-        if len(others) > 3:
-            held += f" and {len(others) - 3} more"
-        owner = p["owner"] + (", a sponsor" if p["own_pool"] else "")
-        lines.append(Text(
-            f"  {p['pool']} ({owner}; {p['accelerator']} at {p['effective_rate']:g} {unit}/device-hour): "
-            f"{p['to_this_project']:,} of {p['capacity']:,.0f} to it"
-            + (f"; also held by {held}" if held else "")
-        ))
-    return lines
+    from pooler.services.alloc import explanation_lines
+
+    return [Text(text, style=style) for text, style in explanation_lines(d)]

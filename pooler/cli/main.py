@@ -75,7 +75,7 @@ def context(ctx: typer.Context) -> Context:
 
 
 def _register() -> None:
-    from pooler.cli import alloc, export, ledger, registry, report, setup, usage
+    from pooler.cli import alloc, export, ledger, registry, report, setup, tui, usage
 
     setup.register(app)
     registry.register(app)
@@ -84,6 +84,7 @@ def _register() -> None:
     report.register(app)
     ledger.register(app)
     export.register(app)
+    tui.register(app)
 
 
 _register()

@@ -149,6 +149,7 @@ def register(app: typer.Typer) -> None:
         err.print(Text(f"\nThe demo ledger is at {db}", style="bold"))
         err.print(Text("Try next:"))
         for command in (
+            f"pooler --db {db} tui",
             f"pooler --db {db} alloc show",
             f"pooler --db {db} alloc explain {state.projects[0].id}" if state.projects else "",
             f"pooler --db {db} member list",

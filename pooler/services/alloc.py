@@ -252,8 +252,9 @@ def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
     )
 
 
-def pick_run(reader, period: str | None) -> RunView:
-    """The committed run of `period` (the latest recorded one for it), or of the latest period."""
+def pick_entry(reader, period: str | None) -> tuple[Entry, tuple[int, ...]]:
+    """The committed run entry of `period` (the latest recorded one for it), or of the latest period,
+    with the seqs of the earlier runs it supersedes; its rows are not read."""
     runs = _runs(reader)
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
@@ -263,9 +264,14 @@ def pick_run(reader, period: str | None) -> RunView:
     if not chosen:
         recorded = sorted({e.payload["period"] for e in runs})
         raise NotFound(f"no recorded run for {period} (recorded: {', '.join(recorded)})")
-    view = _view(reader, chosen[-1])
-    return RunView(view.entry, view.members, view.projects, view.pools, view.grants, None,
-                   tuple(e.seq for e in chosen[:-1]))
+    return chosen[-1], tuple(e.seq for e in chosen[:-1])
+
+
+def pick_run(reader, period: str | None) -> RunView:
+    """The committed run of `period` (the latest recorded one for it), or of the latest period."""
+    entry, earlier = pick_entry(reader, period)
+    view = _view(reader, entry)
+    return RunView(view.entry, view.members, view.projects, view.pools, view.grants, None, earlier)
 
 
 def show(ctx: Context, period: str | None = None) -> RunView:
@@ -292,6 +298,11 @@ def explain(ctx: Context, project_id: str, period: str | None = None) -> dict[st
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         view = pick_run(reader, period)
         state: LedgerState = reader.state_at(view.payload["state_seq"])
+    return explain_run(view, state, project_id)
+
+
+def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str, Any]:
+    """`explain` for a run already read, with the registry `state` it was solved from."""
     snapshot = state.snapshot(view.period)
     projects = {p["project"]: p for p in view.projects}
     if project_id not in projects:
@@ -344,18 +355,88 @@ def diff(ctx: Context, first: str, second: str) -> dict[str, Any]:
     """Member and project allocations of two recorded periods side by side, with the change."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         a, b = pick_run(reader, first), pick_run(reader, second)
-
-    def table(rows_a, rows_b, key):
-        left = {r[key]: r for r in rows_a}
-        right = {r[key]: r for r in rows_b}
-        out = []
-        for name in sorted(set(left) | set(right)):
-            va = float(left[name]["allocated"]) if name in left else None
-            vb = float(right[name]["allocated"]) if name in right else None
-            out.append({key: name, first: va, second: vb,
-                        "change": (vb or 0.0) - (va or 0.0)})
-        return out
-
     return {"first": first, "second": second, "unit": b.payload.get("unit"),
-            "members": table(a.members, b.members, "member"),
-            "projects": table(a.projects, b.projects, "project")}
+            "members": changes(a.members, b.members, "member", first, second),
+            "projects": changes(a.projects, b.projects, "project", first, second)}
+
+
+def changes(rows_a, rows_b, key: str, first: str, second: str) -> list[dict[str, Any]]:
+    """Rows (with `key` and `allocated`) of two runs side by side, by id: both values and the change;
+    a value is None where the id is missing from that run."""
+    left = {r[key]: r for r in rows_a}
+    right = {r[key]: r for r in rows_b}
+    out = []
+    for name in sorted(set(left) | set(right)):
+        va = float(left[name]["allocated"]) if name in left else None
+        vb = float(right[name]["allocated"]) if name in right else None
+        out.append({key: name, first: va, second: vb, "change": (vb or 0.0) - (va or 0.0)})
+    return out
+
+
+def preview_changes(outcome: RunOutcome, committed: RunView | None) -> dict[str, Any]:
+    """A dry run's member and project allocations against a committed run (by default the one it
+    would supersede), as `diff` gives them: columns "committed" and "preview"."""
+    base = committed if committed is not None else outcome.previous
+    result = outcome.result
+    members = [{"member": m, "allocated": v["allocated"]} for m, v in result["members"].items()]
+    projects = [{"project": p, "allocated": v["allocated"]} for p, v in result["projects"].items()]
+    return {"first": "committed", "second": "preview", "unit": result.get("unit"),
+            "against": None if base is None else {"period": base.period, "seq": base.entry.seq},
+            "members": changes(base.members if base else [], members, "member", "committed", "preview"),
+            "projects": changes(base.projects if base else [], projects, "project", "committed", "preview")}
+
+
+# --- explanations in words --------------------------------------------------------------------------
+
+
+def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
+    """`explain`'s figures in sentences, then the numbers behind them: (text, style) pairs, the style
+    a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way."""
+    unit = d.get("unit") or "units"
+    served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
+    lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
+    lines.append((
+        f"It asked for {d['demand']:,.0f} {unit} and got {d['allocated']:,.0f} ({served * 100:.1f}%).", ""
+    ))
+    sponsors = ", ".join(
+        f"{s['member']} (stake {s['stake']:.0%}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
+    )
+    lines.append((f"Its sponsors are {sponsors}; with its own weight {d['raw_weight']:g} that gives "
+                  f"it a fair-share weight of {d['weight']:.6f}.", ""))
+    reason = {
+        "demand": "It stopped at its demand: it got everything it asked for.",
+        "capacity": "It stopped because the pools it can use are exhausted: every device-hour it could "
+                    "run on is granted, and taking any back would lower a project or member that "
+                    "stands no higher than it.",
+        "fairness": "It stopped at its fair level: the rest of the capacity it could use is held by "
+                    "projects and members with an equal or lower claim per unit of share.",
+    }[d["bottleneck"]]
+    if d["level"] is not None:
+        reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
+    lines.append((reason, ""))
+    for s in d["sponsors"]:
+        level = f"{s['member_level']:,.0f}" if s["member_level"] is not None else "-"
+        lines.append((f"  {s['member']}: received {s['member_allocated']:,.0f} of "
+                      f"{s['member_demand']:,.0f} {unit} demanded over its projects; "
+                      f"level per unit of share {level}.", ""))
+    where = "any region" if d["regions"] is None else ", ".join(d["regions"]) or "no region"
+    lines.append((f"It may run in {where}" + (
+        "" if d["speed"] is None else " on " + ", ".join(f"{a} (speed {s:g})" for a, s in d["speed"].items())
+    ) + f"; {len(d['pools'])} pools qualify.", ""))
+    if not d["pools"]:
+        lines.append(("No pool qualifies, so it can get nothing: check its speed table, regions "
+                      "and the residency of its datasets and models.", "red"))
+        return lines
+    lines.append(("Pools it can use (device-hours):", "bold"))
+    for p in sorted(d["pools"], key=lambda p: (-p["to_this_project"], p["pool"])):
+        others = [h for h in p["holders"] if h["project"] != d["project"]]
+        held = ", ".join(f"{h['project']} {h['device_hours']:,}" for h in others[:3])
+        if len(others) > 3:
+            held += f" and {len(others) - 3} more"
+        owner = p["owner"] + (", a sponsor" if p["own_pool"] else "")
+        lines.append((
+            f"  {p['pool']} ({owner}; {p['accelerator']} at {p['effective_rate']:g} {unit}/device-hour): "
+            f"{p['to_this_project']:,} of {p['capacity']:,.0f} to it"
+            + (f"; also held by {held}" if held else ""), ""
+        ))
+    return lines

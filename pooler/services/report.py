@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.period import PeriodError, parse_period, period_of
+from pooler.core.period import PeriodError, parse_period
 from pooler.core.settle import MemberFigures, settle
 from pooler.errors import NotFound, UsageError
 from pooler.reports.audit import build_audit, build_member, sections
@@ -22,7 +22,6 @@ from pooler.reports.text import human, is_numeric, label
 from pooler.services.alloc import pick_run
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
-from pooler.store.errors import EntryRejected
 
 USAGE_KIND = "usage.import"
 USAGE_TABLE = "usage_line"
@@ -31,50 +30,10 @@ RENDERERS = {"md": render_markdown, "json": render_json, "csv": render_csv, "htm
 
 
 def used_device_hours(reader, period: str) -> dict[tuple[str, str], Decimal]:
-    """Device-hours used per (project, pool) in `period`, from every `usage.import` entry.
-
-    A line counts in `period` when its own `period` column says so, else when its entry's payload
-    `period` does, else when its `start` time falls in the period. Returns {} while no usage table is
-    registered (the importer is not installed) or nothing was imported.
-    """
-    entries = reader.entries_of_kind(USAGE_KIND)
-    if not entries:
-        return {}
-    try:
-        from pooler.store.attachments import attachment_table
-
-        attachment_table(USAGE_TABLE)
-    except (EntryRejected, ImportError):
-        return {}
-    try:
-        kind = parse_period(period).kind
-    except PeriodError:
-        kind = None
-    totals: dict[tuple[str, str], Decimal] = {}
-    for entry in entries:
-        payload = entry.payload if isinstance(entry.payload, dict) else {}
-        for row in reader.attachment_rows(entry.seq, USAGE_TABLE):
-            line_period = row.get("period") or payload.get("period") or _period_of_start(row.get("start"), kind)
-            if line_period != period:
-                continue
-            key = (str(row["project"]), str(row["pool"]))
-            totals[key] = totals.get(key, Decimal(0)) + Decimal(row["device_hours"])
-    return totals
-
-
-def _period_of_start(start: Any, kind: str | None) -> str | None:
-    from datetime import datetime, timezone
-
-    if start is None or kind is None:
-        return None
-    try:
-        if isinstance(start, (int, float, Decimal)) or str(start).isdigit():
-            moment = datetime.fromtimestamp(float(start), tz=timezone.utc)
-        else:
-            moment = datetime.fromisoformat(str(start).replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        return None
-    return period_of(moment, kind).label
+    """Device-hours used per (project, pool) in `period`, from every `usage.import` entry: the lines
+    whose `period` column is that period, summed exactly by the database (never loaded row by row)."""
+    return {(str(project), str(pool)): hours for (project, pool), _, hours in reader.attachment_sums(
+        USAGE_TABLE, "device_hours", ("project", "pool"), kind=USAGE_KIND, equal={"period": period})}
 
 
 def _check_period(period: str | None) -> None:
@@ -96,35 +55,49 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
         verification = ledger.verify()
         with ledger.reader() as reader:
             view = pick_run(reader, period)
-            state_seq = view.payload["state_seq"]
-            snapshot = reader.state_at(state_seq).snapshot(view.period)
+            snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
-            head_seq, head_hash = reader.head()
+            head = reader.head()
+    return audit_of(view, snapshot, used, head, verification), snapshot
+
+
+def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tuple[int, str],
+             verification=None) -> dict[str, Any]:
+    """The audit report of a run already read: its rows, the snapshot it was solved from, the period's
+    usage and the journal head. Without a `verification` the report's ledger section says `verified`
+    None (not checked)."""
     figures = {m["member"]: MemberFigures(Decimal(m["share"]), Decimal(m["contributed"]),
                                           Decimal(m["allocated"])) for m in view.members}
     granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
     settlement = settle(snapshot, view.period, figures, granted, used)
-    problems = [str(p) for p in verification.problems]
+    problems = [str(p) for p in verification.problems] if verification is not None else []
+    head_seq, head_hash = head
     ledger_info = {
-        "head_seq": head_seq, "head_hash": head_hash, "entries": verification.entries,
-        "verified": verification.ok,
-        "verified_through": verification.head_seq,
+        "head_seq": head_seq, "head_hash": head_hash,
+        "entries": verification.entries if verification is not None else None,
+        "verified": verification.ok if verification is not None else None,
+        "verified_through": verification.head_seq if verification is not None else None,
         "problems": "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
     }
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
-           "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor, "state_seq": state_seq,
+           "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
+                          "state_seq": view.payload["state_seq"],
                           "inputs_digest": view.payload.get("inputs_digest"),
                           "reason": view.payload.get("reason"), "supersedes": view.payload.get("supersedes")}}
-    report = build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
-                         run=run, members=view.members, projects=view.projects, grants=view.grants,
-                         settlement=settlement, used=used, ledger=ledger_info)
-    return report, snapshot
+    return build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
+                       run=run, members=view.members, projects=view.projects, grants=view.grants,
+                       settlement=settlement, used=used, ledger=ledger_info)
 
 
 def member(ctx: Context, member_id: str, period: str | None = None) -> dict[str, Any]:
     """One member's statement for `period` (default: the latest period with a recorded run)."""
     report, snapshot = _audit(ctx, period)
+    return member_of(report, member_id, snapshot)
+
+
+def member_of(report: Mapping[str, Any], member_id: str, snapshot) -> dict[str, Any]:
+    """One member's statement cut from an audit report already built."""
     try:
         return build_member(report, member_id, snapshot)
     except KeyError:

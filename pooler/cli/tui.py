@@ -1,0 +1,28 @@
+"""`pooler tui`: the quota dashboard (Textual). Textual is imported only when the command runs, so
+`pooler --help` and every other command start without it."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from pooler.cli.main import context
+
+    @app.command("tui")
+    def tui_cmd(
+        ctx: typer.Context,
+        period: Optional[str] = typer.Option(None, "--period", help="Period to show (default: the latest recorded)."),
+    ) -> None:
+        """Open the quota dashboard: overview, members, projects, pools, the ledger, and allocation.
+
+        Number keys 1-6 switch views, / filters, s sorts, Enter opens a row, ? lists the keys, q quits.
+        Problems with the ledger (none there, empty, not verifying) are shown in the dashboard.
+
+        Example: pooler --db consortium.db tui --period 2026-11
+        """
+        from tui.app import run
+
+        raise typer.Exit(run(context(ctx).db, period=period, ctx=context(ctx)))

@@ -1,0 +1,249 @@
+"""What the dashboard (`pooler tui`) reads, aggregated for the screen, in two steps.
+
+- `overview`: a period's totals, and capacity, grants and use by region and by accelerator, plus the
+  journal head. It reads the run entry with its pool and member rows, the period's usage, and replays
+  only the settings, accelerators, members and pools up to the state the run was solved from; so it
+  costs the same with 100 projects or 10,000.
+- `details`: the period's audit report (members settled, projects, pools, lending) without the
+  verification, which the dashboard runs on its own, in the background.
+
+Nothing here allocates or settles: the figures are the recorded run's rows, and `details` calls the
+same settlement and report builders as `pooler report audit`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Mapping
+
+from pooler.core.contrib import pool_capacity, pool_region
+from pooler.core.model import Snapshot
+from pooler.core.period import PeriodError, parse_period, period_of
+from pooler.errors import NotFound, UsageError
+from pooler.services import alloc, report
+from pooler.services.context import Context
+from pooler.services.registry import open_ledger
+from pooler.store import LedgerState, replay
+
+ZERO = Decimal(0)
+# The registry kinds the overview needs: enough for pools with their owners, regions and rates.
+_OVERVIEW_KINDS = tuple(
+    [f"{k}.set" for k in ("consortium", "policy")]
+    + [f"{k}.{verb}" for k in ("accelerator", "member", "pool") for verb in ("add", "change", "retire")]
+)
+
+
+@dataclass(frozen=True)
+class Group:
+    """Pools of one region or one accelerator type: capacity, granted and used, in units."""
+
+    name: str
+    pools: int
+    capacity_units: Decimal
+    granted_units: Decimal
+    used_units: Decimal
+
+    @property
+    def granted_share(self) -> Decimal | None:
+        return None if self.capacity_units <= 0 else self.granted_units / self.capacity_units
+
+    @property
+    def used_share(self) -> Decimal | None:
+        return None if self.capacity_units <= 0 else self.used_units / self.capacity_units
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The first screen: the consortium, the period's run and totals, and the journal head."""
+
+    ledger: str  # the ledger as messages name it
+    consortium: str
+    unit: str
+    head_seq: int
+    head_hash: str
+    members: int
+    pools: int
+    period_kind: str = "month"  # the consortium's periods: month, week or quarter
+    period: str | None = None  # None while no run is recorded (or none for the period asked)
+    periods: tuple[str, ...] = ()  # periods with a recorded run, oldest first
+    run: Mapping[str, Any] | None = None  # seq, time, actor, reason, supersedes
+    projects: int = 0  # projects in the run
+    capacity_device_hours: Decimal = ZERO
+    capacity_units: Decimal = ZERO
+    granted_units: Decimal = ZERO
+    allocated_units: Decimal = ZERO  # the members' totals Y_m (units delivered at project speed)
+    used_units: Decimal = ZERO  # device-hours used x the pool's rate
+    used_device_hours: Decimal = ZERO
+    has_usage: bool = False
+    jain_index: float | None = None
+    satisfied_projects: int | None = None
+    utilisation: float | None = None
+    by_region: tuple[Group, ...] = ()
+    by_accelerator: tuple[Group, ...] = ()
+    note: str | None = None  # why there are no figures, in words
+
+    @property
+    def idle_share(self) -> Decimal | None:
+        """Capacity not used (or, before any usage is imported, not granted), in units."""
+        if self.capacity_units <= 0 or self.period is None:
+            return None
+        delivered = self.used_units if self.has_usage else self.granted_units
+        return max(ZERO, 1 - delivered / self.capacity_units)
+
+
+@dataclass(frozen=True)
+class Details:
+    """Everything the tables and detail screens show for one run."""
+
+    period: str
+    report: Mapping[str, Any]  # the audit report of the run, unverified
+    view: alloc.RunView
+    state: LedgerState  # the registry the run was solved from
+    snapshot: Snapshot
+    grants: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # by project
+
+
+def _check(period: str | None) -> None:
+    if period is not None:
+        try:
+            parse_period(period)
+        except PeriodError as exc:
+            raise UsageError(f"--period: {exc}") from None
+
+
+def overview(ctx: Context, period: str | None = None) -> Overview:
+    """The overview of `period` (default: the latest period with a recorded run).
+
+    An empty ledger, or one without runs, gives an overview with a `note` and the capacity alone.
+    """
+    _check(period)
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        head_seq, head_hash = reader.head()
+        runs = reader.entries_of_kind(alloc.RUN_KIND)
+        periods = tuple(sorted({e.payload["period"] for e in runs}))
+        entry = None
+        if runs:
+            entry, _ = alloc.pick_entry(reader, period)
+        upto = entry.payload["state_seq"] if entry is not None else head_seq
+        entries = sorted((e for kind in _OVERVIEW_KINDS for e in reader.entries_of_kind(kind)
+                          if e.seq <= upto), key=lambda e: e.seq)
+        state = replay(entries)
+        label = entry.payload["period"] if entry is not None else None
+        snapshot = state.snapshot(label)
+        base = Overview(ledger=ledger.name, consortium=snapshot.consortium.name,
+                        unit=snapshot.consortium.unit, head_seq=head_seq, head_hash=head_hash,
+                        members=len(snapshot.members), pools=len(snapshot.pools), periods=periods,
+                        period_kind=snapshot.consortium.period)
+        if entry is None:
+            return _without_run(base, snapshot, reader, head_seq)
+        pool_rows = reader.attachment_rows(entry.seq, "alloc_pool")
+        member_rows = reader.attachment_rows(entry.seq, "alloc_member")
+        projects = entry.payload.get("attachments", {}).get("alloc_project", {}).get("rows", 0)
+        used = report.used_device_hours(reader, label)
+    granted = {r["pool"]: Decimal(r["granted"]) for r in pool_rows}
+    used_by_pool: dict[str, Decimal] = {}
+    for (_, pool_id), dh in used.items():
+        used_by_pool[pool_id] = used_by_pool.get(pool_id, ZERO) + dh
+    rates = {a.id: a.rate for a in snapshot.accelerators}
+    by_region: dict[str, list[Decimal]] = {}
+    by_type: dict[str, list[Decimal]] = {}
+    cap_dh = ZERO
+    for pool in snapshot.pools:
+        rate = rates.get(pool.accelerator, ZERO)
+        capacity = pool_capacity(snapshot, pool)
+        cap_dh += capacity
+        figures = (Decimal(1), capacity * rate, granted.get(pool.id, ZERO) * rate,
+                   used_by_pool.get(pool.id, ZERO) * rate)
+        for groups, name in ((by_region, pool_region(snapshot, pool) or "(none)"), (by_type, pool.accelerator)):
+            sums = groups.setdefault(name, [ZERO] * 4)
+            for i, value in enumerate(figures):
+                sums[i] += value
+
+    def groups(table: dict[str, list[Decimal]]) -> tuple[Group, ...]:
+        return tuple(Group(name, int(v[0]), v[1], v[2], v[3]) for name, v in sorted(table.items()))
+
+    metrics = entry.payload.get("metrics", {})
+    regions, types = groups(by_region), groups(by_type)
+    return _replace(
+        base, period=label, projects=projects,
+        run={"seq": entry.seq, "time": entry.time, "actor": entry.actor,
+             "reason": entry.payload.get("reason"), "supersedes": entry.payload.get("supersedes")},
+        capacity_device_hours=cap_dh, capacity_units=sum((g.capacity_units for g in regions), ZERO),
+        granted_units=sum((g.granted_units for g in regions), ZERO),
+        allocated_units=sum((Decimal(m["allocated"]) for m in member_rows), ZERO),
+        used_units=sum((g.used_units for g in regions), ZERO),
+        used_device_hours=sum(used.values(), ZERO), has_usage=bool(used),
+        jain_index=float(metrics["jain_index"]) if "jain_index" in metrics else None,
+        satisfied_projects=metrics.get("satisfied_projects"),
+        utilisation=float(metrics["utilisation"]) if "utilisation" in metrics else None,
+        by_region=regions, by_accelerator=types,
+    )
+
+
+def _replace(base: Overview, **changes: Any) -> Overview:
+    from dataclasses import replace
+
+    return replace(base, **changes)
+
+
+def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int) -> Overview:
+    if head_seq <= 1 or (not snapshot.members and not snapshot.pools):
+        note = ("The ledger is empty: record the consortium with `pooler apply MANIFEST` "
+                "(or try `pooler demo`).")
+    else:
+        note = "No allocation is recorded yet: press 6 (Allocate) to preview and commit one."
+    rates = {a.id: a.rate for a in snapshot.accelerators}
+    by_region: dict[str, list[Decimal]] = {}
+    for pool in snapshot.pools:
+        sums = by_region.setdefault(pool_region(snapshot, pool) or "(none)", [ZERO, ZERO])
+        sums[0] += 1
+        sums[1] += pool_capacity(snapshot, pool) * rates.get(pool.accelerator, ZERO)
+    regions = tuple(Group(n, int(v[0]), v[1], ZERO, ZERO) for n, v in sorted(by_region.items()))
+    return _replace(base, note=note, by_region=regions,
+                    capacity_units=sum((g.capacity_units for g in regions), ZERO),
+                    capacity_device_hours=sum((pool_capacity(snapshot, p) for p in snapshot.pools), ZERO))
+
+
+def details(ctx: Context, period: str | None = None) -> Details:
+    """The members, projects and pools of `period`'s run (default: the latest), for the tables."""
+    _check(period)
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        view = alloc.pick_run(reader, period)
+        state = reader.state_at(view.payload["state_seq"])
+        snapshot = state.snapshot(view.period)
+        used = report.used_device_hours(reader, view.period)
+        head = reader.head()
+    audit = report.audit_of(view, snapshot, used, head)
+    grants: dict[str, list[Mapping[str, Any]]] = {}
+    for g in view.grants:
+        grants.setdefault(g["project"], []).append(g)
+    return Details(view.period, audit, view, state, snapshot,
+                   {p: tuple(sorted(rows, key=lambda g: (-g["device_hours"], g["pool"])))
+                    for p, rows in grants.items()})
+
+
+def member_statement(d: Details, member_id: str) -> dict[str, Any]:
+    """One member's statement (pools, projects, lending by counterparty) from the loaded details."""
+    return report.member_of(d.report, member_id, d.snapshot)
+
+
+def project_detail(d: Details, project_id: str) -> dict[str, Any]:
+    """A project's grants by pool and the explanation `pooler alloc explain` gives, in words."""
+    if project_id not in {p["project"] for p in d.view.projects}:
+        raise NotFound(f'no project "{project_id}" in the {d.period} run')
+    explained = alloc.explain_run(d.view, d.state, project_id)
+    return {"project": project_id, "grants": list(d.grants.get(project_id, ())),
+            "explanation": explained, "lines": alloc.explanation_lines(explained)}
+
+
+def current_period(ctx: Context, kind: str = "month") -> str:
+    """The period the clock is in: what the Allocate view offers first."""
+    return period_of(ctx.clock(), kind).label
+
+
+def verify(ctx: Context):
+    """The full verification (`pooler ledger verify`)."""
+    from pooler.services import ledger
+
+    return ledger.verify(ctx)

@@ -1,0 +1,355 @@
+"""The dashboard (`pooler tui`), headless: views, keys, filtering, sorting, details, the allocate flow,
+errors shown in the app, and screenshots of the main views compared with stored SVGs.
+
+The ledger is the example consortium recorded with a fixed clock and actor, so every hash, time and
+figure on screen is the same on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import shutil
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.image import SVGImageSnapshotExtension
+
+from pooler.services import alloc, dashboard, registry, report, usage
+from pooler.services.context import Context
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK = datetime(2026, 11, 20, 9, 30, tzinfo=timezone.utc)
+SIZE = (110, 32)
+
+
+def _ctx(db: Path | str) -> Context:
+    return Context(db=str(db), actor="admin@consortium", clock=lambda: CLOCK)
+
+
+@pytest.fixture(scope="module")
+def example_ledger(tmp_path_factory) -> Path:
+    """The example consortium with its 2026-11 run and a usage import (80% of every grant)."""
+    folder = tmp_path_factory.mktemp("tui-example")
+    ctx = _ctx(folder / "pooler.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    with pytest.MonkeyPatch.context() as mp:
+        # The run records the solver's time, which would change every hash after it: stop the watch.
+        mp.setattr("pooler.core.alloc.time.perf_counter", lambda: 0.0)
+        outcome = alloc.run(ctx, "2026-11")
+    lines = folder / "usage-2026-11.csv"
+    with lines.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["project", "pool", "device_hours", "start", "end"])
+        for g in outcome.result["grants"]:
+            out.writerow([g["project"], g["pool"], round(g["device_hours"] * 0.8, 3),
+                          "2026-11-02T00:00:00Z", "2026-11-18T00:00:00Z"])
+    usage.import_usage(ctx, lines, "csv", period="2026-11")
+    return folder / "pooler.db"
+
+
+@pytest.fixture
+def ledger(example_ledger, tmp_path, monkeypatch) -> str:
+    """A copy of the example ledger as ./pooler.db in a fresh folder (the app shows the path given)."""
+    shutil.copy(example_ledger, tmp_path / "pooler.db")
+    monkeypatch.chdir(tmp_path)
+    return "pooler.db"
+
+
+def _app(db: str, **kw):
+    from tui.app import PoolerApp
+
+    return PoolerApp(ctx=_ctx(db), **kw)
+
+
+async def _settle(app, pilot) -> None:
+    """Wait until the views are filled and every worker (verification, preview) has finished."""
+    for _ in range(600):
+        if app.loaded and app.tables_loaded and not any(w.is_running for w in app.workers):
+            break
+        await pilot.pause(0.05)
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def drive(app, steps, size=SIZE):
+    """Run `steps(app, pilot)` against the app headless; returns the app after it stopped."""
+    async def main():
+        async with app.run_test(size=size) as pilot:
+            await _settle(app, pilot)
+            await steps(app, pilot)
+    asyncio.run(main())
+    return app
+
+
+def shown(app, name: str) -> list[str]:
+    return app.table(name).row_keys()
+
+
+# --- views and keys ----------------------------------------------------------------------------------
+
+
+def test_every_view_opens_and_number_keys_switch(ledger):
+    from textual.widgets import TabbedContent
+
+    seen = []
+
+    async def steps(app, pilot):
+        assert app.overview.period == "2026-11" and app.verification["ok"]
+        for key, tab in zip("234561", ("members", "projects", "pools", "ledger", "allocate", "overview")):
+            await pilot.press(key)
+            await pilot.pause()
+            seen.append(app.query_one(TabbedContent).active)
+        assert app.row_counts() == {"members": 16, "projects": 19, "pools": 17, "ledger": 74}
+
+    drive(_app(ledger), steps)
+    assert seen == ["members", "projects", "pools", "ledger", "allocate", "overview"]
+
+
+def test_q_quits_with_exit_code_0(ledger):
+    async def steps(app, pilot):
+        await pilot.press("2")
+        await pilot.press("q")
+        await pilot.pause()
+
+    app = drive(_app(ledger), steps)
+    assert app.return_code == 0
+
+
+def test_filter_narrows_the_rows_and_escape_clears_it(ledger):
+    async def steps(app, pilot):
+        await pilot.press("3", "slash")
+        await pilot.press(*"mind")
+        await pilot.pause()
+        assert shown(app, "projects") == ["pengcheng-mind-2"]
+        await pilot.press("escape")
+        await pilot.pause()
+        assert len(shown(app, "projects")) == 19
+        # words must all appear, in any column the filter searches (here a sponsor and a bottleneck)
+        await pilot.press("slash", *"tsinghua fairness", "enter")
+        await pilot.pause()
+        keys = shown(app, "projects")
+        assert keys and len(keys) < 19
+        rows = {r["project"]: r for r in app.details.report["projects"]}
+        assert all("tsinghua" in rows[k]["sponsors"] and rows[k]["bottleneck"] == "fairness" for k in keys)
+
+    drive(_app(ledger), steps)
+
+
+def test_s_cycles_the_sort(ledger):
+    async def steps(app, pilot):
+        await pilot.press("2")
+        first = shown(app, "members")
+        shares = {m["member"]: m["share"] for m in app.details.report["members"]}
+        assert first == sorted(shares, key=lambda m: (-shares[m], m))
+        await pilot.press("s")
+        second = shown(app, "members")
+        allocated = {m["member"]: m["allocated"] for m in app.details.report["members"]}
+        assert second == sorted(allocated, key=lambda m: (-allocated[m], m)) and second != first
+        assert "sorted by allocated" in str(app.table("members").query_one(".status").render())
+
+    drive(_app(ledger), steps)
+
+
+def test_pools_are_grouped_by_region(ledger):
+    async def steps(app, pilot):
+        await pilot.press("4", "s")  # sorted by capacity, still inside the region groups
+        regions = {p["pool"]: p["region"] for p in app.details.report["pools"]}
+        keys = shown(app, "pools")
+        order = [regions[k] for k in keys]
+        assert order == sorted(order)
+
+    drive(_app(ledger), steps)
+
+
+# --- details -----------------------------------------------------------------------------------------
+
+
+def test_enter_on_a_member_opens_its_statement(ledger):
+    from tui.screens import MemberScreen
+
+    async def steps(app, pilot):
+        await pilot.press("2", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MemberScreen)
+        assert screen.statement["member"] == "pcl"  # the largest share comes first
+        assert screen.statement["pools"] and screen.statement["projects"]
+        await pilot.press("escape")
+        assert not isinstance(app.screen, MemberScreen)
+
+    drive(_app(ledger), steps)
+
+
+def test_enter_on_a_project_opens_its_grants_and_explanation(ledger):
+    from tui.screens import ProjectScreen
+
+    async def steps(app, pilot):
+        await pilot.press("3", "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, ProjectScreen)
+        d = screen.detail
+        assert d["project"] == "pengcheng-mind-2"
+        assert sum(g["device_hours"] for g in d["grants"]) > 0
+        explained = alloc.explain(_ctx(ledger), "pengcheng-mind-2", "2026-11")
+        assert d["explanation"] == explained
+        assert [text for text, _ in d["lines"]] == [text for text, _ in alloc.explanation_lines(explained)]
+
+    drive(_app(ledger), steps)
+
+
+# --- allocate ----------------------------------------------------------------------------------------
+
+
+def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
+    from textual.widgets import Input
+
+    from tui.screens import CommitScreen
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        box = app.query_one("#alloc-period", Input)
+        assert box.value == "2026-11"  # the clock's period
+        box.value = "2026-12"
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        assert app.preview is not None and app.preview.period == "2026-12" and app.preview.seq is None
+        diff = shown(app, "diff")
+        assert "project:pengcheng-mind-2" in diff and "member:pcl" in diff
+        assert [r["period"] for r in alloc.periods(_ctx(ledger))] == ["2026-11"]  # nothing recorded yet
+        await pilot.click("#alloc-commit")
+        await pilot.pause()
+        assert isinstance(app.screen, CommitScreen)
+        await pilot.press("enter")  # no reason: refused, the screen stays
+        assert isinstance(app.screen, CommitScreen)
+        await pilot.press(*"december run", "enter")
+        await _settle(app, pilot)
+        assert app.overview.period == "2026-12"
+
+    drive(_app(ledger), steps)
+    runs = alloc.periods(_ctx(ledger))
+    assert [(r["period"], r["reason"], r["committed"]) for r in runs] == [
+        ("2026-11", None, True), ("2026-12", "december run", True)]
+
+
+def test_period_selector_switches_the_views(ledger):
+    alloc.run(_ctx(ledger), "2026-12")
+
+    async def steps(app, pilot):
+        assert app.overview.period == "2026-12"  # the latest by default
+        await pilot.press("p")
+        await pilot.pause()
+        await pilot.press("down", "enter")  # newest first: 2026-12, then 2026-11
+        await _settle(app, pilot)
+        assert app.overview.period == "2026-11" and app.details.period == "2026-11"
+
+    drive(_app(ledger), steps)
+
+
+# --- errors, shown in the app ------------------------------------------------------------------------
+
+
+def _note(app) -> str:
+    return str(app.query_one("#ov-note").render())
+
+
+def test_a_missing_ledger_is_a_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    async def steps(app, pilot):
+        assert "Error: no ledger at" in _note(app) and "pooler init" in _note(app)
+        assert "Error:" in str(app.table("members").query_one(".message").render())
+        await pilot.press("2", "3", "q")
+
+    app = drive(_app("nothing.db"), steps)
+    assert app.return_code == 0
+    assert not (tmp_path / "nothing.db").exists()
+
+
+def test_an_empty_ledger_is_a_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    registry.init(_ctx("empty.db"))
+
+    async def steps(app, pilot):
+        assert "The ledger is empty" in _note(app)
+        assert "empty" in str(app.table("projects").query_one(".message").render())
+
+    drive(_app("empty.db"), steps)
+
+
+def test_a_ledger_that_fails_verification_says_so(ledger):
+    con = sqlite3.connect(ledger)
+    for (name,) in con.execute("select name from sqlite_master where type = 'trigger' and tbl_name = 'alloc_grant'"):
+        con.execute(f'drop trigger "{name}"')
+    con.execute("update alloc_grant set device_hours = device_hours + 1 where line = 1")
+    con.commit()
+    con.close()
+
+    async def steps(app, pilot):
+        assert app.verification is not None and not app.verification["ok"]
+        text = str(app.query_one("#ov-ledger").render())
+        assert "DOES NOT VERIFY" in text and "alloc_grant" in text
+
+    drive(_app(ledger), steps)
+
+
+# --- the services the dashboard reads ----------------------------------------------------------------
+
+
+def test_overview_groups_agree_with_the_audit(ledger):
+    ctx = _ctx(ledger)
+    o = dashboard.overview(ctx)
+    audit = report.audit(ctx)
+    for groups, section in ((o.by_region, "by_region"), (o.by_accelerator, "by_accelerator")):
+        assert [(g.name, g.pools, g.capacity_units, g.granted_units, g.used_units) for g in groups] == [
+            (r["name"], r["pools"], r["units"], r["granted_units"], r["used_units"]) for r in audit[section]]
+    summary = audit["summary"][0]
+    assert o.capacity_units == summary["capacity_units"] and o.allocated_units == summary["allocated_units"]
+    assert round(o.idle_share, 6) == summary["idle_share"]
+    d = dashboard.details(ctx)
+    assert d.report["members"] == audit["members"] and d.report["projects"] == audit["projects"]
+    assert dashboard.member_statement(d, "pcl")["counterparties"] == report.member(ctx, "pcl")["counterparties"]
+
+
+def test_overview_without_a_run_shows_the_capacity(tmp_path):
+    ctx = _ctx(tmp_path / "l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    o = dashboard.overview(ctx)
+    assert o.period is None and "No allocation is recorded" in o.note
+    assert o.capacity_units > 0 and o.pools == 17
+
+
+def test_preview_changes_against_the_committed_run(ledger):
+    ctx = _ctx(ledger)
+    outcome = alloc.run(ctx, "2026-11", dry_run=True)
+    changes = alloc.preview_changes(outcome, None)
+    assert changes["against"] == {"period": "2026-11", "seq": outcome.supersedes}
+    # the same state solved again: nothing moves
+    assert all(abs(r["change"]) < 1e-6 for r in changes["members"] + changes["projects"])
+
+
+# --- screenshots --------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def svg(snapshot):
+    return snapshot.use_extension(SVGImageSnapshotExtension)
+
+
+@pytest.mark.parametrize("key,view", [("1", "overview"), ("2", "members"), ("3", "projects"),
+                                      ("4", "pools"), ("5", "ledger")])
+def test_screenshot(ledger, svg, key, view):
+    shots = []
+
+    async def steps(app, pilot):
+        await pilot.press(key)
+        await pilot.pause()
+        shots.append(app.export_screenshot(title=f"pooler tui: {view}"))
+
+    drive(_app(ledger), steps)
+    assert shots[0] == svg

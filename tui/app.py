@@ -1,0 +1,525 @@
+"""The quota dashboard: `pooler tui`.
+
+The app reads through `pooler.services` only. Reads run in worker threads so the screen never waits:
+first the Overview (cheap), then the tables (the period's audit), then the full verification; the
+Allocate view solves its dry run in a worker too.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.color import Color as RichColor
+from rich.text import Text
+from textual import work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState, get_current_worker
+
+from pooler.errors import PoolerError
+from pooler.services import alloc, dashboard
+from pooler.services import ledger as ledger_service
+from pooler.services.context import Context
+from tui import views
+from tui.screens import CommitScreen, HelpScreen, MemberScreen, PeriodScreen, ProjectScreen
+from tui.table import TableView
+
+TABS = ("overview", "members", "projects", "pools", "ledger", "allocate")
+LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, PoolerError):
+        return str(exc)
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+class PoolerApp(App[int]):
+    """The dashboard over one ledger."""
+
+    TITLE = "pooler"
+    CSS = """
+    #header { height: 1; padding: 0 1; background: $panel; }
+    #overview-pane { padding: 0 1; }
+    #ov-note { padding: 1 0; color: $warning; text-style: bold; height: auto; }
+    #ov-note.error { color: $error; }
+    #ov-totals { height: auto; padding: 1 0 0 0; }
+    #ov-groups { height: auto; padding: 0 0 1 0; }
+    #ov-groups > Static { width: 1fr; height: auto; }
+    #ov-groups.narrow { layout: vertical; }
+    #ov-ledger { height: auto; padding: 1 0; }
+    #ov-hint { color: $text-muted; height: auto; }
+    #alloc-form { height: auto; padding: 1 1 0 1; }
+    #alloc-form Input { width: 16; }
+    #alloc-form Button { margin: 0 0 0 2; min-width: 12; }
+    #alloc-form Static { width: auto; padding: 1 1 0 0; }
+    #alloc-status { height: auto; padding: 1 1; }
+    #tabs { height: 1fr; }
+    #tabs > ContentSwitcher { height: 1fr; }
+    TabPane { padding: 0; height: 1fr; }
+    """
+
+    BINDINGS = [
+        Binding("1", "show('overview')", "Overview", show=False),
+        Binding("2", "show('members')", "Members", show=False),
+        Binding("3", "show('projects')", "Projects", show=False),
+        Binding("4", "show('pools')", "Pools", show=False),
+        Binding("5", "show('ledger')", "Ledger", show=False),
+        Binding("6", "show('allocate')", "Allocate", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "sort", "Sort"),
+        Binding("left_square_bracket", "page(-1)", "Prev page", show=False, key_display="["),
+        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
+        Binding("p", "period", "Period"),
+        Binding("r", "refresh", "Refresh"),
+        Binding("v", "verify", "Verify"),
+        Binding("t", "theme", "Theme", show=False),
+        Binding("question_mark", "help", "Keys", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, db: str | None = None, *, period: str | None = None, ctx: Context | None = None,
+                 verify_on_open: bool = True) -> None:
+        super().__init__()
+        self.ctx = ctx if ctx is not None else Context(db=db) if db is not None else Context()
+        self.period = period
+        self.verify_on_open = verify_on_open
+        self.overview: dashboard.Overview | None = None
+        self.details: dashboard.Details | None = None
+        self.verification: dict[str, Any] | None = None
+        self.loaded = False  # the Overview shows figures (or a message)
+        self.tables_loaded = False
+        self.preview: alloc.RunOutcome | None = None
+        self.painted: dict[str, float] = {}  # perf_counter when the Overview and the tables were drawn
+
+    # --- layout ---
+
+    def compose(self) -> ComposeResult:
+        yield Static("pooler · opening the ledger…", id="header")
+        with TabbedContent(id="tabs", initial="overview"):
+            with TabPane("1 Overview", id="overview"):
+                with VerticalScroll(id="overview-pane"):
+                    yield Static("", id="ov-note")
+                    yield Static("Loading…", id="ov-totals")
+                    yield Static("", id="ov-ledger")
+                    with Horizontal(id="ov-groups"):
+                        yield Static("", id="ov-regions")
+                        yield Static("", id="ov-types")
+                    yield Static("Press 2-6 for members, projects, pools, the ledger and allocation; "
+                                 "Enter opens a row; ? lists the keys.", id="ov-hint")
+            with TabPane("2 Members", id="members"):
+                yield TableView("members", "members", views.MEMBER_COLUMNS, views.MEMBER_SORTS,
+                                id="members-table", palette=self.palette)
+            with TabPane("3 Projects", id="projects"):
+                yield TableView("projects", "projects", views.PROJECT_COLUMNS, views.PROJECT_SORTS,
+                                id="projects-table", palette=self.palette)
+            with TabPane("4 Pools", id="pools"):
+                yield TableView("pools", "pools", views.POOL_COLUMNS, views.POOL_SORTS,
+                                id="pools-table", palette=self.palette)
+            with TabPane("5 Ledger", id="ledger"):
+                yield TableView("ledger", "entries", views.LEDGER_COLUMNS, views.LEDGER_SORTS,
+                                id="ledger-table", palette=self.palette)
+            with TabPane("6 Allocate", id="allocate"):
+                with Vertical():
+                    with Horizontal(id="alloc-form"):
+                        yield Static("Period")
+                        yield Input(placeholder="2026-11", id="alloc-period")
+                        yield Button("Preview", id="alloc-preview", variant="primary")
+                        yield Button("Commit…", id="alloc-commit", disabled=True)
+                    yield Static("Type a period and press Enter or Preview: the allocation is solved "
+                                 "in the background as a dry run, and compared with the committed run.",
+                                 id="alloc-status")
+                    yield TableView("diff", "changes", views.DIFF_COLUMNS, views.DIFF_SORTS,
+                                    id="diff-table", palette=self.palette)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        self.query_one("#diff-table", TableView).show_message("No preview yet.")
+        self.load()
+
+    def on_resize(self, event) -> None:  # noqa: ANN001 - Textual's event
+        self.query_one("#ov-groups").set_class(self.size.width < 120, "narrow")
+        bar_width = 6 if self.size.width < 100 else 10 if self.size.width < 140 else 16
+        for table in self.query(TableView):
+            if table.bar_width != bar_width:
+                table.bar_width = bar_width
+                if table.loaded:
+                    table.render_page()
+        if self.overview is not None:
+            self._paint_overview()
+
+    def palette(self) -> dict[str, str]:
+        """Colours from the current theme, so the text stays readable on dark and light themes."""
+        v = self.theme_variables
+
+        def colour(name: str, fallback: str) -> str:
+            value = v.get(name, "")
+            try:
+                RichColor.parse(value)
+            except Exception:  # theme values such as "auto 60%" are Textual's, not Rich colours
+                return fallback
+            return value
+
+        return {"bar": colour("primary", ""), "over": colour("warning", "yellow"),
+                "ok": colour("success", "green"), "error": colour("error", "red"), "muted": "dim"}
+
+    def table(self, name: str) -> TableView:
+        return self.query_one(f"#{name}-table", TableView)
+
+    def active_table(self) -> TableView | None:
+        active = self.query_one(TabbedContent).active
+        name = {"allocate": "diff"}.get(active, active)
+        try:
+            return self.table(name)
+        except Exception:  # the Overview has no table
+            return None
+
+    # --- loading (worker threads) ---
+
+    def load(self) -> None:
+        self.loaded = self.tables_loaded = False
+        for name in ("members", "projects", "pools"):
+            self.table(name).show_message("Loading…")
+        self._load(self.period)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load(self, period: str | None) -> None:
+        worker = get_current_worker()
+        try:
+            o = dashboard.overview(self.ctx, period)
+        except Exception as exc:  # an expected failure becomes a message in the app, never a traceback
+            if not worker.is_cancelled:
+                self.call_from_thread(self._failed, _error_text(exc))
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._show_overview, o)
+
+    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def _load_tables(self, o: dashboard.Overview) -> None:
+        worker = get_current_worker()
+        try:
+            entries = ledger_service.log(self.ctx, limit=LEDGER_LIMIT)
+        except Exception as exc:
+            entries, log_error = [], _error_text(exc)
+        else:
+            log_error = None
+        if worker.is_cancelled:
+            return
+        self.call_from_thread(self._show_ledger, entries, log_error, o.head_seq)
+        if o.period is None:
+            self.call_from_thread(self._no_details, o.note or "No allocation is recorded.")
+            return
+        try:
+            d = dashboard.details(self.ctx, o.period)
+        except Exception as exc:
+            if not worker.is_cancelled:
+                self.call_from_thread(self._no_details, _error_text(exc))
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._show_details, d)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            # Expected failures are caught in the workers; this is a bug, said in words, not a traceback.
+            self.notify(f"Internal error in {event.worker.name}: {_error_text(event.worker.error)}",
+                        severity="error", timeout=15)
+            if event.worker.group == "load":
+                self._failed(_error_text(event.worker.error))
+            return
+
+    def _failed(self, message: str) -> None:
+        self.overview = None
+        self.query_one("#header", Static).update(Text(f"pooler · {self.ctx.db}", style="bold"))
+        note = self.query_one("#ov-note", Static)
+        note.update(f"Error: {message}")
+        note.add_class("error")
+        self.query_one("#ov-totals", Static).update("")
+        self.query_one("#ov-regions", Static).update("")
+        self.query_one("#ov-types", Static).update("")
+        self.query_one("#ov-ledger", Static).update("")
+        for name in ("members", "projects", "pools", "ledger"):
+            self.table(name).show_message(f"Error: {message}")
+        self.loaded = self.tables_loaded = True
+
+    def _show_overview(self, o: dashboard.Overview) -> None:
+        self.overview = o
+        self.period = o.period
+        period_box = self.query_one("#alloc-period", Input)
+        if not period_box.value:
+            period_box.value = dashboard.current_period(self.ctx, o.period_kind)
+        self._paint_overview()
+        self.loaded = True
+        # The tables are read once the Overview is on screen: a busy reader thread would slow the paint.
+        self.call_after_refresh(self._mark, "overview")
+        self.call_after_refresh(self._load_tables, o)
+
+    def _mark(self, what: str) -> None:
+        self.painted[what] = time.perf_counter()
+
+    def _paint_overview(self) -> None:
+        o = self.overview
+        assert o is not None
+        colours = self.palette()
+        header = Text("pooler · ", style="bold")
+        header.append_text(views.overview_header(o))
+        self.query_one("#header", Static).update(header)
+        note = self.query_one("#ov-note", Static)
+        note.remove_class("error")
+        note.update(o.note or "")
+        note.display = bool(o.note)
+        self.query_one("#ov-totals", Static).update(views.overview_totals(o, colours))
+        narrow = self.size.width < 120
+        width = self.size.width if narrow else self.size.width // 2
+        regions, types = views.overview_groups(o, width, colours)
+        self.query_one("#ov-regions", Static).update(regions)
+        self.query_one("#ov-types", Static).update(types if o.by_accelerator else "")
+        self.query_one("#ov-ledger", Static).update(
+            views.ledger_status(o, self.verification, colours, self.ctx.db))
+
+    def _show_ledger(self, entries: list, error: str | None, head_seq: int) -> None:
+        table = self.table("ledger")
+        if error:
+            table.show_message(f"Error: {error}")
+            return
+        table.set_rows(views.ledger_rows(entries, ledger_service.subject))
+        if head_seq > len(entries):
+            table.query_one(".status").update(
+                table.model.status("entries") + f" · the newest {len(entries):,} of {head_seq:,}")
+
+    def _no_details(self, message: str) -> None:
+        for name in ("members", "projects", "pools"):
+            self.table(name).show_message(message)
+        self.tables_loaded = True
+        self._verify_after_load()
+
+    def _show_details(self, d: dashboard.Details) -> None:
+        self.details = d
+        self.table("members").set_rows(views.member_rows(d.report))
+        self.table("projects").set_rows(views.project_rows(d.report))
+        self.table("pools").set_rows(views.pool_rows(d.report))
+        self.tables_loaded = True
+        self.call_after_refresh(self._mark, "tables")
+        self._verify_after_load()
+
+    def _verify_after_load(self) -> None:
+        # The verification starts once the views are filled, so it never delays them.
+        if self.verify_on_open and self.verification is None:
+            self.call_after_refresh(self.action_verify)
+
+    # --- verification ---
+
+    def action_verify(self) -> None:
+        self.verification = None
+        if self.overview is not None:
+            self._paint_overview()
+        self.table("ledger").query_one(".status").update("Verifying the whole ledger in the background…")
+        self._verify()
+
+    @work(thread=True, exclusive=True, group="verify", exit_on_error=False)
+    def _verify(self) -> None:
+        try:
+            report = dashboard.verify(self.ctx)
+            result = {"ok": report.ok, "entries": report.entries, "problem": report.problem,
+                      "problems": len(report.problems)}
+        except Exception as exc:
+            result = {"error": _error_text(exc)}
+        if not get_current_worker().is_cancelled:
+            self.call_from_thread(self._verified, result)
+
+    def _verified(self, result: dict[str, Any]) -> None:
+        self.verification = result
+        if self.overview is not None:
+            self._paint_overview()
+        table = self.table("ledger")
+        if table.loaded:
+            line = views.ledger_status(self.overview, result, self.palette(), self.ctx.db) \
+                if self.overview else Text(str(result))
+            table.query_one(".status").update(line)
+        if not result.get("error") and not result["ok"]:
+            self.notify(f"The ledger does not verify: {result['problem']}", severity="error", timeout=10)
+
+    # --- actions ---
+
+    def action_show(self, tab: str) -> None:
+        # Focus first leaves the pane: a focused widget in a hidden pane would switch back to it.
+        self.set_focus(None)
+        self.query_one(TabbedContent).active = tab
+        table = self.active_table()
+        if table is not None and tab != "allocate":
+            table.data_table.focus()
+        elif tab == "allocate":
+            self.query_one("#alloc-preview", Button).focus()
+
+    def action_filter(self) -> None:
+        table = self.active_table()
+        if table is not None:
+            table.open_filter()
+
+    def action_sort(self) -> None:
+        table = self.active_table()
+        if table is not None and table.loaded:
+            table.cycle_sort()
+
+    def action_page(self, step: int) -> None:
+        table = self.active_table()
+        if table is not None and table.loaded:
+            table.turn(step)
+
+    def action_refresh(self) -> None:
+        self.verification = None
+        self.load()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def action_theme(self) -> None:
+        self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        if self.overview is not None:
+            self._paint_overview()
+        for name in ("members", "projects", "pools", "ledger", "diff"):
+            table = self.table(name)
+            if table.loaded:
+                table.render_page()
+
+    def action_period(self) -> None:
+        periods = self.overview.periods if self.overview else ()
+
+        def chosen(period: str | None) -> None:
+            if period and period != self.period:
+                self.period = period
+                self.load()
+
+        self.push_screen(PeriodScreen(periods, self.period), chosen)
+
+    async def action_quit(self) -> None:
+        self.exit(0)
+
+    # --- details ---
+
+    def on_table_view_opened(self, event: TableView.Opened) -> None:
+        d = self.details
+        try:
+            if event.table == "members" and d is not None:
+                self.push_screen(MemberScreen(dashboard.member_statement(d, event.key)))
+            elif event.table == "projects" and d is not None:
+                self.push_screen(ProjectScreen(dashboard.project_detail(d, event.key)))
+            elif event.table == "diff" and d is not None and event.key.startswith("project:"):
+                project = event.key.split(":", 1)[1]
+                if project in d.grants or any(p["project"] == project for p in d.view.projects):
+                    self.push_screen(ProjectScreen(dashboard.project_detail(d, project)))
+        except PoolerError as exc:
+            self.notify(str(exc), severity="warning")
+
+    # --- allocate ---
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "alloc-period":
+            event.stop()
+            self.start_preview()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "alloc-preview":
+            self.start_preview()
+        elif event.button.id == "alloc-commit":
+            self.ask_commit()
+
+    def start_preview(self) -> None:
+        period = self.query_one("#alloc-period", Input).value.strip() or None
+        self.preview = None
+        self.query_one("#alloc-commit", Button).disabled = True
+        self.query_one("#alloc-status", Static).update(
+            f"Solving {period or 'the current period'} in the background (a dry run: nothing is recorded)… "
+            "the other views stay usable.")
+        self.query_one("#diff-table", TableView).show_message("Solving…")
+        self._preview(period)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def _preview(self, period: str | None) -> None:
+        worker = get_current_worker()
+        try:
+            outcome = alloc.run(self.ctx, period, dry_run=True)
+            committed = outcome.previous
+            if committed is None:
+                try:
+                    committed = alloc.show(self.ctx)  # the latest committed run of any period
+                except PoolerError:
+                    committed = None
+            changes = alloc.preview_changes(outcome, committed)
+        except Exception as exc:
+            if not worker.is_cancelled:
+                self.call_from_thread(self._preview_failed, _error_text(exc))
+            return
+        if not worker.is_cancelled:
+            self.call_from_thread(self._show_preview, outcome, changes)
+
+    def _preview_failed(self, message: str) -> None:
+        self.query_one("#alloc-status", Static).update(Text(f"Error: {message}", style=self.palette()["error"]))
+        self.query_one("#diff-table", TableView).show_message("No preview.")
+
+    def _show_preview(self, outcome: alloc.RunOutcome, changes: dict[str, Any]) -> None:
+        self.preview = outcome
+        m = outcome.result["metrics"]
+        against = changes.get("against")
+        base = (f"compared with the committed run #{against['seq']} of {against['period']}" if against
+                else "no committed run to compare with")
+        moved = sum(1 for r in changes["projects"] if abs(r["change"]) >= 0.5)
+        status = Text()
+        status.append(f"Preview of {outcome.period}: ", style="bold")
+        status.append(f"utilisation {m['utilisation'] * 100:.1f}% · Jain's index {m['jain_index']:.3f} · "
+                      f"{m['satisfied_projects']} of {len(outcome.result['projects'])} projects fully served · "
+                      f"{len(outcome.result['grants'])} grants; {base}: {moved} projects change.\n")
+        status.append("Press Commit… to record it" + (
+            f" (it supersedes run #{outcome.supersedes}, and needs a reason)." if outcome.supersedes else
+            " (with a reason)."))
+        self.query_one("#alloc-status", Static).update(status)
+        self.query_one("#alloc-commit", Button).disabled = False
+        self.query_one("#diff-table", TableView).set_rows(views.diff_rows(changes))
+
+    def ask_commit(self) -> None:
+        outcome = self.preview
+        if outcome is None:
+            return
+
+        def confirmed(reason: str | None) -> None:
+            if reason:
+                self.query_one("#alloc-commit", Button).disabled = True
+                self.query_one("#alloc-status", Static).update(f"Committing {outcome.period}…")
+                self._commit(outcome.period, reason)
+
+        self.push_screen(CommitScreen(outcome.period, outcome.supersedes), confirmed)
+
+    @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
+    def _commit(self, period: str, reason: str) -> None:
+        try:
+            outcome = alloc.run(self.ctx, period, reason=reason)
+        except Exception as exc:
+            self.call_from_thread(self._preview_failed, _error_text(exc))
+            return
+        self.call_from_thread(self._committed, outcome)
+
+    def _committed(self, outcome: alloc.RunOutcome) -> None:
+        extra = f", superseding #{outcome.supersedes}" if outcome.supersedes else ""
+        self.query_one("#alloc-status", Static).update(
+            Text(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}. "
+                 "The other views now show it.", style=self.palette()["ok"]))
+        self.notify(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}.")
+        self.preview = None
+        self.period = outcome.period
+        self.verification = None
+        self.load()
+
+    # --- for tests and the benchmark ---
+
+    def row_counts(self) -> dict[str, int]:
+        return {name: len(self.table(name).model.rows) for name in ("members", "projects", "pools", "ledger")}
+
+
+def run(db: str, period: str | None = None, ctx: Context | None = None) -> int:
+    """Run the dashboard in the terminal; the exit code."""
+    app = PoolerApp(db, period=period, ctx=ctx)
+    code = app.run()
+    return code if isinstance(code, int) else (app.return_code or 0)

@@ -1,0 +1,227 @@
+"""Modal screens: keys, a member's statement, a project's grants and explanation, the period picker
+and the commit confirmation."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from rich.console import Group as RichGroup
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, OptionList, Static
+from textual.widgets.option_list import Option
+
+from tui.format import compact, full, pct
+
+KEYS = (
+    ("1-6", "switch view: Overview, Members, Projects, Pools, Ledger, Allocate (or click a tab)"),
+    ("↑ ↓ PgUp PgDn", "move in a table"),
+    ("Enter", "open the row: a member's statement, a project's grants and explanation"),
+    ("/", "filter the current table (words that must all appear); Esc clears it"),
+    ("s", "cycle the sort of the current table"),
+    ("[ ]", "previous / next page of a long table"),
+    ("p", "choose the period (of the recorded runs)"),
+    ("r", "refresh from the ledger"),
+    ("v", "verify the ledger (hash chain, attached rows, projections) in the background"),
+    ("t", "switch between the dark and the light theme"),
+    ("?", "this help"),
+    ("q", "quit"),
+)
+
+
+class _Modal(ModalScreen[Any]):
+    DEFAULT_CSS = """
+    _Modal { align: center middle; }
+    _Modal > .box {
+        width: 90%; max-width: 120; height: auto; max-height: 90%;
+        border: round $primary; background: $surface; padding: 0 1;
+    }
+    _Modal .title { text-style: bold; padding: 0 0 1 0; }
+    _Modal .hint { color: $text-muted; padding: 1 0 0 0; }
+    """
+    BINDINGS = [Binding("escape", "dismiss_screen", "Close"), Binding("q", "dismiss_screen", "Close", show=False)]
+
+    def action_dismiss_screen(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(_Modal):
+    def compose(self) -> ComposeResult:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column()
+        for key, what in KEYS:
+            table.add_row(key, what)
+        with VerticalScroll(classes="box"):
+            yield Static("Keys", classes="title")
+            yield Static(table)
+            yield Static("Figures are in the consortium's normalised units unless a column says "
+                         "device-hours; 1.2M = 1,200,000. Esc closes this.", classes="hint")
+
+
+def _grid(rows: Iterable[tuple[str, str]]) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for k, v in rows:
+        table.add_row(k, v)
+    return table
+
+
+def _table(title: str, columns: list[str], rows: list[tuple], numeric: set[str]) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold", expand=False, box=None,
+                  header_style="bold", padding=(0, 1))
+    for c in columns:
+        table.add_column(c, justify="right" if c in numeric else "left", overflow="fold")
+    for r in rows:
+        table.add_row(*[str(x) for x in r])
+    if not rows:
+        table.add_row(*(["(none)"] + [""] * (len(columns) - 1)))
+    return table
+
+
+class MemberScreen(_Modal):
+    """A member's statement: figures, projects sponsored, pools contributed, lending by counterparty."""
+
+    def __init__(self, statement: dict[str, Any]) -> None:
+        super().__init__()
+        self.statement = statement
+
+    def compose(self) -> ComposeResult:
+        s = self.statement
+        unit = s.get("unit") or "units"
+        row = s["statement"][0]
+        figures = _grid([
+            ("share", pct(row["share"])),
+            ("contributed", f"{full(row['contributed'])} {unit}"),
+            ("entitled", f"{full(row['entitled'])} {unit}  (share × the period's pooled units)"),
+            ("allocated", f"{full(row['allocated'])} {unit}  ({pct(row['allocated'], row['entitled'])} of entitled)"),
+            ("used", f"{full(row['used'])} {unit}  (of which on its own pools {full(row['own_use'])})"),
+            ("lent", f"{full(row['lent'])} {unit}  (its pools used by others' projects)"),
+            ("borrowed", f"{full(row['borrowed'])} {unit}  (others' pools it used)"),
+            ("balance", f"{full(row['balance'])} {unit}  (lent − borrowed)"),
+        ])
+        projects = _table("Projects sponsored", ["project", "stake", "demand", "allocated", "its part", "bottleneck"],
+                          [(p["project"], pct(p["stake"]), compact(p["demand"]), compact(p["allocated"]),
+                            compact(p["member_part"]), p["bottleneck"]) for p in s["projects"]],
+                          {"stake", "demand", "allocated", "its part"})
+        pools = _table("Pools contributed (device-hours)", ["pool", "accelerator", "region", "capacity", "granted", "used", "idle"],
+                       [(p["pool"], p["accelerator"], p["region"], compact(p["capacity"]), compact(p["granted"]),
+                         compact(p["used"]), pct(p["idle_share"])) for p in s["pools"]],
+                       {"capacity", "granted", "used", "idle"})
+        flows = _table(f"Lending and borrowing by counterparty ({unit})", ["member", "lent to", "borrowed from", "net"],
+                       [(c["member"], compact(c["lent_to"]), compact(c["borrowed_from"]), compact(c["net"]))
+                        for c in s["counterparties"]], {"lent to", "borrowed from", "net"})
+        with VerticalScroll(classes="box"):
+            yield Static(s["title"], classes="title")
+            yield Static(RichGroup(figures, Text(""), projects, Text(""), pools, Text(""), flows))
+            if s.get("notes"):
+                yield Static("\n".join(s["notes"]), classes="hint")
+            yield Static("Esc closes this.", classes="hint")
+
+
+class ProjectScreen(_Modal):
+    """A project's grants by pool and, below, the explanation `pooler alloc explain` gives."""
+
+    def __init__(self, detail: dict[str, Any]) -> None:
+        super().__init__()
+        self.detail = detail
+
+    def compose(self) -> ComposeResult:
+        d = self.detail
+        unit = d["explanation"].get("unit") or "units"
+        grants = _table(f"Grants by pool ({d['explanation']['period']})", ["pool", "device-hours", unit],
+                        [(g["pool"], full(g["device_hours"]), full(g["units"])) for g in d["grants"]],
+                        {"device-hours", unit})
+        words = Text()
+        for i, (line, style) in enumerate(d["lines"]):
+            if i:
+                words.append("\n")
+            words.append(line, style=style or "")
+        with VerticalScroll(classes="box"):
+            yield Static(f"Project {d['project']}", classes="title")
+            yield Static(grants)
+            yield Static(Text(""))
+            yield Static(words)
+            yield Static("Esc closes this.", classes="hint")
+
+
+class PeriodScreen(_Modal):
+    """Pick one of the periods with a recorded run."""
+
+    def __init__(self, periods: tuple[str, ...], current: str | None) -> None:
+        super().__init__()
+        self.periods = periods
+        self.current = current
+
+    def compose(self) -> ComposeResult:
+        options = OptionList(*[Option(p + ("  (shown)" if p == self.current else ""), id=p)
+                               for p in reversed(self.periods)])
+        with Vertical(classes="box"):
+            yield Static("Period", classes="title")
+            if self.periods:
+                yield options
+            else:
+                yield Static("No run is recorded yet: press 6 to allocate a period.")
+            yield Static("Enter picks, Esc cancels.", classes="hint")
+
+    def on_mount(self) -> None:
+        if self.periods:
+            self.query_one(OptionList).focus()
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+class CommitScreen(_Modal):
+    """Confirm a commit: says what it records and asks for the reason; returns the reason or None."""
+
+    DEFAULT_CSS = """
+    CommitScreen Horizontal { height: auto; padding: 1 0 0 0; }
+    CommitScreen Button { margin: 0 2 0 0; }
+    """
+    BINDINGS = [Binding("escape", "dismiss_screen", "Cancel")]
+
+    def __init__(self, period: str, supersedes: int | None) -> None:
+        super().__init__()
+        self.period = period
+        self.supersedes = supersedes
+
+    def compose(self) -> ComposeResult:
+        what = (f"This records a new run for {self.period} that supersedes run #{self.supersedes}; "
+                "both stay in the journal." if self.supersedes else
+                f"This records the allocation of {self.period} in the ledger as one journal entry.")
+        with Vertical(classes="box"):
+            yield Static(f"Commit the allocation of {self.period}?", classes="title")
+            yield Static(what + " It is solved again from the ledger as it is at the moment of "
+                                "committing.")
+            yield Input(placeholder="reason (required), e.g. monthly run, pool outage fixed", id="reason")
+            with Horizontal():
+                yield Button("Commit", variant="primary", id="confirm")
+                yield Button("Cancel", id="cancel")
+            yield Static("", classes="hint", id="commit-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#reason", Input).focus()
+
+    def _confirm(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        if not reason:
+            self.query_one("#commit-hint", Static).update("Give a reason in words: it is recorded with the run.")
+            return
+        self.dismiss(reason)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._confirm()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        if event.button.id == "confirm":
+            self._confirm()
+        else:
+            self.dismiss(None)

@@ -1,0 +1,214 @@
+"""The six views' contents: what each table shows, built from the services' values, and the Overview
+and Allocate panes. Rows carry plain values; `TableView` renders one page of them."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+from rich.console import Group as RichGroup
+from rich.table import Table
+from rich.text import Text
+
+from tui.format import compact, full, pct, short_hash, stacked_bar
+from tui.model import Column, Row, Sort, row
+
+# --- table definitions ---------------------------------------------------------------------------
+
+MEMBER_COLUMNS = (
+    Column("member", "member"), Column("share", "share", numeric=True),
+    Column("contributed", "contrib.", numeric=True), Column("entitled", "entitled", numeric=True),
+    Column("allocated", "allocated", numeric=True), Column("used", "used", numeric=True),
+    Column("balance", "balance", numeric=True), Column("quota_bar", "quota: allocated/entitled"),
+)
+MEMBER_SORTS = (Sort("share", True), Sort("allocated", True), Sort("balance", True),
+                Sort("quota", False, "quota"), Sort("member", False))
+
+PROJECT_COLUMNS = (
+    Column("project", "project"), Column("demand", "demand", numeric=True),
+    Column("allocated", "allocated", numeric=True), Column("served_bar", "served"),
+    Column("bottleneck", "bottleneck"), Column("sponsors", "sponsors (stakes)"),
+)
+PROJECT_SORTS = (Sort("allocated", True), Sort("served", False), Sort("demand", True),
+                 Sort("bottleneck", False), Sort("project", False))
+
+POOL_COLUMNS = (
+    Column("pool", "pool"), Column("member", "owner"), Column("accelerator", "accelerator"),
+    Column("capacity", "capacity", numeric=True), Column("granted", "granted", numeric=True),
+    Column("used", "used", numeric=True), Column("idle", "idle", numeric=True),
+    Column("use_bar", "of capacity: █ used ▒ granted"),
+)
+POOL_SORTS = (Sort("pool", False), Sort("capacity", True), Sort("idle", True), Sort("member", False),
+              Sort("accelerator", False))
+
+LEDGER_COLUMNS = (
+    Column("seq", "#", numeric=True), Column("time", "time"), Column("kind", "kind"),
+    Column("subject", "subject"), Column("actor", "actor"), Column("hash", "hash"),
+)
+LEDGER_SORTS = (Sort("seq", True), Sort("seq", False), Sort("kind", False), Sort("actor", False))
+
+DIFF_COLUMNS = (
+    Column("what", "what"), Column("id", "id"), Column("committed", "committed", numeric=True),
+    Column("preview", "preview", numeric=True), Column("change", "change", numeric=True),
+)
+DIFF_SORTS = (Sort("abs_change", True, "size of change"), Sort("id", False), Sort("preview", True))
+
+
+def _f(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def member_rows(report: Mapping[str, Any]) -> list[Row]:
+    out = []
+    for m in report["members"]:
+        entitled, allocated = _f(m["entitled"]), _f(m["allocated"])
+        quota = allocated / entitled if entitled else None
+        out.append(row(m["member"], (
+            m["member"], pct(m["share"]), _f(m["contributed"]), entitled, allocated, _f(m["used"]),
+            _f(m["balance"]), (quota, quota),
+        ), {"member": m["member"], "share": _f(m["share"]), "allocated": allocated,
+            "balance": _f(m["balance"]), "quota": quota},
+            text=lambda m=m: f"{m['member']} {m.get('name') or ''}"))
+    return out
+
+
+def project_rows(report: Mapping[str, Any]) -> list[Row]:
+    out = []
+    for p in report["projects"]:
+        served = _f(p["served"])
+        out.append(row(p["project"], (
+            p["project"], _f(p["demand"]), _f(p["allocated"]), (served, served), p["bottleneck"],
+            p["sponsors"],
+        ), {"project": p["project"], "served": served, "demand": _f(p["demand"]),
+            "allocated": _f(p["allocated"]), "bottleneck": p["bottleneck"]},
+            text=lambda p=p: f"{p['project']} {p['sponsors']} {p['bottleneck']}"))
+    return out
+
+
+def pool_rows(report: Mapping[str, Any]) -> list[Row]:
+    out = []
+    for p in report["pools"]:
+        capacity, granted = _f(p["capacity"]), _f(p["granted"])
+        idle = _f(p["idle_share"])
+        used = _f(p["used"])
+        share = (granted / capacity if capacity else None, used / granted if granted else 0.0)
+        idle_text = Text(pct(idle), justify="right", style="bold" if p.get("flagged") else "")
+        out.append(row(p["pool"], (
+            p["pool"], p["member"], p["accelerator"], capacity, granted, used, idle_text, share,
+        ), {"pool": p["pool"], "capacity": capacity, "idle": idle, "member": p["member"],
+            "accelerator": p["accelerator"]}, group=p["region"] or "(no region)",
+            text=lambda p=p: f"{p['pool']} {p['member']} {p['accelerator']} {p['region']}"))
+    return out
+
+
+def ledger_rows(entries: Sequence[Any], subject) -> list[Row]:
+    out = []
+    for e in entries:
+        what = subject(e)
+        out.append(row(str(e.seq), (
+            str(e.seq), e.time[:19].replace("T", " "), e.kind, what, e.actor, short_hash(e.hash),
+        ), {"seq": e.seq, "kind": e.kind, "actor": e.actor},
+            text=lambda e=e, what=what: f"#{e.seq} {e.kind} {what} {e.actor} {e.hash} {e.time}"))
+    return out
+
+
+def diff_rows(diff: Mapping[str, Any]) -> list[Row]:
+    out = []
+    for what, key in (("member", "member"), ("project", "project")):
+        for d in diff[f"{key}s"]:
+            change = d["change"]
+            sign = Text(f"{'+' if change > 0 else ''}{compact(change)}" if abs(change) >= 0.5 else "0",
+                        justify="right", style="bold" if abs(change) >= 0.5 else "dim")
+            out.append(row(f"{what}:{d[key]}", (what, d[key], d["committed"], d["preview"], sign),
+                           {"abs_change": abs(change), "id": d[key], "preview": d["preview"]},
+                           text=lambda what=what, d=d, key=key: f"{what} {d[key]}"))
+    return out
+
+
+# --- the Overview ---------------------------------------------------------------------------------
+
+
+def _groups_table(title: str, groups, unit: str, width: int, colours: Mapping[str, str],
+                  has_usage: bool) -> Table:
+    """One row per region or accelerator: a bar as long as its capacity (against the largest) whose
+    solid part is the share granted (or used, once usage is imported)."""
+    largest = max((float(g.capacity_units) for g in groups), default=0.0)
+    bar_width = max(6, min(30, width - 52))
+    what = "used" if has_usage else "granted"
+    table = Table(title=f"{title}: capacity, █ {what} ▒ not {what}", title_justify="left",
+                  title_style="bold", box=None, padding=(0, 1), header_style="bold", expand=False)
+    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=18 if width < 100 else 26)
+    table.add_column(f"{unit}", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
+    table.add_column("granted", justify="right", no_wrap=True)
+    if has_usage:
+        table.add_column("used", justify="right", no_wrap=True)
+    for g in groups:
+        extent = float(g.capacity_units) / largest if largest else 0.0
+        cells = [g.name, compact(g.capacity_units),
+                 Text(stacked_bar(extent, g.used_share if has_usage else g.granted_share, bar_width),
+                      style=colours.get("bar", "")),
+                 pct(g.granted_share)]
+        if has_usage:
+            cells.append(pct(g.used_share))
+        table.add_row(*cells)
+    if not groups:
+        table.add_row("(no pools)", "", "", "")
+    return table
+
+
+def overview_header(o) -> Text:
+    text = Text()
+    text.append(o.consortium, style="bold")
+    if o.period is not None:
+        run = o.run or {}
+        text.append(f"  ·  period {o.period}  ·  run #{run.get('seq')} of {run.get('time', '')[:10]} "
+                    f"by {run.get('actor')}")
+        if run.get("reason"):
+            text.append(f" ({run['reason']})")
+    return text
+
+
+def overview_totals(o, colours: Mapping[str, str]) -> RichGroup:
+    unit = o.unit
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(justify="right", no_wrap=True)
+    grid.add_column(style=colours.get("muted", "dim"))
+    cap = float(o.capacity_units)
+    grid.add_row("capacity", f"{full(o.capacity_units)} {unit}",
+                 f"{compact(o.capacity_device_hours)} device-hours, {o.pools} pools, {o.members} members")
+    if o.period is None:
+        return RichGroup(grid)
+    grid.add_row("granted", f"{full(o.granted_units)} {unit}", f"{pct(o.granted_units, cap)} of capacity")
+    grid.add_row("allocated", f"{full(o.allocated_units)} {unit}", "to projects, at their speed")
+    if o.has_usage:
+        grid.add_row("used", f"{full(o.used_units)} {unit}",
+                     f"{pct(o.used_units, cap)} of capacity, {compact(o.used_device_hours)} device-hours")
+    else:
+        grid.add_row("used", "-", "no usage imported for the period yet")
+    grid.add_row("idle", pct(o.idle_share), "of capacity " + ("unused" if o.has_usage else "not granted"))
+    jain = "-" if o.jain_index is None else f"{o.jain_index:.3f}"
+    grid.add_row("Jain's index", jain, "1 = members get equal units per unit of share")
+    grid.add_row("satisfied", f"{o.satisfied_projects} of {o.projects}", "projects got all they asked for")
+    return RichGroup(grid)
+
+
+def overview_groups(o, width: int, colours: Mapping[str, str]) -> tuple[Table, Table]:
+    return (_groups_table("By region", o.by_region, o.unit, width, colours, o.has_usage),
+            _groups_table("By accelerator", o.by_accelerator, o.unit, width, colours, o.has_usage))
+
+
+def ledger_status(o, verification: Mapping[str, Any] | None, colours: Mapping[str, str],
+                  name: str | None = None) -> Text:
+    text = Text()
+    text.append("Ledger ", style="bold")
+    text.append(f"{name or o.ledger}  ·  head #{o.head_seq} {short_hash(o.head_hash, 16)}  ·  ")
+    if verification is None:
+        text.append("verifying…", style=colours.get("muted", "dim"))
+    elif verification.get("error"):
+        text.append(f"could not verify: {verification['error']}", style=colours.get("error", "red"))
+    elif verification["ok"]:
+        text.append(f"✓ verifies ({verification['entries']:,} entries)", style=colours.get("ok", "green"))
+    else:
+        text.append(f"✗ DOES NOT VERIFY: {verification['problem']}", style=f"bold {colours.get('error', 'red')}")
+    return text
