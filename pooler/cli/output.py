@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+# soft_wrap: the terminal wraps long lines; no newline is put inside a path or an id (copy and paste)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _json_default(value: Any) -> Any:
