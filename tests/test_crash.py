@@ -11,7 +11,7 @@ after the commit). The copy must then verify and equal the "before" row for row,
 POOLER_CRASH_POINTS sets the kill points per command: the suite uses 6 on SQLite and 4 on PostgreSQL
 to stay quick; run it by hand with dozens (README.md records such a run):
 
-    POOLER_CRASH_POINTS=36 python3 -m pytest tests/test_crash.py -s
+    POOLER_CRASH_POINTS=36 python3 -m pytest -n 0 -s tests/test_crash.py
 """
 
 from __future__ import annotations
