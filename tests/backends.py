@@ -16,6 +16,18 @@ REQUIRE_POSTGRES = os.environ.get("POOLER_REQUIRE_POSTGRES") == "1"
 BACKENDS = ("sqlite", "postgresql")
 
 
+def as_target(db) -> Path | str:
+    """A ledger location as the helpers take it: a Path for an SQLite file, a str for a URL."""
+    return db if isinstance(db, Path) or "://" in str(db) else Path(db)
+
+
+def _engine(db):
+    from sqlalchemy import create_engine
+
+    db = as_target(db)
+    return create_engine(f"sqlite:///{db}" if isinstance(db, Path) else db)
+
+
 def need_postgres() -> str:
     """The server URL, or skip (fail under POOLER_REQUIRE_POSTGRES=1) when there is none."""
     if not POSTGRES:
@@ -50,6 +62,7 @@ def db_digest(db) -> str:
     SQLite: the file's bytes after folding the write-ahead log into it (in WAL mode committed pages
     may still sit in the -wal file; checkpointing first makes the bytes comparable). PostgreSQL:
     every row of every table in the public schema, in primary-key order, plus the sequences."""
+    db = as_target(db)
     if isinstance(db, Path):
         import sqlite3
 
@@ -59,9 +72,9 @@ def db_digest(db) -> str:
         con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         con.close()
         return hashlib.sha256(db.read_bytes()).hexdigest()
-    from sqlalchemy import create_engine, inspect, text
+    from sqlalchemy import inspect, text
 
-    engine = create_engine(db)
+    engine = _engine(db)
     h = hashlib.sha256()
     try:
         with engine.connect() as conn:
@@ -81,9 +94,9 @@ def db_digest(db) -> str:
 
 
 def table_names(db) -> list[str]:
-    from sqlalchemy import create_engine, inspect
+    from sqlalchemy import inspect
 
-    engine = create_engine(db if not isinstance(db, Path) else f"sqlite:///{db}")
+    engine = _engine(db)
     try:
         return sorted(inspect(engine).get_table_names())
     finally:
@@ -96,6 +109,7 @@ def tamper(db, *statements: str) -> None:
     SQLite: the guard triggers are dropped and re-created around the statements. PostgreSQL: the
     statements run in a session with `session_replication_role = replica`, which skips ordinary
     triggers (the test server's user is a superuser)."""
+    db = as_target(db)
     if isinstance(db, Path):
         import sqlite3
 
@@ -110,9 +124,9 @@ def tamper(db, *statements: str) -> None:
         con.commit()
         con.close()
         return
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(db)
+    engine = _engine(db)
     try:
         with engine.begin() as conn:
             conn.execute(text("SET LOCAL session_replication_role = replica"))
@@ -124,9 +138,9 @@ def tamper(db, *statements: str) -> None:
 
 def query(db, sql: str) -> list[tuple]:
     """Rows of a read-only query, straight from the database."""
-    from sqlalchemy import create_engine, text
+    from sqlalchemy import text
 
-    engine = create_engine(db if not isinstance(db, Path) else f"sqlite:///{db}")
+    engine = _engine(db)
     try:
         with engine.connect() as conn:
             return [tuple(r) for r in conn.execute(text(sql))]

@@ -124,19 +124,18 @@ def settle(db: str) -> str:
     with Ledger.open(db) as ledger:
         report = ledger.verify()
     assert report.ok, report.problems
-    return db_digest(Path(db) if not db.startswith("postgresql") else db)
+    return db_digest(db)
 
 
 def head(db: str) -> int:
-    return query(Path(db) if not db.startswith("postgresql") else db, "select max(seq) from journal")[0][0]
+    return query(db, "select max(seq) from journal")[0][0]
 
 
 def reproducible(db: str) -> list:
     """What a repeated run reproduces: the entries' kinds, the records and every attached row."""
-    d = Path(db) if not db.startswith("postgresql") else db
-    out = [query(d, "select seq, kind, actor from journal order by seq")]
+    out = [query(db, "select seq, kind, actor from journal order by seq")]
     for table in ("member", "pool", "project", "alloc_grant", "usage_line"):
-        rows = query(d, f'select * from "{table}"')
+        rows = query(db, f'select * from "{table}"')
         out.append(sorted(map(repr, rows)))
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -76,11 +77,12 @@ def register(app: typer.Typer) -> None:
         else:
             data = outcome.to_json_dict()
             # A big file touches thousands of (project, pool) pairs: the terminal gets the largest.
-            pairs = sorted(data["by_project_pool"], key=lambda r: (-Decimal(str(r["device_hours"])),
-                                                                   r["project"], r["pool"]))
-            rows = [(r["project"], r["pool"], _hours(r["device_hours"])) for r in pairs[:_SHOWN]]
-            if len(pairs) > _SHOWN:
-                rest = sum(Decimal(str(r["device_hours"])) for r in pairs[_SHOWN:])
+            pairs = data["by_project_pool"]
+            top = heapq.nsmallest(_SHOWN, pairs, key=lambda r: (-Decimal(str(r["device_hours"])),
+                                                                r["project"], r["pool"]))
+            rows = [(r["project"], r["pool"], _hours(r["device_hours"])) for r in top]
+            if len(pairs) > _SHOWN:  # the rest, exactly: the total less what is shown
+                rest = Decimal(str(data["device_hours"])) - sum(Decimal(str(r["device_hours"])) for r in top)
                 rows.append((f"... {len(pairs) - _SHOWN} more pairs (--json lists all)", "", _hours(rest)))
             rows.append(("total", "", _hours(data["device_hours"])))
             out.print(table(f"Usage in {file.name}", ["project", "pool", "device-hours"], rows,
