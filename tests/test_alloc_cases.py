@@ -232,6 +232,33 @@ def test_speed_tables_and_rates():
     assert total == approx({"fast": 30, "any": 10})
 
 
+def test_lending_limit_holds_through_the_hub_above_the_regions():
+    # two groups without region limits and two regions: pure flow goes through one hub above the
+    # regions, and what it carries into A's reserve class still counts against A's lending limit
+    res = allocate(consortium(["A", "B"], [pool("pa", "A", 10, region="north", reserve=D("0.5")),
+                                           pool("pb", "B", 2, region="south")],
+                              [project("ja", "A", 1), project("jb", "B", 100)]), integer_grants=False)
+    assert allocated(res) == approx({"ja": 1, "jb": 7})  # 2 of B's own, 5 lent; 11 without the limit
+    lent = sum(g.device_hours for g in res.grants if g.project == "jb" and g.pool == "pa")
+    assert lent == pytest.approx(5)
+
+
+def test_speed_tables_through_the_type_hub_keep_lending_limits_and_own_use():
+    # speed tables without region limits reach every gpu class through one hub; the owner's own
+    # project still uses its reserve directly, and the others borrow at most the lending limit
+    snap = consortium(["A", "B"], [pool("pa", "A", 10, region="north", reserve=D("0.5")),
+                                   pool("pb", "B", 10, region="south")],
+                      [project("ja", "A", 2, speed=(("gpu", D("0.5")),)),
+                       project("jb1", "B", 100, speed=(("gpu", D(2)),)),
+                       project("jb2", "B", 100, speed=(("gpu", D("1.5")),))])
+    res = allocate(snap, integer_grants=False)
+    # ja needs 4 device-hours of its own pool; B's best total is all it may use (10 own + 5 lent;
+    # 16 without the limit) on jb1 at 2 units each, and step 2 must keep it, which leaves jb2 nothing
+    assert allocated(res) == approx({"ja": 2, "jb1": 30, "jb2": 0})
+    grants = {(g.project, g.pool): g.device_hours for g in res.grants}
+    assert grants == approx({("ja", "pa"): 4, ("jb1", "pa"): 5, ("jb1", "pb"): 10})
+
+
 def test_cost_then_own_pools_decide_placement():
     res = allocate(consortium(["A", "B"], [pool("a-cheap", "A", 10, cost=D(1)), pool("b-dear", "B", 10, cost=D(2)),
                                            pool("b-cheap", "B", 10, cost=D(1))],

@@ -2,9 +2,11 @@
 
 The network is built by `pooler.core.alloc`: *groups* of interchangeable projects (same sponsors and
 stakes, same effective rates everywhere) send normalised units to pool *classes* (pools that are
-interchangeable for fairness), either directly (projects with speed tables, a generalised flow with
-the speed as gain) or through a per-region *hub* (projects without speed tables: a pure flow, so one
-edge per region instead of one per accelerator type).
+interchangeable for fairness), directly or through *hubs*: a hub gathers classes that are one and the
+same to the groups that reach it (a region's classes for projects without speed tables; one
+accelerator type's classes everywhere for projects with speed tables and no region limits), so a
+group needs one edge per hub instead of one per class. Hubs feed classes and other hubs by arcs of
+pure flow; the speed is the gain on the group's edge (a generalised flow).
 
 Both fairness steps run the same progressive filling on one warm-started LP:
 
@@ -21,7 +23,12 @@ Both fairness steps run the same progressive filling on one warm-started LP:
   the rest blocked;
 * frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it),
   never above what the LP reached; should an LP still come back infeasible, every frozen bound is
-  loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up.
+  loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up;
+* warm starts are kept cheap: a round that only froze entities (bounds tightened at values already
+  reached, level rows dropped) leaves the basis primal feasible, so the next LP runs the primal
+  simplex from it; a round that reaches a demand ends there (the capped entities freeze, which is
+  again only a loosening) rather than moving to the next piece, which would change coefficients of
+  the basic level column; and the excess LPs hand the max-level basis back when they are done.
 """
 
 from __future__ import annotations
@@ -56,7 +63,9 @@ class FairNetwork:
     n_hubs: int
     class_cap: np.ndarray  # (C,) capacity in scaled units
     class_lend: np.ndarray  # (C,) lending limit for projects the owner does not sponsor (inf: none)
-    class_hub: np.ndarray  # (C,) hub feeding the class, -1 for none
+    arc_hub: np.ndarray  # (A,) hub an arc leaves (pure flow between hubs and classes, coefficient 1)
+    arc_target: np.ndarray  # (A,) class it enters, or hub when arc_to_hub
+    arc_to_hub: np.ndarray  # (A,) bool
     edge_group: np.ndarray  # (E,)
     edge_target: np.ndarray  # (E,) class index, or hub index when edge_is_hub
     edge_is_hub: np.ndarray  # (E,) bool
@@ -85,16 +94,16 @@ class _Engine:
     def __init__(self, net: FairNetwork) -> None:
         self.net = net
         M, G, H = net.n_members, net.n_groups, net.n_hubs
-        C, E = len(net.class_cap), len(net.edge_group)
+        C, E, A = len(net.class_cap), len(net.edge_group), len(net.arc_hub)
         lend_classes = np.flatnonzero(np.isfinite(net.class_lend))
         R = len(lend_classes)
         lend_row_of = np.full(C, -1)
         # columns
         c_u = np.arange(E)
-        c_v = E + np.arange(C)
-        c_y = E + C + np.arange(G)
-        c_Y = E + C + G + np.arange(M)
-        c_t = E + C + G + M
+        c_v = E + np.arange(A)
+        c_y = E + A + np.arange(G)
+        c_Y = E + A + G + np.arange(M)
+        c_t = E + A + G + M
         c_eg = c_t + 1 + np.arange(G)
         c_em = c_t + 1 + G + np.arange(M)
         n_col = c_t + 1 + G + M
@@ -125,11 +134,13 @@ class _Engine:
         lend = to_cls & net.edge_lend
         put(lend_row_of[net.edge_target[lend]], c_u[lend], 1.0)
         put(r_gdef[net.edge_group], c_u, net.edge_coef)
-        # hub -> class columns
-        fed = np.flatnonzero(net.class_hub >= 0)
-        put(r_hub[net.class_hub[fed]], c_v[fed], -1.0)
-        put(r_cap, c_v, 1.0)
-        put(r_lend, c_v[lend_classes], 1.0)
+        # arcs out of hubs, into hubs or classes (and the class's lending row: hubs carry anyone's flow)
+        put(r_hub[net.arc_hub], c_v, -1.0)
+        ah = net.arc_to_hub
+        put(r_hub[net.arc_target[ah]], c_v[ah], 1.0)
+        put(r_cap[net.arc_target[~ah]], c_v[~ah], 1.0)
+        al = ~ah & (lend_row_of[np.where(ah, 0, net.arc_target)] >= 0) if A else np.zeros(0, bool)
+        put(lend_row_of[net.arc_target[al]], c_v[al], 1.0)
         # groups: definition and level rows (level coefficients are placeholders until activated)
         put(r_gdef, c_y, -1.0)
         put(r_glev, c_y, 1.0)
@@ -180,8 +191,9 @@ class _Engine:
         self.frozen_lo = np.zeros(n_ent)
 
     # -- pieces --------------------------------------------------------------------------------
-    def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """Make the level rows of `ents` exact on the piece of f_e that starts at `level`."""
+    def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """Make the level rows of `ents` exact on the piece of f_e that starts at `level`; also says
+        whether any row changed."""
         it_ent, it_w, it_d, it_bp = items
         capped = it_bp <= level * (1 + _LEVEL_RTOL)
         n_ent = len(self.coef)
@@ -196,7 +208,7 @@ class _Engine:
             self.lp.set_row_bounds(rows, b[changed], INF)
             self.coef[ch] = ach
             self.rhs[ch] = b[changed]
-        return a, b
+        return a, b, bool(ch.size)
 
     def _deactivate(self, ents: np.ndarray) -> None:
         self.lp.set_row_bounds(self.ent_row[ents], -INF, INF)
@@ -229,12 +241,19 @@ class _Engine:
             self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
 
     def _solve(self, **kw):
-        """Solve; on a verdict other than optimal, restore feasibility by loosening the frozen bounds."""
-        sol = self.lp.solve(**kw)
+        """Solve from the current basis; on a verdict other than optimal, loosen the frozen bounds
+        (hot starts, cheap) before a cold start has the last word.
+
+        The frozen bounds carry the solver's error of every earlier round; once they are infeasible
+        together at 1e-9 they stay so, and every later LP would need two cold starts to be solved at
+        1e-7. Loosening them by 1e-9 (relative) restores feasibility for the rounds that follow."""
+        sol = self.lp.solve(verify=False, **kw)
         for rel in _RESTORE:
             if sol.status == "optimal":
-                break
+                return sol
             self._relax_frozen(rel)
+            sol = self.lp.solve(verify=False, **kw)
+        if sol.status != "optimal":
             sol = self.lp.solve(**kw)
         return sol
 
@@ -256,17 +275,18 @@ class _Engine:
                 raise NumericalFailure(
                     f"the allocation LP became infeasible at level {level:.6g} with {active.size} entities "
                     f"left ({self.lp.solves} LPs solved)")
-            a, b = self._set_piece(active, items, level)
             reached = sol.col_value[self.ent_col[active]]
             full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
-            if full.any():  # demand-capped in bulk
+            if full.any():
+                # demand-capped in bulk; freezing them only loosens the LP for the rest, so the next
+                # round starts from this basis (primal simplex) and finds the blocked ones, if any
                 self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
-            keep = ~full
-            rest, a, b, reached = active[keep], a[keep], b[keep], reached[keep]
-            if not rest.size:
-                break
+                active = active[~full]
+                continue
+            rest = active
+            a, b, _ = self._set_piece(rest, items, level)
             blocked = self._blocked(rest, a, b, level, sol)
-            if not blocked.any() and not full.any():
+            if not blocked.any():
                 # no progress proved: hold those the duals name most strongly (or everyone)
                 dual = np.abs(sol.row_dual[self.ent_row[rest]]) if sol.row_dual.size else np.zeros(rest.size)
                 blocked = dual >= dual.max() * (1 - 1e-9) if dual.max() > 0 else np.ones(rest.size, bool)
@@ -289,9 +309,13 @@ class _Engine:
         sol = None
         full_pts = bps  # where projects reach their demands
         jump, hi_idx = 2, len(full_pts)
+        first = True
         for _ in range(len(bps) + 3):
-            self._set_piece(active, items, g)
-            sol = self._solve(want_duals=True)
+            _, _, changed = self._set_piece(active, items, g)
+            # after a round's freezes (bounds only loosened for the rest) the basis is still primal
+            # feasible: the primal simplex goes on from it
+            sol = self._solve(want_duals=True, primal=first and not changed)
+            first = False
             if sol.status != "optimal":
                 sol = None
                 break
@@ -307,6 +331,9 @@ class _Engine:
                 g = t
                 break
             g = t
+            if (ent_bp_max[active] <= t * (1 + _LEVEL_RTOL)).any():
+                # an entity met its whole demand: freezing it only loosens the LP (no new piece)
+                break
             # the optimum stopped at a demand: speculate that the next `jump` demands are met too
             # (galloping while it works, then bisecting below the first miss)
             kt = int(np.searchsorted(full_pts, t * (1 + _LEVEL_RTOL), side="right"))
@@ -370,6 +397,7 @@ class _Engine:
         value = a * level + b
         dual_blocked = blocked.copy()
         offer = np.maximum(_EXCESS * value, 1e-6)
+        basis = lp.h.getBasis()
         lp.set_cost([self.c_t], 0.0)
         try:
             for hold in (1e-9, 1e-7):
@@ -383,6 +411,8 @@ class _Engine:
         finally:
             lp.set_col_bounds([self.c_t], 0.0, INF)
             lp.set_cost([self.c_t], 1.0)
+            if basis.valid:  # the max-level basis stays dual feasible through the freezes that follow
+                lp.h.setBasis(basis)
         return blocked
 
 

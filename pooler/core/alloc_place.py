@@ -24,7 +24,10 @@ class PlaceNetwork:
 
     n_groups: int
     n_hubs: int
-    class_hub: np.ndarray  # (C,)
+    n_classes: int
+    arc_hub: np.ndarray  # (A,) hub -> hub or class arcs of the fairness network
+    arc_target: np.ndarray
+    arc_to_hub: np.ndarray
     # group -> hub / class edges of the fairness network (the own-reserve edges are left out)
     edge_group: np.ndarray
     edge_target: np.ndarray
@@ -54,14 +57,14 @@ class Placement:
 
 def place(net: PlaceNetwork) -> Placement:
     G, H = net.n_groups, net.n_hubs
-    C, B = len(net.class_hub), len(net.sub_class)
+    C, B, A = net.n_classes, len(net.sub_class), len(net.arc_hub)
     E, O = len(net.edge_group), len(net.own_group)
-    # columns: group edges (E), hub->class (C), class->subclass (B), own edges (O)
+    # columns: group edges (E), hub arcs (A), class->subclass (B), own edges (O)
     c_e = np.arange(E)
-    c_v = E + np.arange(C)
-    c_z = E + C + np.arange(B)
-    c_o = E + C + B + np.arange(O)
-    n_col = E + C + B + O
+    c_v = E + np.arange(A)
+    c_z = E + A + np.arange(B)
+    c_o = E + A + B + np.arange(O)
+    n_col = E + A + B + O
     # rows: hubs (H), classes (C) conservation, subclass capacity (B), subclass lending (B), groups (G)
     r_hub = np.arange(H)
     r_cls = H + np.arange(C)
@@ -81,9 +84,10 @@ def place(net: PlaceNetwork) -> Placement:
     put(r_hub[net.edge_target[hub]], c_e[hub], 1.0)
     put(r_cls[net.edge_target[~hub]], c_e[~hub], 1.0)
     put(r_grp[net.edge_group], c_e, net.edge_coef)
-    fed = np.flatnonzero(net.class_hub >= 0)
-    put(r_hub[net.class_hub[fed]], c_v[fed], -1.0)
-    put(r_cls, c_v, 1.0)
+    put(r_hub[net.arc_hub], c_v, -1.0)
+    ah = net.arc_to_hub
+    put(r_hub[net.arc_target[ah]], c_v[ah], 1.0)
+    put(r_cls[net.arc_target[~ah]], c_v[~ah], 1.0)
     put(r_cls[net.sub_class], c_z, -1.0)
     put(r_cap, c_z, 1.0)
     put(r_lend, c_z, 1.0)
@@ -168,19 +172,42 @@ def _cum_within(key: np.ndarray, amt: np.ndarray) -> np.ndarray:
 
 def _decompose(net: PlaceNetwork, xe, xv, xz, xo, solves) -> Placement:
     tiny = 1e-13
-    # 1. hub flows: the groups' hub inflows go to the hub's classes, groups and classes in id order
-    hub = np.flatnonzero(net.edge_is_hub & (xe > tiny))
-    fed = np.flatnonzero((net.class_hub >= 0) & (xv > tiny))
-    order_s = hub[np.lexsort((net.edge_group[hub], net.edge_target[hub]))]
-    order_d = fed[np.argsort(net.class_hub[fed], kind="stable")]
-    si, di, amt = transport(net.edge_target[order_s], xe[order_s], net.class_hub[order_d], xv[order_d])
-    # class inflows per group: through hubs (coefficient 1) and direct speed edges
+    # 1. hub flows, hubs in order (a hub's arcs lead only to hubs before it, so the last is first):
+    #    each hub's inflows, by group, go to its arcs in (target kind, target) order
+    hub_e = np.flatnonzero(net.edge_is_hub & (xe > tiny))
+    # pieces waiting in hubs: hub, group, capacity units, delivered units per capacity unit
+    p_hub, p_grp = net.edge_target[hub_e], net.edge_group[hub_e]
+    p_amt, p_coef = xe[hub_e], net.edge_coef[hub_e]
+    c_grp, c_cls, c_amt, c_coef = [], [], [], []
+    arcs = np.flatnonzero(xv > tiny)
+    for h in range(net.n_hubs - 1, -1, -1):
+        mine = p_hub == h
+        out = arcs[net.arc_hub[arcs] == h]
+        if not mine.any() or not out.size:
+            continue
+        grp, amt, coef = p_grp[mine], p_amt[mine], p_coef[mine]
+        p_hub, p_grp, p_amt, p_coef = p_hub[~mine], p_grp[~mine], p_amt[~mine], p_coef[~mine]
+        o = np.lexsort((coef, grp))
+        grp, amt, coef = grp[o], amt[o], coef[o]
+        out = out[np.lexsort((net.arc_target[out], ~net.arc_to_hub[out]))]
+        si, di, part = transport(np.zeros(grp.size, np.int64), amt, np.zeros(out.size, np.int64), xv[out])
+        to_hub = net.arc_to_hub[out[di]]
+        tgt = net.arc_target[out[di]]
+        p_hub = np.concatenate([p_hub, tgt[to_hub]])
+        p_grp = np.concatenate([p_grp, grp[si][to_hub]])
+        p_amt = np.concatenate([p_amt, part[to_hub]])
+        p_coef = np.concatenate([p_coef, coef[si][to_hub]])
+        c_grp.append(grp[si][~to_hub])
+        c_cls.append(tgt[~to_hub])
+        c_amt.append(part[~to_hub])
+        c_coef.append(coef[si][~to_hub])
+    # class inflows per group: through hubs and direct edges
     direct = np.flatnonzero(~net.edge_is_hub & (xe > tiny))
-    in_group = np.concatenate([net.edge_group[order_s][si], net.edge_group[direct]])
-    in_class = np.concatenate([order_d[di], net.edge_target[direct]])
-    in_amt = np.concatenate([amt, xe[direct]])
-    in_coef = np.concatenate([np.ones(amt.size), net.edge_coef[direct]])
-    o = np.lexsort((in_group, in_class))
+    in_group = np.concatenate(c_grp + [net.edge_group[direct]])
+    in_class = np.concatenate(c_cls + [net.edge_target[direct]])
+    in_amt = np.concatenate(c_amt + [xe[direct]])
+    in_coef = np.concatenate(c_coef + [net.edge_coef[direct]])
+    o = np.lexsort((in_coef, in_group, in_class))
     in_group, in_class, in_amt, in_coef = in_group[o], in_class[o], in_amt[o], in_coef[o]
     # 2. class -> subclass flows, groups in id order, subclasses in their (cost, id) order
     subs = np.flatnonzero(xz > tiny)
