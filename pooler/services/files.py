@@ -14,8 +14,15 @@ def write_atomic(path: Path, content: str | Iterable[str], *, mode: int | None =
     file in the same folder and a rename, so that a reader never sees half a file and a failure
     leaves any earlier file as it was. `mode` sets the file's permissions (e.g. 0o600 for a key);
     otherwise the usual mode under the umask applies. A path that cannot be written is a usage
-    error naming it and the reason, never a traceback."""
+    error naming it and the reason, never a traceback.
+
+    A path that is neither a file nor a folder (`/dev/null`, `/dev/stdout`, a named pipe) has no
+    file to replace: the content is written straight into it. (Renaming over it would replace the
+    device itself with a plain file, for every program on the machine.)"""
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        _write_through(path, content)
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         if path.is_dir():
@@ -34,4 +41,13 @@ def write_atomic(path: Path, content: str | Iterable[str], *, mode: int | None =
             tmp.unlink()
         except OSError:
             pass
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def _write_through(path: Path, content: str | Iterable[str]) -> None:
+    try:
+        with open(path, "w", encoding="utf-8", newline="\n") as handle:
+            for chunk in [content] if isinstance(content, str) else content:
+                handle.write(chunk)
+    except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
