@@ -2,13 +2,15 @@
 
 The app reads through `pooler.services` only. Reads run in worker threads so the screen never waits:
 first the Overview (cheap), then the tables (the period's audit), then the full verification; the
-Allocate view solves its dry run in a worker too.
+Allocate view solves its dry run in a worker too. `pooler tui` starts the app through `tui.start`,
+which begins reading the Overview before Textual is even imported; the first load then waits for
+that read instead of starting its own.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.color import Color as RichColor
 from rich.text import Text
@@ -20,12 +22,19 @@ from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPan
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from pooler.errors import PoolerError
-from pooler.services import alloc, dashboard
-from pooler.services import ledger as ledger_service
+from pooler.services import dashboard
 from pooler.services.context import Context
 from tui import views
 from tui.screens import CommitScreen, HelpScreen, MemberScreen, PeriodScreen, ProjectScreen
 from tui.table import TableView
+
+if TYPE_CHECKING:
+    from pooler.services import alloc
+    from tui.start import EarlyOverview
+
+# `pooler.services.alloc` and `pooler.services.ledger` are imported where they are used, in workers
+# that run after the first screen: it needs neither (nor the manifest reader and the reports below
+# them), so the app starts without them.
 
 TABS = ("overview", "members", "projects", "pools", "ledger", "allocate")
 LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
@@ -82,8 +91,9 @@ class PoolerApp(App[int]):
     ]
 
     def __init__(self, db: str | None = None, *, period: str | None = None, ctx: Context | None = None,
-                 verify_on_open: bool = True) -> None:
+                 verify_on_open: bool = True, early: EarlyOverview | None = None) -> None:
         super().__init__()
+        self._early = early  # the Overview already being read (see tui.start), for the first load
         self.ctx = ctx if ctx is not None else Context(db=db) if db is not None else Context()
         self.period = period
         self.verify_on_open = verify_on_open
@@ -184,13 +194,17 @@ class PoolerApp(App[int]):
         self.loaded = self.tables_loaded = False
         for name in ("members", "projects", "pools"):
             self.table(name).show_message("Loading…")
-        self._load(self.period)
+        early, self._early = self._early, None  # only the first load, never a refresh, takes it
+        self._load(self.period, early if early is not None and early.period == self.period else None)
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
-    def _load(self, period: str | None) -> None:
+    def _load(self, period: str | None, early: EarlyOverview | None = None) -> None:
         worker = get_current_worker()
         try:
-            o = dashboard.overview(self.ctx, period)
+            if early is not None:
+                o = early.result()
+            else:
+                o = dashboard.overview(self.ctx, period)
         except Exception as exc:  # an expected failure becomes a message in the app, never a traceback
             if not worker.is_cancelled:
                 self.call_from_thread(self._failed, _error_text(exc))
@@ -200,6 +214,8 @@ class PoolerApp(App[int]):
 
     @work(thread=True, exclusive=True, group="load", exit_on_error=False)
     def _load_tables(self, o: dashboard.Overview) -> None:
+        from pooler.services import ledger as ledger_service
+
         worker = get_current_worker()
         try:
             entries = ledger_service.log(self.ctx, limit=LEDGER_LIMIT)
@@ -281,6 +297,8 @@ class PoolerApp(App[int]):
             views.ledger_status(o, self.verification, colours, self.ctx.db))
 
     def _show_ledger(self, entries: list, error: str | None, head_seq: int) -> None:
+        from pooler.services import ledger as ledger_service  # imported already by `_load_tables`
+
         table = self.table("ledger")
         if error:
             table.show_message(f"Error: {error}")
@@ -441,6 +459,8 @@ class PoolerApp(App[int]):
     def _preview(self, period: str | None) -> None:
         worker = get_current_worker()
         try:
+            from pooler.services import alloc
+
             outcome = alloc.run(self.ctx, period, dry_run=True)
             committed = outcome.previous
             if committed is None:
@@ -495,6 +515,8 @@ class PoolerApp(App[int]):
     @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
     def _commit(self, period: str, reason: str) -> None:
         try:
+            from pooler.services import alloc
+
             outcome = alloc.run(self.ctx, period, reason=reason)
         except Exception as exc:
             self.call_from_thread(self._preview_failed, _error_text(exc))
@@ -519,7 +541,7 @@ class PoolerApp(App[int]):
 
 
 def run(db: str, period: str | None = None, ctx: Context | None = None) -> int:
-    """Run the dashboard in the terminal; the exit code."""
-    app = PoolerApp(db, period=period, ctx=ctx)
-    code = app.run()
-    return code if isinstance(code, int) else (app.return_code or 0)
+    """Run the dashboard in the terminal; the exit code (as `tui.start.run`, which `pooler tui` uses)."""
+    from tui.start import run as start
+
+    return start(db, period, ctx)

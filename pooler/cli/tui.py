@@ -1,5 +1,6 @@
 """`pooler tui`: the quota dashboard (Textual). Textual is imported only when the command runs, so
-`pooler --help` and every other command start without it."""
+`pooler --help` and every other command start without it; `tui.start` begins reading the Overview
+before it imports Textual."""
 
 from __future__ import annotations
 
@@ -23,6 +24,6 @@ def register(app: typer.Typer) -> None:
 
         Example: pooler --db consortium.db tui --period 2026-11
         """
-        from tui.app import run
+        from tui.start import run
 
         raise typer.Exit(run(context(ctx).db, period=period, ctx=context(ctx)))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,6 +16,9 @@ def default_actor() -> str:
     actor = os.environ.get("POOLER_ACTOR")
     if actor:
         return actor
+    import getpass  # here, not above: `pooler --help` needs no actor
+    import socket
+
     try:
         user = getpass.getuser()
     except Exception:  # no user name in some containers; the journal still needs one

@@ -15,16 +15,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from pooler.core.contrib import pool_capacity, pool_region
 from pooler.core.model import Snapshot
 from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.errors import NotFound, UsageError
-from pooler.services import alloc, report
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
 from pooler.store import LedgerState, replay
+
+if TYPE_CHECKING:
+    from pooler.services import alloc
+
+# `alloc` and `report` (and the manifest reader and settlement below them) are imported by the
+# functions that use them: the dashboard's first screen needs this module, its data classes and
+# `current_period` before it needs any of them (see tui/start.py).
 
 ZERO = Decimal(0)
 # The registry kinds the overview needs: enough for pools with their owners, regions and rates.
@@ -117,6 +123,8 @@ def overview(ctx: Context, period: str | None = None) -> Overview:
 
     An empty ledger, or one without runs, gives an overview with a `note` and the capacity alone.
     """
+    from pooler.services import alloc, report
+
     _check(period)
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         head_seq, head_hash = reader.head()
@@ -207,6 +215,8 @@ def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int) -> O
 
 def details(ctx: Context, period: str | None = None) -> Details:
     """The members, projects and pools of `period`'s run (default: the latest), for the tables."""
+    from pooler.services import alloc, report
+
     _check(period)
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         view = alloc.pick_run(reader, period)
@@ -225,11 +235,15 @@ def details(ctx: Context, period: str | None = None) -> Details:
 
 def member_statement(d: Details, member_id: str) -> dict[str, Any]:
     """One member's statement (pools, projects, lending by counterparty) from the loaded details."""
+    from pooler.services import report
+
     return report.member_of(d.report, member_id, d.snapshot)
 
 
 def project_detail(d: Details, project_id: str) -> dict[str, Any]:
     """A project's grants by pool and the explanation `pooler alloc explain` gives, in words."""
+    from pooler.services import alloc
+
     if project_id not in {p["project"] for p in d.view.projects}:
         raise NotFound(f'no project "{project_id}" in the {d.period} run')
     explained = alloc.explain_run(d.view, d.state, project_id)

@@ -10,15 +10,19 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot
 from pooler.core.period import PeriodError, parse_period, period_of
-from pooler.core.plan import Change, Plan, make_plan, merge
 from pooler.errors import NotFound, PoolerError, UsageError
-from pooler.io.manifest import ManifestError, check_state, load_manifest
 from pooler.services.context import Context
-from pooler.store import Ledger
+
+if TYPE_CHECKING:
+    from pooler.core.plan import Change, Plan
+    from pooler.store import Ledger
+
+# The store (SQLAlchemy), the manifest reader and the planner are imported by the functions that use
+# them: `list_records` reads through `pooler.store.readonly` and must start without them (issue #6).
 
 KINDS = tuple(COLLECTIONS)
 
@@ -29,6 +33,8 @@ class RegistryError(PoolerError):
 
 def init(ctx: Context) -> None:
     """Create a new, empty ledger at `ctx.db` (refused when one exists)."""
+    from pooler.store import Ledger
+
     Ledger.init(ctx.url, actor=ctx.actor, clock=ctx.clock).close()
 
 
@@ -39,6 +45,8 @@ def open_ledger(ctx: Context) -> Iterator[Ledger]:
     Closing matters: SQLite folds its write-ahead log into the main file when the last connection
     closes, and a ledger left open would do that at some later, arbitrary moment.
     """
+    from pooler.store import Ledger
+
     ledger = Ledger.open(ctx.url, clock=ctx.clock, actor=ctx.actor)
     try:
         yield ledger
@@ -77,6 +85,8 @@ def _check_retired_ids(writer: Any, plan: Plan) -> None:
 
 
 def _check_result(state: Snapshot, source: str) -> None:
+    from pooler.io.manifest import ManifestError, check_state
+
     problems = check_state(state, source)
     if problems:
         raise ManifestError(problems)
@@ -88,6 +98,9 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
 
     Accelerator rate changes apply from `rates_from` (default: the current period) on.
     """
+    from pooler.core.plan import make_plan, merge
+    from pooler.io.manifest import load_manifest
+
     desired = load_manifest(path, allow_usage=False)
     start = _rates_from(ctx, desired, rates_from)
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
@@ -117,6 +130,8 @@ def desired_has_settings(path: Path) -> bool:
 
 def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
     """Add one record of `kind` (built from CLI fields); refused if the id exists or existed."""
+    from pooler.core.plan import Change, Plan
+
     cls = RECORD_TYPES[kind]
     record = cls.from_record({k: v for k, v in fields.items() if v is not None})
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
@@ -134,6 +149,8 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
 
 def retire(ctx: Context, kind: str, record_id: str) -> Change:
     """Retire one record; refused while live records still refer to it."""
+    from pooler.core.plan import Change
+
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
         record = current.by_id(kind).get(record_id)
@@ -181,9 +198,19 @@ def _missing(kind: str, record_id: str, retired: set[str] | frozenset[str]) -> s
 
 
 def list_records(ctx: Context, kind: str, *, include_retired: bool = False) -> list[dict[str, Any]]:
-    """Plain records of `kind` sorted by id; retired ones (with `retired_seq`) on request."""
+    """Plain records of `kind` sorted by id; retired ones (with `retired_seq`) on request.
+
+    Read through the DB-API path (`pooler.store.readonly`) when it can answer, which spares importing
+    SQLAlchemy; else, and for every error, through `Ledger` as any other read. Both give the same
+    records (tests/test_startup.py compares them on SQLite and PostgreSQL)."""
     if kind not in COLLECTIONS:
         raise UsageError(f"unknown record kind {kind!r}")
+    from pooler.store.readonly import read_state
+    from pooler.store.rowstate import records_of
+
+    state = read_state(ctx.db)
+    if state is not None:
+        return records_of(state, kind, include_retired)
     with open_ledger(ctx) as ledger:
         return ledger.records(kind, include_retired=include_retired)
 

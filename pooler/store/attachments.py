@@ -10,7 +10,7 @@ The digest is SHA-256 over the canonical rows in line order, each written as can
 declared columns (integers as JSON integers, decimals as canonical text, text as text) followed by
 one "\\n". The entry's hash covers the digest, so `verify` covers every row.
 
-An attachment table is a `*Row` SQLModel with `seq` and `line` primary keys plus its columns, created
+An attachment table is a `*Row` table with `seq` and `line` primary keys plus its columns, created
 by a migration with append-only guards, and registered here with the type of each column.
 """
 
@@ -24,12 +24,10 @@ from decimal import Decimal, InvalidOperation
 from json.encoder import encode_basestring as _json_text  # what json.dumps(ensure_ascii=False) uses
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlmodel import SQLModel
-
 from pooler.core.model import dec, dec_str
 from pooler.store.errors import EntryRejected
 from pooler.store.journal import canonical_json
-from pooler.store.tables import AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, UsageLineRow
+from pooler.store.tables import AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, TableRow, UsageLineRow
 
 COLUMN_TYPES = ("int", "decimal", "text")
 
@@ -39,7 +37,7 @@ class AttachmentTable:
     """An attachment table and the type of each column, in the order rows are digested."""
 
     name: str
-    row: type[SQLModel]
+    row: type[TableRow]
     columns: tuple[tuple[str, str], ...]
 
     @property
@@ -367,7 +365,7 @@ def digest_stored_rows(spec: AttachmentTable, rows: Iterable[Sequence[Any]]) -> 
 _REGISTRY: dict[str, AttachmentTable] = {}
 
 
-def register_attachment(row: type[SQLModel], columns: Mapping[str, str]) -> AttachmentTable:
+def register_attachment(row: type[TableRow], columns: Mapping[str, str]) -> AttachmentTable:
     """Declare `row`'s table as an attachment table; `columns` maps each data column to its type."""
     name = row.__tablename__
     table_columns = set(row.__table__.c.keys())

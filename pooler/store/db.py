@@ -114,12 +114,20 @@ class SQLiteBackend(Backend):
             # of its own, and COMMIT before DDL); the `begin` hook below emits ours.
             dbapi_connection.isolation_level = None
             cursor = dbapi_connection.cursor()
-            cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
-            # synchronous stays FULL (the default): a committed entry survives a power cut.
-            _set_wal(cursor)
-            cursor.close()
+            try:
+                cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+                cursor.execute("PRAGMA foreign_keys = ON")
+                # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
+                # synchronous stays FULL (the default): a committed entry survives a power cut.
+                _set_wal(cursor)
+            except sqlite3.OperationalError:
+                raise  # "locked", "unable to open": the ledger's `_explain` words them
+            except sqlite3.DatabaseError as exc:
+                # A file that is not an SQLite database at all ("file is not a database"): one clear
+                # error, as for a file that cannot be opened, rather than SQLAlchemy's traceback.
+                raise StoreUnavailable(f"cannot use the ledger {describe(engine.url)}: {exc}") from None
+            finally:
+                cursor.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:

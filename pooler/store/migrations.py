@@ -8,23 +8,23 @@ newer release changed.
 To change the schema: append one `Migration(N + 1, "what it does", function)` to `MIGRATIONS`, where
 the function takes the connection and the `Backend` and issues its DDL (using `backend` for anything
 dialect-specific, e.g. `backend.append_only_ddl("usage_line")` for a new attachment table). Never edit
-a released migration: ledgers in the field were created by it. Version 1 builds the tables from the
-models; once a model changes, freeze version 1's shape of that table here (a plain `sqlalchemy.Table`)
-so that version 1 keeps creating exactly what it created when it was released.
+a released migration: ledgers in the field were created by it. Version 1 builds the tables as
+tables.py declares them; once one changes, freeze version 1's shape of that table here (a plain
+`sqlalchemy.Table`) so that version 1 keeps creating exactly what it created when it was released.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from sqlalchemy import Connection, insert, inspect, select, text, update
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
-from pooler.store.db import Backend
-from pooler.store.tables import (
-    AcceleratorRateRow, AcceleratorRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, DatasetRow, JournalRow, MemberRow,
-    MetaRow, ModelRow, PolicyRow, PoolRow, ProjectRow, ProjectSponsorRow, UsageLineRow, metadata,
-)
+    from pooler.store.db import Backend
+
+# SQLAlchemy and the tables are imported by the functions that use them, so that `SCHEMA_VERSION` can
+# be read without them (the DB-API read path of `readonly.py` checks it).
 
 VERSION_KEY = "schema_version"
 
@@ -36,15 +36,21 @@ class Migration:
     apply: Callable[[Connection, Backend], None]
 
 
+# Version 1's tables, by name (their shapes are in tables.py).
 _VERSION_1_TABLES = (
-    MetaRow, JournalRow, AllocGrantRow, AllocMemberRow, AllocPoolRow, AllocProjectRow, ConsortiumRow, PolicyRow, AcceleratorRow, AcceleratorRateRow,
-    MemberRow, PoolRow, DatasetRow, ModelRow, ProjectRow, ProjectSponsorRow, UsageLineRow,
+    "meta", "journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project", "consortium", "policy",
+    "accelerator", "accelerator_rate", "member", "pool", "dataset", "model", "project", "project_sponsor",
+    "usage_line",
 )
 
 
 def create_version_1(conn: Connection, backend: Backend) -> None:
     """The journal, the allocation attachment tables, the projections, and the append-only guards."""
-    metadata.create_all(conn, tables=[row.__table__ for row in _VERSION_1_TABLES])
+    from sqlalchemy import text
+
+    from pooler.store.tables import metadata
+
+    metadata.create_all(conn, tables=[metadata.tables[name] for name in _VERSION_1_TABLES])
     for table in ("journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project", "usage_line"):
         for statement in backend.append_only_ddl(table):
             # text() rather than exec_driver_sql: it escapes the "%" of PostgreSQL's RAISE for the driver.
@@ -66,6 +72,10 @@ def check_migrations(migrations: Sequence[Migration]) -> None:
 
 def read_version(conn: Connection) -> int | None:
     """The database's schema version, or None when it holds no pooler ledger."""
+    from sqlalchemy import inspect, select
+
+    from pooler.store.tables import MetaRow
+
     if not inspect(conn).has_table(MetaRow.__tablename__):
         return None
     meta = MetaRow.__table__
@@ -76,6 +86,10 @@ def read_version(conn: Connection) -> int | None:
 def run_migrations(conn: Connection, backend: Backend, migrations: Sequence[Migration],
                    current: int) -> list[int]:
     """Apply every migration above `current` inside the caller's transaction; the versions applied."""
+    from sqlalchemy import insert, update
+
+    from pooler.store.tables import MetaRow
+
     check_migrations(migrations)
     applied = []
     for migration in migrations:

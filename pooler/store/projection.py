@@ -1,33 +1,27 @@
 """Projections: the registry state as table rows, and back.
 
-`state_rows(state)` is the one mapping from a `LedgerState` to rows. The writer uses it (through
+`state_rows(state)` is the one mapping from a `LedgerState` to rows; `rowstate.rows_to_state` is the
+way back (shared with the DB-API read path in `readonly.py`). The writer uses it (through
 `write_changes`) to store what the reducer computed, and `verify` uses it to compare a replay of the
 journal with the tables, so the two can only disagree when someone edited the tables.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
-from types import MappingProxyType as frozen
 from typing import Any, Mapping
 
 from sqlalchemy import Connection, delete, insert, select, update
 
-from pooler.core.model import RECORD_TYPES, dec, dec_str
-from pooler.store.errors import StoreError
+from pooler.core.model import dec_str
 from pooler.store.journal import canonical_json
-from pooler.store.reducer import (
-    COLLECTION_KINDS, LIST_FIELDS, SETTING_KINDS, LedgerState, RateVersion, RecordState,
-)
+from pooler.store.reducer import COLLECTION_KINDS, SETTING_KINDS, LedgerState, RateVersion, RecordState
+from pooler.store.rowstate import JSON_FIELDS, Rows, rows_to_state, state_from_rows
 from pooler.store.tables import (
     PROJECTION_TABLES, RECORD_TABLES, AcceleratorRateRow, ProjectSponsorRow,
 )
 
-# Fields stored as canonical JSON text (sponsors have their own table instead).
-JSON_FIELDS = LIST_FIELDS | {"speed"}
-
-Rows = dict[str, list[dict[str, Any]]]
+__all__ = ["JSON_FIELDS", "Rows", "compare_rows", "load_state", "read_rows", "record_row", "rows_to_state",
+           "state_rows", "write_changes"]
 
 
 def _table(row_type):
@@ -120,60 +114,9 @@ def compare_rows(expected: Rows, actual: Rows) -> list[tuple[str, str, str]]:
 # --- loading -------------------------------------------------------------------------------------
 
 
-_FIELD_NAMES = {kind: tuple(f.name for f in fields(cls)) for kind, cls in RECORD_TYPES.items()}
-
-
-def _row_record(kind: str, row: Mapping[str, Any], sponsors: dict[str, str] | None = None) -> RecordState:
-    plain: dict[str, Any] = {}
-    for name in _FIELD_NAMES[kind]:
-        if name == "sponsors":
-            plain["sponsors"] = sponsors or {}
-            continue
-        value = row.get(name)
-        if value is None:
-            continue
-        if name in JSON_FIELDS or (name == "access" and value.startswith("[")):
-            value = json.loads(value)
-        plain[name] = value
-    record = RECORD_TYPES[kind].from_record(plain)
-    return RecordState(record, row["added_seq"], row["changed_seq"], row.get("retired_seq"))
-
-
-def rows_to_state(rows: Rows) -> LedgerState:
-    """The state the projection rows describe (the inverse of `state_rows`)."""
-    sponsors: dict[str, dict[str, str]] = {}
-    for row in rows["project_sponsor"]:
-        sponsors.setdefault(row["project"], {})[row["member"]] = row["stake"]
-    settings = {}
-    for kind in SETTING_KINDS:
-        for row in rows[_table(RECORD_TABLES[kind]).name]:
-            settings[kind] = _row_record(kind, row)
-    records = {}
-    for kind in COLLECTION_KINDS:
-        records[kind] = {
-            row["id"]: _row_record(kind, row, sponsors.get(row["id"]) if kind == "project" else None)
-            for row in rows[_table(RECORD_TABLES[kind]).name]
-        }
-    rates: dict[str, tuple[RateVersion, ...]] = {}
-    for row in rows["accelerator_rate"]:
-        version = RateVersion(row["accelerator"], row["seq"], row["from_period"], dec(row["rate"]))
-        rates[row["accelerator"]] = rates.get(row["accelerator"], ()) + (version,)
-    return LedgerState(
-        settings=frozen(settings),
-        records=frozen({kind: frozen(items) for kind, items in records.items()}),
-        rates=frozen({acc: tuple(sorted(vs, key=lambda v: v.seq)) for acc, vs in rates.items()}),
-    )
-
-
 def load_state(conn: Connection) -> LedgerState:
     """The state held in the projection tables (trusted: `verify` is what checks them)."""
-    rows = read_rows(conn)
-    try:
-        return rows_to_state(rows)
-    except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
-        raise StoreError(
-            f"the ledger's projection tables are damaged ({exc}); run `pooler ledger verify`"
-        ) from None
+    return state_from_rows(read_rows(conn))
 
 
 # --- writing -------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""The ledger's tables, as SQLModel classes (`*Row`).
+"""The ledger's tables, as SQLAlchemy Core tables, each named by a `*Row` class (`Row.__table__`).
 
 Three groups:
 
@@ -14,98 +14,121 @@ fields are canonical JSON text, except project sponsors, which get their own tab
 aggregate stakes per member. Retired records keep their rows, marked with `retired_seq`.
 
 Changing a table here changes what a new ledger looks like: it needs a migration (migrations.py).
+
+Until issue #6 these were SQLModel classes. The store only ever used their tables, and importing
+SQLModel and pydantic and building seventeen models took longer than everything else a command does
+to open a ledger, so they are plain SQLAlchemy tables now. The columns are declared the way SQLModel
+declared them (`str` as VARCHAR, `int` as INTEGER, NOT NULL unless optional, `index=True` as an index
+named `ix_<table>_<column>`), so a new ledger is created exactly as before; `tests/test_startup.py`
+holds version 1's schema to the one SQLModel created.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Text
-from sqlmodel import Field, SQLModel
+from typing import Any, ClassVar
 
-# Every table the store owns lives here, apart from any other SQLModel metadata in the process.
-metadata = SQLModel.metadata
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
 
-
-class MetaRow(SQLModel, table=True):
-    __tablename__ = "meta"
-
-    key: str = Field(primary_key=True)
-    value: str
+# Every table the store owns, and nothing else.
+metadata = MetaData()
 
 
-class JournalRow(SQLModel, table=True):
-    __tablename__ = "journal"
+class TableRow:
+    """Names one table: `Row.__table__` is the SQLAlchemy `Table`, `Row.__tablename__` its name.
 
-    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    time: str
-    actor: str
-    kind: str = Field(index=True)
-    payload: str = Field(sa_type=Text)
-    prev_hash: str
-    hash: str
+    Rows are read and written as mappings through the table (SQLAlchemy Core); there are no row
+    objects."""
+
+    __table__: ClassVar[Table]
+    __tablename__: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.__tablename__ = cls.__table__.name
+
+
+def _table(name: str, *columns: Column, **kwargs: Any) -> Table:
+    return Table(name, metadata, *columns, **kwargs)
+
+
+# `index` and `unique` are always given, False or True, as SQLModel gave them.
+
+
+def _key(name: str, type_: Any = String, *, foreign_key: str | None = None, index: bool = False,
+         **kwargs: Any) -> Column:
+    """A primary-key column."""
+    args = [ForeignKey(foreign_key)] if foreign_key else []
+    return Column(name, type_(), *args, primary_key=True, nullable=False, index=index, unique=False, **kwargs)
+
+
+def _str(name: str, *, optional: bool = False, text: bool = False, index: bool = False) -> Column:
+    """A text column: VARCHAR (TEXT with `text`), NOT NULL unless `optional`."""
+    return Column(name, Text() if text else String(), nullable=optional, index=index, unique=False)
+
+
+def _int(name: str, *, optional: bool = False) -> Column:
+    return Column(name, Integer(), nullable=optional, index=False, unique=False)
+
+
+def _seqs(*, retired: bool = True) -> list[Column]:
+    """The entries that added a record, last changed it and (if it can be) retired it."""
+    return [_int("added_seq"), _int("changed_seq")] + ([_int("retired_seq", optional=True)] if retired else [])
+
+
+class MetaRow(TableRow):
+    __table__ = _table("meta", _key("key"), _str("value"))
+
+
+class JournalRow(TableRow):
+    __table__ = _table(
+        "journal",
+        _key("seq", Integer, autoincrement=False),
+        _str("time"), _str("actor"), _str("kind", index=True), _str("payload", text=True),
+        _str("prev_hash"), _str("hash"),
+    )
 
 
 # --- attachment tables (append-only; each registered in attachments.py) ---------------------------
 
 
-class AllocGrantRow(SQLModel, table=True):
+def _lines(name: str, *columns: Column, **kwargs: Any) -> Table:
+    """An attachment table: rows keyed by (entry seq, line number), the seq a foreign key."""
+    return _table(name, _key("seq", Integer, foreign_key="journal.seq"), _key("line", Integer), *columns,
+                  **kwargs)
+
+
+class AllocGrantRow(TableRow):
     """Device-hours of one pool granted to one project, attached to the entry that records a run."""
 
-    __tablename__ = "alloc_grant"
-
-    seq: int = Field(primary_key=True, foreign_key="journal.seq")
-    line: int = Field(primary_key=True)
-    project: str = Field(index=True)
-    pool: str
-    device_hours: int
-    units: str
+    __table__ = _lines("alloc_grant", _str("project", index=True), _str("pool"), _int("device_hours"),
+                       _str("units"))
 
 
-class AllocMemberRow(SQLModel, table=True):
+class AllocMemberRow(TableRow):
     """One member's line of a recorded allocation run: share, contribution, demand and allocation.
 
     Figures are the solver's floats written as the shortest decimal text that reads back to the same
     float, so the run can be shown and audited exactly as it was computed.
     """
 
-    __tablename__ = "alloc_member"
-
-    seq: int = Field(primary_key=True, foreign_key="journal.seq")
-    line: int = Field(primary_key=True)
-    member: str = Field(index=True)
-    share: str
-    contributed: str
-    demand: str
-    allocated: str
+    __table__ = _lines("alloc_member", _str("member", index=True), _str("share"), _str("contributed"),
+                       _str("demand"), _str("allocated"))
 
 
-class AllocPoolRow(SQLModel, table=True):
+class AllocPoolRow(TableRow):
     """One pool's line of a recorded allocation run: its capacity then, and what was granted of it."""
 
-    __tablename__ = "alloc_pool"
-
-    seq: int = Field(primary_key=True, foreign_key="journal.seq")
-    line: int = Field(primary_key=True)
-    pool: str = Field(index=True)
-    capacity: str
-    granted: str
+    __table__ = _lines("alloc_pool", _str("pool", index=True), _str("capacity"), _str("granted"))
 
 
-class AllocProjectRow(SQLModel, table=True):
+class AllocProjectRow(TableRow):
     """One project's line of a recorded allocation run."""
 
-    __tablename__ = "alloc_project"
-
-    seq: int = Field(primary_key=True, foreign_key="journal.seq")
-    line: int = Field(primary_key=True)
-    project: str = Field(index=True)
-    weight: str
-    demand: str
-    allocated: str
-    bottleneck: str
-    level: str | None = Field(default=None, nullable=True)
+    __table__ = _lines("alloc_project", _str("project", index=True), _str("weight"), _str("demand"),
+                       _str("allocated"), _str("bottleneck"), _str("level", optional=True))
 
 
-class UsageLineRow(SQLModel, table=True):
+class UsageLineRow(TableRow):
     """One line of a usage import: device-hours a project consumed on a pool between two moments.
 
     `start` and `end` are epoch seconds (UTC); `period` is the consortium period the line is charged
@@ -113,153 +136,86 @@ class UsageLineRow(SQLModel, table=True):
     when the line came from one.
     """
 
-    __tablename__ = "usage_line"
     # A million lines per import: on SQLite the rows live in the primary key's own b-tree (no rowid
     # b-tree beside it) and no secondary index is kept, so an insert touches one b-tree. Readers
     # aggregate by entry (`seq`) or scan the table once.
-    __table_args__ = {"sqlite_with_rowid": False}
-
-    seq: int = Field(primary_key=True, foreign_key="journal.seq")
-    line: int = Field(primary_key=True)
-    project: str
-    pool: str
-    period: str
-    device_hours: str
-    start: int
-    end: int
-    job: str | None = Field(default=None, nullable=True)
+    __table__ = _lines("usage_line", _str("project"), _str("pool"), _str("period"), _str("device_hours"),
+                       _int("start"), _int("end"), _str("job", optional=True), sqlite_with_rowid=False)
 
 
 # --- projections -------------------------------------------------------------------------------
 
 
-class ConsortiumRow(SQLModel, table=True):
-    __tablename__ = "consortium"
-
-    id: str = Field(primary_key=True)
-    name: str
-    unit: str
-    period: str
-    period_hours: str | None = None
-    added_seq: int
-    changed_seq: int
+class ConsortiumRow(TableRow):
+    __table__ = _table("consortium", _key("id"), _str("name"), _str("unit"), _str("period"),
+                       _str("period_hours", optional=True), *_seqs(retired=False))
 
 
-class PolicyRow(SQLModel, table=True):
-    __tablename__ = "policy"
-
-    id: str = Field(primary_key=True)
-    entitlement: str
-    contribution_weight: str
-    usage_half_life_days: str
-    added_seq: int
-    changed_seq: int
+class PolicyRow(TableRow):
+    __table__ = _table("policy", _key("id"), _str("entitlement"), _str("contribution_weight"),
+                       _str("usage_half_life_days"), *_seqs(retired=False))
 
 
-class AcceleratorRow(SQLModel, table=True):
+class AcceleratorRow(TableRow):
     """An accelerator type; `rate` is its latest rate (the versions are in `accelerator_rate`)."""
 
-    __tablename__ = "accelerator"
-
-    id: str = Field(primary_key=True)
-    rate: str
-    name: str | None = None
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
+    __table__ = _table("accelerator", _key("id"), _str("rate"), _str("name", optional=True), *_seqs())
 
 
-class AcceleratorRateRow(SQLModel, table=True):
+class AcceleratorRateRow(TableRow):
     """A rate decided by entry `seq`, applying from `from_period` on (NULL: from the start)."""
 
-    __tablename__ = "accelerator_rate"
-
-    accelerator: str = Field(primary_key=True, foreign_key="accelerator.id")
-    seq: int = Field(primary_key=True)
-    from_period: str | None = None
-    rate: str
+    __table__ = _table("accelerator_rate", _key("accelerator", foreign_key="accelerator.id"),
+                       _key("seq", Integer), _str("from_period", optional=True), _str("rate"))
 
 
-class MemberRow(SQLModel, table=True):
-    __tablename__ = "member"
-
-    id: str = Field(primary_key=True)
-    name: str
-    kind: str | None = None
-    region: str | None = None
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
+class MemberRow(TableRow):
+    __table__ = _table("member", _key("id"), _str("name"), _str("kind", optional=True),
+                       _str("region", optional=True), *_seqs())
 
 
-class PoolRow(SQLModel, table=True):
-    __tablename__ = "pool"
-
-    id: str = Field(primary_key=True)
-    member: str = Field(index=True)
-    accelerator: str
-    capacity: str | None = None
-    devices: str | None = None
-    hours: str | None = None
-    region: str | None = None
-    reserve: str
-    cost: str
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
+class PoolRow(TableRow):
+    __table__ = _table(
+        "pool", _key("id"), _str("member", index=True), _str("accelerator"),
+        _str("capacity", optional=True), _str("devices", optional=True), _str("hours", optional=True),
+        _str("region", optional=True), _str("reserve"), _str("cost"), *_seqs(),
+    )
 
 
-class _AssetColumns(SQLModel):
-    """The columns datasets and models share. `access` is "open", "consortium", or a JSON list of
+def _asset(name: str) -> Table:
+    """Datasets and models share their columns. `access` is "open", "consortium", or a JSON list of
     member ids."""
-
-    id: str = Field(primary_key=True)
-    member: str = Field(index=True)
-    access: str = Field(sa_type=Text)
-    residency: str | None = Field(default=None, sa_type=Text)
-    credit: str
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
+    return _table(name, _key("id"), _str("member", index=True), _str("access", text=True),
+                  _str("residency", optional=True, text=True), _str("credit"), *_seqs())
 
 
-class DatasetRow(_AssetColumns, table=True):
-    __tablename__ = "dataset"
+class DatasetRow(TableRow):
+    __table__ = _asset("dataset")
 
 
-class ModelRow(_AssetColumns, table=True):
-    __tablename__ = "model"
+class ModelRow(TableRow):
+    __table__ = _asset("model")
 
 
-class ProjectRow(SQLModel, table=True):
+class ProjectRow(TableRow):
     """A project; its sponsors are rows of `project_sponsor`."""
 
-    __tablename__ = "project"
-
-    id: str = Field(primary_key=True)
-    demand: str
-    weight: str
-    speed: str | None = Field(default=None, sa_type=Text)
-    regions: str | None = Field(default=None, sa_type=Text)
-    datasets: str = Field(sa_type=Text)
-    models: str = Field(sa_type=Text)
-    added_seq: int
-    changed_seq: int
-    retired_seq: int | None = None
+    __table__ = _table(
+        "project", _key("id"), _str("demand"), _str("weight"), _str("speed", optional=True, text=True),
+        _str("regions", optional=True, text=True), _str("datasets", text=True), _str("models", text=True),
+        *_seqs(),
+    )
 
 
-class ProjectSponsorRow(SQLModel, table=True):
+class ProjectSponsorRow(TableRow):
     """A sponsor's stake as written (not normalised), for aggregation in SQL."""
 
-    __tablename__ = "project_sponsor"
-
-    project: str = Field(primary_key=True, foreign_key="project.id")
-    member: str = Field(primary_key=True, index=True)
-    stake: str
+    __table__ = _table("project_sponsor", _key("project", foreign_key="project.id"),
+                       _key("member", index=True), _str("stake"))
 
 
 # Record kind -> its projection table.
-RECORD_TABLES: dict[str, type[SQLModel]] = {
+RECORD_TABLES: dict[str, type[TableRow]] = {
     "consortium": ConsortiumRow,
     "policy": PolicyRow,
     "accelerator": AcceleratorRow,
@@ -270,7 +226,7 @@ RECORD_TABLES: dict[str, type[SQLModel]] = {
     "project": ProjectRow,
 }
 # Every projection table, parents before children (the order rows are written and compared in).
-PROJECTION_TABLES: tuple[type[SQLModel], ...] = (
+PROJECTION_TABLES: tuple[type[TableRow], ...] = (
     *RECORD_TABLES.values(),
     AcceleratorRateRow,
     ProjectSponsorRow,
