@@ -4,8 +4,10 @@
 
 Builds a small consortium (4 members, 8 pools, 16 projects), writes N usage lines spread over three
 months, then imports them through the service (the same path as `pooler usage import --format csv`)
-and prints the lines, the seconds, lines per second and the process's peak resident memory. It then
-computes the decayed usage for the next period (what `alloc run` does) and times that too.
+and prints the lines, the seconds, lines per second, the process's peak resident memory and the CPU
+time of this process and of the second process that reads the file when the machine has two idle
+cores for them. It then computes the decayed usage for the next period (what `alloc run` does) and
+times that too.
 """
 
 from __future__ import annotations
@@ -72,11 +74,18 @@ def main() -> None:
         print(f"wrote {args.lines:,} lines ({csv_path.stat().st_size / 1e6:.0f} MB) in "
               f"{time.perf_counter() - t0:.1f} s; peak RSS so far {rss_mb():.0f} MB")
         t0 = time.perf_counter()
+        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         outcome = usage.import_usage(ctx, csv_path, "csv")
         seconds = time.perf_counter() - t0
+        cpu = resource.getrusage(resource.RUSAGE_SELF)
+        reader = resource.getrusage(resource.RUSAGE_CHILDREN)
+        reader_cpu = reader.ru_utime + reader.ru_stime
         print(f"imported {outcome.recorded:,} lines as entry #{outcome.seq} in {seconds:.1f} s "
               f"({outcome.recorded / seconds:,.0f} lines/s); peak RSS {rss_mb():.0f} MB; "
               f"periods {', '.join(sorted(outcome.periods))}")
+        print(f"  CPU: {cpu.ru_utime + cpu.ru_stime - cpu0.ru_utime - cpu0.ru_stime:.1f} s in this process"
+              + (f", {reader_cpu:.1f} s in the second process that read the file" if reader_cpu else
+                 " (the file was read here: no two idle cores, see pooler/services/usage_read.py)"))
         t0 = time.perf_counter()
         fair = usage.fairshare(ctx, "2027-01")
         print(f"decayed usage over {fair.lines:,} lines in {time.perf_counter() - t0:.1f} s; "

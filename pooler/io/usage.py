@@ -370,9 +370,11 @@ def scan_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset
     if width is None:
         tally.problem(_empty_csv())
         return
-    # Ids with blanks around them can only be reached through the slow path (which strips).
-    fast_projects = frozenset(p for p in projects if p == p.strip())
-    fast_pools = frozenset(p for p in pools if p == p.strip())
+    # Ids with blanks around them can only be reached through the slow path (which strips). Each id
+    # maps to one string object, shared by every row that names it: rows sent to another process
+    # then carry each id once per chunk, and the encoder hashes each id once.
+    fast_projects = {p: p for p in projects if p == p.strip()}
+    fast_pools = {p: p for p in pools if p == p.strip()}
     pairs = tally.pairs
     plain = _PLAIN_HOURS
     # Periods met so far, [low, high) in epoch seconds (lines need not come in time order).
@@ -412,7 +414,9 @@ def scan_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset
                     known = (nano, canon)
                     if len(seen_hours) < 100_000:
                         seen_hours[hours] = known
-            if (known is not None and project in fast_projects and pool in fast_pools and start.isdigit()
+            project = fast_projects.get(project)
+            pool = fast_pools.get(pool)
+            if (known is not None and project is not None and pool is not None and start.isdigit()
                     and end.isdigit()):
                 try:
                     start = int(start)

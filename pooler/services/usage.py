@@ -6,7 +6,8 @@ file, its SHA-256 (the same file is never imported twice), the format, the perio
 
 Every line is checked first (known project and pool, plausible hours, good times); any bad line and
 nothing is recorded, unless `skip_bad`, which records the good ones and lists the others. Parsing,
-checking and writing happen in one write transaction, so what is checked is what is written.
+checking and writing happen in one write transaction, so what is checked is what is written (a big
+file is parsed and checked by a second process while this one writes: `usage_read`).
 
 Each line is charged to a period: the one the import names, or the consortium period holding the
 line's last second of use (stored per line, so one import may span several periods).
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -26,18 +26,16 @@ from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.core.usage import ChargedLine, FairShareRow, MemberUsage, fairshare_rows, member_usage
 from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
-from pooler.io.usage import (
-    EXACT, FileProblem, LineProblem, PeriodOf, ReadStats, Tally, UsageMap, load_map, read_sacct, scan_csv, scan_items,
-)
+from pooler.io.usage import EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
+from pooler.services.usage_read import ReadJob, rows_of, second_process_pays
 from pooler.store import LedgerState, RowChunks
 
 IMPORT_KIND = "usage.import"
 FORMATS = ("csv", "sacct")
 # Problems listed in an error message; the rest are counted.
 MAX_LISTED_PROBLEMS = 1000
-_BLOCK_CHARS = 1 << 20  # characters read per block (and between progress callbacks)
 
 
 class UsageImportError(PoolerError):
@@ -90,25 +88,6 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[str]:
-    """The file's lines, read a block of about a megabyte at a time; `progress(characters so far)`
-    after each block."""
-
-    def blocks() -> Iterator[list[str]]:
-        done = 0
-        with path.open("r", encoding="utf-8", newline="") as f:
-            while True:
-                block = f.readlines(_BLOCK_CHARS)
-                if not block:
-                    break
-                yield block
-                if progress is not None:
-                    done += sum(map(len, block))
-                    progress(done)
-
-    return chain.from_iterable(blocks())
-
-
 def _problem_text(path: Path, problems: list[LineProblem], total: int) -> str:
     listed = "\n".join(f"  line {p.line}: {p.reason}" for p in problems[:MAX_LISTED_PROBLEMS])
     more = f"\n  ... and {total - MAX_LISTED_PROBLEMS} more" if total > MAX_LISTED_PROBLEMS else ""
@@ -134,6 +113,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
         raise UsageImportError(str(exc)) from None
     digest = file_digest(path)
     outcome = ImportOutcome(path.name, digest, fmt)
+    apart = second_process_pays(path)  # decided before the write lock is taken (it looks at the machine)
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         state = writer.state()
         kind = state.consortium.period
@@ -147,17 +127,11 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
                 raise UsageImportError(
                     f"{path.name} was already imported as entry #{entry.seq} ({entry.time} by {entry.actor}; "
                     f"same SHA-256 {digest[:12]}...); nothing recorded")
-        projects = frozenset(state.collection("project"))
-        pools = frozenset(state.collection("pool"))
+        job = ReadJob(path, fmt, frozenset(state.collection("project")), frozenset(state.collection("pool")),
+                      kind, period, usage_map, include_running, skip_bad)
         stats = ReadStats()
         tally = Tally(skip_bad)
-        common = dict(projects=projects, pools=pools, period=PeriodOf(kind, period), stats=stats)
-        lines = _text_lines(path, progress)
-        if fmt == "csv":
-            chunks = scan_csv(lines, tally=tally, **common)
-        else:
-            chunks = scan_items(read_sacct(lines, usage_map=usage_map, include_running=include_running, **common),
-                                tally)
+        chunks = rows_of(job, stats, tally, progress, apart=apart)
 
         def payload() -> dict[str, Any]:
             # Called by the writer once every line has been read (and the good ones inserted).
@@ -196,6 +170,8 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             raise UsageImportError(f"{path.name}: {exc}") from None
         except UnicodeDecodeError:
             raise UsageImportError(f"{path.name} is not UTF-8 text") from None
+        finally:
+            chunks.close()  # a reading process, if any, is ended now even if the append stopped early
         outcome.seq = entry.seq
     return outcome
 
