@@ -1,7 +1,11 @@
-"""Load figures of issue #6 on SQLite: a ledger of 10,000 projects, 1,000 pools and 1,000,000 usage lines.
+"""Load figures of issue #6: a ledger of 10,000 projects, 1,000 pools and 1,000,000 usage lines.
 
     python benchmarks/ledger_load.py [--members 200 --pools 1000 --projects 10000 --lines 1000000]
-                                     [--keep DIR] [--repeat 2]
+                                     [--keep DIR] [--repeat 2] [--db URL]
+
+On SQLite by default (a file in the work directory); with `--db postgresql+psycopg://.../postgres`
+(a server, e.g. the one `.ci/postgres start DIR` prints) on a new database `pooler_load_<pid>` made on
+that server, dropped at the end unless `--keep` is given (its URL is printed either way).
 
 Builds the ledger and times what an admin and an auditor run on it:
 
@@ -32,9 +36,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
+from typing import Iterator
 
 HERE = Path(__file__).resolve().parent
 PERIOD = "2026-11"
@@ -135,9 +141,46 @@ def write_usage(path: Path, snapshot, n: int) -> None:
                     f"{start},{start + seconds}\n")
 
 
-def timed(argv: list[str], db: Path, child: str | None = None) -> tuple[float, int, int]:
+@contextmanager
+def new_database(server: str, keep: bool) -> Iterator[str]:
+    """A new, empty database on the PostgreSQL server at `server` (its URL); dropped afterwards
+    unless `keep`."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"pooler_load_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    print(f"ledger database {url}" + (" (kept)" if keep else " (dropped at the end)"))
+    try:
+        yield url
+    finally:
+        if not keep:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE {name} WITH (FORCE)")
+        admin.dispose()
+
+
+def ledger_size(db: str) -> str:
+    """The ledger's size on disk, as the database reports it."""
+    if "://" not in db:
+        return f"{Path(db).stat().st_size / 1e6:.0f} MB"
+    from sqlalchemy import create_engine
+
+    engine = create_engine(db)
+    try:
+        with engine.connect() as conn:
+            size = conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+    finally:
+        engine.dispose()
+    return f"{size / 1e6:.0f} MB"
+
+
+def timed(argv: list[str], db: str, child: str | None = None) -> tuple[float, int, int]:
     """Seconds, exit code and peak resident memory (MB) of one `pooler` process."""
-    env = dict(os.environ, POOLER_DB=str(db), POOLER_ACTOR="bench@local")
+    env = dict(os.environ, POOLER_DB=db, POOLER_ACTOR="bench@local")
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", child or _CHILD, *argv], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
@@ -181,47 +224,61 @@ def main() -> None:
     parser.add_argument("--projects", type=int, default=10_000)
     parser.add_argument("--lines", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--keep", type=Path, default=None, help="Work in this directory and keep the files.")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Work in this directory and keep the files (and the PostgreSQL database).")
+    parser.add_argument("--db", default=None, metavar="URL",
+                        help="A PostgreSQL server URL: the ledger goes to a new database on it.")
     args = parser.parse_args()
 
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.db is not None:
+            db = stack.enter_context(new_database(args.db, keep=args.keep is not None))
+        else:
+            db = str(work / "load.db")
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        run(args, work, db)
+
+
+def run(args: argparse.Namespace, work: Path, db: str) -> None:
     from pooler.services import registry
     from pooler.services.context import Context
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = args.keep or Path(tmp)
-        work.mkdir(parents=True, exist_ok=True)
-        db = work / "load.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
-        ctx = Context(db=str(db), actor="bench@local")
-        registry.init(ctx)
-        t0 = time.perf_counter()
-        snapshot, manifest = build_consortium(work, args.members, args.pools, args.projects)
-        registry.apply(ctx, manifest)
-        print(f"consortium: {args.members} members, {args.pools} pools, {args.projects} projects applied in "
-              f"{time.perf_counter() - t0:.1f} s")
-        t0 = time.perf_counter()
-        seq = record_run(ctx, snapshot)
-        print(f"synthetic alloc.run for {PERIOD} recorded as entry #{seq} in {time.perf_counter() - t0:.1f} s")
-        t0 = time.perf_counter()
-        files = []
-        for r in range(args.repeat):
-            path = work / f"usage-{r}.csv"
-            write_usage(path, snapshot, args.lines if r == 0 else args.lines // 10)
-            files.append(path)
-        print(f"wrote {args.lines:,} usage lines ({files[0].stat().st_size / 1e6:.0f} MB) in "
-              f"{time.perf_counter() - t0:.1f} s")
-        # The first import fills the ledger with the million lines; the repeats import a tenth as many
-        # more (a file already imported is refused, by design).
-        for r, path in enumerate(files):
-            seconds, code, peak = timed([str(path)], db, child=_IMPORT_CHILD)
-            lines = args.lines if r == 0 else args.lines // 10
-            print(f"usage import of {lines:,} lines: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
-        for argv in (["ledger", "verify"], ["report", "audit", "--period", PERIOD, "--format", "json"]):
-            for _ in range(args.repeat):
-                seconds, code, peak = timed(argv, db)
-                print(f"pooler {' '.join(argv)}: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
-        print(f"ledger size {db.stat().st_size / 1e6:.0f} MB")
+    ctx = Context(db=db, actor="bench@local")
+    registry.init(ctx)
+    t0 = time.perf_counter()
+    snapshot, manifest = build_consortium(work, args.members, args.pools, args.projects)
+    registry.apply(ctx, manifest)
+    print(f"consortium: {args.members} members, {args.pools} pools, {args.projects} projects applied in "
+          f"{time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    seq = record_run(ctx, snapshot)
+    print(f"synthetic alloc.run for {PERIOD} recorded as entry #{seq} in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    files = []
+    for r in range(args.repeat):
+        path = work / f"usage-{r}.csv"
+        write_usage(path, snapshot, args.lines if r == 0 else args.lines // 10)
+        files.append(path)
+    print(f"wrote {args.lines:,} usage lines ({files[0].stat().st_size / 1e6:.0f} MB) in "
+          f"{time.perf_counter() - t0:.1f} s")
+    # The first import fills the ledger with the million lines; the repeats import a tenth as many
+    # more (a file already imported is refused, by design).
+    for r, path in enumerate(files):
+        seconds, code, peak = timed([str(path)], db, child=_IMPORT_CHILD)
+        lines = args.lines if r == 0 else args.lines // 10
+        print(f"usage import of {lines:,} lines: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+    for argv in (["ledger", "verify"], ["report", "audit", "--period", PERIOD, "--format", "json"]):
+        for _ in range(args.repeat):
+            seconds, code, peak = timed(argv, db)
+            print(f"pooler {' '.join(argv)}: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+    print(f"ledger size {ledger_size(db)}")
+    if args.keep is not None:
+        print(f"kept: {work}; time the commands again with\n"
+              f"  pooler --db {db} ledger verify\n"
+              f"  pooler --db {db} report audit --period {PERIOD} --format json -o /dev/null")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pooler.core.model import Accelerator, Consortium, Member, Pool, Project, Snapshot
 from pooler.core.settle import QUANTUM, MemberFigures, settle, split_by_stakes
-from tests.strategies import amounts, snapshots
+from tests.strategies import amounts, fractions, snapshots
 
 
 def _snapshot(pools, projects, members=("A", "B", "C"), rates=None):
@@ -84,6 +84,16 @@ def test_thirds_are_settled_exactly():
     s = settle(snap, None, FIG, {}, {("j", "pa"): D(1)})
     assert s.member("B").borrowed + s.member("C").borrowed == s.member("A").lent == D("0.666666")  # the odd quantum to A (smallest id)
     assert sum(m.balance for m in s.members) == 0
+
+
+@pytest.mark.parametrize("as_nanohours", [False, True])
+def test_each_pairs_units_are_rounded_once_half_even(as_nanohours):
+    snap = _snapshot([("pa", "A", "gpu", 100), ("pb", "B", "gpu", 100)], [("j", {"A": 1}, None)])
+    # 0.5 quantum rounds to 0, 1.5 quanta to 2: half-even, per (project, pool) pair
+    used = {("j", "pa"): D("0.0000005"), ("j", "pb"): D("0.0000015")}
+    s = settle(snap, None, FIG, {}, _pair_hours(used, True) if as_nanohours else used)
+    assert (s.member("A").own_use, s.member("A").borrowed) == (0, D("0.000002"))
+    assert s.used_units == D("0.000002")
 
 
 def test_no_speed_for_the_type_is_charged_at_the_pool_rate():
@@ -161,3 +171,68 @@ def _check_sums(s):
         for value in (m.used, m.lent, m.borrowed):
             assert value % QUANTUM == 0  # whole quanta: nothing left to round
     assert s.used_units == sum((m.used for m in s.members), D(0))
+
+
+# --- the fast settlement against the first, slow one ---------------------------------------------
+
+
+def _figures(s):
+    """Every figure, note and order of a settlement, as plain tuples (Decimals compare by value)."""
+    from dataclasses import astuple
+
+    return (s.period, [astuple(m) for m in s.members], [astuple(p) for p in s.pools],
+            [astuple(f) for f in s.flows], s.pooled_units, s.used_units, s.idle_basis, list(s.notes))
+
+
+@st.composite
+def _odd_settlement_inputs(draw):
+    """As `_settlement_inputs`, plus corrections (negative device-hours), pairs naming an unknown
+    project or pool, and member figures for some members."""
+    snap, used = draw(_settlement_inputs())
+    # Figures of 1e-7 device-hours make units that fall half-way between two quanta.
+    fine = st.integers(-10**7, 10**7).map(lambda n: D(n).scaleb(-7))
+    for pair in draw(st.lists(st.tuples(st.sampled_from(["ghost", *(j.id for j in snap.projects)]),
+                                        st.sampled_from(["nowhere", *(p.id for p in snap.pools)])),
+                              max_size=8)):
+        used[pair] = draw(st.one_of(amounts(max_digits=9), fine)) * draw(st.sampled_from([1, -1]))
+    figures = {m.id: MemberFigures(draw(fractions()), draw(amounts()), draw(amounts()))
+               for m in snap.members if draw(st.booleans())}
+    granted = {p.id: draw(amounts()) for p in snap.pools if draw(st.booleans())}
+    return snap, figures, granted, used
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_settlement_inputs())
+def test_the_settlement_equals_the_reference(inputs):
+    from tests import reference_settle
+
+    snap, figures, granted, used = inputs
+    fast = settle(snap, "2026-11", figures, granted, used)
+    slow = reference_settle.settle(snap, "2026-11", {m: reference_settle.MemberFigures(*vars(f).values())
+                                                      for m, f in figures.items()}, granted, used)
+    assert _figures(fast) == _figures(slow)
+
+
+def _pair_hours(used, ordered):
+    """`used` as `PairHours`: whole nanohours as integers, finer figures as exact Decimals."""
+    from pooler.core.usage import PairHours
+
+    nano, fine = {}, {}
+    for key, hours in (sorted(used.items()) if ordered else used.items()):
+        scaled = hours.scaleb(9)
+        if scaled == scaled.to_integral_value():
+            nano[key] = int(scaled)
+        else:
+            nano[key], fine[key] = 0, hours
+    return PairHours(nano, fine, ordered=ordered)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_settlement_inputs(), st.booleans())
+def test_whole_nanohours_settle_as_their_decimals(inputs, ordered):
+    snap, figures, granted, used = inputs
+    pairs = _pair_hours(used, ordered)
+    as_decimals = dict(pairs)  # the same figures, in the text the database's sums have ("2.5", "-1")
+    assert as_decimals == used
+    assert _figures(settle(snap, "2026-11", figures, granted, pairs)) == \
+        _figures(settle(snap, "2026-11", figures, granted, as_decimals))

@@ -31,7 +31,8 @@ from math import lcm
 from typing import Mapping
 
 from pooler.core.contrib import pool_capacity, pool_region
-from pooler.core.model import Snapshot
+from pooler.core.model import Pool, Project, Snapshot
+from pooler.core.usage import NANO, PairHours, from_nano, nano_text
 
 QUANTUM = Decimal("0.000001")  # units; every settled figure is a whole number of these
 IDLE_FLAG = Decimal("0.3")  # a pool idle over this share of its capacity is flagged
@@ -124,25 +125,34 @@ def _weights(stakes: Mapping[str, Decimal]) -> tuple[tuple[tuple[str, int], ...]
     return weights, sum(w for _, w in weights)
 
 
+def _quanta(units: Decimal, quantum: Decimal = QUANTUM) -> int:
+    """`units` in whole quanta, rounded half-even (in the wide context: exact up to the rounding)."""
+    with localcontext(_WIDE):
+        return int((units / quantum).to_integral_value(ROUND_HALF_EVEN))
+
+
+def _split_quanta(total: int, weighted: tuple[tuple[tuple[str, int], ...], int]) -> list[tuple[str, int]]:
+    """`total` quanta split by integer weights, in id order: largest remainder, ties to the smaller id."""
+    weights, weight_sum = weighted
+    if not weights or weight_sum == 0:  # 0/0: nobody to charge
+        return []
+    if len(weights) == 1:  # one sponsor takes the whole line (most projects)
+        return [(weights[0][0], total)]
+    # exact share total * w / W = part + remainder / W (floor division: with negative units, a
+    # correction, the remainder is still non-negative and the handing out below holds)
+    shares = [divmod(total * w, weight_sum) for _, w in weights]
+    parts = [part for part, _ in shares]
+    left = total - sum(parts)
+    if left:
+        for i in sorted(range(len(weights)), key=lambda i: (-shares[i][1], weights[i][0]))[:left]:
+            parts[i] += 1
+    return [(m, part) for (m, _), part in zip(weights, parts)]  # `weights` are in id order
+
+
 def _split(units: Decimal, weighted: tuple[tuple[tuple[str, int], ...], int],
            quantum: Decimal = QUANTUM) -> dict[str, Decimal]:
-    weights, weight_sum = weighted
     with localcontext(_WIDE):
-        total_quanta = int((units / quantum).to_integral_value(ROUND_HALF_EVEN))
-        if not weights or weight_sum == 0:  # 0/0: nobody to charge
-            return {}
-        if len(weights) == 1:  # one sponsor takes the whole line (most projects)
-            return {weights[0][0]: total_quanta * quantum}
-        # exact share total_quanta * w / W = part + remainder / W (floor division: with negative
-        # units, a correction, the remainder is still non-negative and the handing out below holds)
-        parts, remainders = {}, {}
-        for m, w in weights:
-            parts[m], remainders[m] = divmod(total_quanta * w, weight_sum)
-        left = total_quanta - sum(parts.values())
-        order = sorted(remainders, key=lambda m: (-remainders[m], m))
-        for m in order[:left]:
-            parts[m] += 1
-        return {m: q * quantum for m, q in sorted(parts.items())}
+        return {m: q * quantum for m, q in _split_quanta(_quanta(units, quantum), weighted)}
 
 
 def settle(snapshot: Snapshot, period: str | None, members: Mapping[str, MemberFigures],
@@ -158,50 +168,29 @@ def _settle(snapshot, period, members, granted, used) -> Settlement:
     projects = snapshot.by_id("project")
     member_ids = sorted({m.id for m in snapshot.members} | set(members))
     notes: list[str] = []
+    pool_used, moved = _charge_pairs(used, pools, projects, rates, notes)
 
-    used_units = {m: ZERO for m in member_ids}
-    own_use = dict(used_units)
-    lent = dict(used_units)
-    borrowed = dict(used_units)
-    flows: dict[tuple[str, str], Decimal] = {}
-    pool_used: dict[str, Decimal] = {}
-    weights_of: dict[str, tuple] = {}  # project -> its stakes as exact fractions (see `_weights`)
-
-    for (project_id, pool_id), device_hours in sorted(used.items()):
-        pool = pools.get(pool_id)
-        if pool is None:
-            notes.append(f"usage of {device_hours} device-hours by {project_id} on unknown pool "
-                         f"{pool_id} is not settled")
-            continue
-        pool_used[pool_id] = pool_used.get(pool_id, ZERO) + device_hours
-        project = projects.get(project_id)
-        if project is None:
-            notes.append(f"usage of {device_hours} device-hours on {pool_id} by unknown project "
-                         f"{project_id} is not charged to anyone")
-            continue
-        rate = rates.get(pool.accelerator, ZERO)
-        speed = project.speed_on(pool.accelerator)
-        if speed <= 0:
-            notes.append(f"{project_id} has no speed for {pool.accelerator}; its "
-                         f"{device_hours} device-hours on {pool_id} are charged at the pool's rate")
-            speed = Decimal(1)
-        weighted = weights_of.get(project_id)
-        if weighted is None:
-            weighted = weights_of[project_id] = _weights(dict(project.sponsors))
-        parts = _split(device_hours * rate * speed, weighted)
-        owner = pool.member
-        for sponsor, part in parts.items():
-            used_units.setdefault(sponsor, ZERO)
-            for table in (own_use, lent, borrowed):
-                table.setdefault(sponsor, ZERO)
-            used_units[sponsor] += part
-            if sponsor == owner:
-                own_use[sponsor] += part
-            else:
-                lent.setdefault(owner, ZERO)
-                lent[owner] += part
-                borrowed[sponsor] += part
-                flows[(owner, sponsor)] = flows.get((owner, sponsor), ZERO) + part
+    # Everything else is a sum over the units moved from pool owners to sponsors: the part a
+    # sponsor takes on its own pool is own use, any other part is lent by the owner and borrowed
+    # by the sponsor. Members listed: every member, every sponsor charged, every owner who lent.
+    used_q = dict.fromkeys(member_ids, 0)
+    own_q: dict[str, int] = {}
+    lent_q: dict[str, int] = {}
+    borrowed_q: dict[str, int] = {}
+    flows_q: dict[tuple[str, str], int] = {}
+    for (owner, sponsor), quanta in moved.items():
+        used_q[sponsor] = used_q.get(sponsor, 0) + quanta
+        if sponsor == owner:
+            own_q[sponsor] = own_q.get(sponsor, 0) + quanta
+        else:
+            lent_q[owner] = lent_q.get(owner, 0) + quanta
+            borrowed_q[sponsor] = borrowed_q.get(sponsor, 0) + quanta
+            flows_q[(owner, sponsor)] = quanta
+    used_units = {m: q * QUANTUM for m, q in used_q.items()}
+    own_use = {m: q * QUANTUM for m, q in own_q.items()}
+    lent = {m: q * QUANTUM for m, q in lent_q.items()}
+    borrowed = {m: q * QUANTUM for m, q in borrowed_q.items()}
+    flows = {key: q * QUANTUM for key, q in flows_q.items()}
 
     pooled = sum((rates.get(p.accelerator, ZERO) * pool_capacity(snapshot, p) for p in snapshot.pools), ZERO)
     balances = []
@@ -236,6 +225,109 @@ def _settle(snapshot, period, members, granted, used) -> Settlement:
         pooled_units=pooled, used_units=sum(used_units.values(), ZERO), idle_basis=basis,
         notes=tuple(notes),
     )
+
+
+def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, Pool],
+                  projects: Mapping[str, Project], rates: Mapping[str, Decimal],
+                  notes: list[str]) -> tuple[dict[str, Decimal], dict[tuple[str, str], int]]:
+    """Charge every (project, pool) pair's device-hours, in (project, pool) order: the device-hours
+    used per pool, and the whole quanta moved per (pool owner, sponsor), summed as integers (exact,
+    and cheap over hundreds of thousands of pairs). Pairs that cannot be charged are noted.
+
+    With `PairHours` the device-hours are whole nanohours and the pair's quanta are computed in
+    integers (the exact product, rounded half-even, as the wide Decimal context computes it);
+    a pair with a finer figure, or a product too long for that context to hold exactly, is charged
+    with Decimals as any other mapping's pairs are."""
+    exact = isinstance(used, PairHours)
+    if exact:
+        pairs = used.nano.items() if used.ordered else sorted(used.nano.items())
+        fine = used.fine
+    else:
+        pairs = sorted(used.items())
+        fine = {}
+    pool_nano: dict[str, int] = {}
+    pool_used: dict[str, Decimal] = {}
+    moved: dict[tuple[str, str], int] = {}
+    scale = -QUANTUM.as_tuple().exponent  # units x 10**scale = quanta
+    per_unit = NANO // 10 ** scale  # nanohours x (units per device-hour) per quantum
+    one = Decimal(1)
+    current = project = speeds = weighted = sponsor = None  # the project of the pairs at hand
+    factors: dict[str, tuple[Decimal, bool, int, int]] = {}  # its accelerator -> speed, noted, num, den
+    for (project_id, pool_id), hours in pairs:
+        nano = None
+        if exact:
+            if fine and (project_id, pool_id) in fine:
+                hours = used[(project_id, pool_id)]
+            else:
+                nano, hours = hours, None
+        pool = pools.get(pool_id)
+        if pool is None:
+            notes.append(f"usage of {_text(used, project_id, pool_id, hours, nano)} device-hours by {project_id} on "
+                         f"unknown pool {pool_id} is not settled")
+            continue
+        if nano is not None:
+            pool_nano[pool_id] = pool_nano.get(pool_id, 0) + nano
+        else:
+            pool_used[pool_id] = pool_used.get(pool_id, ZERO) + hours
+        if project_id != current:  # the pairs come project by project: its figures, once
+            current, project, factors = project_id, projects.get(project_id), {}
+            if project is not None:
+                speeds = None if project.speed is None else dict(project.speed)
+                weighted = _weights(dict(project.sponsors))
+                sponsor = weighted[0][0][0] if len(weighted[0]) == 1 and weighted[1] else None
+        if project is None:
+            notes.append(f"usage of {_text(used, project_id, pool_id, hours, nano)} device-hours on {pool_id} by "
+                         f"unknown project {project_id} is not charged to anyone")
+            continue
+        accelerator = pool.accelerator
+        factor = factors.get(accelerator)
+        if factor is None:
+            speed = one if speeds is None else speeds.get(accelerator, ZERO)  # as `Project.speed_on`
+            noted = speed <= 0
+            speed = one if noted else speed
+            num, den = (rates.get(accelerator, ZERO) * speed).as_integer_ratio()
+            factor = factors[accelerator] = (speed, noted, num, den * per_unit)
+        speed, noted, num, den = factor
+        if noted:
+            notes.append(f"{project_id} has no speed for {accelerator}; its "
+                         f"{_text(used, project_id, pool_id, hours, nano)} device-hours on {pool_id} are charged "
+                         f"at the pool's rate")
+        if nano is not None and -_EXACT_UP_TO < nano * num < _EXACT_UP_TO:
+            # nano x num / den quanta, rounded half-even (floor division keeps the remainder >= 0)
+            total, rest = divmod(nano * num, den)
+            if 2 * rest > den or (2 * rest == den and total & 1):
+                total += 1
+        else:
+            if hours is None:
+                hours = used[(project_id, pool_id)]
+            # The pair's units, exact in the wide context, rounded once to whole quanta (half-even).
+            total = int((hours * rates.get(accelerator, ZERO) * speed).scaleb(scale)
+                        .to_integral_value(ROUND_HALF_EVEN))
+        owner = pool.member
+        if sponsor is not None:  # one sponsor takes it all (most projects)
+            key = (owner, sponsor)
+            moved[key] = moved.get(key, 0) + total
+            continue
+        for member, part in _split_quanta(total, weighted):
+            key = (owner, member)
+            moved[key] = moved.get(key, 0) + part
+    for pool_id, nano in pool_nano.items():
+        hours = from_nano(nano)
+        pool_used[pool_id] = hours + pool_used[pool_id] if pool_id in pool_used else hours
+    return pool_used, moved
+
+
+# Integer products below this many units are well inside what the wide context holds exactly
+# (80 digits), so the integer and the Decimal ways agree digit for digit.
+_EXACT_UP_TO = 10 ** 60
+
+
+def _text(used: Mapping[tuple[str, str], Decimal], project_id: str, pool_id: str, hours: Decimal | None,
+          nano: int | None) -> str:
+    """The pair's device-hours as the notes write them (the Decimal's own text)."""
+    if hours is not None:
+        return str(hours)
+    return nano_text(nano) if nano is not None else str(used[(project_id, pool_id)])
 
 
 def dec0(value) -> Decimal:

@@ -18,7 +18,7 @@ machines compute the same figures digit for digit. Nothing reads the clock or a 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, localcontext
 from typing import Callable, Iterable, Mapping, NamedTuple
 
 # Per-line plausibility limits (see `line_problem`).
@@ -72,6 +72,55 @@ def decay_factor(age_seconds: int, half_life_days: Decimal) -> Decimal:
         # exp(x ln 2) rather than 2 ** x: Decimal's power with a fractional exponent is several
         # times slower, and this runs once per distinct line end.
         return c.exp(exponent * _LN2)
+
+
+NANO = 1_000_000_000  # nanohours per device-hour
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)  # sums of finite decimals: never rounded
+
+
+def from_nano(nano: int) -> Decimal:
+    """Whole nanohours as the exact Decimal of canonical text ("2.5", "3", never "3.000000000")."""
+    whole, part = divmod(nano, NANO)
+    if not part:
+        return Decimal(whole)
+    return Decimal(nano).scaleb(-9, _EXACT).normalize(_EXACT)
+
+
+def nano_text(nano: int) -> str:
+    """`str(from_nano(nano))` without making the Decimal ("2.5", "3"; below a micro-hour Decimal's
+    own exponent form, "5E-7")."""
+    if -1000 < nano < 1000 and nano:
+        return str(from_nano(nano))
+    whole, part = divmod(abs(nano), NANO)
+    text = f"{whole}.{part:09d}".rstrip("0") if part else str(whole)
+    return "-" + text if nano < 0 else text
+
+
+class PairHours(Mapping[tuple[str, str], Decimal]):
+    """Device-hours per (project, pool), exactly: each pair's whole nanohours as an int, plus an
+    exact Decimal for the rare pair with a figure finer than a nanohour (`fine`, added to `nano`).
+
+    A mapping to Decimals like any other (each made when asked for, as `from_nano` makes it), so any
+    caller can take it; the settlement and the audit read the integers instead, which over hundreds
+    of thousands of pairs is several times faster than Decimal arithmetic. `ordered` says the pairs
+    come in (project, pool) order."""
+
+    def __init__(self, nano: dict[tuple[str, str], int], fine: Mapping[tuple[str, str], Decimal] | None = None,
+                 *, ordered: bool = False) -> None:
+        self.nano = nano
+        self.fine = dict(fine or {})
+        self.ordered = ordered
+
+    def __getitem__(self, key: tuple[str, str]) -> Decimal:
+        hours = from_nano(self.nano[key])
+        fine = self.fine.get(key)
+        return hours if fine is None else _EXACT.add(hours, fine)
+
+    def __iter__(self):
+        return iter(self.nano)
+
+    def __len__(self) -> int:
+        return len(self.nano)
 
 
 class ChargedLine(NamedTuple):

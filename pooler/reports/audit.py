@@ -9,11 +9,12 @@ head and its verification.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, getcontext
 from typing import Any, Mapping, Sequence
 
 from pooler.core.model import Snapshot
 from pooler.core.settle import IDLE_FLAG, Settlement
+from pooler.core.usage import PairHours, from_nano
 
 ZERO = Decimal(0)
 
@@ -64,15 +65,8 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     granted_dh: dict[str, Decimal] = {}
     for g in grants:
         granted_dh[g["project"]] = granted_dh.get(g["project"], ZERO) + Decimal(g["device_hours"])
-    used_dh: dict[str, Decimal] = {}
-    used_units: dict[str, Decimal] = {}
-    for (project, pool_id), dh in used.items():
-        used_dh[project] = used_dh.get(project, ZERO) + dh
-        pool = pools_by_id.get(pool_id)
-        record = project_records.get(project)
-        if pool is not None and record is not None:
-            speed = record.speed_on(pool.accelerator)
-            used_units[project] = used_units.get(project, ZERO) + dh * pool.rate * (speed if speed > 0 else 1)
+    fast = _project_use(used, pools_by_id, project_records) if isinstance(used, PairHours) else None
+    used_dh, used_units = fast if fast is not None else _project_use_decimal(used, pools_by_id, project_records)
 
     project_rows = []
     for p in sorted(projects, key=lambda r: r["project"]):
@@ -149,6 +143,111 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "ledger": [dict(ledger)],
         "notes": list(settlement.notes) + _basis_note(settlement, period),
     }
+
+
+def _project_use_decimal(used: Mapping[tuple[str, str], Decimal], pools_by_id: Mapping[str, Any],
+                         project_records: Mapping[str, Any]) -> tuple[dict[str, Decimal], dict[str, Decimal]]:
+    """Device-hours and units used per project: device-hours x the pool's rate x the project's speed
+    on the pool's type (1 where it has none), in Decimal arithmetic (the default context)."""
+    used_dh: dict[str, Decimal] = {}
+    used_units: dict[str, Decimal] = {}
+    # project -> (in the snapshot, its speed table or None): `Project.speed_on` without a dict per pair
+    speeds: dict[str, tuple[bool, dict[str, Decimal] | None]] = {}
+    one = Decimal(1)
+    for (project, pool_id), dh in used.items():
+        used_dh[project] = used_dh.get(project, ZERO) + dh
+        pool = pools_by_id.get(pool_id)
+        if pool is None:
+            continue
+        known = speeds.get(project)
+        if known is None:
+            record = project_records.get(project)
+            known = speeds[project] = (record is not None,
+                                       None if record is None or record.speed is None else dict(record.speed))
+        if not known[0]:
+            continue
+        speed = one if known[1] is None else known[1].get(pool.accelerator, ZERO)
+        used_units[project] = used_units.get(project, ZERO) + dh * pool.rate * (speed if speed > 0 else 1)
+    return used_dh, used_units
+
+
+def _project_use(used: PairHours, pools_by_id: Mapping[str, Any],
+                 project_records: Mapping[str, Any]) -> tuple[dict[str, Decimal], dict[str, Decimal]] | None:
+    """`_project_use_decimal` in integers (nanohours, and units at one common scale), the same
+    figures when every product and sum fits the default context's digits, which is checked; None
+    (use the Decimal way) when one might not, or a figure is finer than a nanohour or negative."""
+    if used.fine or min(used.nano.values(), default=0) < 0:
+        return None
+    dh: dict[str, int] = {}
+    units: dict[str, int] = {}
+    of_figures: dict[tuple[Decimal, Decimal], tuple[int, int, int]] = {}  # (rate, speed) -> see `_factor`
+    scale = 0  # units are kept as integers of 10**-(9 + scale)
+    biggest = 0  # the largest product of the rate's and the speed's coefficients met
+    one = Decimal(1)
+    current, record, speeds = None, None, None  # the project at hand (its pairs come one after another)
+    factors: dict[str, int | None] = {}  # its pools' types -> rate x speed x 10**scale (None: not charged)
+    dh_sum = units_sum = 0
+    charged = False  # whether the project at hand used a known pool (it then has a units figure)
+    for (project, pool_id), nano in used.nano.items():
+        if project != current:
+            if current is not None:
+                dh[current] = dh.get(current, 0) + dh_sum
+                if charged:
+                    units[current] = units.get(current, 0) + units_sum
+            current, record, factors, dh_sum, units_sum = project, project_records.get(project), {}, 0, 0
+            charged = False
+            speeds = None if record is None or record.speed is None else dict(record.speed)
+        dh_sum += nano
+        pool = pools_by_id.get(pool_id)
+        if pool is None or record is None:
+            continue
+        factor = factors.get(pool.accelerator)
+        if factor is None:
+            speed = one if speeds is None else speeds.get(pool.accelerator, ZERO)
+            figures = (pool.rate, speed if speed > 0 else one)
+            exact = of_figures.get(figures)
+            if exact is None:
+                exact = of_figures[figures] = _factor(*figures)
+                if exact is None:
+                    return None
+                if exact[1] > scale:  # a finer factor: every sum so far moves to the finer scale
+                    up = 10 ** (exact[1] - scale)
+                    units = {p: u * up for p, u in units.items()}
+                    units_sum *= up
+                    factors = {t: f * up for t, f in factors.items()}
+                    scale = exact[1]
+                biggest = max(biggest, exact[2])
+            factor = factors[pool.accelerator] = exact[0] * 10 ** (scale - exact[1])
+        units_sum += nano * factor
+        charged = True
+    if current is not None:
+        dh[current] = dh.get(current, 0) + dh_sum
+        if charged:
+            units[current] = units.get(current, 0) + units_sum
+    # Every product dh x rate x speed and every partial sum is below these bounds, so the Decimal
+    # way (the current context, as `_project_use_decimal` runs) would not have rounded anything.
+    held = 10 ** getcontext().prec
+    if (max(used.nano.values(), default=0) * biggest >= held or max(dh.values(), default=0) >= held
+            or max(units.values(), default=0) >= held):
+        return None
+    return ({p: from_nano(n) for p, n in dh.items()},
+            {p: Decimal(u).scaleb(-9 - scale) for p, u in units.items()})
+
+
+def _factor(rate: Decimal, speed: Decimal) -> tuple[int, int, int] | None:
+    """rate x speed as (an integer F x 10**k, k), and the product of the two figures' coefficients
+    (what bounds the digits of dh x rate x speed); None for a negative or infinite figure."""
+    if rate < 0 or not rate.is_finite() or not speed.is_finite():
+        return None
+    exact = rate * speed  # both are short: exact
+    _, digits, exponent = exact.as_tuple()
+    k = max(0, -exponent)
+    return (int("".join(map(str, digits)) or 0) * 10 ** (exponent + k), k,
+            _coefficient(rate) * _coefficient(speed))
+
+
+def _coefficient(value: Decimal) -> int:
+    return int("".join(map(str, value.as_tuple().digits)) or 0)
 
 
 def _basis_note(settlement: Settlement, period: str) -> list[str]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+from decimal import Decimal
 from typing import Any, Mapping
 
+from pooler.core.model import dec_str
 from pooler.reports.audit import sections, to_plain
 
 
@@ -45,5 +47,49 @@ def render_csv(report: Mapping[str, Any]) -> str:
 
 
 def render_json(report: Mapping[str, Any]) -> str:
-    """Indented JSON; quantities as exact decimal text (parse with `decimal.Decimal`)."""
-    return json.dumps(to_plain(report), indent=2, ensure_ascii=False) + "\n"
+    """Indented JSON; quantities as exact decimal text (parse with `decimal.Decimal`).
+
+    The text is `json.dumps(to_plain(report), indent=2, ensure_ascii=False)`, character for
+    character, but written faster: a report is mostly tables of flat rows, and a table or row whose
+    values are all plain is written by the json module's C encoder in one call (with the newline and
+    indentation as its item separator), Decimals turned into text on the way; only the nesting
+    above the rows is walked here. An audit of ten thousand projects has some 300,000 values."""
+    return _indented(report, 0) + "\n"
+
+
+_PLAIN = (str, int, float, bool, type(None), Decimal)
+
+
+def _decimal_text(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return dec_str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _indented(value: Any, level: int) -> str:
+    """`json.dumps(to_plain(value), indent=2, ensure_ascii=False)` at nesting `level`."""
+    if isinstance(value, Mapping):
+        items = value if type(value) is dict else dict(value)
+        if not items:
+            return "{}"
+        pad = "  " * (level + 1)
+        if all(v.__class__ in _PLAIN for v in items.values()):
+            text = json.dumps(items, ensure_ascii=False, separators=(",\n" + pad, ": "), default=_decimal_text)
+            return "{\n" + pad + text[1:-1] + "\n" + "  " * level + "}"
+        return ("{\n" + ",\n".join(pad + _key(k) + ": " + _indented(v, level + 1) for k, v in items.items())
+                + "\n" + "  " * level + "}")
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        pad = "  " * (level + 1)
+        if all(v.__class__ in _PLAIN for v in value):
+            text = json.dumps(list(value), ensure_ascii=False, separators=(",\n" + pad, ": "),
+                              default=_decimal_text)
+            return "[\n" + pad + text[1:-1] + "\n" + "  " * level + "]"
+        return "[\n" + ",\n".join(pad + _indented(v, level + 1) for v in value) + "\n" + "  " * level + "]"
+    return json.dumps(to_plain(value), ensure_ascii=False)
+
+
+def _key(key: Any) -> str:
+    """A key as json.dumps writes it (numbers, booleans and None become text)."""
+    return json.dumps({key: 0}, ensure_ascii=False)[1:-4]

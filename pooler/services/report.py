@@ -3,37 +3,102 @@
 Everything a report says comes from the ledger in one read transaction: the committed run of the
 period (its rows, never a fresh solve), the registry state the run was solved from (`state_seq`), the
 usage recorded for the period, and the head of the journal; the verification runs on the whole ledger
-just before, and its outcome is part of the report.
+at the same time, in a second process where the machine has a core for it (`beside.Beside`), and its
+outcome is part of the report.
+
+On a big ledger (10,000 projects, 1,000 pools, a million usage lines) the usage is summed here per
+(project, pool) in whole nanohours (`used_device_hours`), and the settlement and the project figures
+work on those integers (`PairHours`): the same figures as Decimal arithmetic gives, in a fraction of
+the time.
 """
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any, Mapping
 
+from pooler.core.model import dec
 from pooler.core.period import PeriodError, parse_period
 from pooler.core.settle import MemberFigures, settle
+from pooler.core.usage import NANO, PairHours
 from pooler.errors import NotFound, UsageError
+from pooler.io.usage import EXACT
 from pooler.reports.audit import build_audit, build_member, sections
 from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
 from pooler.reports.text import human, is_numeric, label
 from pooler.services.alloc import pick_run
+from pooler.services.beside import Beside
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
+from pooler.store import StoreError
 
 USAGE_KIND = "usage.import"
 USAGE_TABLE = "usage_line"
 FORMATS = ("table", "md", "json", "csv", "html")
+ZERO = Decimal(0)
 RENDERERS = {"md": render_markdown, "json": render_json, "csv": render_csv, "html": render_html}
 
 
-def used_device_hours(reader, period: str) -> dict[tuple[str, str], Decimal]:
+def used_device_hours(reader, period: str) -> PairHours:
     """Device-hours used per (project, pool) in `period`, from every `usage.import` entry: the lines
-    whose `period` column is that period, summed exactly by the database (never loaded row by row)."""
-    return {(str(project), str(pool)): hours for (project, pool), _, hours in reader.attachment_sums(
-        USAGE_TABLE, "device_hours", ("project", "pool"), kind=USAGE_KIND, equal={"period": period})}
+    whose `period` column is that period, summed exactly, in (project, pool) order (a mapping to
+    Decimals that also holds the sums as whole nanohours, see `PairHours`).
+
+    The lines are streamed (a few thousand in memory at a time) and summed here, per project and
+    pool, in whole nanohours for the figures that are whole nanohours (nearly all) and as exact
+    Decimals for the others. That is several times faster than the database's GROUP BY, which sorts
+    every line of the period, and sorting the projects and then each one's pools is faster again
+    than sorting (project, pool) pairs."""
+    nano: dict[str, dict[str, int]] = {}
+    fine: dict[tuple[str, str], Decimal] = {}
+    nano_of: dict[str, int | None] = {}  # device-hours text -> nanohours (None: finer); texts repeat
+    for project, pool, text in reader.attachment_stream(USAGE_TABLE, ("project", "pool", "device_hours"),
+                                                        kind=USAGE_KIND, equal={"period": period}):
+        n = nano_of.get(text, _UNSEEN)
+        if n is _UNSEEN:
+            n = _nanohours(text)
+            if len(nano_of) < 100_000:
+                nano_of[text] = n
+        pools = nano.get(project)
+        if pools is None:
+            pools = nano[project] = {}
+        if n is not None:
+            pools[pool] = pools.get(pool, 0) + n
+        else:
+            pools.setdefault(pool, 0)
+            fine[(project, pool)] = EXACT.add(fine.get((project, pool), ZERO), _stored_hours(text))
+    pairs: dict[tuple[str, str], int] = {}
+    for project in sorted(nano):
+        pools = nano[project]
+        for pool in sorted(pools):
+            pairs[(str(project), str(pool))] = pools[pool]
+    return PairHours(pairs, {(str(p), str(q)): h for (p, q), h in fine.items()}, ordered=True)
+
+
+_UNSEEN = object()
+# Stored device-hours text that is a whole number of nanohours: digits, at most nine decimals.
+_NANO_TEXT = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?\Z", re.ASCII).match
+
+
+def _nanohours(text: Any) -> int | None:
+    m = _NANO_TEXT(text) if isinstance(text, str) else None
+    if m is None:
+        return None
+    whole, frac = m.groups()
+    return int(whole) * NANO + (int(frac.ljust(9, "0")) if frac else 0)
+
+
+def _stored_hours(text: Any) -> Decimal:
+    try:
+        number = dec(text)
+    except (InvalidOperation, TypeError, ValueError):
+        number = None
+    if number is None or not number.is_finite():
+        raise StoreError(f"the ledger holds {text!r} where a decimal quantity belongs; run `pooler ledger verify`")
+    return number
 
 
 def _check_period(period: str | None) -> None:
@@ -50,15 +115,23 @@ def audit(ctx: Context, period: str | None = None) -> dict[str, Any]:
 
 
 def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
+    # The whole ledger is verified (in a second process, see `Beside`) while the run and the usage
+    # are read and settled; the report waits for the verification only to fill its ledger section.
     _check_period(period)
-    with open_ledger(ctx) as ledger:
-        verification = ledger.verify()
-        with ledger.reader() as reader:
+    with Beside(_verify, ctx) as verification:
+        with open_ledger(ctx) as ledger, ledger.reader() as reader:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
             head = reader.head()
-    return audit_of(view, snapshot, used, head, verification), snapshot
+        report = audit_of(view, snapshot, used, head)
+        report["ledger"] = [_ledger_info(head, verification.result())]
+    return report, snapshot
+
+
+def _verify(ctx: Context):
+    with open_ledger(ctx) as ledger:
+        return ledger.verify()
 
 
 def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tuple[int, str],
@@ -70,15 +143,6 @@ def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tupl
                                           Decimal(m["allocated"])) for m in view.members}
     granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
     settlement = settle(snapshot, view.period, figures, granted, used)
-    problems = [str(p) for p in verification.problems] if verification is not None else []
-    head_seq, head_hash = head
-    ledger_info = {
-        "head_seq": head_seq, "head_hash": head_hash,
-        "entries": verification.entries if verification is not None else None,
-        "verified": verification.ok if verification is not None else None,
-        "verified_through": verification.head_seq if verification is not None else None,
-        "problems": "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
-    }
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
            "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
@@ -87,7 +151,20 @@ def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tupl
                           "reason": view.payload.get("reason"), "supersedes": view.payload.get("supersedes")}}
     return build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
                        run=run, members=view.members, projects=view.projects, grants=view.grants,
-                       settlement=settlement, used=used, ledger=ledger_info)
+                       settlement=settlement, used=used, ledger=_ledger_info(head, verification))
+
+
+def _ledger_info(head: tuple[int, str], verification=None) -> dict[str, Any]:
+    """The report's ledger section: the head, and what the verification found (None: not checked)."""
+    problems = [str(p) for p in verification.problems] if verification is not None else []
+    head_seq, head_hash = head
+    return {
+        "head_seq": head_seq, "head_hash": head_hash,
+        "entries": verification.entries if verification is not None else None,
+        "verified": verification.ok if verification is not None else None,
+        "verified_through": verification.head_seq if verification is not None else None,
+        "problems": "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
+    }
 
 
 def member(ctx: Context, member_id: str, period: str | None = None) -> dict[str, Any]:

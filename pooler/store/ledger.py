@@ -15,6 +15,7 @@ one consistent snapshot even while writers commit.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import sqlite3
@@ -40,7 +41,7 @@ from pooler.store.errors import (
     EntryRejected, LedgerExists, LedgerNotFound, SchemaTooNew, StoreError, StoreUnavailable,
 )
 from pooler.store.journal import (
-    GENESIS_HASH, Clock, Entry, canonical_json, check_kind, format_time, plain_json, utc_now,
+    GENESIS_HASH, Clock, Entry, canonical_json, check_kind, entry_hash, format_time, plain_json, utc_now,
 )
 from pooler.store.migrations import (
     MIGRATIONS, SCHEMA_VERSION, Migration, check_migrations, read_version, run_migrations,
@@ -228,13 +229,15 @@ class Reader:
 
 
     def attachment_stream(self, table: str, columns: Sequence[str], *, kind: str | None = None,
+                          equal: Mapping[str, Any] | None = None,
                           at_most: Mapping[str, Any] | None = None) -> Iterator[tuple[Any, ...]]:
         """Rows of `table` as value tuples of `columns`, streamed in (seq, line) order (a few
         thousand rows in memory at a time); only rows of entries of `kind` when given, and only rows
-        whose column is at most the value given in `at_most`. Decimals come as their stored text."""
+        whose columns equal the values given in `equal` and are at most those in `at_most`. Decimals
+        come as their stored text."""
         spec = attachment_table(table)
         t = spec.table
-        query = select(*[t.c[name] for name in columns]).where(*self._filters(t, kind, None, at_most))
+        query = select(*[t.c[name] for name in columns]).where(*self._filters(t, kind, equal, at_most))
         query = query.order_by(t.c.seq, t.c.line).execution_options(yield_per=_ATTACHMENT_CHUNK)
         for row in self._conn.execute(query):
             yield tuple(row)
@@ -878,12 +881,12 @@ class Ledger:
                 for row in conn.execute(_whole_journal()):
                     entry = _entry(row)
                     count += 1
-                    problems.extend(self._check_entry(entry, expected, prev_hash))
+                    payload = _try_payload(entry)
+                    problems.extend(self._check_entry(entry, expected, prev_hash, payload))
                     if checkpoint is not None and entry.seq == checkpoint[0]:
                         checkpoint_seen = True
                         if entry.hash != checkpoint[1]:
                             problems.append(VerifyProblem(entry.seq, "the entry's hash differs from the checkpoint"))
-                    payload = _try_payload(entry)
                     if isinstance(payload, dict) and "attachments" in payload:
                         declared.append((entry.seq, payload["attachments"]))
                     try:
@@ -906,24 +909,24 @@ class Ledger:
         return VerifyReport(entries=count, head_seq=head[0], head_hash=head[1], problems=tuple(problems))
 
     @staticmethod
-    def _check_entry(entry: Entry, expected: int, prev_hash: str) -> list[VerifyProblem]:
+    def _check_entry(entry: Entry, expected: int, prev_hash: str, payload: Any) -> list[VerifyProblem]:
         found = []
         if entry.seq != expected:
             missing = f"entry {expected}" if entry.seq == expected + 1 else f"entries {expected} to {entry.seq - 1}"
             found.append(VerifyProblem(entry.seq, f"gap in seq: {missing} missing (a row was deleted)"))
         if entry.prev_hash != prev_hash:
             found.append(VerifyProblem(entry.seq, "broken prev link: prev_hash is not the hash of the entry before"))
-        payload = _try_payload(entry)
         if payload is None:
             found.append(VerifyProblem(entry.seq, "hash mismatch: the payload is not valid JSON"))
             return found
         try:
-            computed = entry.computed_hash()
+            text = canonical_json(payload)
+            computed = _hash_with_payload(entry, text)
         except EntryRejected:
-            computed = None
+            text = computed = None
         if computed != entry.hash:
             found.append(VerifyProblem(entry.seq, "hash mismatch: the entry was changed after it was written"))
-        elif canonical_json(payload) != entry.payload_json:
+        elif text != entry.payload_json:
             found.append(VerifyProblem(entry.seq, "the payload text is not in canonical form"))
         if entry.seq == 1 and entry.kind != "ledger.init":
             found.append(VerifyProblem(entry.seq, f"the first entry is {entry.kind}, not ledger.init"))
@@ -1017,6 +1020,25 @@ def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, s
     except (OperationalError, TypeError, UnicodeEncodeError):
         return None, None
     return count, digest.hexdigest()
+
+
+# The canonical JSON of an entry's hashed fields with a stand-in payload; the keys are sorted, so the
+# payload's text goes where this marker is (a quote inside a text value is escaped: no false match).
+_PAYLOAD_MARK = ',"payload":0,"seq":'
+
+
+def _hash_with_payload(entry: Entry, payload_text: str) -> str:
+    """`entry.computed_hash()`, given the canonical text of its payload (`verify` has it anyway):
+    the other fields' canonical JSON with the payload's text put in its place, instead of the whole
+    entry written out again. Same text, same hash."""
+    if not (isinstance(entry.actor, str) and isinstance(entry.kind, str) and isinstance(entry.time, str)
+            and type(entry.seq) is int):  # fields of unexpected types: the plain way
+        return entry_hash(entry.prev_hash, entry.seq, entry.time, entry.actor, entry.kind, json.loads(payload_text))
+    body = canonical_json({"seq": entry.seq, "time": entry.time, "actor": entry.actor, "kind": entry.kind,
+                           "payload": 0})
+    head, _, tail = body.partition(_PAYLOAD_MARK)
+    body = head + ',"payload":' + payload_text + ',"seq":' + tail
+    return hashlib.sha256((entry.prev_hash + body).encode("utf-8")).hexdigest()
 
 
 def _try_payload(entry: Entry) -> Any:
