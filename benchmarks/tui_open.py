@@ -21,7 +21,7 @@ prints:
 With --late, each run is paired with one that reads the Overview only once the app has mounted
 (what `pooler tui` did before `tui.start`), for comparison on the same machine at the same time.
 
-The allocation itself does not finish at 10,000 projects (see README, Benchmarks), so the recorded
+The allocation itself takes about 37 minutes at 10,000 projects (see README, Benchmarks), so the recorded
 run is a stand-in: every project is served greedily, in id order, from a few pools it may use. It is
 recorded through the same service (`alloc.run`) as a real one, so the dashboard reads exactly what
 it would read after a real run.
