@@ -15,10 +15,9 @@ the time.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.model import dec
 from pooler.core.period import PeriodError, parse_period
 from pooler.core.settle import MemberFigures, settle
 from pooler.core.usage import NANO, PairHours
@@ -33,7 +32,6 @@ from pooler.services.alloc import pick_run
 from pooler.services.beside import Beside
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
-from pooler.store import StoreError
 
 USAGE_KIND = "usage.import"
 USAGE_TABLE = "usage_line"
@@ -52,6 +50,8 @@ def used_device_hours(reader, period: str) -> PairHours:
     Decimals for the others. That is several times faster than the database's GROUP BY, which sorts
     every line of the period, and sorting the projects and then each one's pools is faster again
     than sorting (project, pool) pairs."""
+    from pooler.store.ledger import stored_decimal  # SQLAlchemy: not on the dashboard's first path
+
     nano: dict[str, dict[str, int]] = {}
     fine: dict[tuple[str, str], Decimal] = {}
     nano_of: dict[str, int | None] = {}  # device-hours text -> nanohours (None: finer); texts repeat
@@ -69,7 +69,7 @@ def used_device_hours(reader, period: str) -> PairHours:
             pools[pool] = pools.get(pool, 0) + n
         else:
             pools.setdefault(pool, 0)
-            fine[(project, pool)] = EXACT.add(fine.get((project, pool), ZERO), _stored_hours(text))
+            fine[(project, pool)] = EXACT.add(fine.get((project, pool), ZERO), stored_decimal(text))
     pairs: dict[tuple[str, str], int] = {}
     for project in sorted(nano):
         pools = nano[project]
@@ -89,16 +89,6 @@ def _nanohours(text: Any) -> int | None:
         return None
     whole, frac = m.groups()
     return int(whole) * NANO + (int(frac.ljust(9, "0")) if frac else 0)
-
-
-def _stored_hours(text: Any) -> Decimal:
-    try:
-        number = dec(text)
-    except (InvalidOperation, TypeError, ValueError):
-        number = None
-    if number is None or not number.is_finite():
-        raise StoreError(f"the ledger holds {text!r} where a decimal quantity belongs; run `pooler ledger verify`")
-    return number
 
 
 def _check_period(period: str | None) -> None:

@@ -296,7 +296,7 @@ class Reader:
             total = _from_nano(row[-2] or 0)
             if row[-1] is not None:
                 for text in row[-1].split("\n"):
-                    total = _EXACT.add(total, _stored_decimal(text))
+                    total = _EXACT.add(total, stored_decimal(text))
             yield tuple(row[:-3]), row[-3], total
 
     def _python_sums(self, t: Any, value: str, keys: list[Any], filters: list[Any]):
@@ -311,7 +311,7 @@ class Reader:
                     yield current, count, total
                 current, count, total = key, 0, Decimal(0)
             count += 1
-            total = _EXACT.add(total, _stored_decimal(row[-1]))
+            total = _EXACT.add(total, stored_decimal(row[-1]))
         if current is not None:
             yield current, count, total
 
@@ -339,7 +339,8 @@ def _from_nano(nano: int) -> Decimal:
     return Decimal("-" + text if nano < 0 and (whole or part) else text)
 
 
-def _stored_decimal(text: Any) -> Decimal:
+def stored_decimal(text: Any) -> Decimal:
+    """A decimal quantity as the ledger stores it (text), checked: anything else is a StoreError."""
     try:
         number = dec(text)
     except (InvalidOperation, TypeError, ValueError):
