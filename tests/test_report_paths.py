@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from decimal import Decimal
+from decimal import Context as DecimalContext
+from decimal import Decimal, localcontext
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -68,6 +69,29 @@ def test_project_figures_in_integers_equal_the_decimal_ones(inputs):
     fast = audit_module._project_use(pairs, pools, records)
     if fast is not None:  # None: a figure finer than a nanohour, negative, or too long to be sure of
         assert fast == audit_module._project_use_decimal(dict(pairs), pools, records)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_settlement_inputs(), st.sampled_from([1, 10**6, 10**13]))
+def test_project_figures_in_arrays_equal_the_integer_loop(inputs, scale):
+    """The NumPy way (big ledgers) gives the loop's figures in the same text (the same exponent, so
+    the report's bytes are the same); figures too big for int64 (scale 1e13) fall back to the loop."""
+    snap, figures, granted, used = inputs
+    with localcontext(DecimalContext(prec=100)):
+        whole = {k: v * scale for k, v in used.items() if v >= 0 and (v * scale).scaleb(9) % 1 == 0}
+        pairs = _pair_hours(whole, ordered=True)
+    pools = {p.pool: p for p in settle(snap, None, figures, granted, pairs).pools}
+    records = snap.by_id("project")
+    old = audit_module._ARRAYS_FROM
+    try:
+        audit_module._ARRAYS_FROM = 0
+        arrays = audit_module._project_use(pairs, pools, records)
+        audit_module._ARRAYS_FROM = 10**12
+        loop = audit_module._project_use(pairs, pools, records)
+    finally:
+        audit_module._ARRAYS_FROM = old
+    as_text = None if loop is None else tuple({k: str(v) for k, v in part.items()} for part in loop)
+    assert (None if arrays is None else tuple({k: str(v) for k, v in part.items()} for part in arrays)) == as_text
 
 
 def test_project_figures_of_ordinary_usage_take_the_integer_way(ctx, tmp_path):

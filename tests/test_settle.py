@@ -3,6 +3,7 @@ property that balances always sum to exactly zero."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from decimal import Context, localcontext
 
 from decimal import Decimal as D
@@ -236,3 +237,45 @@ def test_whole_nanohours_settle_as_their_decimals(inputs, ordered):
     assert as_decimals == used
     assert _figures(settle(snap, "2026-11", figures, granted, pairs)) == \
         _figures(settle(snap, "2026-11", figures, granted, as_decimals))
+
+
+@contextmanager
+def _arrays_from(n):
+    """Charge through `_charge_arrays` from `n` pairs on (the default waits for 20,000)."""
+    from pooler.core import settle as module
+
+    old = module._ARRAYS_FROM
+    module._ARRAYS_FROM = n
+    try:
+        yield
+    finally:
+        module._ARRAYS_FROM = old
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_settlement_inputs(), st.booleans(), st.sampled_from([1, 10**6, 10**13]))
+def test_the_array_charging_equals_the_loop(inputs, ordered, scale):
+    """The NumPy charging (big ledgers) gives every figure, note and order the Python loop gives:
+    single and shared sponsors, thirds, corrections, unknown pools and projects, missing speeds; and
+    figures too big for int64 (scale 1e13) fall back to the loop with the same result."""
+    snap, figures, granted, used = inputs
+    with localcontext(Context(prec=100)):  # figures up to 1e22 device-hours, to the nanohour
+        pairs = _pair_hours({k: v * scale for k, v in used.items() if (v * scale).scaleb(9) % 1 == 0}, ordered)
+    assert not pairs.fine
+    with _arrays_from(0):
+        arrays = _figures(settle(snap, "2026-11", figures, granted, pairs))
+    with _arrays_from(10**12):
+        loop = _figures(settle(snap, "2026-11", figures, granted, pairs))
+    assert arrays == loop
+
+
+def test_the_array_charging_declines_what_int64_cannot_hold():
+    from pooler.core.settle import _charge_arrays
+    from pooler.core.usage import PairHours
+
+    snap = _snapshot([("p1", "A", "gpu", 10)], [("j1", {"A": "1"}, None)], rates={"gpu": "1.5"})
+    rates = {"gpu": D("1.5")}
+    pools, projects = snap.by_id("pool"), snap.by_id("project")
+    assert _charge_arrays(PairHours({("j1", "p1"): 5 * 10**9}), pools, projects, rates, []) is not None
+    assert _charge_arrays(PairHours({("j1", "p1"): 10**19}), pools, projects, rates, []) is None  # not int64
+    assert _charge_arrays(PairHours({("j1", "p1"): 10**18}), pools, projects, rates, []) is None  # x 3: no

@@ -239,6 +239,10 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
     a pair with a finer figure, or a product too long for that context to hold exactly, is charged
     with Decimals as any other mapping's pairs are."""
     exact = isinstance(used, PairHours)
+    if exact and not used.fine and len(used.nano) >= _ARRAYS_FROM:
+        charged = _charge_arrays(used, pools, projects, rates, notes)
+        if charged is not None:
+            return charged
     if exact:
         pairs = used.nano.items() if used.ordered else sorted(used.nano.items())
         fine = used.fine
@@ -320,6 +324,215 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
 # Integer products below this many units are well inside what the wide context holds exactly
 # (80 digits), so the integer and the Decimal ways agree digit for digit.
 _EXACT_UP_TO = 10 ** 60
+_ARRAYS_FROM = 20_000  # pairs from which `_charge_arrays` pays for NumPy's import
+_INT64_SAFE = 2 ** 62  # every product and sum of `_charge_arrays` stays below this, or it declines
+
+
+def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping[str, Project],
+                   rates: Mapping[str, Decimal], notes: list[str]
+                   ) -> tuple[dict[str, Decimal], dict[tuple[str, str], int]] | None:
+    """`_charge_pairs` on whole-nanohour pairs, with the per-pair arithmetic in NumPy int64: the same
+    integers (quanta rounded half-even, the largest-remainder split, ties to the smaller id), the same
+    notes in the same order. The per-project and per-type figures are still made once each, exactly,
+    in Python. None when a product or a sum could leave int64 (the caller then loops in Python)."""
+    import numpy as np
+
+    columns = used.columns()
+    if columns is None:
+        return None
+    keys, nano = columns.keys, columns.nano
+    pool_of, pool_ids = columns.pool, columns.pool_ids
+    project_of, project_ids = columns.project, columns.project_ids
+
+    # pools: known, owner, accelerator; projects: known, single sponsor or weights
+    members: dict[str, int] = {}
+    types: dict[str, int] = {}
+    pool_known = np.zeros(len(pool_ids), dtype=bool)
+    pool_owner = np.zeros(len(pool_ids), dtype=np.int64)
+    pool_type = np.zeros(len(pool_ids), dtype=np.int64)
+    for i, pid in enumerate(pool_ids):
+        pool = pools.get(pid)
+        if pool is not None:
+            pool_known[i] = True
+            pool_owner[i] = members.setdefault(pool.member, len(members))
+            pool_type[i] = types.setdefault(pool.accelerator, len(types))
+    type_ids = list(types)
+    records = [projects.get(pid) for pid in project_ids]
+    project_known = np.array([r is not None for r in records], dtype=bool)
+    of_sponsors: dict = {}  # projects with the same sponsors and stakes share their weights
+    weighted = [None if r is None else of_sponsors.get(r.sponsors) or of_sponsors.setdefault(
+        r.sponsors, _weights(dict(r.sponsors))) for r in records]
+    project_single = np.full(len(project_ids), -1, dtype=np.int64)  # the one sponsor (-1: none or several)
+    for i, w in enumerate(weighted):
+        if w is not None and len(w[0]) == 1 and w[1]:
+            project_single[i] = members.setdefault(w[0][0][0], len(members))
+
+    pool_ok = pool_known[pool_of]
+    charge = pool_ok & project_known[project_of]
+    # the factor of each (project, type) met: rate x speed as num / den quanta per nanohour
+    combo = project_of * max(len(type_ids), 1) + pool_type[pool_of]
+    uniq, inverse = np.unique(np.where(charge, combo, -1), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    num = np.zeros(len(uniq), dtype=np.int64)
+    den = np.ones(len(uniq), dtype=np.int64)
+    noted = np.zeros(len(uniq), dtype=bool)
+    scale = -QUANTUM.as_tuple().exponent
+    per_unit = NANO // 10 ** scale
+    one = Decimal(1)
+    nt = max(len(type_ids), 1)
+    of_figures: dict[tuple[str, Decimal], tuple[bool, int, int]] = {}  # (type, speed) -> noted, num, den
+
+    def figures_of(accelerator: str, speed: Decimal) -> tuple[bool, int, int] | None:
+        figures = of_figures.get((accelerator, speed))
+        if figures is None:
+            a, b = (rates.get(accelerator, ZERO) * (one if speed <= 0 else speed)).as_integer_ratio()
+            b *= per_unit
+            if not (-_INT64_SAFE < a < _INT64_SAFE and 0 < b < _INT64_SAFE // 4):
+                return None
+            figures = of_figures[(accelerator, speed)] = (speed <= 0, a, b)
+        return figures
+
+    # projects without a speed table: the type's rate alone, for all their pairs at once
+    plain_figures = [figures_of(t, one) for t in type_ids]
+    if any(f is None for f in plain_figures):
+        return None
+    combo_project = np.where(uniq >= 0, uniq // nt, 0)
+    combo_type = np.where(uniq >= 0, uniq % nt, 0)
+    tabled = np.array([r is not None and r.speed is not None for r in records], dtype=bool)
+    plain = (uniq >= 0) & ~tabled[combo_project] if len(records) else np.zeros(len(uniq), dtype=bool)
+    if plain_figures:
+        num[plain] = np.array([f[1] for f in plain_figures], dtype=np.int64)[combo_type[plain]]
+        den[plain] = np.array([f[2] for f in plain_figures], dtype=np.int64)[combo_type[plain]]
+    speed_maps: dict[int, dict[str, Decimal]] = {}
+    for u in np.flatnonzero((uniq >= 0) & ~plain).tolist():
+        p, accelerator = int(combo_project[u]), type_ids[combo_type[u]]
+        speeds = speed_maps.get(p)
+        if speeds is None:
+            speeds = speed_maps[p] = dict(records[p].speed)
+        figures = figures_of(accelerator, speeds.get(accelerator, ZERO))  # as `Project.speed_on`
+        if figures is None:
+            return None
+        noted[u], num[u], den[u] = figures
+    big = float(np.abs(nano).max(initial=0))
+    if big * float(np.abs(num).max(initial=0)) >= _INT64_SAFE / 2 or float(np.abs(nano).sum(dtype=float)) >= _INT64_SAFE / 2:
+        return None
+    # quanta per pair: nano x num / den, rounded half-even (floor division keeps the remainder >= 0)
+    prod = nano * num[inverse]
+    d = den[inverse]
+    total = prod // d
+    rest = prod - total * d
+    total += (2 * rest > d) | ((2 * rest == d) & (total % 2 == 1))
+    total = np.where(charge, total, 0)
+
+    # notes, in pair order: unknown pool, unknown project, no speed for the pool's type
+    found: list[str] = []  # handed to `notes` only when the charging is done here
+    flagged = np.flatnonzero(~pool_ok | (pool_ok & ~charge) | (charge & noted[inverse]))
+    kinds = (pool_ok[flagged].astype(np.int8) + charge[flagged]).tolist()  # 0, 1 or 2: as below
+    for i, kind, hours, t in zip(flagged.tolist(), kinds, nano[flagged].tolist(),
+                                 pool_type[pool_of[flagged]].tolist()):
+        project_id, pool_id = keys[i]
+        text = nano_text(hours)
+        if kind == 0:
+            found.append(f"usage of {text} device-hours by {project_id} on unknown pool {pool_id} is not settled")
+        elif kind == 1:
+            found.append(f"usage of {text} device-hours on {pool_id} by unknown project {project_id} is not "
+                         f"charged to anyone")
+        else:
+            found.append(f"{project_id} has no speed for {type_ids[t]}; its {text} device-hours "
+                         f"on {pool_id} are charged at the pool's rate")
+
+    # device-hours per known pool (unknown projects' pairs included, as `_charge_pairs` counts them)
+    pool_nano = np.zeros(len(pool_ids), dtype=np.int64)
+    np.add.at(pool_nano, pool_of[pool_ok], nano[pool_ok])
+    seen = np.zeros(len(pool_ids), dtype=bool)
+    seen[pool_of[pool_ok]] = True
+    pool_used = {pool_ids[i]: from_nano(v) for i, v in zip(np.flatnonzero(seen).tolist(),
+                                                           pool_nano[seen].tolist())}
+
+    # quanta moved per (owner, sponsor): single-sponsor pairs at once, the others split by stakes
+    owners = pool_owner[pool_of]
+    single = charge & (project_single[project_of] >= 0)
+    key_owner = [owners[single]]
+    key_member = [project_single[project_of[single]]]
+    key_quanta = [total[single]]
+    several = np.flatnonzero(charge & (project_single[project_of] < 0))
+    if several.size:
+        split = _split_arrays(several, total, project_of, owners, weighted, members)
+        if split is None:
+            return None
+        key_owner.append(split[0])
+        key_member.append(split[1])
+        key_quanta.append(split[2])
+    o = np.concatenate(key_owner)
+    m = np.concatenate(key_member)
+    q = np.concatenate(key_quanta)
+    if float(np.abs(q).sum(dtype=float)) >= _INT64_SAFE / 2:
+        return None
+    member_ids = list(members)
+    pair_key = o * len(member_ids) + m
+    ukeys, where = np.unique(pair_key, return_inverse=True)
+    sums = np.zeros(len(ukeys), dtype=np.int64)
+    np.add.at(sums, where.reshape(-1), q)
+    moved = {(member_ids[k // len(member_ids)], member_ids[k % len(member_ids)]): int(v)
+             for k, v in zip(ukeys.tolist(), sums.tolist())}
+    notes.extend(found)
+    return pool_used, moved
+
+
+def _split_arrays(pairs, total, project_of, owners, weighted, members):
+    """The largest-remainder split of `_split_quanta` for the pairs `pairs` (indices) of projects with
+    several sponsors, all at once: (owner, member, quanta) per part, parts of 0 included."""
+    import numpy as np
+
+    projects = np.unique(project_of[pairs]).tolist()
+    start = {}
+    member_col: list[int] = []
+    weight_col: list[int] = []
+    rank_col: list[int] = []
+    sums: dict[int, int] = {}
+    for p in projects:
+        weights, weight_sum = weighted[p]
+        start[p] = (len(member_col), len(weights))
+        sums[p] = weight_sum
+        for r, (member, w) in enumerate(weights):
+            member_col.append(members.setdefault(member, len(members)))
+            weight_col.append(w)
+            rank_col.append(r)
+    if max(weight_col, default=0) >= _INT64_SAFE or max(sums.values(), default=0) >= _INT64_SAFE:
+        return None
+    member_arr = np.array(member_col, dtype=np.int64)
+    weight_arr = np.array(weight_col, dtype=np.int64)
+    rank_arr = np.array(rank_col, dtype=np.int64)
+    proj = project_of[pairs]
+    first = np.array([start[p][0] for p in projects], dtype=np.int64)
+    count = np.array([start[p][1] for p in projects], dtype=np.int64)
+    wsum = np.array([sums[p] for p in projects], dtype=np.int64)
+    slot = np.searchsorted(np.array(projects, dtype=np.int64), proj)
+    k = count[slot]
+    keep = (k > 0) & (wsum[slot] > 0)  # 0/0: nobody to charge
+    pairs, slot, k = pairs[keep], slot[keep], k[keep]
+    if not pairs.size:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    tot = total[pairs]
+    if float(np.abs(tot).max()) * float(weight_arr.max()) >= _INT64_SAFE:
+        return None
+    # one row per (pair, sponsor), pairs in order and sponsors in id order within each
+    row_pair = np.repeat(np.arange(pairs.size), k)
+    offset = np.arange(row_pair.size) - np.repeat(np.cumsum(k) - k, k)
+    entry = np.repeat(first[slot], k) + offset
+    w = weight_arr[entry]
+    W = wsum[slot][row_pair]
+    prod = tot[row_pair] * w
+    part = prod // W
+    rem = prod - part * W
+    left = tot - np.add.reduceat(part, np.cumsum(k) - k)
+    # hand out the quanta left over: largest remainder first, ties to the smaller id (sponsor order)
+    order = np.lexsort((rank_arr[entry], -rem, row_pair))
+    place = np.empty(row_pair.size, dtype=np.int64)
+    place[order] = np.arange(row_pair.size) - np.repeat(np.cumsum(k) - k, k)
+    part += place < left[row_pair]
+    return owners[pairs][row_pair], member_arr[entry], part
 
 
 def _text(used: Mapping[tuple[str, str], Decimal], project_id: str, pool_id: str, hours: Decimal | None,

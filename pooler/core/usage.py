@@ -122,6 +122,51 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
     def __len__(self) -> int:
         return len(self.nano)
 
+    def columns(self) -> "PairColumns | None":
+        """The whole-nanohour pairs as NumPy columns, in (project, pool) order (made once, for the
+        settlement and the audit's project figures on big ledgers); None when a figure does not fit
+        int64."""
+        if not hasattr(self, "_columns"):
+            self._columns = PairColumns.of(self.nano, self.ordered)
+        return self._columns
+
+
+@dataclass(frozen=True)
+class PairColumns:
+    """Pairs as columns: `keys[i]` is (project, pool); `project_ids[project[i]]` and
+    `pool_ids[pool[i]]` name them (each in order of first appearance); `nano[i]` its nanohours."""
+
+    keys: list
+    nano: "np.ndarray"
+    project: "np.ndarray"
+    project_ids: list
+    pool: "np.ndarray"
+    pool_ids: list
+
+    @classmethod
+    def of(cls, nano: Mapping[tuple[str, str], int], ordered: bool) -> "PairColumns | None":
+        import numpy as np
+
+        keys = list(nano) if ordered else sorted(nano)
+        try:
+            figures = np.fromiter(nano.values() if ordered else (nano[k] for k in keys), dtype=np.int64,
+                                  count=len(keys))
+        except OverflowError:
+            return None
+        project, project_ids = _codes([k[0] for k in keys])
+        pool, pool_ids = _codes([k[1] for k in keys])
+        return cls(keys, figures, project, project_ids, pool, pool_ids)
+
+
+def _codes(names: list[str]):
+    """Each name's index among the distinct names (in order of first appearance), and those names."""
+    import numpy as np
+
+    index = dict.fromkeys(names)
+    for i, name in enumerate(index):
+        index[name] = i
+    return np.fromiter(map(index.__getitem__, names), dtype=np.int64, count=len(names)), list(index)
+
 
 class ChargedLine(NamedTuple):
     """What the charging needs of one recorded usage line."""

@@ -178,6 +178,11 @@ def _project_use(used: PairHours, pools_by_id: Mapping[str, Any],
     (use the Decimal way) when one might not, or a figure is finer than a nanohour or negative."""
     if used.fine or min(used.nano.values(), default=0) < 0:
         return None
+    if len(used.nano) >= _ARRAYS_FROM:
+        columns = used.columns()
+        fast = None if columns is None else _project_use_arrays(columns, pools_by_id, project_records)
+        if fast is not None:
+            return fast  # None: int64 might not hold it; the loop below has the last word
     dh: dict[str, int] = {}
     units: dict[str, int] = {}
     of_figures: dict[tuple[Decimal, Decimal], tuple[int, int, int]] = {}  # (rate, speed) -> see `_factor`
@@ -232,6 +237,79 @@ def _project_use(used: PairHours, pools_by_id: Mapping[str, Any],
         return None
     return ({p: from_nano(n) for p, n in dh.items()},
             {p: Decimal(u).scaleb(-9 - scale) for p, u in units.items()})
+
+
+_ARRAYS_FROM = 20_000  # pairs from which `_project_use_arrays` pays for NumPy's import
+_INT64_SAFE = 2 ** 62
+
+
+def _project_use_arrays(columns, pools_by_id: Mapping[str, Any],
+                        project_records: Mapping[str, Any]) -> tuple[dict[str, Decimal], dict[str, Decimal]] | None:
+    """`_project_use` with the per-pair products and sums in NumPy int64 (whole-nanohour pairs, none
+    negative): the same figures, at the same scale. None when a figure, product or sum might leave
+    int64 or the default context's digits, or a factor is not a plain figure (the loop then decides)."""
+    import numpy as np
+
+    nano, project_of, pool_of = columns.nano, columns.project, columns.pool
+    records = [project_records.get(p) for p in columns.project_ids]
+    pools = [pools_by_id.get(p) for p in columns.pool_ids]
+    types: dict[str, int] = {}
+    pool_type = np.array([-1 if p is None else types.setdefault(p.accelerator, len(types)) for p in pools],
+                         dtype=np.int64)
+    nt = max(len(types), 1)
+    charged = (pool_type[pool_of] >= 0) & np.array([r is not None for r in records], dtype=bool)[project_of]
+    if float(nano.sum(dtype=float)) >= _INT64_SAFE / 4:
+        return None
+    dh = np.zeros(len(records), dtype=np.int64)
+    np.add.at(dh, project_of, nano)
+    # the factor of each (project, type) met, as `_factor` makes it, then at one common scale
+    combo = np.where(charged, project_of * nt + np.maximum(pool_type[pool_of], 0), -1)
+    uniq, inverse = np.unique(combo, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    rate_of = {}
+    for p in pools:
+        if p is not None:
+            rate_of.setdefault(p.accelerator, p.rate)
+    type_ids = list(types)
+    one = Decimal(1)
+    of_figures: dict[tuple[Decimal, Decimal], tuple[int, int, int]] = {}
+    speed_maps: dict[int, dict[str, Decimal] | None] = {}
+    exact_of = []
+    for c in uniq.tolist():
+        if c < 0:
+            exact_of.append((0, 0, 0))
+            continue
+        j, accelerator = c // nt, type_ids[c % nt]
+        if j not in speed_maps:
+            record = records[j]
+            speed_maps[j] = None if record.speed is None else dict(record.speed)
+        speeds = speed_maps[j]
+        speed = one if speeds is None else speeds.get(accelerator, ZERO)
+        figures = (rate_of[accelerator], speed if speed > 0 else one)
+        exact = of_figures.get(figures)
+        if exact is None:
+            exact = of_figures[figures] = _factor(*figures)
+            if exact is None:
+                return None
+        exact_of.append(exact)
+    scale = max((k for c, (_, k, _) in zip(uniq.tolist(), exact_of) if c >= 0), default=0)
+    biggest = max((b for c, (_, _, b) in zip(uniq.tolist(), exact_of) if c >= 0), default=0)
+    scaled = [f * 10 ** (scale - k) for f, k, _ in exact_of]
+    # per (project, type): its nanohours summed in int64, then times the factor in Python integers
+    # (at the common scale a factor times a pair's nanohours need not fit int64; the sums do)
+    combo_nano = np.zeros(len(uniq), dtype=np.int64)
+    np.add.at(combo_nano, inverse, nano)
+    units: dict[int, int] = {}
+    for c, n, f in zip(uniq.tolist(), combo_nano.tolist(), scaled):
+        if c >= 0:
+            units[c // nt] = units.get(c // nt, 0) + n * f
+    held = 10 ** getcontext().prec
+    if (int(nano.max(initial=0)) * biggest >= held or int(dh.max(initial=0)) >= held
+            or max(units.values(), default=0) >= held):
+        return None
+    ids = columns.project_ids
+    return ({ids[j]: from_nano(v) for j, v in enumerate(dh.tolist())},
+            {ids[j]: Decimal(u).scaleb(-9 - scale) for j, u in sorted(units.items())})
 
 
 def _factor(rate: Decimal, speed: Decimal) -> tuple[int, int, int] | None:
