@@ -780,3 +780,53 @@ def test_postgresql_ledger_matches_sqlite_and_guards_itself(postgres_url, tmp_pa
         finally:
             engine.dispose()
         assert [(p.table, p.key) for p in pg.verify().problems] == [("member", "pcl")]
+
+
+# --- attachment digests beside the replay -----------------------------------------------------------
+
+
+def test_digests_made_beside_the_replay_are_the_ones_verify_makes(ledger, path):
+    from pooler.store.attachments import attachment_table
+    from pooler.store.digests import DigestsBeside
+    from pooler.store.ledger import _sqlite_digest
+
+    populate(ledger)
+    beside = DigestsBeside.start(ledger._engine)
+    assert beside is not None  # a file: the thread runs
+    head = ledger.head()[0]
+    digests = beside.result(head)
+    assert digests  # alloc_grant rows (at least) were digested
+    with ledger._transaction() as conn:
+        for (name, seq), made in digests.items():
+            assert made == _sqlite_digest(conn, attachment_table(name), seq)
+
+
+def test_digests_of_another_head_are_not_used(ledger, path):
+    from pooler.store.digests import DigestsBeside
+
+    populate(ledger)
+    beside = DigestsBeside.start(ledger._engine)
+    assert beside.result(ledger.head()[0] + 1) == {}  # the replay saw another journal: do it all again
+
+
+def test_no_digests_beside_an_in_memory_database():
+    from sqlalchemy import create_engine
+
+    from pooler.store.digests import DigestsBeside
+
+    assert DigestsBeside.start(create_engine("sqlite://")) is None
+    assert DigestsBeside.start(create_engine("sqlite:///:memory:")) is None
+
+
+def test_an_edited_attachment_row_is_found_with_or_without_the_digests_beside(ledger, path, monkeypatch):
+    from pooler.store import digests
+
+    populate(ledger)
+    target = seq_of(ledger, "alloc.run")
+    guards = drop_guards(path)
+    raw(path).execute("UPDATE alloc_grant SET device_hours = 9999 WHERE seq = ? AND line = 2", (target,))
+    restore_guards(path, guards)
+    with_thread = ledger.verify()
+    monkeypatch.setattr(digests.DigestsBeside, "start", classmethod(lambda cls, engine: None))
+    without = ledger.verify()
+    assert with_thread.problems == without.problems and with_thread.first_bad_seq == target

@@ -414,7 +414,8 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
             return None
         noted[u], num[u], den[u] = figures
     big = float(np.abs(nano).max(initial=0))
-    if big * float(np.abs(num).max(initial=0)) >= _INT64_SAFE / 2 or float(np.abs(nano).sum(dtype=float)) >= _INT64_SAFE / 2:
+    if (big * float(np.abs(num).max(initial=0)) >= _INT64_SAFE / 2
+            or float(np.abs(nano).sum(dtype=float)) >= _INT64_SAFE / 2):
         return None
     # quanta per pair: nano x num / den, rounded half-even (floor division keeps the remainder >= 0)
     prod = nano * num[inverse]

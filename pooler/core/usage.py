@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_HALF_EVEN, Context, Decimal, localcontext
-from typing import Callable, Iterable, Mapping, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, Mapping, NamedTuple
+
+if TYPE_CHECKING:  # NumPy is imported only where the columns are made (big ledgers)
+    import numpy as np
 
 # Per-line plausibility limits (see `line_problem`).
 MAX_LINE_DEVICE_HOURS = Decimal(10_000_000)
@@ -137,10 +140,10 @@ class PairColumns:
     `pool_ids[pool[i]]` name them (each in order of first appearance); `nano[i]` its nanohours."""
 
     keys: list
-    nano: "np.ndarray"
-    project: "np.ndarray"
+    nano: np.ndarray
+    project: np.ndarray
     project_ids: list
-    pool: "np.ndarray"
+    pool: np.ndarray
     pool_ids: list
 
     @classmethod

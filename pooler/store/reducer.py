@@ -34,7 +34,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from pooler.core.model import (
-    COLLECTIONS, RECORD_TYPES, Consortium, Policy, Record, Snapshot,
+    COLLECTIONS, RECORD_TYPES, Consortium, Policy, Record, Snapshot, field_names,
 )
 from pooler.core.period import Period, PeriodError, parse_period
 from pooler.store.errors import EntryRejected
@@ -201,7 +201,7 @@ def parse_record(kind: str, raw: Any, where: str = "record") -> Record:
     plain = plain_json(raw, where)  # refuses floats, turns Decimals into text and records into dicts
     if not isinstance(plain, dict):
         raise EntryRejected(f"{where} must be a {kind} record (a table of fields)")
-    names = {f.name for f in fields(cls)}
+    names = set(field_names(cls))
     unknown = sorted(set(plain) - names)
     if unknown:
         raise EntryRejected(f"{where} has unknown field(s) for a {kind}: {', '.join(unknown)}")
@@ -216,11 +216,11 @@ def parse_record(kind: str, raw: Any, where: str = "record") -> Record:
         record = cls.from_record(plain)
     except (InvalidOperation, TypeError, ValueError) as exc:
         raise EntryRejected(f"{where}: {exc}") from None
-    for f in fields(record):
-        value = getattr(record, f.name)
-        numbers = [v for _, v in value] if f.name in PAIR_FIELDS and value else [value]
+    for name in field_names(cls):
+        value = getattr(record, name)
+        numbers = [v for _, v in value] if name in PAIR_FIELDS and value else [value]
         if any(isinstance(v, Decimal) and not v.is_finite() for v in numbers):
-            raise EntryRejected(f"{where}.{f.name} is not a finite number")
+            raise EntryRejected(f"{where}.{name} is not a finite number")
     return record
 
 
