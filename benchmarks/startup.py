@@ -5,8 +5,10 @@
 Makes the demo ledger once (`pooler demo --dir DIR`, kept in DIR), then runs each command --runs
 times as a new process, output to /dev/null, and prints the minimum, median and maximum wall time,
 beside `python -c pass` (the interpreter's own start-up, the floor) and the load average. Then it
-runs each command once more in-process and names the heavy libraries it imported (the target is
-that neither imports SQLAlchemy, pydantic, NumPy, SciPy or Textual; tests/test_startup.py holds that).
+runs each command once more in a fresh process and names the heavy libraries it imported (the target
+is that neither imports SQLAlchemy, pydantic, NumPy, SciPy or Textual; tests/test_startup.py holds
+that), and whether it imported Typer or Rich (the quick paths of `pooler.cli.fast` import no Typer,
+and the root help no Rich either, when output is not a terminal, as here: output goes to /dev/null).
 
 The target is 0.3 s for both on the project's machine kind (2 cores). Other work on the machine
 shows as a higher median and maximum; the minimum is the figure least disturbed by it.
@@ -36,7 +38,9 @@ try:
 except SystemExit:
     pass
 heavy = sorted({m.split(".")[0] for m in sys.modules} & set(%r))
-print("imported: " + (", ".join(heavy) or "none of them"), file=sys.stderr)
+cli = sorted({m.split(".")[0] for m in sys.modules} & {"typer", "rich"})
+print("imported: " + (", ".join(heavy) or "none of them") + "; of Typer and Rich: "
+      + (", ".join(cli) or "neither"), file=sys.stderr)
 """ % (HEAVY,)
 
 

@@ -2,7 +2,12 @@
 that they give exactly what the ordinary paths give.
 
 - `pooler --help` and the `list` commands import none of SQLAlchemy, pydantic, NumPy, SciPy or
-  Textual (checked in a fresh interpreter, through `sys.modules`);
+  Textual (checked in a fresh interpreter, through `sys.modules`), and when their quick paths
+  (`pooler.cli.fast`) serve them, no Typer either (nor Rich, for the help);
+- what the quick paths print is what the Typer app prints, byte for byte, in fresh processes: the
+  pre-rendered root help at every width it has, each `list` form, errors included; and where they
+  must stand aside (a terminal, forced colours, another width, another program name, a changed
+  command table, any other command line) the Typer app answers;
 - the root help, listed from `COMMANDS` without importing the command files, is the help the
   command files themselves give;
 - the DB-API listing path (`pooler.store.readonly`) gives the records `Ledger` gives, on SQLite and
@@ -72,25 +77,37 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 """
 
 
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This environment without the variables that change what pooler or Rich print, plus `extra`."""
+    from pooler.cli.fast import RENDERING_VARIABLES
+
+    drop = {"POOLER_DB", "COLUMNS", "LINES", "NO_COLOR", "TERM", "COLORTERM", *RENDERING_VARIABLES}
+    return {k: v for k, v in os.environ.items() if k not in drop} | extra
+
+
 def _imports(*args: str) -> tuple[int, set[str], set[str]]:
     """(exit code, heavy top-level packages imported, pooler.cli modules imported) of one run."""
-    env = {k: v for k, v in os.environ.items() if k != "POOLER_DB"} | {"COLUMNS": "100"}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(args))], capture_output=True,
-                          text=True, cwd=ROOT, env=env)
+                          text=True, cwd=ROOT, env=_clean_env(COLUMNS="100"))
     report = json.loads(done.stderr.strip().splitlines()[-1])
     modules = set(report["modules"])
     heavy = {m.split(".")[0] for m in modules} & set(HEAVY)
-    return report["code"], heavy, {m for m in modules if m.startswith("pooler.cli.")}
+    return report["code"], heavy, {m for m in modules if m.startswith("pooler.cli.")} | (
+        {m for m in ("typer", "rich") if m in modules})
 
 
-@pytest.mark.parametrize("args", [["--help"], [], ["member", "--help"], ["tui", "--help"]],
-                         ids=["help", "no-args", "member-help", "tui-help"])
+@pytest.mark.parametrize("args", [["--help"], ["-h"], [], ["member", "--help"], ["tui", "--help"]],
+                         ids=["help", "h", "no-args", "member-help", "tui-help"])
 def test_help_imports_no_heavy_library(args):
     code, heavy, cli = _imports(*args)
     assert code == (2 if not args else 0)  # Click: the help, as a usage error, when no command is given
     assert not heavy, f"pooler {' '.join(args)} imported {sorted(heavy)}"
-    if args in (["--help"], []):
-        assert cli <= {"pooler.cli.main", "pooler.cli.lazy"}, f"the root help imported {sorted(cli)}"
+    if args in (["--help"], ["-h"]):  # served pre-rendered: no Typer, no Rich, no command file
+        assert cli <= {"pooler.cli.main", "pooler.cli.commands", "pooler.cli.fast", "pooler.cli.helppages"}, \
+            f"the root help imported {sorted(cli)}"
+    if not args:  # the Typer app's root help: still no command file
+        assert cli <= {"pooler.cli.main", "pooler.cli.commands", "pooler.cli.fast", "pooler.cli.app",
+                       "pooler.cli.lazy", "typer", "rich"}, f"the root help imported {sorted(cli)}"
 
 
 @pytest.mark.parametrize("args", [["member", "list"], ["project", "list", "--all", "--json"],
@@ -99,7 +116,9 @@ def test_listing_imports_no_heavy_library(example_db, args):
     code, heavy, cli = _imports("--db", str(example_db), *args)
     assert code == 0
     assert not heavy, f"pooler {' '.join(args)} imported {sorted(heavy)}"
-    assert cli <= {"pooler.cli.main", "pooler.cli.lazy", "pooler.cli.registry", "pooler.cli.output"}
+    # served without Typer (and JSON without Rich)
+    assert cli <= {"pooler.cli.main", "pooler.cli.commands", "pooler.cli.fast", "pooler.cli.listing",
+                   "pooler.cli.output", *([] if "--json" in args else ["rich"])}, sorted(cli)
 
 
 # --- the lazy root help ----------------------------------------------------------------------------
@@ -172,6 +191,272 @@ def test_plain_coercion_returns_the_value_and_leaves_the_rest_to_typer():
     text = params["name"]._runtime_param
     assert text._coerce_value("a b", params["name"], None) == "a b"
     assert text._coerce_value(b"bytes", params["name"], None) == "bytes"  # Typer's own coercion
+
+
+# --- the quick paths (pooler.cli.fast) -------------------------------------------------------------
+
+RUN = """
+import json, sys
+how, args, prog, patch = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], sys.argv[4]
+sys.argv = [prog, *args]
+if patch:  # a changed command table, on both paths
+    from pooler.cli import commands
+    commands.COMMANDS["init"] = commands.Lazy("pooler.cli.setup", patch)
+if how == "quick":
+    from pooler.cli.main import main as run
+else:
+    from pooler.cli.app import app as run
+try:
+    run()
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+sys.stdout.flush()
+sys.stderr.write("\\n" + json.dumps({"code": code, "typer": "typer" in sys.modules, "rich": "rich" in sys.modules}))
+"""
+
+
+def _pty(width: int) -> tuple[int, int]:
+    import fcntl
+    import struct
+    import termios
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, width, 0, 0))
+    return master, slave
+
+
+def _run(how: str, args: list[str], env: dict[str, str], *, prog: str = "pooler", patch: str = "",
+         tty: int = 0, stdin_tty: int = 0) -> tuple[bytes, str, dict]:
+    """(stdout, stderr, {code, typer, rich}) of one fresh process: `how` is "quick" (`main()`, as the
+    `pooler` script) or "typer" (the Typer app itself). `tty`: stdout is a terminal that wide;
+    `stdin_tty`: stdin is (stdout a pipe)."""
+    argv = [sys.executable, "-c", RUN, how, json.dumps(args), prog, patch]
+    if not tty:
+        master = slave = None
+        stdin = subprocess.DEVNULL
+        if stdin_tty:
+            master, slave = _pty(stdin_tty)
+            stdin = slave
+        done = subprocess.run(argv, capture_output=True, cwd=ROOT, env=env, timeout=120, stdin=stdin)
+        for fd in (master, slave):
+            if fd is not None:
+                os.close(fd)
+        out, err = done.stdout, done.stderr
+    else:
+        master, slave = _pty(tty)
+        child = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=ROOT,
+                                 env=env)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        err = child.stderr.read()
+        child.wait(timeout=120)
+        os.close(master)
+        out = b"".join(chunks)
+    text, _, report = err.decode().rpartition("\n")
+    return out, text, json.loads(report)
+
+
+def _same(args: list[str], env: dict[str, str], *, served: bool, **how) -> bytes:
+    """Run `args` both ways; they must print the same and exit alike, and the quick way must have
+    served it without Typer (`served`) or handed it to Typer. The output."""
+    quick = _run("quick", args, env, **how)
+    typer = _run("typer", args, env, **how)
+    assert quick[:2] == typer[:2], "the quick path printed something else than Typer"
+    assert quick[2]["code"] == typer[2]["code"]
+    assert typer[2]["typer"]
+    assert quick[2]["typer"] is not served, "served by Typer" if served else "served without Typer"
+    if served and args and args[0] in ("--help", "-h"):
+        assert not quick[2]["rich"]
+    return quick[0]
+
+
+@pytest.mark.parametrize("width,flag", [(40, "--help"), (80, "--help"), (100, "-h"), (213, "--help"), (300, "-h")])
+def test_root_help_served_pre_rendered_is_typers(width, flag):
+    out = _same([flag], _clean_env(COLUMNS=str(width)), served=True)
+    assert out.startswith(b" " * width + b"\n Usage: pooler [OPTIONS] COMMAND")
+
+
+def test_root_help_width_comes_from_the_terminal_on_stdin():
+    out = _same(["--help"], _clean_env(), served=True, stdin_tty=123)
+    assert out.split(b"\n")[0] == b" " * 123
+
+
+@pytest.mark.parametrize("extra", [{"NO_COLOR": "1"}, {"TERM": "dumb"}, {"POOLER_DB": "elsewhere.db"}],
+                         ids=lambda e: next(iter(e)))
+def test_root_help_served_whatever_else_is_set(extra):
+    _same(["--help"], _clean_env(COLUMNS="90", **extra), served=True)
+
+
+@pytest.mark.parametrize("case", ["narrower", "wider", "force-color", "py-colors", "terminal-width", "terminal",
+                                  "another-name", "changed-table"])
+def test_root_help_is_typers_when_the_pages_do_not_apply(case):
+    env = _clean_env(COLUMNS="100")
+    how: dict = {}
+    if case == "narrower":
+        env["COLUMNS"] = "39"
+    elif case == "wider":
+        env["COLUMNS"] = "301"
+    elif case == "force-color":
+        env["FORCE_COLOR"] = "1"
+    elif case == "py-colors":
+        env["PY_COLORS"] = "1"
+    elif case == "terminal-width":
+        env["TERMINAL_WIDTH"] = "90"
+    elif case == "terminal":
+        del env["COLUMNS"]
+        env["TERM"] = "xterm-256color"
+        how["tty"] = 100
+    elif case == "another-name":
+        how["prog"] = "pooler-dev"
+    elif case == "changed-table":
+        how["patch"] = "Create an empty ledger, changed."
+    out = _same(["--help"], env, served=False, **how)
+    if case in ("force-color", "py-colors", "terminal"):
+        assert b"\x1b[" in out
+    if case == "another-name":
+        assert b"Usage: pooler-dev" in out
+    if case == "changed-table":
+        assert b"changed." in out
+
+
+def test_every_pre_rendered_page_is_what_typer_renders():
+    from pooler.cli import helpgen, helppages
+    from pooler.cli.commands import root_source
+
+    assert helppages.SOURCE == root_source(), "the command table changed: run python -m pooler.cli.helpgen"
+    found = helpgen.render(helppages.WIDTHS)
+    assert (helppages.TYPER, helppages.RICH) == (found["typer"], found["rich"]), "run python -m pooler.cli.helpgen"
+    for width in helppages.WIDTHS:
+        assert helppages.page(width) == found["pages"][width], f"width {width}: run python -m pooler.cli.helpgen"
+    assert helpgen.module_text(found) == helpgen.TARGET.read_text(encoding="utf-8")
+
+
+def test_a_change_to_the_apps_files_hands_the_root_help_to_typer(tmp_path, monkeypatch):
+    from pooler.cli import commands
+
+    before = commands.root_source()
+    for name in commands.ROOT_FILES:
+        copy = tmp_path / name
+        copy.write_bytes((Path(commands.__file__).parent / name).read_bytes() + b"# changed\n")
+    monkeypatch.setattr(commands, "__file__", str(tmp_path / "commands.py"))
+    assert commands.root_source() != before
+    for name in commands.ROOT_FILES:  # each file counts
+        (tmp_path / name).write_bytes((Path(__file__).parents[1] / "pooler" / "cli" / name).read_bytes())
+    assert commands.root_source() == before
+    (tmp_path / "lazy.py").write_bytes(b"")
+    assert commands.root_source() != before
+
+
+def test_output_makes_its_consoles_once():
+    from pooler.cli import output
+
+    first = output.err
+    output.message("a message")
+    assert output.err is first
+    assert output.out is output.out
+
+
+@pytest.mark.parametrize("columns", [None, "120", "0", "abc", "007", "-5"])
+def test_width_is_the_width_rich_takes(columns):
+    import io
+
+    from rich.console import Console
+
+    from pooler.cli.fast import rich_width
+
+    env = {} if columns is None else {"COLUMNS": columns}
+    assert rich_width(env) == Console(file=io.StringIO(), _environ=env).width
+
+
+def test_root_source_says_what_the_app_is_made_from():
+    from pooler.cli.app import app
+    from pooler.cli.commands import COMMANDS, ROOT_HELP
+    from pooler.cli.fast import LIST_KINDS
+
+    assert app.info.help == ROOT_HELP
+    assert LIST_KINDS == {"member", "accelerator", "pool", "dataset", "model", "project"}
+    assert set(COMMANDS) >= LIST_KINDS
+
+
+def test_list_arguments_are_read_as_click_reads_them():
+    from pooler.cli.fast import list_arguments
+
+    env = {"POOLER_DB": "env.db"}
+    assert list_arguments(["member", "list"], env) == ("member", "env.db", False, False)
+    assert list_arguments(["member", "list"], {"POOLER_DB": ""}) == ("member", "./pooler.db", False, False)
+    assert list_arguments(["member", "list"], {}) == ("member", "./pooler.db", False, False)
+    assert list_arguments(["--db", "x.db", "pool", "list", "--json", "--all"], env) == ("pool", "x.db", True, True)
+    assert list_arguments(["--db=", "pool", "list", "--all"], env) == ("pool", "", True, False)
+    for other in (["member", "list", "--help"], ["member", "list", "-h"], ["member", "list", "--all", "--all"],
+                  ["member", "list", "x"], ["member", "list", "--"], ["--db", "--json", "member", "list"],
+                  ["--db", "a", "--db", "b", "member", "list"], ["member", "show", "x"], ["usage", "list"],
+                  ["member"], ["--db"], [], ["--version"], ["members", "list"], ["member", "--all", "list"]):
+        assert list_arguments(other, env) is None, other
+
+
+def test_listing_columns_are_the_registry_commands():
+    from pooler.cli import listing, registry
+
+    assert registry.render_list is listing.render_list and registry.LIST_COLUMNS is listing.LIST_COLUMNS
+
+
+@pytest.mark.parametrize("args,columns", [
+    (["member", "list"], "100"), (["member", "list"], "50"), (["project", "list", "--all"], "200"),
+    (["project", "list", "--json", "--all"], "100"), (["accelerator", "list", "--json"], "80"),
+    (["pool", "list"], "120"), (["dataset", "list", "--all"], "100"), (["model", "list"], "100"),
+], ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_listing_served_quick_is_typers(example_db, args, columns):
+    out = _same(["--db", str(example_db), *args], _clean_env(COLUMNS=columns), served=True)
+    assert out
+
+
+def test_listing_served_quick_reads_db_as_click_does(example_db):
+    _same([f"--db={example_db}", "member", "list", "--all"], _clean_env(COLUMNS="100"), served=True)
+    _same(["member", "list"], _clean_env(COLUMNS="100", POOLER_DB=str(example_db)), served=True)
+    _same(["member", "list", "--json"], _clean_env(POOLER_DB=str(example_db)), served=True, tty=90)
+
+
+def test_listing_errors_quick_are_typers(example_db, tmp_path):
+    _same(["--db", str(tmp_path / "missing.db"), "member", "list"], _clean_env(COLUMNS="100"), served=True)
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a database\n", encoding="utf-8")
+    _same(["--db", str(bad), "pool", "list", "--json"], _clean_env(COLUMNS="100"), served=True)
+    # in colour (Rich as on a terminal): the error line's style too
+    _same(["--db", str(tmp_path / "missing.db"), "member", "list"], _clean_env(FORCE_COLOR="1"), served=True)
+
+
+def test_an_empty_db_option_quick_is_typers():
+    _same(["--db", "", "member", "list"], _clean_env(COLUMNS="100"), served=True)
+    _same(["--db=", "member", "list", "--json"], _clean_env(COLUMNS="100"), served=True)
+
+
+@pytest.mark.parametrize("args", [["--help"], ["member", "list"]], ids=" ".join)
+def test_shell_completion_goes_to_typer(example_db, args):
+    env = _clean_env(COLUMNS="100", POOLER_DB=str(example_db), _POOLER_COMPLETE="bash_complete",
+                     COMP_WORDS="pooler member l", COMP_CWORD="2")
+    _same(args, env, served=False)
+
+
+def test_listing_in_colour_quick_is_typers(example_db):
+    out = _same(["--db", str(example_db), "project", "list", "--all"], _clean_env(FORCE_COLOR="1", COLUMNS="150"),
+                served=True)
+    assert b"\x1b[" in out
+
+
+@pytest.mark.parametrize("args", [["member", "list", "--help"], ["member", "list", "--all", "--all"],
+                                  ["--db", "--json", "member", "list"], ["member", "list", "extra"]], ids=" ".join)
+def test_other_listing_lines_go_to_typer(example_db, args):
+    _same(args, _clean_env(COLUMNS="100", POOLER_DB=str(example_db)), served=False)
 
 
 # --- the DB-API listing path -----------------------------------------------------------------------

@@ -25,13 +25,7 @@ from typer import _click
 from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
 from typer.core import TyperCommand, TyperGroup, _TyperParameter
 
-
-@dataclass(frozen=True)
-class Lazy:
-    """Where a command lives, and the first paragraph of its help (what a group's help lists)."""
-
-    module: str
-    summary: str
+from pooler.cli.commands import Lazy  # noqa: F401 - defined there, without Typer; re-exported
 
 
 class LazyCommands(MutableMapping[str, _click.Command]):

@@ -1,142 +1,39 @@
-"""The `pooler` command: the root app, the global `--db` option and error translation.
+"""The `pooler` command's entry point (issue #6): quick paths first, then the Typer app.
 
-Commands live one group per file; each is a thin wrapper around one service call. Expected failures
-are `PoolerError`s: they become one `Error:` line on stderr and exit code 1 (2 for usage errors),
-never a traceback.
+`main()` first offers the command line to `pooler.cli.fast`, which serves the root help (pre-rendered
+pages, byte for byte what Typer prints) and the `list` commands (the same service call and the same
+Rich table, without Typer and Click) when, and only when, it can give exactly what the Typer app
+would; everything else goes to the app in `pooler.cli.app` (imported only then).
 
-The command files are imported only when one of their commands runs (or shows its help): `COMMANDS`
-names each command's file and the first paragraph of its help, which is what `pooler --help` lists
-(see lazy.py). A new command needs its line there; tests/test_startup.py says so when one is missing.
+This module imports no Typer: `app`, `context`, `load_command` and `PoolerGroup` are looked up in
+`pooler.cli.app` when first asked for here (`from pooler.cli.main import context` still works), and
+the command table is `pooler.cli.commands.COMMANDS`.
 """
 
 from __future__ import annotations
 
 import sys
 from importlib import import_module
+from typing import Any
 
-import typer
-from typer import _click as click
+from pooler.cli.commands import COMMANDS, HELP_OPTION_NAMES, Lazy  # noqa: F401 - re-exported
 
-from pooler import __version__
-from pooler.cli.lazy import Lazy, LazyCommands, LazyGroup, plain_text_params
-from pooler.errors import PoolerError
-from pooler.services.context import DEFAULT_DB, Context
-
-HELP_OPTION_NAMES = ["-h", "--help"]
-
-# Every command and group, in the order `pooler --help` lists them: the file that registers it, and
-# the first paragraph of its help.
-COMMANDS: dict[str, Lazy] = {
-    "init": Lazy("pooler.cli.setup", "Create an empty ledger (a SQLite file by default)."),
-    "apply": Lazy("pooler.cli.setup", "Make the ledger match a manifest: show the plan, then record it."),
-    "demo": Lazy("pooler.cli.setup",
-                 "Build a ledger from the example consortium in a fresh folder and show what it holds."),
-    "tui": Lazy("pooler.cli.tui",
-                "Open the quota dashboard: overview, members, projects, pools, the ledger, and allocation."),
-    "member": Lazy("pooler.cli.registry", "Register, list, show and retire members."),
-    "accelerator": Lazy("pooler.cli.registry", "Add to, list and show the catalogue of accelerators."),
-    "pool": Lazy("pooler.cli.registry", "Register, list, show and retire pools."),
-    "dataset": Lazy("pooler.cli.registry", "Register, list, show and retire datasets."),
-    "model": Lazy("pooler.cli.registry", "Register, list, show and retire models."),
-    "project": Lazy("pooler.cli.registry", "Register, list, show and retire projects."),
-    "alloc": Lazy("pooler.cli.alloc", "Compute, record, show and explain fair-share allocations."),
-    "usage": Lazy("pooler.cli.usage", "Import usage (device-hours consumed) and show fair-share figures."),
-    "report": Lazy("pooler.cli.report", "Audit reports and member statements of a period's allocation and usage."),
-    "ledger": Lazy("pooler.cli.ledger", "Read, verify and export the journal."),
-    "export": Lazy("pooler.cli.export",
-                   "Turn a recorded allocation run into scheduler configuration (Slurm, Kueue)."),
-}
+_FROM_APP = frozenset({"app", "context", "load_command", "PoolerGroup", "root"})
 
 
-def load_command(name: str, module_name: str) -> click.Command:
-    """Command `name` of a command file, built by Typer as it would be on the root app (only that
-    one: a file may register several, such as the six registry groups)."""
-    holder = typer.Typer(rich_markup_mode=app.rich_markup_mode, pretty_exceptions_enable=False,
-                         add_completion=False)
-    import_module(module_name).register(holder)
-    command: click.Command | None = None
-    for info in holder.registered_commands:
-        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
-            command = typer.main.get_command_from_info(
-                info, pretty_exceptions_short=holder.pretty_exceptions_short,
-                rich_markup_mode=holder.rich_markup_mode)
-    for group_info in holder.registered_groups:
-        if group_info.name == name:
-            command = typer.main.get_group_from_info(
-                group_info, pretty_exceptions_short=holder.pretty_exceptions_short,
-                rich_markup_mode=holder.rich_markup_mode, suggest_commands=holder.suggest_commands)
-    if command is None:
-        raise LookupError(f"{module_name} registers no command {name!r} (see COMMANDS in {__name__})")
-    return plain_text_params(command, HELP_OPTION_NAMES)
-
-
-class PoolerGroup(LazyGroup):
-    """The root group: its commands are imported when used (`COMMANDS`), and domain errors raised
-    anywhere below it become `Error:` and an exit code."""
-
-    def __init__(self, **attrs) -> None:  # noqa: ANN003 - Typer's keywords
-        super().__init__(**attrs)
-        self.commands = LazyCommands(COMMANDS, load_command)
-        plain_text_params(self, HELP_OPTION_NAMES)
-
-    def invoke(self, ctx):  # noqa: ANN001 - Click's signature
-        try:
-            return super().invoke(ctx)
-        except PoolerError as exc:
-            from pooler.cli.output import message
-
-            message(f"Error: {exc}", style="red")
-            raise typer.Exit(exc.exit_code) from None
-
-
-app = typer.Typer(
-    cls=PoolerGroup,
-    name="pooler",
-    help=(
-        "Pool compute, datasets and models across a consortium, and share them fairly.\n\n"
-        "A ledger records who contributes what; each period an exact fair-share allocation "
-        "decides who gets which device-hours.\n\n"
-        "Example: pooler demo"
-    ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    # Markdown: docstrings wrap as paragraphs, so a hard-wrapped line in the source is not a line break.
-    rich_markup_mode="markdown",
-    context_settings={"help_option_names": HELP_OPTION_NAMES},
-)
-
-
-def _version(value: bool) -> None:
-    if value:
-        print(f"pooler {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def root(
-    ctx: typer.Context,
-    db: str = typer.Option(
-        DEFAULT_DB, "--db", envvar="POOLER_DB", metavar="PATH|URL",
-        help="The ledger: a SQLite file path or an SQLAlchemy URL.",
-    ),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    ctx.obj = Context(db=db)
-
-
-def context(ctx: typer.Context) -> Context:
-    """The service context set by the root callback."""
-    found = ctx.find_root().obj
-    return found if isinstance(found, Context) else Context()
+def __getattr__(name: str) -> Any:
+    if name in _FROM_APP:
+        return getattr(import_module("pooler.cli.app"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
     """Console-script entry point."""
     try:
-        app()
+        from pooler.cli.fast import serve
+
+        serve(sys.argv[1:])  # raises SystemExit when it has served the command; else returns
+        import_module("pooler.cli.app").app()
     except KeyboardInterrupt:
         print("Interrupted", file=sys.stderr)
         sys.exit(130)

@@ -1,19 +1,43 @@
-"""Where output goes: tables and JSON on stdout; messages, warnings and progress on stderr."""
+"""Where output goes: tables and JSON on stdout; messages, warnings and progress on stderr.
+
+Rich is imported when a table, a message or one of the consoles (`out`, `err`) is first used, not
+before: JSON output (`print_json`) needs none of it (issue #6).
+"""
 
 from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
 
-out = Console(highlight=False, soft_wrap=False)
-# soft_wrap: the terminal wraps long lines; no newline is put inside a path or an id (copy and paste)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out: Console
+err: Console
+
+
+def _consoles() -> None:
+    global out, err
+    from rich.console import Console
+
+    out = Console(highlight=False, soft_wrap=False)
+    # soft_wrap: the terminal wraps long lines; no newline is put inside a path or an id (copy and paste)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _console(name: str) -> Console:
+    if name not in globals():
+        _consoles()  # both at once, as importing this module made them before; once
+    return globals()[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("out", "err"):
+        return _console(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _json_default(value: Any) -> Any:
@@ -32,11 +56,17 @@ def print_json(data: Any) -> None:
 
 def message(text: str, style: str | None = None) -> None:
     """A line for people on stderr. Never parsed as markup: ids may contain brackets."""
-    err.print(Text(text, style=style or ""))
+    from rich.text import Text
+
+    _console("err").print(Text(text, style=style or ""))
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Sequence[str] = ()) -> Table:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     # A light box: at 80 columns every character of border is a character taken from the figures.
     t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
               pad_edge=False)
@@ -59,6 +89,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 
 def bar(fraction: float, width: int = 16) -> Text:
     """A quota bar: eighths of a block for the filled part, dim dots for the rest."""
+    from rich.text import Text
+
     fraction = 0.0 if fraction != fraction else min(max(fraction, 0.0), 1.0)  # NaN reads as empty
     eighths = round(fraction * width * 8)
     full, part = divmod(eighths, 8)

@@ -7,19 +7,10 @@ from typing import Any, Optional
 
 import typer
 
+# The listing (columns, cells, table) is shared with the quick path of `pooler.cli.fast`.
+from pooler.cli.listing import LIST_COLUMNS, NUMERIC, cell, render_list  # noqa: F401
 from pooler.cli.output import message, out, print_json, table
 from pooler.errors import UsageError
-
-# Columns shown by `list`, per kind (every field is in `show` and `--json`).
-LIST_COLUMNS = {
-    "accelerator": ["id", "rate", "name"],
-    "member": ["id", "name", "kind", "region"],
-    "pool": ["id", "member", "accelerator", "capacity", "devices", "hours", "region", "reserve", "cost"],
-    "dataset": ["id", "member", "access", "residency", "credit"],
-    "model": ["id", "member", "access", "residency", "credit"],
-    "project": ["id", "sponsors", "demand", "weight", "speed", "regions", "datasets", "models"],
-}
-NUMERIC = {"rate", "capacity", "devices", "hours", "reserve", "cost", "credit", "demand", "weight"}
 
 
 def number(option: str, value: Optional[str]) -> Optional[Decimal]:
@@ -54,29 +45,8 @@ def words(values: list[str]) -> Optional[list[str]]:
     return items or None
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    return str(value)
-
-
-def render_list(kind: str, records: list[dict[str, Any]], show_retired: bool) -> None:
-    columns = list(LIST_COLUMNS[kind]) + (["retired"] if show_retired else [])
-    rows = [
-        [_cell(r.get(c)) if c != "retired" else ("#%s" % r["retired_seq"] if r.get("retired_seq") else "")
-         for c in columns]
-        for r in records
-    ]
-    out.print(table(f"{len(records)} {kind}{'s' if len(records) != 1 else ''}", columns, rows,
-                    numeric=[c for c in columns if c in NUMERIC]))
-
-
 def render_show(kind: str, record: dict[str, Any]) -> None:
-    rows = [(k, _cell(v)) for k, v in record.items() if k != "history"]
+    rows = [(k, cell(v)) for k, v in record.items() if k != "history"]
     out.print(table(f'{kind} "{record["id"]}"', ["field", "value"], rows))
     history = record.get("history") or []
     out.print(table("History", ["seq", "time", "actor", "entry"],
