@@ -1,7 +1,7 @@
 """Load figures of issue #6: a ledger of 10,000 projects, 1,000 pools and 1,000,000 usage lines.
 
     python benchmarks/ledger_load.py [--members 200 --pools 1000 --projects 10000 --lines 1000000]
-                                     [--keep DIR] [--repeat 2] [--db URL]
+                                     [--keep DIR] [--repeat 2] [--db URL] [--build-only]
 
 On SQLite by default (a file in the work directory); with `--db postgresql+psycopg://.../postgres`
 (a server, e.g. the one `.ci/postgres start DIR` prints) on a new database `pooler_load_<pid>` made on
@@ -23,7 +23,10 @@ Builds the ledger and times what an admin and an auditor run on it:
 4. `pooler ledger verify` (target: under 10 s) and `pooler report audit --format json` (target:
    under 5 s), each as the command line runs it: a fresh `pooler` process, timed from start to exit.
 
-Each timed command is run `--repeat` times; every run is printed.
+Each timed command is run `--repeat` times; every run is printed, with the load average beside it and
+the import's CPU time (and its reading process's, when it had one). `--build-only --keep DIR` stops
+before the first import: copy `DIR/load.db` before each timed import, so each starts from the same
+ledger (on PostgreSQL: `CREATE DATABASE ... TEMPLATE` the kept one).
 """
 
 from __future__ import annotations
@@ -178,8 +181,17 @@ def ledger_size(db: str) -> str:
     return f"{size / 1e6:.0f} MB"
 
 
+def load() -> str:
+    """The load average over the last minute (the machine is shared: figures are read against it)."""
+    try:
+        return f"load {os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "load unknown"
+
+
 def timed(argv: list[str], db: str, child: str | None = None) -> tuple[float, int, int]:
-    """Seconds, exit code and peak resident memory (MB) of one `pooler` process."""
+    """Seconds, exit code and peak resident memory (MB) of one `pooler` process; its CPU time (and its
+    children's) is printed when the child reports it."""
     env = dict(os.environ, POOLER_DB=db, POOLER_ACTOR="bench@local")
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", child or _CHILD, *argv], env=env, stdout=subprocess.DEVNULL,
@@ -187,6 +199,10 @@ def timed(argv: list[str], db: str, child: str | None = None) -> tuple[float, in
     seconds = time.perf_counter() - t0
     lines = done.stderr.strip().splitlines()
     peak = int(lines.pop()[len("peak-rss-kb "):]) // 1024 if lines and lines[-1].startswith("peak-rss-kb ") else -1
+    if lines and lines[-1].startswith("cpu-s "):
+        own, children = lines.pop().split()[1:]
+        print(f"  CPU {float(own):.1f} s in the process" + (f", {float(children):.1f} s in its children"
+                                                            if float(children) else ""))
     if done.returncode != 0:
         print(f"  pooler {' '.join(argv)} exited {done.returncode}: {chr(10).join(lines)[-500:]}")
     return seconds, done.returncode, peak
@@ -202,7 +218,9 @@ try:
     from pooler.services.context import Context
     usage.import_usage(Context(db=os.environ["POOLER_DB"], actor="bench@local"), Path(sys.argv[1]), "csv")
 finally:
-    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print("cpu-s", own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, file=sys.stderr)
+    print("peak-rss-kb", own.ru_maxrss, file=sys.stderr)
 """
 
 # `pooler ARGS` as the console script runs it, then its own peak resident memory on stderr.
@@ -228,6 +246,9 @@ def main() -> None:
                         help="Work in this directory and keep the files (and the PostgreSQL database).")
     parser.add_argument("--db", default=None, metavar="URL",
                         help="A PostgreSQL server URL: the ledger goes to a new database on it.")
+    parser.add_argument("--build-only", action="store_true",
+                        help="Stop after building the ledger and writing the usage files (with --keep: a "
+                             "ledger to copy before each timed import).")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -264,16 +285,19 @@ def run(args: argparse.Namespace, work: Path, db: str) -> None:
         files.append(path)
     print(f"wrote {args.lines:,} usage lines ({files[0].stat().st_size / 1e6:.0f} MB) in "
           f"{time.perf_counter() - t0:.1f} s")
+    if args.build_only:
+        print(f"built: {db} (no usage imported); usage files {', '.join(str(f) for f in files)}")
+        return
     # The first import fills the ledger with the million lines; the repeats import a tenth as many
     # more (a file already imported is refused, by design).
     for r, path in enumerate(files):
         seconds, code, peak = timed([str(path)], db, child=_IMPORT_CHILD)
         lines = args.lines if r == 0 else args.lines // 10
-        print(f"usage import of {lines:,} lines: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+        print(f"usage import of {lines:,} lines: {seconds:.1f} s (exit {code}, peak RSS {peak} MB; {load()})")
     for argv in (["ledger", "verify"], ["report", "audit", "--period", PERIOD, "--format", "json"]):
         for _ in range(args.repeat):
             seconds, code, peak = timed(argv, db)
-            print(f"pooler {' '.join(argv)}: {seconds:.1f} s (exit {code}, peak RSS {peak} MB)")
+            print(f"pooler {' '.join(argv)}: {seconds:.1f} s (exit {code}, peak RSS {peak} MB; {load()})")
     print(f"ledger size {ledger_size(db)}")
     if args.keep is not None:
         print(f"kept: {work}; time the commands again with\n"

@@ -219,6 +219,7 @@ def _read_and_send(job: ReadJob, sender: Any) -> None:
                 pending, done[0] = [], None
         if pending:
             sender.send(("rows", (pending, done[0])))
+        tally.pack_pairs()  # a million pairs cross as one string, unpacked only if read
         sender.send(("done", (stats, tally)))
     except (BrokenPipeError, ConnectionResetError):
         pass  # the importing process stopped listening: nobody to tell
