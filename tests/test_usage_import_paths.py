@@ -9,6 +9,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import DBAPIError
 
 from pooler.io.usage import PeriodOf, ReadStats, Tally, read_csv, scan_csv
@@ -169,3 +171,21 @@ def test_times_past_the_year_9000_are_bad_lines(tmp_path, fmt, text):
     with pytest.raises(usage.UsageImportError, match="line"):
         usage.import_usage(ctx, path, fmt, include_running=fmt == "sacct")
     assert db_digest(tmp_path / "late.db") == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), st.sampled_from(["p", "q", "r"]),
+                          st.integers(0, 10**12), st.booleans(), st.integers(1, 9)), max_size=40),
+       st.integers(0, 15))
+def test_the_largest_pairs_are_the_exact_leaders(entries, n):
+    """`PairTotals.largest` (the usage summary on a terminal) ranks exactly as sorting every pair's
+    Decimal would: whole nanohours as integers, pairs with a finer remainder made exact."""
+    tally = Tally(skip_bad=False)
+    for project, pool, nano, finer, digit in entries:
+        key = (project, pool)
+        tally.pairs[key] = tally.pairs.get(key, 0) + nano
+        if finer:  # a remainder below a nanohour, as `Tally.add` keeps it
+            tally.fine_pairs[key] = tally.fine_pairs.get(key, Decimal(0)) + Decimal(digit).scaleb(-10)
+    totals = tally.pair_totals()
+    expected = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    assert totals.largest(n) == expected

@@ -75,16 +75,17 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(outcome.to_json_dict())
         else:
-            data = outcome.to_json_dict()
-            # A big file touches thousands of (project, pool) pairs: the terminal gets the largest.
-            pairs = data["by_project_pool"]
-            top = heapq.nsmallest(_SHOWN, pairs, key=lambda r: (-Decimal(str(r["device_hours"])),
-                                                                r["project"], r["pool"]))
-            rows = [(r["project"], r["pool"], _hours(r["device_hours"])) for r in top]
+            # A big file touches thousands of (project, pool) pairs (a million over a big consortium):
+            # the terminal gets the largest, found without making every pair's figure.
+            pairs = outcome.by_project_pool
+            largest = getattr(pairs, "largest", None)
+            top = largest(_SHOWN) if largest is not None else heapq.nsmallest(
+                _SHOWN, pairs.items(), key=lambda kv: (-kv[1], kv[0]))
+            rows = [(project, pool, _hours(float(hours))) for (project, pool), hours in top]
             if len(pairs) > _SHOWN:  # the rest, exactly: the total less what is shown
-                rest = Decimal(str(data["device_hours"])) - sum(Decimal(str(r["device_hours"])) for r in top)
-                rows.append((f"... {len(pairs) - _SHOWN} more pairs (--json lists all)", "", _hours(rest)))
-            rows.append(("total", "", _hours(data["device_hours"])))
+                rest = outcome.device_hours - sum((hours for _, hours in top), Decimal(0))
+                rows.append((f"... {len(pairs) - _SHOWN} more pairs (--json lists all)", "", _hours(float(rest))))
+            rows.append(("total", "", _hours(float(outcome.device_hours))))
             out.print(table(f"Usage in {file.name}", ["project", "pool", "device-hours"], rows,
                             numeric=["device-hours"]))
             for p in outcome.skipped[:_SHOWN]:

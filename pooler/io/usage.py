@@ -24,6 +24,7 @@ before).
 from __future__ import annotations
 
 import csv
+import heapq
 import marshal
 import re
 import tomllib
@@ -379,6 +380,21 @@ class PairTotals(Mapping[tuple[str, str], Decimal]):
 
     def __repr__(self) -> str:
         return f"PairTotals({len(self)} pairs)"
+
+    def largest(self, n: int) -> list[tuple[tuple[str, str], Decimal]]:
+        """The `n` pairs with the most device-hours, exactly, ties to the smaller (project, pool);
+        without making a Decimal per pair: the whole-nanohour pairs are ranked as integers, and only
+        the leaders and the few pairs with a finer remainder are made exact and compared."""
+        nano, fine = self._tally._unpack(), self._tally.fine_pairs
+        if n <= 0:
+            return []
+        # the n-th largest whole-nanohour figure, then every such pair at or above it (ties included)
+        values = nano.values() if not fine else [v for k, v in nano.items() if k not in fine]
+        leaders = heapq.nlargest(n, values)
+        floor = leaders[-1] if len(leaders) == n else None
+        candidates = [k for k, v in nano.items() if (floor is None or v >= floor) and k not in fine]
+        candidates += fine
+        return heapq.nsmallest(n, ((k, self[k]) for k in candidates), key=lambda kv: (-kv[1], kv[0]))
 
 
 # Sums of finite decimals in this context are exact (no precision limit is ever reached).
