@@ -7,6 +7,7 @@ from typing import Iterator
 
 from pooler.io.manifest import dump_manifest
 from pooler.services.context import Context
+from pooler.services.heap import collector_paused
 from pooler.services.registry import open_ledger
 
 
@@ -30,7 +31,7 @@ def subject(entry) -> str:
 
 
 def verify(ctx: Context):
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx) as ledger, collector_paused():
         return ledger.verify()
 
 

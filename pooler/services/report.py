@@ -31,6 +31,7 @@ from pooler.reports.text import human, is_numeric, label
 from pooler.services.alloc import pick_run
 from pooler.services.beside import Beside
 from pooler.services.context import Context
+from pooler.services.heap import collector_paused
 from pooler.services.registry import open_ledger
 
 USAGE_KIND = "usage.import"
@@ -108,7 +109,7 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
     # The whole ledger is verified (in a second process, see `Beside`) while the run and the usage
     # are read and settled; the report waits for the verification only to fill its ledger section.
     _check_period(period)
-    with Beside(_verify, ctx) as verification:
+    with Beside(_verify, ctx) as verification, collector_paused():
         with open_ledger(ctx) as ledger, ledger.reader() as reader:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
@@ -120,7 +121,7 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
 
 
 def _verify(ctx: Context):
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx) as ledger, collector_paused():
         return ledger.verify()
 
 

@@ -15,9 +15,7 @@ line's last second of use (stored per line, so one import may span several perio
 
 from __future__ import annotations
 
-import gc
 import hashlib
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -30,6 +28,7 @@ from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
 from pooler.io.usage import EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map
 from pooler.services.context import Context
+from pooler.services.heap import collector_paused
 from pooler.services.registry import open_ledger
 from pooler.services.usage_read import ReadJob, rows_of, second_process_pays
 from pooler.store import LedgerState, RowChunks
@@ -163,7 +162,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             }
 
         try:
-            with _collector_paused():
+            with collector_paused():  # and in a reading process forked meanwhile
                 entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": RowChunks(chunks)})
         except _NothingToRecord:
             writer.rollback()
@@ -176,22 +175,6 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             chunks.close()  # a reading process, if any, is ended now even if the append stopped early
         outcome.seq = entry.seq
     return outcome
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Python's cycle collector off while the rows pass (and in a reading process forked meanwhile).
-    A million lines make several million short-lived tuples and, over many projects and pools, a
-    total per (project, pool) pair that lives to the end; the collector would walk that growing heap
-    again and again (about a tenth of the import's time) and find nothing: rows hold no cycles."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 class _NothingToRecord(Exception):

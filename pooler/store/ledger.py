@@ -27,7 +27,7 @@ from decimal import Context as DecimalContext
 from itertools import chain
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, Engine, func, insert, inspect, select
+from sqlalchemy import Connection, Engine, Integer, String, func, insert, inspect, select
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 
@@ -259,8 +259,21 @@ class Reader:
         spec = attachment_table(table)
         t = spec.table
         query = select(*[t.c[name] for name in columns]).where(*self._filters(t, kind, equal, at_most))
-        query = query.order_by(t.c.seq, t.c.line).execution_options(yield_per=_ATTACHMENT_CHUNK)
-        for row in self._conn.execute(query):
+        query = query.order_by(t.c.seq, t.c.line)
+        if self._conn.dialect.name == "sqlite" and all(
+                type(t.c[name].type) in (String, Integer) for name in columns):
+            # Straight from the driver's cursor, a chunk at a time: the rows are already plain tuples
+            # of text and integers (those column types have no result processor on SQLite), and a
+            # million of them cost a second less than through SQLAlchemy's rows.
+            result = self._conn.execute(query)
+            cursor = result.cursor
+            try:
+                while rows := cursor.fetchmany(_ATTACHMENT_CHUNK):
+                    yield from rows
+            finally:
+                result.close()
+            return
+        for row in self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK)):
             yield tuple(row)
 
     def attachment_sums(self, table: str, value: str, by: Sequence[str], *, kind: str | None = None,
