@@ -575,12 +575,18 @@ def test_other_projection_edits_are_named(ledger, path, statement, table, key):
     assert [(p.table, p.key) for p in problems] == [(table, key)]
 
 
-def test_an_edited_attachment_row_is_a_bad_digest(ledger, path):
+def edit_a_grant(ledger, path) -> int:
+    """Populate, then change one attached grant row behind pooler's back; the run's seq."""
     populate(ledger)
     target = seq_of(ledger, "alloc.run")
     guards = drop_guards(path)
     raw(path).execute("UPDATE alloc_grant SET device_hours = 9999 WHERE seq = ? AND line = 2", (target,))
     restore_guards(path, guards)
+    return target
+
+
+def test_an_edited_attachment_row_is_a_bad_digest(ledger, path):
+    target = edit_a_grant(ledger, path)
     report = ledger.verify()
     assert report.first_bad_seq == target and report.reason.startswith("bad attachment digest")
     assert report.problems[0].table == "alloc_grant"
@@ -821,11 +827,7 @@ def test_no_digests_beside_an_in_memory_database():
 def test_an_edited_attachment_row_is_found_with_or_without_the_digests_beside(ledger, path, monkeypatch):
     from pooler.store import digests
 
-    populate(ledger)
-    target = seq_of(ledger, "alloc.run")
-    guards = drop_guards(path)
-    raw(path).execute("UPDATE alloc_grant SET device_hours = 9999 WHERE seq = ? AND line = 2", (target,))
-    restore_guards(path, guards)
+    target = edit_a_grant(ledger, path)
     with_thread = ledger.verify()
     monkeypatch.setattr(digests.DigestsBeside, "start", classmethod(lambda cls, engine: None))
     without = ledger.verify()
