@@ -829,6 +829,47 @@ def test_an_edited_attachment_row_is_found_with_or_without_the_digests_beside(le
 
     target = edit_a_grant(ledger, path)
     with_thread = ledger.verify()
-    monkeypatch.setattr(digests.DigestsBeside, "start", classmethod(lambda cls, engine: None))
+    monkeypatch.setattr(digests.DigestsBeside, "start", classmethod(lambda cls, engine, options=None: None))
     without = ledger.verify()
     assert with_thread.problems == without.problems and with_thread.first_bad_seq == target
+
+
+ODD_TEXTS = ['quote " and \\ backslash', "tab\tnew\nline\r", "control \x01\x1f\x7f", "鹏城 ✓ 🚀", "'single'", ""]
+
+
+def test_postgresql_digests_its_rows_as_python_does(postgres_url):
+    """The server-side digest (a proof only) equals the exact one for text JSON must escape, and a
+    changed row still shows as a bad digest."""
+    from sqlalchemy import select
+
+    from pooler.store.attachments import attachment_table, digest_stored_rows
+    from pooler.store.digests import DigestsBeside
+    from pooler.store.ledger import _postgres_digest
+
+    with Ledger.init(postgres_url, actor="tester", clock=Clock()) as pg:
+        populate(pg)
+        with pg.writer("ana@pcl") as w:
+            entry = w.append("alloc.run", {"period": "2026-12"}, attachments={"alloc_grant": [
+                {"project": text_, "pool": f"p{i}", "device_hours": i, "units": f"{i}.5"}
+                for i, text_ in enumerate(ODD_TEXTS)]})
+        spec = attachment_table("alloc_grant")
+        t = spec.table
+        with pg._transaction() as conn:
+            for seq in (seq_of(pg, "alloc.run"), entry.seq):
+                rows = conn.execute(select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq)
+                                    .order_by(t.c.line))
+                assert _postgres_digest(conn, spec, seq) == digest_stored_rows(spec, rows)
+        assert pg.verify().ok
+        beside = DigestsBeside.start(pg._engine, pg._backend.reader_options())  # and in a thread
+        with pg._transaction() as conn:
+            assert beside.result(pg.head()[0])[("alloc_grant", entry.seq)] == _postgres_digest(conn, spec, entry.seq)
+        engine = create_engine(postgres_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE alloc_grant DISABLE TRIGGER USER"))
+                conn.execute(text("UPDATE alloc_grant SET units = '9' WHERE seq = :s AND line = 2"), {"s": entry.seq})
+                conn.execute(text("ALTER TABLE alloc_grant ENABLE TRIGGER USER"))
+        finally:
+            engine.dispose()
+        report = pg.verify()
+        assert report.first_bad_seq == entry.seq and report.reason.startswith("bad attachment digest")

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, Integer, String, func, insert, inspect, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from pooler.core.model import Consortium, Snapshot, dec
 from pooler.store.attachments import RowChunks, attachment_table, attachment_tables, digest_stored_rows
@@ -943,7 +943,8 @@ class Ledger:
         (a (seq, hash) the caller kept from an earlier `head()`, e.g. in a report) reveals that.
         """
         problems: list[VerifyProblem] = []
-        digests = DigestsBeside.start(self._engine)  # SQLite's share of the work, beside the replay
+        # the database's share of the work, beside the replay
+        digests = DigestsBeside.start(self._engine, self._backend.reader_options())
         with self._transaction() as conn:
             state = LedgerState()
             prev_hash, expected, count = GENESIS_HASH, 1, 0
@@ -1030,6 +1031,8 @@ class Ledger:
                     count, digest = computed[(name, seq)]
                 elif conn.dialect.name == "sqlite":
                     count, digest = _sqlite_digest(conn, spec, seq)
+                elif conn.dialect.name == "postgresql":
+                    count, digest = _postgres_digest(conn, spec, seq)
                 if count != summary.get("rows") or digest != summary.get("digest"):
                     # The exact way, value by value in Python: the judge whenever the fast way
                     # (absent, or not matching) does not already prove the rows intact.
@@ -1096,6 +1099,44 @@ def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, s
                 digest.update(b"\n")
             low += _ATTACHMENT_CHUNK
     except (OperationalError, TypeError, UnicodeEncodeError):
+        return None, None
+    return count, digest.hexdigest()
+
+
+def _postgres_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, str | None]:
+    """`_sqlite_digest` on PostgreSQL: the server writes each row's canonical JSON by concatenation
+    (the keys in sorted order, each value as `to_json` writes it, NULL as null) and joins a window
+    of lines. Only a proof, as there: a digest that differs from the declared one (a value PostgreSQL
+    writes otherwise than Python would, or tampering) sends `verify` to the exact way."""
+    quote = conn.dialect.identifier_preparer.quote
+    names = sorted(name for name, _ in spec.columns)
+    parts = []
+    for n, name in enumerate(names):
+        key = ("{" if n == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
+        parts.append("'" + key.replace("'", "''") + "'")
+        parts.append(f"coalesce(to_json({quote(name)})::text, 'null')")
+    row = " || ".join(parts) + " || '}'"
+    table, seq_c, line_c = quote(spec.table.name), quote("seq"), quote("line")
+    sql = (f"SELECT string_agg({row}, E'\\n' ORDER BY {line_c}) FROM {table} "
+           f"WHERE {seq_c} = %(seq)s AND {line_c} > %(low)s AND {line_c} <= %(high)s")
+    digest = hashlib.sha256()
+    try:
+        # in a savepoint: a statement that fails would otherwise leave the whole read transaction
+        # failed, and the exact way could not run after it
+        with conn.begin_nested():
+            count, last, first = conn.exec_driver_sql(
+                f"SELECT count(*), max({line_c}), min({line_c}) FROM {table} WHERE {seq_c} = %(seq)s",
+                {"seq": seq}).one()
+            low = min(0, first or 0)
+            if last is not None and last - low > 2 * count + _ATTACHMENT_CHUNK:
+                return None, None  # line numbers far apart (rows were tampered with): the exact way
+            while last is not None and low < last:
+                text = conn.exec_driver_sql(sql, {"seq": seq, "low": low, "high": low + _ATTACHMENT_CHUNK}).scalar()
+                if text is not None:
+                    digest.update(text.encode("utf-8"))
+                    digest.update(b"\n")
+                low += _ATTACHMENT_CHUNK
+    except (DBAPIError, TypeError, UnicodeEncodeError):
         return None, None
     return count, digest.hexdigest()
 
