@@ -1084,23 +1084,30 @@ def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, s
     # A window of lines per statement, joined by SQLite itself: Python sees one string per window.
     sql = (f"SELECT group_concat(j, char(10)) FROM (SELECT json_object({columns}) AS j FROM {table} "
            f"WHERE {seq_c} = ? AND {line_c} > ? AND {line_c} <= ? ORDER BY {line_c})")
-    digest = hashlib.sha256()
     try:
         count, last = conn.exec_driver_sql(
             f"SELECT count(*), max({line_c}) FROM {table} WHERE {seq_c} = ?", (seq,)).one()
         low = min(0, conn.exec_driver_sql(
             f"SELECT min({line_c}) FROM {table} WHERE {seq_c} = ?", (seq,)).scalar() or 0)
-        if last is not None and last - low > 2 * count + _ATTACHMENT_CHUNK:
-            return None, None  # line numbers far apart (rows were tampered with): the exact way
-        while last is not None and low < last:
-            text = conn.exec_driver_sql(sql, (seq, low, low + _ATTACHMENT_CHUNK)).scalar()
-            if text is not None:
-                digest.update(text.encode("utf-8"))
-                digest.update(b"\n")
-            low += _ATTACHMENT_CHUNK
+        return count, _window_digest(count, low, last,
+                                     lambda a, b: conn.exec_driver_sql(sql, (seq, a, b)).scalar())
     except (OperationalError, TypeError, UnicodeEncodeError):
         return None, None
-    return count, digest.hexdigest()
+
+
+def _window_digest(count: int, low: int, last: int | None, window: Callable[[int, int], str | None]) -> str | None:
+    """The digest of the rows' texts, a window of lines (low, low + chunk] at a time as `window` joins
+    them; None when the line numbers lie far apart (rows were tampered with: the exact way)."""
+    if last is not None and last - low > 2 * count + _ATTACHMENT_CHUNK:
+        return None
+    digest = hashlib.sha256()
+    while last is not None and low < last:
+        text = window(low, low + _ATTACHMENT_CHUNK)
+        if text is not None:
+            digest.update(text.encode("utf-8"))
+            digest.update(b"\n")
+        low += _ATTACHMENT_CHUNK
+    return digest.hexdigest()
 
 
 def _postgres_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, str | None]:
@@ -1119,7 +1126,6 @@ def _postgres_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None,
     table, seq_c, line_c = quote(spec.table.name), quote("seq"), quote("line")
     sql = (f"SELECT string_agg({row}, E'\\n' ORDER BY {line_c}) FROM {table} "
            f"WHERE {seq_c} = %(seq)s AND {line_c} > %(low)s AND {line_c} <= %(high)s")
-    digest = hashlib.sha256()
     try:
         # in a savepoint: a statement that fails would otherwise leave the whole read transaction
         # failed, and the exact way could not run after it
@@ -1127,18 +1133,10 @@ def _postgres_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None,
             count, last, first = conn.exec_driver_sql(
                 f"SELECT count(*), max({line_c}), min({line_c}) FROM {table} WHERE {seq_c} = %(seq)s",
                 {"seq": seq}).one()
-            low = min(0, first or 0)
-            if last is not None and last - low > 2 * count + _ATTACHMENT_CHUNK:
-                return None, None  # line numbers far apart (rows were tampered with): the exact way
-            while last is not None and low < last:
-                text = conn.exec_driver_sql(sql, {"seq": seq, "low": low, "high": low + _ATTACHMENT_CHUNK}).scalar()
-                if text is not None:
-                    digest.update(text.encode("utf-8"))
-                    digest.update(b"\n")
-                low += _ATTACHMENT_CHUNK
+            return count, _window_digest(count, min(0, first or 0), last, lambda a, b: conn.exec_driver_sql(
+                sql, {"seq": seq, "low": a, "high": b}).scalar())
     except (DBAPIError, TypeError, UnicodeEncodeError):
         return None, None
-    return count, digest.hexdigest()
 
 
 # The canonical JSON of an entry's hashed fields with a stand-in payload; the keys are sorted, so the
