@@ -148,6 +148,12 @@ class Reader:
         """Active records; accelerator rates as of `period` (the latest when None)."""
         return self.state().snapshot(period)
 
+    def time_limit(self) -> int | None:
+        """The latest epoch second the database can store in a usage line's `start` and `end`: None
+        for no limit below pooler's own (SQLite's integers are 64-bit); 2**31 - 1 (2038-01-19T03:14:07Z)
+        on PostgreSQL, where the columns are 32-bit INTEGER."""
+        return None if self._conn.dialect.name == "sqlite" else 2**31 - 1
+
     def usage_view(self) -> tuple[str, frozenset[str], frozenset[str]]:
         """What a usage import checks its lines against: the consortium's period kind and the ids of
         every project and every pool (retired ones too), as `state()` holds them, read from those
