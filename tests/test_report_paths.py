@@ -18,10 +18,10 @@ from pooler.reports import audit as audit_module
 from pooler.reports.audit import to_plain
 from pooler.reports.render_csv import render_json
 from pooler.services import beside, registry, report, usage
-from pooler.services.context import Context
 from pooler.services.registry import open_ledger
 from tests.test_settle import _odd_settlement_inputs, _pair_hours
-from tests.test_usage_bulk import LEDGER, _mixed_csv
+from tests.test_usage_bulk import _mixed_csv
+from tests.test_usage_import_paths import _ctx
 
 PERIOD = "2026-10"
 
@@ -29,11 +29,7 @@ PERIOD = "2026-10"
 @pytest.fixture
 def ctx(tmp_path):
     """An SQLite ledger with `test_usage_bulk`'s consortium (ids with blanks, quotes, other scripts)."""
-    context = Context(db=str(tmp_path / "paths.db"), actor="test@paths")
-    registry.init(context)
-    (tmp_path / "bulk.toml").write_text(LEDGER, encoding="utf-8")
-    registry.apply(context, tmp_path / "bulk.toml")
-    return context
+    return _ctx(tmp_path / "paths.db", tmp_path)
 
 
 def test_usage_summed_here_equals_the_databases_sums(ctx, tmp_path):
