@@ -4,6 +4,7 @@ behind pooler's back, the way an admin with file access could."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -654,24 +655,25 @@ def add_note_table(conn, backend) -> None:
         conn.exec_driver_sql(statement)
 
 
-def test_a_version_1_ledger_migrates_to_version_2(ledger, path):
+def test_a_ledger_migrates_to_a_future_version(ledger, path):
     populate(ledger)
     head = ledger.head()
     ledger.close()
-    version_2 = (*MIGRATIONS, Migration(2, "add the note table", add_note_table))
-    with Ledger.open(path, migrations=version_2, actor="upgrader", clock=Clock()) as upgraded:
-        assert upgraded.schema_version() == 2
+    now, future = SCHEMA_VERSION, SCHEMA_VERSION + 1
+    with_note = (*MIGRATIONS, Migration(future, "add the note table", add_note_table))
+    with Ledger.open(path, migrations=with_note, actor="upgrader", clock=Clock()) as upgraded:
+        assert upgraded.schema_version() == future
         migrate = upgraded.entry(head[0] + 1)
         assert (migrate.kind, migrate.actor, migrate.prev_hash) == ("ledger.migrate", "upgrader", head[1])
-        assert migrate.payload == {"from_version": 1, "to_version": 2, "migrations": ["add the note table"]}
+        assert migrate.payload == {"from_version": now, "to_version": future, "migrations": ["add the note table"]}
         assert upgraded.verify().ok
-        assert upgraded.snapshot() == Ledger.open(path, migrations=version_2).snapshot()
+        assert upgraded.snapshot() == Ledger.open(path, migrations=with_note).snapshot()
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         db = raw(path)
         db.execute("INSERT INTO note VALUES (1, 'hello')")
         db.execute("DELETE FROM note")
     # Opening again migrates nothing more; today's code refuses the upgraded ledger.
-    with Ledger.open(path, migrations=version_2) as again:
+    with Ledger.open(path, migrations=with_note) as again:
         assert again.head()[0] == head[0] + 1
     with pytest.raises(SchemaTooNew):
         Ledger.open(path)
@@ -680,7 +682,83 @@ def test_a_version_1_ledger_migrates_to_version_2(ledger, path):
 def test_migrations_must_be_numbered_without_gaps(ledger, path):
     ledger.close()
     with pytest.raises(ValueError, match="numbered"):
-        Ledger.open(path, migrations=(*MIGRATIONS, Migration(3, "skips 2", add_note_table)))
+        Ledger.open(path, migrations=(*MIGRATIONS, Migration(SCHEMA_VERSION + 2, "skips one", add_note_table)))
+
+
+def _usage_columns(conn) -> tuple[dict[str, str], list[str]]:
+    """The types of usage_line's time columns and the tables its foreign keys name."""
+    found = inspect(conn)
+    types = {c["name"]: str(c["type"]) for c in found.get_columns("usage_line") if c["name"] in ("start", "end")}
+    return types, [fk["referred_table"] for fk in found.get_foreign_keys("usage_line")]
+
+
+USAGE_ROW = {"project": "mind-2", "pool": "pcl-brain", "period": "2026-11", "device_hours": "2.5",
+             "start": 1_793_491_200, "end": 1_793_500_200, "job": "77"}
+LATE = 3_000_000_000  # 2065-01-24: past the last moment of a 32-bit time (2038-01-19T03:14:07Z)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_version_1_ledger_migrates_to_version_2(backend, tmp_path):
+    """A ledger as release 1 made it, usage lines and all: opening it with today's code records one
+    `ledger.migrate` entry; on PostgreSQL the usage times become 64-bit and the per-row journal key goes
+    (SQLite's integers were 64-bit already and its table stays as it was); the chain verifies, and
+    a usage line after 2038 is stored and read back on both."""
+    with contextlib.ExitStack() as stack:
+        target = tmp_path / "v1.db" if backend == "sqlite" else stack.enter_context(postgres_database())
+        with Ledger.init(target, actor="t", clock=Clock(), migrations=MIGRATIONS[:1]) as old:
+            assert old.schema_version() == 1 and old.entry(1).payload == {"schema_version": 1}
+            populate(old)
+            with old.writer("t") as w:
+                w.append("usage.import", {"file": "a.csv"}, attachments={"usage_line": [USAGE_ROW]})
+            head = old.head()
+            with old._engine.connect() as conn:
+                assert _usage_columns(conn) == ({"start": "INTEGER", "end": "INTEGER"}, ["journal"])
+        with Ledger.open(target, actor="upgrader", clock=Clock()) as new:
+            assert new.schema_version() == SCHEMA_VERSION == 2
+            migrate = new.entry(head[0] + 1)
+            assert (migrate.kind, migrate.prev_hash) == ("ledger.migrate", head[1])
+            assert migrate.payload["from_version"] == 1 and migrate.payload["to_version"] == 2
+            with new._engine.connect() as conn:
+                expected = ({"start": "INTEGER", "end": "INTEGER"}, ["journal"]) if backend == "sqlite" else (
+                    {"start": "BIGINT", "end": "BIGINT"}, [])
+                assert _usage_columns(conn) == expected
+            late = {**USAGE_ROW, "start": LATE, "end": LATE + 3600, "job": None}
+            with new.writer("t") as w:
+                w.append("usage.import", {"file": "b.csv"}, attachments={"usage_line": [USAGE_ROW, late]})
+            assert new.verify().ok
+            stored = new.attachment_rows(new.head()[0], "usage_line")
+            assert [(r["start"], r["end"]) for r in stored] == [(USAGE_ROW["start"], USAGE_ROW["end"]),
+                                                                (LATE, LATE + 3600)]
+        with Ledger.open(target) as again:  # migrated once
+            assert again.head()[0] == head[0] + 2
+
+
+def test_a_new_ledger_is_built_by_every_migration_in_turn(db_target):
+    """A new ledger runs version 1 as released, then each later migration: the same shape as a
+    migrated one, and its `ledger.init` names the latest version."""
+    with Ledger.init(db_target, actor="t") as ledger:
+        assert ledger.schema_version() == SCHEMA_VERSION
+        assert ledger.entry(1).payload == {"schema_version": SCHEMA_VERSION}
+        with ledger._engine.connect() as conn:
+            types, keys = _usage_columns(conn)
+        postgres = "://" in str(db_target)
+        assert types == ({"start": "BIGINT", "end": "BIGINT"} if postgres else {"start": "INTEGER", "end": "INTEGER"})
+        assert keys == ([] if postgres else ["journal"])
+
+
+def test_usage_lines_of_no_entry_are_reported_on_postgresql():
+    """Without the per-row key on PostgreSQL, a row naming an entry that does not exist can be
+    inserted by hand; verify reports it (and SQLite's key still refuses it at commit)."""
+    with postgres_database() as url:
+        with Ledger.init(url, actor="t", clock=Clock()) as ledger:
+            populate(ledger)
+            missing = ledger.head()[0] + 50
+            with ledger._engine.begin() as conn:
+                conn.execute(text("INSERT INTO usage_line VALUES (:seq, 1, 'mind-2', 'pcl-brain', '2026-11', "
+                                  "'1', 0, 3600, NULL)"), {"seq": missing})
+            report = ledger.verify()
+            assert not report.ok and report.first_bad_seq == missing
+            assert "usage_line holds 1 row(s) for entry" in report.reason and "declares none" in report.reason
 
 
 def test_a_new_ledger_has_exactly_the_tables_the_models_define(ledger, path):

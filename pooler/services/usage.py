@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -133,8 +132,6 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
         stats = ReadStats()
         tally = Tally(skip_bad)
         read = rows_of(job, stats, tally, progress, apart=apart)
-        limit = writer.time_limit()
-        chunks = read if limit is None else _storable(read, limit, path.name)
 
         def payload() -> dict[str, Any]:
             # Called by the writer once every line has been read (and the good ones inserted).
@@ -166,7 +163,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
 
         try:
             with collector_paused():  # and in a reading process forked meanwhile
-                entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": RowChunks(chunks)})
+                entry = writer.append(IMPORT_KIND, payload, attachments={"usage_line": RowChunks(read)})
         except _NothingToRecord:
             writer.rollback()
             return outcome
@@ -175,25 +172,9 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
         except UnicodeDecodeError:
             raise UsageImportError(f"{path.name} is not UTF-8 text") from None
         finally:
-            chunks.close()  # a reading process, if any, is ended now even if the append stopped early
-            read.close()
+            read.close()  # a reading process, if any, is ended now even if the append stopped early
         outcome.seq = entry.seq
     return outcome
-
-
-def _storable(chunks: Iterator[list[tuple]], limit: int, name: str) -> Iterator[list[tuple]]:
-    """The rows, refusing the import at the first line whose start or end the database cannot store
-    (PostgreSQL's 32-bit times end in 2038): one clear error, and the writer rolls everything back."""
-    for chunk in chunks:
-        for row in chunk:
-            start, end = row[4], row[5]  # the usage_line columns: project, pool, period, hours, start, end
-            if start > limit or end > limit:
-                moment = datetime.fromtimestamp(max(start, end), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-                raise UsageImportError(
-                    f"{name}: a line of {row[0]} on {row[1]} runs until {moment}, after "
-                    f"2038-01-19T03:14:07Z, the last moment this PostgreSQL ledger can store (its usage times "
-                    f"are 32-bit); nothing recorded")
-        yield chunk
 
 
 class _NothingToRecord(Exception):

@@ -156,7 +156,7 @@ class SQLiteBackend(Backend):
 
 
 class PostgreSQLBackend(Backend):
-    """PostgreSQL (psycopg). Not exercised by the test suite here: no server runs in CI yet."""
+    """PostgreSQL (psycopg); `.ci/run` runs the whole suite against a throw-away server as well."""
 
     name = "postgresql"
     # Any constant will do; it only has to be the same for every pooler writer on the database.

@@ -148,12 +148,6 @@ class Reader:
         """Active records; accelerator rates as of `period` (the latest when None)."""
         return self.state().snapshot(period)
 
-    def time_limit(self) -> int | None:
-        """The latest epoch second the database can store in a usage line's `start` and `end`: None
-        for no limit below pooler's own (SQLite's integers are 64-bit); 2**31 - 1 (2038-01-19T03:14:07Z)
-        on PostgreSQL, where the columns are 32-bit INTEGER."""
-        return None if self._conn.dialect.name == "sqlite" else 2**31 - 1
-
     def usage_view(self) -> tuple[str, frozenset[str], frozenset[str]]:
         """What a usage import checks its lines against: the consortium's period kind and the ids of
         every project and every pool (retired ones too), as `state()` holds them, read from those
@@ -730,9 +724,12 @@ class Ledger:
     # --- opening ---
 
     @classmethod
-    def init(cls, target: str | os.PathLike[str] | URL, *, actor: str, clock: Clock | None = None) -> "Ledger":
+    def init(cls, target: str | os.PathLike[str] | URL, *, actor: str, clock: Clock | None = None,
+             migrations: Sequence[Migration] = MIGRATIONS) -> "Ledger":
         """Create a new ledger at `target` (a path or an SQLAlchemy URL); its first entry is
-        `ledger.init` with the schema version. `LedgerExists` if one is already there."""
+        `ledger.init` with the schema version. `LedgerExists` if one is already there. `migrations`
+        is for tests and tools (a ledger as an older release made it)."""
+        check_migrations(migrations)
         if not isinstance(actor, str) or not actor.strip():
             # Checked before the file is created, so that a bad call leaves nothing behind.
             raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
@@ -757,8 +754,8 @@ class Ledger:
                 if clash:
                     raise StoreError(f"{ledger.name} is not empty (it has tables {', '.join(clash)}) "
                                      "and is not a pooler ledger; choose another --db")
-                run_migrations(conn, backend, MIGRATIONS, 0)
-                Writer(conn, actor, ledger._clock).append("ledger.init", {"schema_version": SCHEMA_VERSION})
+                run_migrations(conn, backend, migrations, 0)
+                Writer(conn, actor, ledger._clock).append("ledger.init", {"schema_version": migrations[-1].version})
         except BaseException:
             # The file stays even if this process created it: another `init` may have won the race
             # and filled it, and deleting it would lose that ledger.

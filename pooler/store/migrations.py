@@ -9,8 +9,9 @@ To change the schema: append one `Migration(N + 1, "what it does", function)` to
 the function takes the connection and the `Backend` and issues its DDL (using `backend` for anything
 dialect-specific, e.g. `backend.append_only_ddl("usage_line")` for a new attachment table). Never edit
 a released migration: ledgers in the field were created by it. Version 1 builds the tables as
-tables.py declares them; once one changes, freeze version 1's shape of that table here (a plain
-`sqlalchemy.Table`) so that version 1 keeps creating exactly what it created when it was released.
+tables.py declares them, except those changed since, whose version 1 shape is frozen here (a plain
+`sqlalchemy.Table` in `version_1_metadata`) so that version 1 keeps creating exactly what it created
+when it was released; later migrations then change them as they changed ledgers in the field.
 """
 
 from __future__ import annotations
@@ -44,21 +45,61 @@ _VERSION_1_TABLES = (
 )
 
 
+def version_1_metadata():  # noqa: ANN201 - a sqlalchemy.MetaData, imported lazily
+    """The tables exactly as version 1 created them: tables.py's, with the shapes of the tables that
+    later versions changed frozen here."""
+    from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table
+
+    from pooler.store.tables import metadata
+
+    frozen = MetaData()
+    for name in _VERSION_1_TABLES:
+        if name != "usage_line":
+            metadata.tables[name].to_metadata(frozen)
+    # Changed by version 2: `start` and `end` were INTEGER, and `seq` referenced the journal.
+    Table("usage_line", frozen,
+          Column("seq", Integer(), ForeignKey("journal.seq"), primary_key=True, nullable=False, index=False,
+                 unique=False),
+          Column("line", Integer(), primary_key=True, nullable=False, index=False, unique=False),
+          *[Column(name, String(), nullable=False, index=False, unique=False)
+            for name in ("project", "pool", "period", "device_hours")],
+          *[Column(name, Integer(), nullable=False, index=False, unique=False) for name in ("start", "end")],
+          Column("job", String(), nullable=True, index=False, unique=False),
+          sqlite_with_rowid=False)
+    return frozen
+
+
 def create_version_1(conn: Connection, backend: Backend) -> None:
     """The journal, the allocation attachment tables, the projections, and the append-only guards."""
     from sqlalchemy import text
 
-    from pooler.store.tables import metadata
-
-    metadata.create_all(conn, tables=[metadata.tables[name] for name in _VERSION_1_TABLES])
+    version_1_metadata().create_all(conn)
     for table in ("journal", "alloc_grant", "alloc_member", "alloc_pool", "alloc_project", "usage_line"):
         for statement in backend.append_only_ddl(table):
             # text() rather than exec_driver_sql: it escapes the "%" of PostgreSQL's RAISE for the driver.
             conn.execute(text(statement))
 
 
+def widen_usage_times(conn: Connection, backend: Backend) -> None:
+    """PostgreSQL: usage times as BIGINT (INTEGER ends in 2038) and no foreign key from `usage_line.seq`
+    to the journal (a row-locking check per row: most of a million-line import). SQLite: nothing; its
+    integers are 64-bit, and its check is cheap. The rows stay tied to their entry by its digest, and
+    `ledger verify` reports rows of an entry that declares none."""
+    from sqlalchemy import text
+
+    if backend.name != "postgresql":
+        return
+    keys = conn.execute(text("SELECT conname FROM pg_constraint "
+                             "WHERE conrelid = 'usage_line'::regclass AND contype = 'f'")).scalars().all()
+    for name in keys:
+        conn.execute(text('ALTER TABLE usage_line DROP CONSTRAINT "{}"'.format(name.replace('"', '""'))))
+    conn.execute(text('ALTER TABLE usage_line ALTER COLUMN "start" TYPE BIGINT, ALTER COLUMN "end" TYPE BIGINT'))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the journal, the projections and the allocation tables", create_version_1),
+    Migration(2, "usage times as 64-bit integers and no per-row journal key for usage lines on PostgreSQL",
+              widen_usage_times),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

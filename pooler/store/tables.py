@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, ForeignKey, Integer, MetaData, String, Table, Text
 
 # Every table the store owns, and nothing else.
 metadata = MetaData()
@@ -66,8 +66,8 @@ def _str(name: str, *, optional: bool = False, text: bool = False, index: bool =
     return Column(name, Text() if text else String(), nullable=optional, index=index, unique=False)
 
 
-def _int(name: str, *, optional: bool = False) -> Column:
-    return Column(name, Integer(), nullable=optional, index=False, unique=False)
+def _int(name: str, *, optional: bool = False, big: bool = False) -> Column:
+    return Column(name, BigInteger() if big else Integer(), nullable=optional, index=False, unique=False)
 
 
 def _seqs(*, retired: bool = True) -> list[Column]:
@@ -91,10 +91,11 @@ class JournalRow(TableRow):
 # --- attachment tables (append-only; each registered in attachments.py) ---------------------------
 
 
-def _lines(name: str, *columns: Column, **kwargs: Any) -> Table:
-    """An attachment table: rows keyed by (entry seq, line number), the seq a foreign key."""
-    return _table(name, _key("seq", Integer, foreign_key="journal.seq"), _key("line", Integer), *columns,
-                  **kwargs)
+def _lines(name: str, *columns: Column, seq_key: bool = True, **kwargs: Any) -> Table:
+    """An attachment table: rows keyed by (entry seq, line number), the seq a foreign key to the
+    journal unless not `seq_key`."""
+    seq = _key("seq", Integer, foreign_key="journal.seq" if seq_key else None)
+    return _table(name, seq, _key("line", Integer), *columns, **kwargs)
 
 
 class AllocGrantRow(TableRow):
@@ -139,8 +140,15 @@ class UsageLineRow(TableRow):
     # A million lines per import: on SQLite the rows live in the primary key's own b-tree (no rowid
     # b-tree beside it) and no secondary index is kept, so an insert touches one b-tree. Readers
     # aggregate by entry (`seq`) or scan the table once.
+    #
+    # Schema version 2 (migrations.py) made `start` and `end` 64-bit and dropped the foreign key from
+    # `seq` to the journal on PostgreSQL, where it was a row-locking check per row that took most of
+    # a million-line import; `ledger verify` reports rows of an entry that declares none. SQLite's
+    # integers were 64-bit already, and its check (a b-tree probe at commit) stays: on SQLite the
+    # table keeps version 1's shape (`migrations.version_1_usage_line`).
     __table__ = _lines("usage_line", _str("project"), _str("pool"), _str("period"), _str("device_hours"),
-                       _int("start"), _int("end"), _str("job", optional=True), sqlite_with_rowid=False)
+                       _int("start", big=True), _int("end", big=True), _str("job", optional=True),
+                       seq_key=False, sqlite_with_rowid=False)
 
 
 # --- projections -------------------------------------------------------------------------------
