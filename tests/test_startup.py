@@ -6,8 +6,9 @@ that they give exactly what the ordinary paths give.
   (`pooler.cli.fast`) serve them, no Typer either (nor Rich, for the help);
 - what the quick paths print is what the Typer app prints, byte for byte, in fresh processes: the
   pre-rendered root help at every width it has, each `list` form, errors included; and where they
-  must stand aside (a terminal, forced colours, another width, another program name, a changed
-  command table, any other command line) the Typer app answers;
+  must stand aside (forced colours, another width, another program name, a changed command table,
+  an encoding that is not UTF, any other command line) the Typer app answers; the root help in a
+  terminal (a real pseudo-terminal, in each of Rich's colour cases) included;
 - the root help, listed from `COMMANDS` without importing the command files, is the help the
   command files themselves give;
 - the DB-API listing path (`pooler.store.readonly`) gives the records `Ledger` gives, on SQLite and
@@ -217,21 +218,21 @@ sys.stderr.write("\\n" + json.dumps({"code": code, "typer": "typer" in sys.modul
 """
 
 
-def _pty(width: int) -> tuple[int, int]:
+def _pty(width: int, rows: int = 40) -> tuple[int, int]:
     import fcntl
     import struct
     import termios
 
     master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, width, 0, 0))
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, width, 0, 0))
     return master, slave
 
 
 def _run(how: str, args: list[str], env: dict[str, str], *, prog: str = "pooler", patch: str = "",
-         tty: int = 0, stdin_tty: int = 0) -> tuple[bytes, str, dict]:
+         tty: int = 0, stdin_tty: int = 0, rows: int = 40) -> tuple[bytes, str, dict]:
     """(stdout, stderr, {code, typer, rich}) of one fresh process: `how` is "quick" (`main()`, as the
-    `pooler` script) or "typer" (the Typer app itself). `tty`: stdout is a terminal that wide;
-    `stdin_tty`: stdin is (stdout a pipe)."""
+    `pooler` script) or "typer" (the Typer app itself). `tty`: stdout is a terminal that wide (and
+    `rows` high); `stdin_tty`: stdin is (stdout a pipe)."""
     argv = [sys.executable, "-c", RUN, how, json.dumps(args), prog, patch]
     if not tty:
         master = slave = None
@@ -245,7 +246,7 @@ def _run(how: str, args: list[str], env: dict[str, str], *, prog: str = "pooler"
                 os.close(fd)
         out, err = done.stdout, done.stderr
     else:
-        master, slave = _pty(tty)
+        master, slave = _pty(tty, rows)
         child = subprocess.Popen(argv, stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, cwd=ROOT,
                                  env=env)
         os.close(slave)
@@ -298,7 +299,7 @@ def test_root_help_served_whatever_else_is_set(extra):
 
 
 @pytest.mark.parametrize("case", ["narrower", "wider", "force-color", "py-colors", "terminal-width", "terminal",
-                                  "another-name", "changed-table"])
+                                  "another-name", "changed-table", "latin-1"])
 def test_root_help_is_typers_when_the_pages_do_not_apply(case):
     env = _clean_env(COLUMNS="100")
     how: dict = {}
@@ -312,10 +313,12 @@ def test_root_help_is_typers_when_the_pages_do_not_apply(case):
         env["PY_COLORS"] = "1"
     elif case == "terminal-width":
         env["TERMINAL_WIDTH"] = "90"
-    elif case == "terminal":
+    elif case == "terminal":  # a terminal narrower than the narrowest page
         del env["COLUMNS"]
         env["TERM"] = "xterm-256color"
-        how["tty"] = 100
+        how["tty"] = 39
+    elif case == "latin-1":  # no box drawing characters
+        env["PYTHONIOENCODING"] = "latin-1"
     elif case == "another-name":
         how["prog"] = "pooler-dev"
     elif case == "changed-table":
@@ -329,7 +332,89 @@ def test_root_help_is_typers_when_the_pages_do_not_apply(case):
         assert b"changed." in out
 
 
+# Rich's colour cases of a terminal (`Console._detect_color_system`, `NO_COLOR`), by environment.
+TERMINALS = {
+    "xterm-256color": {"TERM": "xterm-256color"},
+    "truecolor": {"TERM": "xterm", "COLORTERM": "truecolor"},
+    "24bit": {"TERM": "xterm-kitty", "COLORTERM": "24bit"},
+    "xterm": {"TERM": "xterm"},
+    "kitty": {"TERM": "xterm-kitty"},
+    "term-unset": {},
+    "dumb": {"TERM": "dumb"},
+    "no-color": {"TERM": "xterm-256color", "NO_COLOR": "1"},
+    "no-color-truecolor": {"TERM": "xterm", "COLORTERM": "truecolor", "NO_COLOR": "1"},
+    "empty-no-color": {"TERM": "xterm-256color", "NO_COLOR": ""},
+}
+
+
+@pytest.mark.parametrize("width", [40, 80, 100, 300])
+@pytest.mark.parametrize("terminal", list(TERMINALS))
+def test_root_help_in_a_terminal_is_typers(terminal, width):
+    """In a real pseudo-terminal `width` wide (its size set with TIOCSWINSZ, no COLUMNS): the quick
+    path serves the page, without Typer or Rich, byte for byte what the Typer app writes there."""
+    out = _same(["--help"], _clean_env(**TERMINALS[terminal]), served=True, tty=width)
+    first = out.split(b"\r\n")[0]  # the terminal's line discipline writes \n as \r\n
+    if terminal == "dumb":  # Rich takes 80 columns and no colours in a dumb terminal
+        assert b"\x1b" not in out and first == b" " * 80
+    else:
+        assert b"\x1b[" in out and first.startswith(b"\x1b[1m" + b" " * width + b"\x1b[0m")
+        if terminal.startswith("no-color"):
+            assert b"\x1b[1;33m" not in out and b"\x1b[1m" in out  # bold and dim kept, no colours
+        else:
+            assert b"\x1b[1;33mUsage: " in out
+
+
+@pytest.mark.parametrize("case", ["columns", "dumb-columns", "dumb-columns-lines", "short", "24bit-dumb"])
+def test_root_help_in_a_terminal_takes_richs_width(case):
+    env = _clean_env(TERM="xterm-256color")
+    how = {"tty": 120}
+    expect = 120
+    if case == "columns":
+        env["COLUMNS"], expect = "90", 90
+    elif case == "dumb-columns":  # a dumb terminal: COLUMNS alone does not count, 80
+        env |= {"TERM": "dumb", "COLUMNS": "90"}
+        expect = 80
+    elif case == "dumb-columns-lines":
+        env |= {"TERM": "dumb", "COLUMNS": "90", "LINES": "20"}
+        expect = 90
+    elif case == "short":  # a terminal three rows high: the same page
+        how["rows"] = 3
+    elif case == "24bit-dumb":  # dumb wins over COLORTERM
+        env |= {"TERM": "unknown", "COLORTERM": "24bit"}
+        expect = 80
+    out = _same(["--help"], env, served=True, **how)
+    first = out.split(b"\r\n")[0]
+    assert first in (b" " * expect, b"\x1b[1m" + b" " * expect + b"\x1b[0m")
+
+
+@pytest.mark.parametrize("case", ["narrower", "wider", "columns-wider", "dumb-narrower", "force-color", "latin-1",
+                                  "tty-compatible"])
+def test_root_help_in_a_terminal_is_typers_when_the_pages_do_not_apply(case):
+    env = _clean_env(TERM="xterm-256color")
+    width = 100
+    if case == "narrower":
+        width = 39
+    elif case == "wider":
+        width = 301
+    elif case == "columns-wider":
+        env["COLUMNS"] = "301"
+    elif case == "dumb-narrower":
+        env |= {"TERM": "dumb", "COLUMNS": "39", "LINES": "10"}
+    elif case == "force-color":
+        env["FORCE_COLOR"] = "1"
+    elif case == "latin-1":
+        env["PYTHONIOENCODING"] = "latin-1"
+    elif case == "tty-compatible":
+        env["TTY_COMPATIBLE"] = "0"
+    _same(["--help"], env, served=False, tty=width)
+
+
 def test_every_pre_rendered_page_is_what_typer_renders():
+    """The plain pages at every width; the terminal pages in truecolor at every width and in every
+    colour case at some (`python -m pooler.cli.helpgen --check` renders every case at every width
+    and compares the whole file)."""
+    from rich.console import _TERM_COLORS
+
     from pooler.cli import helpgen, helppages
     from pooler.cli.commands import root_source
 
@@ -338,7 +423,18 @@ def test_every_pre_rendered_page_is_what_typer_renders():
     assert (helppages.TYPER, helppages.RICH) == (found["typer"], found["rich"]), "run python -m pooler.cli.helpgen"
     for width in helppages.WIDTHS:
         assert helppages.page(width) == found["pages"][width], f"width {width}: run python -m pooler.cli.helpgen"
-    assert helpgen.module_text(found) == helpgen.TARGET.read_text(encoding="utf-8")
+    systems = {"STANDARD": "standard", "EIGHT_BIT": "256", "TRUECOLOR": "truecolor"}
+    assert helppages.TERM_COLOURS == {k: systems[v.name] for k, v in _TERM_COLORS.items()}
+    assert helppages.CASES == tuple(name for name, _ in helpgen.COLOUR_CASES)
+    colours = dict(helpgen.COLOUR_CASES)
+    cases = [("truecolor", w) for w in helppages.WIDTHS]
+    cases += [(name, w) for name in helppages.CASES if name != "truecolor" for w in (40, 41, 80, 100, 213, 300)]
+    cases += [(None, w) for w in (40, 80, 300)]
+    written = helpgen.render_in_terminal(
+        [(colours[name] if name else {**helpgen.DUMB, "COLUMNS": str(w), "LINES": "25"}, w) for name, w in cases])
+    for (name, width), page in zip(cases, written, strict=True):
+        expected = helppages.terminal_page(width, name) if name else helppages.page(width)
+        assert page.decode() == expected, f"{name}, width {width}: run python -m pooler.cli.helpgen"
 
 
 def test_a_change_to_the_apps_files_hands_the_root_help_to_typer(tmp_path, monkeypatch):

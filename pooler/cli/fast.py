@@ -5,14 +5,19 @@ so `serve` answers two kinds of command line without them, and only when it give
 the Typer app (`pooler.cli.app`) would; for anything else it returns and the app runs as ever.
 
 - `pooler --help` / `pooler -h`: the page Typer prints, pre-rendered (`pooler.cli.helppages`,
-  written by `python -m pooler.cli.helpgen`) for output that is not a terminal, one page per width
-  in `helppages.WIDTHS`. Served only when Rich would render exactly that: output not a terminal and
-  its encoding a UTF one, the width Rich would take (`COLUMNS`, else the terminal's size from stdin,
-  stdout or stderr, else 80) one of the pages', none of the variables by which Typer or Rich force a
-  terminal, colours or a width set, not inside IPython, the program name `pooler` (as Click would
-  name it), the same Typer and Rich versions as the pages were rendered with, and the command table
-  and texts (`pooler.cli.commands.root_source()`) the same as theirs. In a terminal (colours, and the
-  width of the moment) Typer renders the page.
+  written by `python -m pooler.cli.helpgen`), one page per width in `helppages.WIDTHS`, for output
+  that is not a terminal and for a terminal (the same text with Rich's colour codes, kept as style
+  spans over it). Served only when Rich would render exactly that: stdout's encoding a UTF one, the
+  width Rich would take one of the pages', none of the variables by which Typer or Rich force a
+  terminal, colours or a width set, not inside IPython (nor IDLE), the program name `pooler` (as
+  Click would name it), the same Typer and Rich versions as the pages were rendered with, and the
+  command table and texts (`pooler.cli.commands.root_source()`) the same as theirs. The width is
+  Rich's (`Console.size`): `COLUMNS` when it is all digits, else the size of the first of stdin,
+  stdout and stderr that is a terminal, else 80; in a dumb terminal (`TERM` dumb or unknown) 80
+  unless `COLUMNS` and `LINES` are both set. In a terminal the colours are Rich's
+  (`Console._detect_color_system`): none in a dumb terminal (the plain page), else truecolor when
+  `COLORTERM` is truecolor or 24bit, else by the end of `TERM` (`...-256color`: 256 colours, ...),
+  else the standard 16; and without colours (bold and dim kept) when `NO_COLOR` is set and not empty.
 - `pooler [--db PATH|URL] KIND list [--all] [--json]`: the same service call and the same output
   functions (`pooler.cli.listing`, `pooler.cli.output`) as the Typer command, with `--db` read as
   Click reads it (the option, else a non-empty `POOLER_DB`, else the default) and domain errors
@@ -69,7 +74,7 @@ def program_name() -> str:
 
 
 def rich_width(environ: Mapping[str, str]) -> int:
-    """The width Rich's `Console` takes for output that is not a terminal (`Console.size`): `COLUMNS`
+    """The width Rich's `Console` takes but in a dumb terminal (`Console.size`): `COLUMNS`
     when it is all digits, else the size of the first of stdin, stdout and stderr that is a terminal,
     else 80."""
     columns = environ.get("COLUMNS")
@@ -85,18 +90,44 @@ def rich_width(environ: Mapping[str, str]) -> int:
     return width or 80
 
 
-def _plain_output() -> bool:
-    """Whether Rich would write to stdout as to a file: no terminal, so no colour, and box drawing
-    characters (a UTF encoding)."""
+def _output() -> str | None:
+    """How Rich would write to stdout (`Console.is_terminal`, `Console.encoding`): "file" (no
+    terminal, so no colour), "terminal", or None when the pages cannot say (stdout's encoding not a
+    UTF one, so no box drawing characters; its `isatty` failing; IDLE)."""
     stdout = sys.stdout
     isatty = getattr(stdout, "isatty", None)
     try:
-        if isatty is None or isatty():
-            return False
+        terminal = isatty is not None and bool(isatty())
     except ValueError:
-        return False
+        return None
     encoding = (getattr(stdout, "encoding", None) or "utf-8").lower()
-    return encoding.startswith("utf")
+    if not encoding.startswith("utf"):
+        return None
+    if terminal:
+        stdin = sys.stdin
+        if hasattr(stdin, "__module__") and str(stdin.__module__).startswith("idlelib"):
+            return None  # Rich takes IDLE for no terminal, whatever isatty says
+        return "terminal"
+    return "file"
+
+
+def terminal_case(environ: Mapping[str, str], term_colours: Mapping[str, str]) -> tuple[str | None, int]:
+    """(colour case, width) Rich takes for a terminal (`Console._detect_color_system`,
+    `Console.no_color`, `Console.size`): the case None for a dumb terminal (no colours), else one of
+    `helppages.CASES`; `term_colours` is Rich's table of `TERM` endings (`helppages.TERM_COLOURS`)."""
+    term = environ.get("TERM", "")
+    if term.lower() in ("dumb", "unknown"):
+        columns, lines = environ.get("COLUMNS"), environ.get("LINES")
+        if columns is not None and columns.isdigit() and lines is not None and lines.isdigit():
+            return None, int(columns)
+        return None, 80
+    if environ.get("COLORTERM", "").strip().lower() in ("truecolor", "24bit"):
+        system = "truecolor"
+    else:
+        system = term_colours.get(term.strip().lower().rpartition("-")[2], "standard")
+    if environ.get("NO_COLOR", "") != "":
+        system += " no-color"
+    return system, rich_width(environ)
 
 
 def _dist_version(package: str, version: str) -> bool:
@@ -124,7 +155,8 @@ def root_help_page() -> str | None:
         return None
     import builtins
 
-    if hasattr(builtins, "get_ipython") or not _plain_output():
+    output = _output()
+    if hasattr(builtins, "get_ipython") or output is None:
         return None
     try:
         from pooler.cli import helppages
@@ -134,12 +166,18 @@ def root_help_page() -> str | None:
 
     if helppages.SOURCE != root_source():
         return None
-    width = rich_width(environ)
+    case = None
+    if output == "terminal":
+        case, width = terminal_case(environ, helppages.TERM_COLOURS)
+        if case is not None and case not in helppages.CASES:
+            return None
+    else:
+        width = rich_width(environ)
     if width not in helppages.WIDTHS:
         return None
     if not (_dist_version("typer", helppages.TYPER) and _dist_version("rich", helppages.RICH)):
         return None
-    return helppages.page(width)
+    return helppages.page(width) if case is None else helppages.terminal_page(width, case)
 
 
 # --- the list commands -----------------------------------------------------------------------------
