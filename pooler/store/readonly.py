@@ -2,8 +2,11 @@
 fast (`pooler member list` and the other `list` commands; issue #6).
 
 Importing SQLAlchemy takes longer than such a command may take in all, so this path reads the same
-rows with the driver alone: the standard library's `sqlite3` for an SQLite file, `psycopg` for a
-`postgresql+psycopg://` URL. It answers only when it can answer exactly as `Ledger` would:
+rows with the driver alone: the standard library's `sqlite3` for an SQLite file, and for a
+`postgresql+psycopg://` URL the libpq beneath psycopg, through `ctypes` (`pooler.store.libpq`:
+importing psycopg itself takes longer than such a command may take). Where that cannot connect (no
+libpq to load, no connection, a client encoding other than UTF8, GSSAPI in use), psycopg connects
+instead. It answers only when it can answer exactly as `Ledger` would:
 
 - the ledger's `schema_version` is exactly this code's `SCHEMA_VERSION` (an older ledger needs a
   migration, a newer one is refused: both are the store's business);
@@ -14,10 +17,11 @@ rows with the driver alone: the standard library's `sqlite3` for an SQLite file,
 Otherwise it returns None and the caller goes the ordinary way, through `Ledger`, which says what is
 wrong in its own words: no such file, a URL this path does not read exactly as SQLAlchemy would
 (query strings with a repeated key, percent-escapes, other drivers), a missing `meta` table, another
-schema version, any driver error while reading. Two exceptions, where trying again through
-SQLAlchemy would make the user wait twice: a PostgreSQL server that cannot be reached, and a ledger
-that stays locked past the busy timeout. Those are reported here, in the words `Ledger` uses
-(tests/test_startup.py compares them for the server).
+schema version, any driver error while reading, a column type `libpq` does not convert exactly as
+psycopg would. Two exceptions, where trying again through SQLAlchemy would make the user wait twice:
+a PostgreSQL server that cannot be reached, and a ledger that stays locked past the busy timeout.
+Those are reported here, in the words `Ledger` uses (tests/test_startup.py compares them for the
+server).
 """
 
 from __future__ import annotations
@@ -112,6 +116,34 @@ def _sqlite(path: Path) -> _Connection | None:
 
 
 def _postgresql(url: str, conninfo: str) -> _Connection | None:
+    quick = _libpq(url, conninfo)
+    if quick is not None:
+        return quick
+    return _psycopg(url, conninfo)
+
+
+def _libpq(url: str, conninfo: str) -> _Connection | None:
+    """The connection through `pooler.store.libpq`, or None when psycopg must connect instead.
+
+    psycopg reports a server it cannot reach in its own words (`_unavailable` quotes them), so a
+    failed connection here is not reported but tried again through psycopg. A refused connection
+    then costs two quick attempts; a host that never answers costs the two connection timeouts:
+    the URL's `connect_timeout` (or PGCONNECT_TIMEOUT) twice, else `libpq.DEFAULT_CONNECT_TIMEOUT`
+    (5 s) before psycopg's own wait (130 s)."""
+    from pooler.store import libpq
+
+    try:
+        connection = libpq.connect(conninfo)
+    except libpq.Error:
+        return None
+
+    def begin(conn: Any) -> None:
+        conn.begin_repeatable_read()  # as the psycopg connection below begins
+
+    return _Connection(connection, libpq.Error, "$1", begin, url)
+
+
+def _psycopg(url: str, conninfo: str) -> _Connection | None:
     try:
         import psycopg
     except ImportError:
