@@ -223,7 +223,7 @@ def test_listing_is_the_same_through_libpq_psycopg_and_the_ledger(hostile_url, m
     assert calls, "the libpq path was not asked"
     monkeypatch.setattr(readonly, "_libpq", lambda *a: None)
     through_psycopg = _invoke(hostile_url, args)
-    monkeypatch.setattr(readonly, "read_state", lambda db: None)
+    monkeypatch.setattr(readonly, "read_state", lambda db, kind=None: None)
     through_ledger = _invoke(hostile_url, args)
     assert through_libpq == through_psycopg == through_ledger
     assert through_libpq[0] == 0 and through_libpq[1]

@@ -575,8 +575,12 @@ def test_readonly_lists_what_the_ledger_lists(example):
         pytest.skip(f"the DB-API path does not read {example.db}")
     with Ledger.open(example.url) as ledger:
         for kind in ("member", "accelerator", "pool", "dataset", "model", "project"):
+            alone = read_state(example.db, kind)  # only the tables of that kind, as `KIND list` reads
             for include_retired in (False, True):
                 assert records_of(state, kind, include_retired) == ledger.records(kind, include_retired)
+                assert records_of(alone, kind, include_retired) == ledger.records(kind, include_retired)
+            assert alone.collection(kind) and all(not alone.collection(other) for other in
+                                                  ("member", "pool", "project") if other != kind)
         assert state == ledger.state()
 
 
@@ -588,7 +592,7 @@ def test_listing_output_is_the_same_on_both_paths(cli, monkeypatch, args):
 
     _example(as_target(cli.db))
     quick = cli(*args)
-    monkeypatch.setattr(readonly, "read_state", lambda db: None)
+    monkeypatch.setattr(readonly, "read_state", lambda db, kind=None: None)
     ordinary = cli(*args)
     assert quick.exit_code == ordinary.exit_code == 0
     assert quick.stdout == ordinary.stdout and quick.stderr == ordinary.stderr

@@ -208,7 +208,7 @@ def list_records(ctx: Context, kind: str, *, include_retired: bool = False) -> l
     from pooler.store.readonly import read_state
     from pooler.store.rowstate import records_of
 
-    state = read_state(ctx.db)
+    state = read_state(ctx.db, kind)
     if state is not None:
         return records_of(state, kind, include_retired)
     with open_ledger(ctx) as ledger:
