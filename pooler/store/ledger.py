@@ -453,19 +453,27 @@ class Writer(Reader):
         body = None if deferred else self._body(kind, payload, state_kind)
         seq, prev_hash = self.head()
         batches = []
-        direct = bool(attachments) and self._conn.dialect.name == "sqlite"
+        sqlite = self._conn.dialect.name == "sqlite"
         # Rows inserted before the journal row sit inside a savepoint, so an append that fails
         # part-way (a bad row in the 40th chunk, a payload function that refuses) takes them back
         # and leaves the writer as it was, as a refused append always has.
         savepoint = None
         try:
-            if direct:
-                self._defer_foreign_keys()
-                savepoint = self._conn.begin_nested()
             digests = {}
             for name in sorted(attachments or ()):
                 spec = attachment_table(name)
-                spool = _Spool(spec, _row_inserter(self._conn, spec) if direct else None)
+                # SQLite checks the rows' key to the journal at commit (deferred); on PostgreSQL a
+                # table with no such key (usage_line, schema version 2) takes its rows by COPY as
+                # they are read; other tables there wait for the journal row (spooled meanwhile).
+                insert_rows: Any = None
+                if sqlite:
+                    self._defer_foreign_keys()
+                    insert_rows = _row_inserter(self._conn, spec)
+                elif not _has_foreign_key(self._conn, spec.table.name):
+                    insert_rows = _row_copier(self._conn, spec)
+                if insert_rows is not None and savepoint is None:
+                    savepoint = self._conn.begin_nested()
+                spool = _Spool(spec, insert_rows)
                 batches.append(spool)
                 count, digest = spool.fill(attachments[name], seq + 1)  # type: ignore[index]
                 digests[name] = {"rows": count, "digest": digest}
@@ -531,13 +539,12 @@ class Writer(Reader):
             for spool in batches:
                 if spool.inserted:
                     continue
-                copy = _row_copier(self._conn, spool.spec)
-                if copy is not None:
-                    copy(spool.chunks())
-                    continue
-                insert_many = _row_inserter(self._conn, spool.spec)
+                insert_rows = _row_copier(self._conn, spool.spec) or _row_inserter(self._conn, spool.spec)
                 for chunk in spool.chunks():
-                    insert_many(chunk)
+                    insert_rows(chunk)
+                finish = getattr(insert_rows, "finish", None)
+                if finish is not None:
+                    finish()
             if change is not None:
                 write_changes(self._conn, *change)
                 self._state = change[1]
@@ -591,9 +598,13 @@ class _Spool:
         if texts:
             texts.append("")
             digest.update("\n".join(texts).encode("utf-8"))
-        if self._insert is not None and chunk:
-            self._insert(chunk)
-            chunk = []
+        if self._insert is not None:
+            if chunk:
+                self._insert(chunk)
+                chunk = []
+            finish = getattr(self._insert, "finish", None)
+            if finish is not None:
+                finish()  # a COPY ends here, before the journal row is written on the connection
         self._tail = chunk
         return line, digest.hexdigest()
 
@@ -620,6 +631,9 @@ class _Spool:
 
     def close(self) -> None:
         self._tail = []
+        abort = getattr(self._insert, "abort", None)
+        if abort is not None:
+            abort()  # a COPY still open (the append failed part-way) is ended as failed
         if self._file is not None:
             self._file.close()
             self._file = None
@@ -660,15 +674,20 @@ def _row_inserter(conn: Connection, spec: Any):
     return insert_rows
 
 
-def _row_copier(conn: Connection, spec: Any) -> Callable[[Iterable[list[tuple[Any, ...]]]], None] | None:
-    """PostgreSQL through psycopg: `copy(chunks)` sends every (seq, line, *values) tuple of the chunks
+def _has_foreign_key(conn: Connection, table: str) -> bool:
+    """Whether `table` has a foreign key in this PostgreSQL database (as its schema version made it:
+    usage_line has none from version 2 on; a writer may be on an older ledger in tests and tools)."""
+    return conn.exec_driver_sql(
+        "SELECT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = to_regclass(%(t)s) AND contype = 'f')",
+        {"t": table}).scalar() is not False
+
+
+def _row_copier(conn: Connection, spec: Any) -> "_CopyRows | None":
+    """PostgreSQL through psycopg: a `_CopyRows` that sends chunks of (seq, line, *values) tuples
     through one `COPY ... FROM STDIN` (text format) on the writer's own connection, so inside its
     transaction: a COPY that fails leaves the transaction failed, and the writer rolls it all back.
     Several times faster than batches of INSERTs (no statement per row, no reply per batch). None
-    for other databases and drivers (they insert with `_row_inserter`).
-
-    A driver error is raised as SQLAlchemy's matching exception (`DataError`, `OperationalError`...),
-    as the same failure of an INSERT would be."""
+    for other databases and drivers (they insert with `_row_inserter`)."""
     if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
         return None
     driver = conn.connection.driver_connection
@@ -677,20 +696,89 @@ def _row_copier(conn: Connection, spec: Any) -> Callable[[Iterable[list[tuple[An
     quote = conn.dialect.identifier_preparer.quote
     names = ["seq", "line", *(name for name, _ in spec.columns)]
     sql = f"COPY {quote(spec.table.name)} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    nullable = [i + 2 for i, (name, _) in enumerate(spec.columns) if spec.nullable(name)]
+    return _CopyRows(driver, sql, len(names), nullable)
 
-    def copy(chunks: Iterable[list[tuple[Any, ...]]]) -> None:
+
+# COPY's text format: a value is written as it is unless it holds one of these (escaped as below);
+# NULL is \N. Other characters, control characters included, may stand as they are.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+class _CopyRows:
+    """One `COPY ... FROM STDIN`, opened by the first chunk: `copy(chunk)` per chunk, then `finish()`;
+    `abort()` ends an open COPY as failed (the caller then rolls back). A driver error is raised as
+    SQLAlchemy's matching exception (`DataError`, `OperationalError`...), as the same failure of an
+    INSERT would be.
+
+    Each chunk goes as one text: every row one f-string (`str` of each int, the text of each text,
+    \\N for NULL), and one check of the whole text proves that no value needs escaping (the tabs and
+    newlines are exactly the separators, no carriage return, and the only backslashes are the NULLs').
+    Otherwise the chunk is written value by value with the escapes."""
+
+    def __init__(self, driver: Any, sql: str, width: int, nullable: list[int]) -> None:
+        self._driver, self._sql, self._width, self._nullable = driver, sql, width, nullable
+        self._cursor: Any = None
+        self._block: Any = None
+        self._stream: Any = None
+        fields = "\\t".join("{NULL if r[%d] is None else r[%d]}" % (i, i) if i in nullable else "{r[%d]}" % i
+                             for i in range(width))
+        self._lines = eval(f"lambda chunk: ''.join([f'{fields}\\n' for r in chunk])",  # noqa: S307 - our own text
+                           {"NULL": "\\N"})
+
+    def __call__(self, chunk: list[tuple[Any, ...]]) -> None:
         import psycopg
         from sqlalchemy.exc import DBAPIError
 
         try:
-            with driver.cursor() as cursor, cursor.copy(sql) as stream:
-                write = stream.write_row
-                for chunk in chunks:
-                    for row in chunk:
-                        write(row)
+            if self._stream is None:
+                self._cursor = self._driver.cursor()
+                self._block = self._cursor.copy(self._sql)
+                self._stream = self._block.__enter__()
+            self._stream.write(self._text(chunk))
         except psycopg.Error as exc:
-            raise DBAPIError.instance(sql, None, exc, psycopg.Error) from exc
-    return copy
+            raise DBAPIError.instance(self._sql, None, exc, psycopg.Error) from exc
+
+    def _text(self, chunk: list[tuple[Any, ...]]) -> str:
+        text = self._lines(chunk)
+        nulls = sum([row[i] for row in chunk].count(None) for i in self._nullable)
+        n = len(chunk)
+        if (text.count("\t") == n * (self._width - 1) and text.count("\n") == n and "\r" not in text
+                and text.count("\\") == nulls):
+            return text
+        return "".join("\t".join("\\N" if v is None else str(v).translate(_COPY_ESCAPES) for v in row) + "\n"
+                       for row in chunk)
+
+    def finish(self) -> None:
+        import psycopg
+        from sqlalchemy.exc import DBAPIError
+
+        if self._stream is None:
+            return
+        block, cursor = self._block, self._cursor
+        self._stream = self._block = self._cursor = None
+        try:
+            block.__exit__(None, None, None)
+        except psycopg.Error as exc:
+            raise DBAPIError.instance(self._sql, None, exc, psycopg.Error) from exc
+        finally:
+            cursor.close()
+
+    def abort(self) -> None:
+        if self._stream is None:
+            return
+        block, cursor = self._block, self._cursor
+        self._stream = self._block = self._cursor = None
+        try:
+            failed = RuntimeError("the append stopped")
+            block.__exit__(RuntimeError, failed, None)
+        except Exception:  # noqa: BLE001 - the COPY is over either way; the caller rolls back
+            pass
+        finally:
+            try:
+                cursor.close()
+            except Exception:  # noqa: BLE001
+                pass
 
 
 def _rows_per_statement(conn: Connection, columns: int) -> int:
