@@ -232,3 +232,90 @@ def test_json_output_of_a_real_process_is_pure_json(tmp_path):
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)
     assert data["projects"]
+
+
+# --- the solve runs outside the write transaction -------------------------------------------------
+
+
+def _writes_meanwhile(monkeypatch, write, times: int = 1) -> list[int]:
+    """Make each of the first `times` solves of `alloc run` first do `write()` in another thread and
+    wait for it (20 s at most): were the solve inside the write transaction, that write would wait
+    for it (SQLite's busy timeout, PostgreSQL's advisory lock) and so never finish in time. Returns
+    the list that counts the solves."""
+    import threading
+
+    from pooler.services import alloc
+
+    real, solves = alloc._allocate, []
+
+    def allocate(snapshot):
+        solves.append(1)
+        if len(solves) <= times:
+            failed = []
+
+            def other_admin():
+                try:
+                    write()
+                except BaseException as exc:  # noqa: BLE001 - reported below
+                    failed.append(exc)
+            thread = threading.Thread(target=other_admin)
+            thread.start()
+            thread.join(20)
+            assert not thread.is_alive(), "another admin's write waited for the solve"
+            assert not failed, failed
+        return real(snapshot)
+    monkeypatch.setattr(alloc, "_allocate", allocate)
+    return solves
+
+
+def _ctx(cli):
+    from pooler.services.context import Context
+
+    return Context(db=str(cli.db), actor="other@admin")
+
+
+def test_others_write_while_a_run_solves_and_the_run_is_the_state_it_names(ledger, monkeypatch):
+    """A member added during the solve changes the inputs: the period is solved again from the new
+    state, and the run names that state (its inputs digest and head)."""
+    from pooler.services import alloc, registry
+
+    cli = ledger
+    added = []
+    solves = _writes_meanwhile(monkeypatch, lambda: added.append(
+        registry.add(_ctx(cli), "member", {"id": "late-lab", "name": "Late Lab"})))
+    run = alloc.run(_ctx(cli), "2026-11")
+    assert len(solves) == 2 and added
+    with registry.open_ledger(_ctx(cli)) as led, led.reader() as reader:
+        entry = reader.entry(run.seq)
+        assert entry.payload["state_seq"] == run.seq - 1 == reader.entries_of_kind("member.add")[-1].seq
+        assert entry.payload["inputs_digest"] == alloc.inputs_digest(reader.snapshot("2026-11"))
+        assert "late-lab" in {m.id for m in reader.snapshot("2026-11").members}
+    assert cli("ledger", "verify").exit_code == 0
+
+
+def test_a_run_recorded_meanwhile_is_superseded_only_with_a_reason(ledger, monkeypatch):
+    from pooler.services import alloc
+
+    cli = ledger
+    first = []
+    _writes_meanwhile(monkeypatch, lambda: first.append(alloc.run(_ctx(cli), "2026-11").seq), times=1)
+    with pytest.raises(alloc.AllocError, match=r"already has a recorded run \(entry #"):
+        alloc.run(_ctx(cli), "2026-11")
+    assert len(first) == 1 and [r["seq"] for r in cli("alloc", "list", "--json").json()] == first
+    second = []
+    _writes_meanwhile(monkeypatch, lambda: second.append(alloc.run(_ctx(cli), "2026-12").seq), times=1)
+    last = alloc.run(_ctx(cli), "2026-12", reason="recount")
+    assert last.supersedes == second[0]
+
+
+def test_a_run_gives_up_when_the_inputs_change_at_every_solve(ledger, monkeypatch):
+    from pooler.services import alloc, registry
+
+    cli = ledger
+    n = iter(range(100))
+    solves = _writes_meanwhile(monkeypatch, lambda: registry.add(_ctx(cli), "member", {"id": f"m{next(n)}", "name": "M"}),
+                               times=alloc.SOLVE_ATTEMPTS)
+    with pytest.raises(alloc.AllocError, match="changed during each of 3 solves"):
+        alloc.run(_ctx(cli), "2026-11")
+    assert len(solves) == alloc.SOLVE_ATTEMPTS
+    assert cli("alloc", "list", "--json").json() == [] and cli("ledger", "verify").exit_code == 0

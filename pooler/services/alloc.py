@@ -135,59 +135,103 @@ def _rows(result) -> dict[str, list[dict[str, Any]]]:
     }
 
 
+# How many times `run` solves before it gives up on a ledger whose inputs keep changing meanwhile.
+SOLVE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What a run of `label` is solved from, as one read transaction saw it."""
+
+    label: str
+    snapshot: Snapshot
+    used: dict[str, Any]
+    previous: Entry | None
+    state_seq: int
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Equal keys: the same solve, the same supersession."""
+        return (self.label, inputs_digest(self.snapshot), sorted(self.used.items()),
+                self.previous.seq if self.previous else None)
+
+
+def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_run: bool) -> _Inputs:
+    state = reader.snapshot()
+    label = _parse(period, state.consortium.period).label if period else \
+        period_of(ctx.clock(), state.consortium.period).label
+    snapshot = reader.snapshot(label)
+    # Decayed usage of the lines recorded before the period starts (DESIGN 3); none at half-life 0.
+    from pooler.services.usage import with_usage
+
+    snapshot, used = with_usage(reader, reader.state(), snapshot, label)
+    if not snapshot.members or not snapshot.projects:
+        raise AllocError("nothing to allocate: the ledger has no members or no projects yet "
+                         "(pooler apply MANIFEST first)")
+    earlier = _runs(reader, label)
+    previous = earlier[-1] if earlier else None
+    if previous is not None and reason is None and not dry_run:
+        raise AllocError(
+            f"{label} already has a recorded run (entry #{previous.seq}, {previous.time} by "
+            f"{previous.actor}); pass --reason TEXT to supersede it"
+        )
+    return _Inputs(label, snapshot, used, previous, reader.head()[0])
+
+
 def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
         reason: str | None = None) -> RunOutcome:
     """Solve the period from the ledger's current state and record the run as one entry plus rows.
 
     A period with a recorded run is solved again only with a `reason`; the new run supersedes the
-    old one and both stay in the journal. The solve and the write happen in one write transaction,
-    so the run is exactly the state it names, and a failure leaves no trace.
+    old one and both stay in the journal.
+
+    The solve runs in no transaction (at 10,000 projects it takes minutes, and other admins may
+    write meanwhile). Then one write transaction reads the inputs again and records the run only if
+    they are what was solved: the same period, solver inputs (`inputs_digest`), decayed usage and
+    latest run of the period; the run names the head it was checked at (`state_seq`). If they
+    changed, the period is solved again from the new state, up to `SOLVE_ATTEMPTS` times. So the
+    run is exactly the state it names, runs of one period are serialised (a run recorded meanwhile
+    is superseded only with a reason), and a failure leaves no trace.
     """
     if reason is not None and not reason.strip():
         raise UsageError("--reason: give a reason in words")
-    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
-        state = writer.snapshot()
-        label = _parse(period, state.consortium.period).label if period else \
-            period_of(ctx.clock(), state.consortium.period).label
-        snapshot = writer.snapshot(label)
-        # Decayed usage of the lines recorded before the period starts (DESIGN 3); none at half-life 0.
-        from pooler.services.usage import with_usage
-
-        snapshot, used = with_usage(writer, writer.state(), snapshot, label)
-        if not snapshot.members or not snapshot.projects:
-            raise AllocError("nothing to allocate: the ledger has no members or no projects yet "
-                             "(pooler apply MANIFEST first)")
-        earlier = _runs(writer, label)
-        previous = earlier[-1] if earlier else None
-        if previous is not None and reason is None and not dry_run:
-            raise AllocError(
-                f"{label} already has a recorded run (entry #{previous.seq}, {previous.time} by "
-                f"{previous.actor}); pass --reason TEXT to supersede it"
-            )
-        state_seq = writer.head()[0]
-        result = _allocate(snapshot)
-        as_json = result.to_json_dict(label, snapshot.consortium.unit)
-        previous_view = _view(writer, previous) if previous is not None else None
-        if dry_run:
-            writer.rollback()
-            return RunOutcome(as_json, label, None, previous.seq if previous else None, previous_view)
-        metrics = result.metrics
-        payload = {
-            "period": label,
-            "unit": snapshot.consortium.unit,
-            "state_seq": state_seq,
-            "inputs_digest": inputs_digest(snapshot),
-            "reason": reason,
-            "supersedes": previous.seq if previous else None,
-            "usage": used,
-            "metrics": {"utilisation": _exact(metrics.utilisation),
-                        "jain_index": _exact(metrics.jain_index),
-                        "satisfied_projects": metrics.satisfied_projects},
-            "solver": {"lp_solves": result.solver.lp_solves,
-                       "seconds": _exact(round(result.solver.seconds, 6))},
-        }
-        entry = writer.append(RUN_KIND, payload, attachments=_rows(result))
-    return RunOutcome(as_json, label, entry.seq, payload["supersedes"], previous_view)
+    with open_ledger(ctx) as ledger:
+        for _ in range(SOLVE_ATTEMPTS):
+            with ledger.reader() as reader:
+                solved = _inputs(reader, ctx, period, reason, dry_run)
+                if dry_run:
+                    previous_view = _view(reader, solved.previous) if solved.previous is not None else None
+            result = _allocate(solved.snapshot)
+            as_json = result.to_json_dict(solved.label, solved.snapshot.consortium.unit)
+            if dry_run:
+                return RunOutcome(as_json, solved.label, None, solved.previous.seq if solved.previous else None,
+                                  previous_view)
+            with ledger.writer(ctx.actor) as writer:
+                now = _inputs(writer, ctx, period, reason, dry_run)
+                if now.key != solved.key:
+                    writer.rollback()
+                    continue
+                previous = now.previous
+                previous_view = _view(writer, previous) if previous is not None else None
+                metrics = result.metrics
+                payload = {
+                    "period": now.label,
+                    "unit": now.snapshot.consortium.unit,
+                    "state_seq": now.state_seq,
+                    "inputs_digest": inputs_digest(now.snapshot),
+                    "reason": reason,
+                    "supersedes": previous.seq if previous else None,
+                    "usage": now.used,
+                    "metrics": {"utilisation": _exact(metrics.utilisation),
+                                "jain_index": _exact(metrics.jain_index),
+                                "satisfied_projects": metrics.satisfied_projects},
+                    "solver": {"lp_solves": result.solver.lp_solves,
+                               "seconds": _exact(round(result.solver.seconds, 6))},
+                }
+                entry = writer.append(RUN_KIND, payload, attachments=_rows(result))
+            return RunOutcome(as_json, now.label, entry.seq, payload["supersedes"], previous_view)
+    raise AllocError(f"the ledger's inputs for the period changed during each of {SOLVE_ATTEMPTS} solves "
+                     "(other admins are writing to it); nothing recorded: run it again")
 
 
 # --- reading runs -------------------------------------------------------------------------------
