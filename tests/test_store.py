@@ -951,3 +951,28 @@ def test_postgresql_digests_its_rows_as_python_does(postgres_url):
             engine.dispose()
         report = pg.verify()
         assert report.first_bad_seq == entry.seq and report.reason.startswith("bad attachment digest")
+
+
+_LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
+                    st.decimals(allow_nan=True, allow_infinity=True, places=None),
+                    st.floats(allow_nan=False), st.sampled_from([D("1.50"), D("-0"), D("sNaN")]))
+_VALUES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner),
+                            st.dictionaries(st.one_of(st.text(max_size=3), st.integers(0, 3)), inner, max_size=4)),
+    max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_VALUES)
+def test_plain_json_is_the_careful_walk_whichever_way_it_goes(value):
+    """`plain_json` tries a walk that builds no paths first; it must give exactly what the careful
+    walk gives, and the same error (with its path) when there is one."""
+    from pooler.store.journal import _plain_json, plain_json
+
+    def outcome(f):
+        try:
+            return "ok", f(value, "payload")
+        except EntryRejected as exc:
+            return "refused", str(exc)
+    assert outcome(plain_json) == outcome(_plain_json)
