@@ -28,7 +28,7 @@ import pytest
 from pooler.services import registry
 from pooler.services.context import Context
 from tests.backends import need_postgres, postgres_database, tamper
-from tests.test_startup import ROOT, _clean_env, _example, _same
+from tests.test_startup import PROBE, ROOT, _clean_env, _example, _same
 
 pytest.importorskip("psycopg")
 
@@ -236,21 +236,6 @@ def test_listing_is_the_same_through_libpq_psycopg_and_the_ledger(hostile_url, m
 def test_listing_served_quick_is_typers(hostile_url, args, columns):
     out = _same(["--db", hostile_url, *args], _clean_env(COLUMNS=columns), served=True)
     assert b"DROP TABLE journal" in out or b"DELETE FROM member" in out
-
-
-PROBE = """
-import json, sys
-sys.argv = ["pooler", *json.loads(sys.argv[1])]
-from pooler.cli.main import main
-try:
-    main()
-except SystemExit as exc:
-    code = exc.code
-else:
-    code = 0
-sys.stdout.flush()
-print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
-"""
 
 
 @pytest.mark.parametrize("args", [["member", "list"], ["project", "list", "--all", "--json"]], ids=" ".join)

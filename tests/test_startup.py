@@ -74,6 +74,7 @@ except SystemExit as exc:
     code = exc.code
 else:
     code = 0
+sys.stdout.flush()
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 

@@ -750,6 +750,17 @@ class _CopyRows:
                        for row in chunk)
 
     def finish(self) -> None:
+        """End the COPY: the rows are in (or its failure is raised)."""
+        self._end(None)
+
+    def abort(self) -> None:
+        """End an open COPY as failed; the caller rolls the transaction back, whatever happens here."""
+        try:
+            self._end(RuntimeError("the append stopped"))
+        except Exception:  # noqa: BLE001 - the COPY is over either way
+            pass
+
+    def _end(self, failure: Exception | None) -> None:
         import psycopg
         from sqlalchemy.exc import DBAPIError
 
@@ -758,27 +769,11 @@ class _CopyRows:
         block, cursor = self._block, self._cursor
         self._stream = self._block = self._cursor = None
         try:
-            block.__exit__(None, None, None)
+            block.__exit__(type(failure) if failure else None, failure, None)
         except psycopg.Error as exc:
             raise DBAPIError.instance(self._sql, None, exc, psycopg.Error) from exc
         finally:
             cursor.close()
-
-    def abort(self) -> None:
-        if self._stream is None:
-            return
-        block, cursor = self._block, self._cursor
-        self._stream = self._block = self._cursor = None
-        try:
-            failed = RuntimeError("the append stopped")
-            block.__exit__(RuntimeError, failed, None)
-        except Exception:  # noqa: BLE001 - the COPY is over either way; the caller rolls back
-            pass
-        finally:
-            try:
-                cursor.close()
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def _rows_per_statement(conn: Connection, columns: int) -> int:
