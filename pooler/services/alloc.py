@@ -148,11 +148,12 @@ class _Inputs:
     used: dict[str, Any]
     previous: Entry | None
     state_seq: int
+    digest: str  # `inputs_digest(snapshot)`, made once: at 10,000 projects it writes a big manifest
 
     @property
     def key(self) -> tuple[Any, ...]:
         """Equal keys: the same solve, the same supersession."""
-        return (self.label, inputs_digest(self.snapshot), sorted(self.used.items()),
+        return (self.label, self.digest, sorted(self.used.items()),
                 self.previous.seq if self.previous else None)
 
 
@@ -175,7 +176,7 @@ def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_ru
             f"{label} already has a recorded run (entry #{previous.seq}, {previous.time} by "
             f"{previous.actor}); pass --reason TEXT to supersede it"
         )
-    return _Inputs(label, snapshot, used, previous, reader.head()[0])
+    return _Inputs(label, snapshot, used, previous, reader.head()[0], inputs_digest(snapshot))
 
 
 def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
@@ -218,7 +219,7 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
                     "period": now.label,
                     "unit": now.snapshot.consortium.unit,
                     "state_seq": now.state_seq,
-                    "inputs_digest": inputs_digest(now.snapshot),
+                    "inputs_digest": now.digest,
                     "reason": reason,
                     "supersedes": previous.seq if previous else None,
                     "usage": now.used,
