@@ -44,6 +44,105 @@ def test_usage_summed_here_equals_the_databases_sums(ctx, tmp_path):
     assert [str(h) for h in here.values()] == [str(h) for h in database.values()]  # the same text
 
 
+@pytest.mark.parametrize("finer", [False, True])
+def test_usage_summed_as_columns_equals_the_databases_sums(ctx, tmp_path, monkeypatch, finer):
+    """From `_COLUMNS_FROM` lines on the pairs are summed by NumPy and kept as columns; a figure
+    finer than a nanohour sends the whole period the exact way. Both give the database's sums."""
+    monkeypatch.setattr(report, "_COLUMNS_FROM", 0)
+    if finer:
+        csv = _mixed_csv(tmp_path / "a.csv", repeat=7)
+    else:
+        csv = tmp_path / "a.csv"
+        csv.write_text("project,pool,device_hours,start,end\n" + "".join(
+            f"{j},{p},{h},{1790812800 + 60 * i},{1790812800 + 60 * i + 3600}\n"
+            for i, (j, p, h) in enumerate([("j2", "pb", "7"), ("j1", "pa", "1.5"), ("j 3", "pb", "0.000000001"),
+                                           ("j1", "pb", "2"), ("j1", "pa", "2.25"), ("j 3", "pa", "12")])),
+            encoding="utf-8")
+    usage.import_usage(ctx, csv, "csv")
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        here = report.used_device_hours(reader, PERIOD)
+        database = {(str(j), str(p)): hours for (j, p), _, hours in reader.attachment_sums(
+            "usage_line", "device_hours", ("project", "pool"), kind="usage.import", equal={"period": PERIOD})}
+    assert (here._nano is None) is not finer  # columns only, or the exact way
+    assert len(here) == len(database) > 3
+    assert list(here) == list(database)  # the same pairs in the same order
+    assert [str(h) for h in here.values()] == [str(h) for h in database.values()]
+
+
+_pair_lines = st.lists(st.tuples(st.sampled_from(["j1", "j 3", "J", "é", "j10", "j2", "\u4e2d"]),
+                                 st.sampled_from(["pa", "pb", "p'1", "P", "p\u00e9"]),
+                                 st.integers(0, 10**12) | st.sampled_from([0, 1, 10**9])), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_pair_lines)
+def test_lines_summed_as_columns_equal_a_dict_of_sums(lines):
+    import numpy as np
+
+    from pooler.core.usage import PairColumns, PairHours
+
+    projects = list(dict.fromkeys(j for j, _, _ in lines))
+    pools = list(dict.fromkeys(p for _, p, _ in lines))
+    columns = PairColumns.of_lines(np.array([projects.index(j) for j, _, _ in lines], dtype=np.int64), projects,
+                                   np.array([pools.index(p) for _, p, _ in lines], dtype=np.int64), pools,
+                                   np.array([n for _, _, n in lines], dtype=np.int64))
+    sums: dict = {}
+    for j, p, n in lines:
+        sums[(j, p)] = sums.get((j, p), 0) + n
+    expected = dict(sorted(sums.items()))
+    assert list(columns.as_dict().items()) == list(expected.items())
+    assert [columns.key(i) for i in range(len(columns))] == list(expected)
+    pairs = PairHours.of_columns(columns)
+    assert len(pairs) == len(expected) and pairs.nano_range() == (min(expected.values(), default=0),
+                                                                   max(expected.values(), default=0))
+    assert dict(pairs) == dict(PairHours(expected, ordered=True))
+
+
+def test_lines_too_big_for_int64_are_not_summed_as_columns():
+    import numpy as np
+
+    from pooler.core.usage import PairColumns
+
+    big = np.array([2**61, 2**61], dtype=np.int64)
+    assert PairColumns.of_lines(np.zeros(2, dtype=np.int64), ["j"], np.zeros(2, dtype=np.int64), ["p"], big) is None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_odd_settlement_inputs())
+def test_settlement_and_project_figures_from_columns_equal_those_from_a_dict(inputs):
+    """The report's big-ledger way (pairs held as columns, never a dict) gives the same settlement and
+    project figures as pairs held as a dict."""
+    import numpy as np
+
+    from pooler.core import settle as settle_module
+    from pooler.core.usage import PairColumns, PairHours
+
+    snap, figures, granted, used = inputs
+    whole = {k: v for k, v in used.items() if v >= 0 and v.scaleb(9) % 1 == 0}
+    as_dict = _pair_hours(whole, ordered=True)
+    if max(as_dict.nano.values(), default=0) >= 2**62:  # lines this big never reach the columns
+        return
+    keys = list(as_dict.nano)
+    projects, pools = list(dict.fromkeys(k[0] for k in keys)), list(dict.fromkeys(k[1] for k in keys))
+    columns = PairColumns.of_lines(np.array([projects.index(k[0]) for k in keys], dtype=np.int64), projects,
+                                   np.array([pools.index(k[1]) for k in keys], dtype=np.int64), pools,
+                                   np.array(list(as_dict.nano.values()), dtype=np.int64))
+    if columns is None:  # too big for int64: the report keeps the dict
+        return
+    old = settle_module._ARRAYS_FROM, audit_module._ARRAYS_FROM
+    try:
+        settle_module._ARRAYS_FROM = audit_module._ARRAYS_FROM = 0
+        from_columns = PairHours.of_columns(columns)
+        settled = settle(snap, None, figures, granted, from_columns)
+        assert settled == settle(snap, None, figures, granted, as_dict)
+        pools_by_id = {p.pool: p for p in settled.pools}
+        records = snap.by_id("project")
+        assert (audit_module._project_use(from_columns, pools_by_id, records)
+                == audit_module._project_use(as_dict, pools_by_id, records))
+    finally:
+        settle_module._ARRAYS_FROM, audit_module._ARRAYS_FROM = old
+
+
 def test_a_stored_figure_that_is_not_a_number_is_an_error(ctx, tmp_path):
     usage.import_usage(ctx, _mixed_csv(tmp_path / "a.csv"), "csv")
     conn = sqlite3.connect(ctx.db, isolation_level=None)
@@ -88,6 +187,25 @@ def test_project_figures_in_arrays_equal_the_integer_loop(inputs, scale):
         audit_module._ARRAYS_FROM = old
     as_text = None if loop is None else tuple({k: str(v) for k, v in part.items()} for part in loop)
     assert (None if arrays is None else tuple({k: str(v) for k, v in part.items()} for part in arrays)) == as_text
+
+
+def test_project_figures_in_arrays_keep_the_loops_form_of_a_speed(monkeypatch):
+    """A speed written 2.50 in one table and 2.5 in another is one figure to the loop, in the form
+    of the pair it meets first; the arrays see every table at once, so they leave such tables to it."""
+    from tests.test_settle import _snapshot
+
+    snap = _snapshot([("p1", "A", "gpu", 100), ("p2", "A", "tpu", 100)],
+                     [("a", {"A": 1}, {"gpu": "2.50", "tpu": "1"}), ("b", {"A": 1}, {"gpu": "2.5"})],
+                     rates={"gpu": "1", "tpu": "1"})
+    pairs = _pair_hours({("a", "p2"): Decimal(1), ("b", "p1"): Decimal("0.1")}, ordered=True)
+    pools = {p.pool: p for p in settle(snap, None, {}, {}, pairs).pools}
+    records = snap.by_id("project")
+    monkeypatch.setattr(audit_module, "_ARRAYS_FROM", 0)
+    arrays = audit_module._project_use(pairs, pools, records)
+    monkeypatch.setattr(audit_module, "_ARRAYS_FROM", 10**12)
+    loop = audit_module._project_use(pairs, pools, records)
+    assert {k: str(v) for k, v in arrays[1].items()} == {k: str(v) for k, v in loop[1].items()} == {
+        "a": "1.0000000000", "b": "0.2500000000"}  # one decimal for 2.5 (b's own table), nine of nanohours
 
 
 def test_project_figures_of_ordinary_usage_take_the_integer_way(ctx, tmp_path):

@@ -26,12 +26,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
-from fractions import Fraction
 from math import lcm
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from pooler.core.contrib import pool_capacity, pool_region
-from pooler.core.model import Pool, Project, Snapshot
+from pooler.core.model import Pool, Project, Snapshot, dec_str
 from pooler.core.usage import NANO, PairHours, from_nano, nano_text
 
 QUANTUM = Decimal("0.000001")  # units; every settled figure is a whole number of these
@@ -119,9 +118,9 @@ def split_by_stakes(units: Decimal, stakes: Mapping[str, Decimal],
 def _weights(stakes: Mapping[str, Decimal]) -> tuple[tuple[tuple[str, int], ...], int]:
     """The positive stakes as exact integers over one common denominator, in id order, and their sum
     (computed once per project): the split below is then integer arithmetic."""
-    fractions = sorted((m, Fraction(s)) for m, s in stakes.items() if s > 0)
-    denominator = lcm(*(f.denominator for _, f in fractions)) if fractions else 1
-    weights = tuple((m, int(f * denominator)) for m, f in fractions)
+    ratios = sorted((m, s.as_integer_ratio()) for m, s in stakes.items() if s > 0)  # lowest terms
+    denominator = lcm(*(d for _, (_, d) in ratios)) if ratios else 1
+    weights = tuple((m, n * (denominator // d)) for m, (n, d) in ratios)
     return weights, sum(w for _, w in weights)
 
 
@@ -239,7 +238,7 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
     a pair with a finer figure, or a product too long for that context to hold exactly, is charged
     with Decimals as any other mapping's pairs are."""
     exact = isinstance(used, PairHours)
-    if exact and not used.fine and len(used.nano) >= _ARRAYS_FROM:
+    if exact and not used.fine and len(used) >= _ARRAYS_FROM:
         charged = _charge_arrays(used, pools, projects, rates, notes)
         if charged is not None:
             return charged
@@ -340,7 +339,7 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
     columns = used.columns()
     if columns is None:
         return None
-    keys, nano = columns.keys, columns.nano
+    nano = columns.nano
     pool_of, pool_ids = columns.pool, columns.pool_ids
     project_of, project_ids = columns.project, columns.project_ids
 
@@ -359,12 +358,25 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
     type_ids = list(types)
     records = [projects.get(pid) for pid in project_ids]
     project_known = np.array([r is not None for r in records], dtype=bool)
-    of_sponsors: dict = {}  # projects with the same sponsors and stakes share their weights
-    weighted = [None if r is None else of_sponsors.get(r.sponsors) or of_sponsors.setdefault(
-        r.sponsors, _weights(dict(r.sponsors))) for r in records]
     project_single = np.full(len(project_ids), -1, dtype=np.int64)  # the one sponsor (-1: none or several)
-    for i, w in enumerate(weighted):
-        if w is not None and len(w[0]) == 1 and w[1]:
+    # the weights of the projects with several sponsors (or a stake that is not positive), made once
+    # per distinct sponsors and stakes; a project whose one sponsor has a positive stake needs none
+    of_sponsors: dict = {}
+    weighted: list = []
+    for i, r in enumerate(records):
+        if r is None:
+            weighted.append(None)
+            continue
+        sponsors = r.sponsors
+        if len(sponsors) == 1 and sponsors[0][1] > 0:
+            weighted.append(None)
+            project_single[i] = members.setdefault(sponsors[0][0], len(members))
+            continue
+        w = of_sponsors.get(sponsors)
+        if w is None:
+            w = of_sponsors[sponsors] = _weights(dict(sponsors))
+        weighted.append(w)
+        if len(w[0]) == 1 and w[1]:
             project_single[i] = members.setdefault(w[0][0][0], len(members))
 
     pool_ok = pool_known[pool_of]
@@ -403,16 +415,20 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
     if plain_figures:
         num[plain] = np.array([f[1] for f in plain_figures], dtype=np.int64)[combo_type[plain]]
         den[plain] = np.array([f[2] for f in plain_figures], dtype=np.int64)[combo_type[plain]]
-    speed_maps: dict[int, dict[str, Decimal]] = {}
-    for u in np.flatnonzero((uniq >= 0) & ~plain).tolist():
-        p, accelerator = int(combo_project[u]), type_ids[combo_type[u]]
-        speeds = speed_maps.get(p)
-        if speeds is None:
-            speeds = speed_maps[p] = dict(records[p].speed)
-        figures = figures_of(accelerator, speeds.get(accelerator, ZERO))  # as `Project.speed_on`
-        if figures is None:
+    # projects with a speed table: the speed it gives the type (as `Project.speed_on`), per distinct
+    # (type, speed) met
+    tab = np.flatnonzero((uniq >= 0) & ~plain)
+    if tab.size:
+        code, speeds = combo_speeds(records, types, uniq[tab])
+        figure = combo_type[tab] * len(speeds) + code
+        distinct, figure_of = np.unique(figure, return_inverse=True)
+        found_figures = [figures_of(type_ids[f // len(speeds)], speeds[f % len(speeds)]) for f in distinct.tolist()]
+        if any(f is None for f in found_figures):
             return None
-        noted[u], num[u], den[u] = figures
+        figure_of = figure_of.reshape(-1)
+        noted[tab] = np.array([f[0] for f in found_figures], dtype=bool)[figure_of]
+        num[tab] = np.array([f[1] for f in found_figures], dtype=np.int64)[figure_of]
+        den[tab] = np.array([f[2] for f in found_figures], dtype=np.int64)[figure_of]
     big = float(np.abs(nano).max(initial=0))
     if (big * float(np.abs(num).max(initial=0)) >= _INT64_SAFE / 2
             or float(np.abs(nano).sum(dtype=float)) >= _INT64_SAFE / 2):
@@ -429,10 +445,10 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
     found: list[str] = []  # handed to `notes` only when the charging is done here
     flagged = np.flatnonzero(~pool_ok | (pool_ok & ~charge) | (charge & noted[inverse]))
     kinds = (pool_ok[flagged].astype(np.int8) + charge[flagged]).tolist()  # 0, 1 or 2: as below
-    for i, kind, hours, t in zip(flagged.tolist(), kinds, nano[flagged].tolist(),
-                                 pool_type[pool_of[flagged]].tolist()):
-        project_id, pool_id = keys[i]
-        text = nano_text(hours)
+    for project_id, pool_id, kind, text, t in zip(
+            map(project_ids.__getitem__, project_of[flagged].tolist()),
+            map(pool_ids.__getitem__, pool_of[flagged].tolist()), kinds,
+            map(nano_text, nano[flagged].tolist()), pool_type[pool_of[flagged]].tolist()):
         if kind == 0:
             found.append(f"usage of {text} device-hours by {project_id} on unknown pool {pool_id} is not settled")
         elif kind == 1:
@@ -478,6 +494,40 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
              for k, v in zip(ukeys.tolist(), sums.tolist())}
     notes.extend(found)
     return pool_used, moved
+
+
+def combo_speeds(records: Sequence[Project | None], types: Mapping[str, int], combos,
+                 canonical: bool = False):
+    """The speed of each (project, type) combination `j * len(types) + t` (an int64 array, j indexing
+    `records`, t `types`): as a number among the speeds returned, where 0 is `ZERO` and stands for
+    every speed that is not positive or not in a table (no table, or no entry for the type). Equal
+    speeds get one number. With `canonical`, None when a table writes a speed other than in its
+    canonical form (2.50, 5E+3), whose form the caller could not keep."""
+    import numpy as np
+
+    nt = max(len(types), 1)
+    speed_code: dict[Decimal, int] = {ZERO: 0}
+    listed: dict[int, int] = {}  # j * nt + t -> speed number, for the speeds tables give
+    for j in np.unique(combos[combos >= 0] // nt).tolist():
+        record = records[j]
+        if record is None or record.speed is None:
+            continue
+        for accelerator, speed in record.speed:
+            t = types.get(accelerator)
+            if t is None:
+                continue
+            if canonical and speed > 0 and str(speed) != dec_str(speed):
+                return None
+            listed[j * nt + t] = speed_code.setdefault(speed if speed > 0 else ZERO, len(speed_code))
+    code = np.zeros(len(combos), dtype=np.int64)
+    if listed:
+        keys = np.fromiter(listed, dtype=np.int64, count=len(listed))
+        codes = np.fromiter(listed.values(), dtype=np.int64, count=len(listed))
+        order = np.argsort(keys)
+        keys, codes = keys[order], codes[order]
+        at = np.minimum(np.searchsorted(keys, combos), len(keys) - 1)
+        code = np.where((combos >= 0) & (keys[at] == combos), codes[at], 0)
+    return code, list(speed_code)
 
 
 def _split_arrays(pairs, total, project_of, owners, weighted, members):

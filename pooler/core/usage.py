@@ -106,13 +106,32 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
     A mapping to Decimals like any other (each made when asked for, as `from_nano` makes it), so any
     caller can take it; the settlement and the audit read the integers instead, which over hundreds
     of thousands of pairs is several times faster than Decimal arithmetic. `ordered` says the pairs
-    come in (project, pool) order."""
+    come in (project, pool) order.
+
+    Made from `PairColumns` (`of_columns`), the pairs are held as NumPy columns only, and the dict of
+    pairs (`nano`) is made the first time someone asks for it: the settlement and the audit's project
+    figures on a big ledger never do."""
 
     def __init__(self, nano: dict[tuple[str, str], int], fine: Mapping[tuple[str, str], Decimal] | None = None,
                  *, ordered: bool = False) -> None:
-        self.nano = nano
+        self._nano: dict[tuple[str, str], int] | None = nano
         self.fine = dict(fine or {})
         self.ordered = ordered
+
+    @classmethod
+    def of_columns(cls, columns: "PairColumns") -> "PairHours":
+        """Whole-nanohour pairs held as columns (in (project, pool) order, no finer figures)."""
+        pairs = cls({}, ordered=True)
+        pairs._nano = None
+        pairs._columns = columns
+        return pairs
+
+    @property
+    def nano(self) -> dict[tuple[str, str], int]:
+        """{(project, pool): whole nanohours}, in (project, pool) order when `ordered`."""
+        if self._nano is None:
+            self._nano = self._columns.as_dict()
+        return self._nano
 
     def __getitem__(self, key: tuple[str, str]) -> Decimal:
         hours = from_nano(self.nano[key])
@@ -123,7 +142,14 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
         return iter(self.nano)
 
     def __len__(self) -> int:
-        return len(self.nano)
+        return len(self._columns) if self._nano is None else len(self._nano)
+
+    def nano_range(self) -> tuple[int, int]:
+        """The smallest and the largest pair's nanohours ((0, 0) without pairs)."""
+        if self._nano is None:
+            figures = self._columns.nano
+            return (int(figures.min()), int(figures.max())) if len(figures) else (0, 0)
+        return min(self._nano.values(), default=0), max(self._nano.values(), default=0)
 
     def columns(self) -> "PairColumns | None":
         """The whole-nanohour pairs as NumPy columns, in (project, pool) order (made once, for the
@@ -136,15 +162,27 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
 
 @dataclass(frozen=True)
 class PairColumns:
-    """Pairs as columns: `keys[i]` is (project, pool); `project_ids[project[i]]` and
-    `pool_ids[pool[i]]` name them (each in order of first appearance); `nano[i]` its nanohours."""
+    """Pairs as columns: pair i is (`project_ids[project[i]]`, `pool_ids[pool[i]]`) with `nano[i]`
+    nanohours, in (project, pool) order; the ids are listed in order of first appearance among the
+    pairs (`of`) or sorted (`of_lines`)."""
 
-    keys: list
     nano: np.ndarray
     project: np.ndarray
     project_ids: list
     pool: np.ndarray
     pool_ids: list
+
+    def __len__(self) -> int:
+        return len(self.nano)
+
+    def key(self, i: int) -> tuple[str, str]:
+        """Pair i as (project, pool)."""
+        return self.project_ids[int(self.project[i])], self.pool_ids[int(self.pool[i])]
+
+    def as_dict(self) -> dict[tuple[str, str], int]:
+        projects, pools = self.project_ids, self.pool_ids
+        return {(projects[j], pools[q]): n
+                for j, q, n in zip(self.project.tolist(), self.pool.tolist(), self.nano.tolist())}
 
     @classmethod
     def of(cls, nano: Mapping[tuple[str, str], int], ordered: bool) -> "PairColumns | None":
@@ -158,7 +196,34 @@ class PairColumns:
             return None
         project, project_ids = _codes([k[0] for k in keys])
         pool, pool_ids = _codes([k[1] for k in keys])
-        return cls(keys, figures, project, project_ids, pool, pool_ids)
+        return cls(figures, project, project_ids, pool, pool_ids)
+
+    @classmethod
+    def of_lines(cls, project: np.ndarray, project_ids: list, pool: np.ndarray, pool_ids: list,
+                 nano: np.ndarray) -> "PairColumns | None":
+        """The pairs of usage lines given as columns: line i is project `project_ids[project[i]]` on
+        pool `pool_ids[pool[i]]` for `nano[i]` nanohours (int64, none negative). Summed per pair in
+        int64, the pairs in (project, pool) order of the ids (Python's string order). None when the
+        sums might not fit int64."""
+        import numpy as np
+
+        if len(nano) and (int(nano.min()) < 0 or float(nano.sum(dtype=float)) >= 2.0 ** 62):
+            return None
+        by_project = sorted(range(len(project_ids)), key=project_ids.__getitem__)
+        by_pool = sorted(range(len(pool_ids)), key=pool_ids.__getitem__)
+        project_rank = np.empty(len(project_ids), dtype=np.int64)
+        project_rank[by_project] = np.arange(len(project_ids), dtype=np.int64)
+        pool_rank = np.empty(len(pool_ids), dtype=np.int64)
+        pool_rank[by_pool] = np.arange(len(pool_ids), dtype=np.int64)
+        width = max(len(pool_ids), 1)
+        key = project_rank[project] * width + pool_rank[pool]
+        order = np.argsort(key, kind="stable")
+        key = key[order]
+        first = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+        sums = np.add.reduceat(nano[order], first) if len(key) else np.zeros(0, dtype=np.int64)
+        pairs = key[first]
+        return cls(sums.astype(np.int64, copy=False), pairs // width, [project_ids[i] for i in by_project],
+                   pairs % width, [pool_ids[i] for i in by_pool])
 
 
 def _codes(names: list[str]):

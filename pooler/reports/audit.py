@@ -13,7 +13,7 @@ from decimal import Decimal, getcontext
 from typing import Any, Mapping, Sequence
 
 from pooler.core.model import Snapshot
-from pooler.core.settle import IDLE_FLAG, Settlement
+from pooler.core.settle import IDLE_FLAG, Settlement, combo_speeds
 from pooler.core.usage import PairHours, from_nano
 
 ZERO = Decimal(0)
@@ -176,9 +176,9 @@ def _project_use(used: PairHours, pools_by_id: Mapping[str, Any],
     """`_project_use_decimal` in integers (nanohours, and units at one common scale), the same
     figures when every product and sum fits the default context's digits, which is checked; None
     (use the Decimal way) when one might not, or a figure is finer than a nanohour or negative."""
-    if used.fine or min(used.nano.values(), default=0) < 0:
+    if used.fine or used.nano_range()[0] < 0:
         return None
-    if len(used.nano) >= _ARRAYS_FROM:
+    if len(used) >= _ARRAYS_FROM:
         columns = used.columns()
         fast = None if columns is None else _project_use_arrays(columns, pools_by_id, project_records)
         if fast is not None:
@@ -272,37 +272,47 @@ def _project_use_arrays(columns, pools_by_id: Mapping[str, Any],
             rate_of.setdefault(p.accelerator, p.rate)
     type_ids = list(types)
     one = Decimal(1)
-    of_figures: dict[tuple[Decimal, Decimal], tuple[int, int, int]] = {}
-    speed_maps: dict[int, dict[str, Decimal] | None] = {}
-    exact_of = []
-    for c in uniq.tolist():
-        if c < 0:
+    # each (project, type) met has the speed its table gives (0 stands for none: the speed 1), then
+    # each distinct (type, speed) its factor
+    valid = uniq >= 0
+    found = combo_speeds(records, types, uniq, canonical=True)
+    if found is None:  # 2.50 and 2.5 are one speed there, yet the loop writes each in its own form
+        return None
+    code, speeds = found
+    speeds[0] = one
+    figure = np.where(valid, (uniq % nt) * len(speeds) + code, -1)
+    distinct, figure_of = np.unique(figure, return_inverse=True)
+    exact_of = []  # per distinct figure: (F, k, coefficient product) as `_factor` makes it
+    for f in distinct.tolist():
+        if f < 0:
             exact_of.append((0, 0, 0))
             continue
-        j, accelerator = c // nt, type_ids[c % nt]
-        if j not in speed_maps:
-            record = records[j]
-            speed_maps[j] = None if record.speed is None else dict(record.speed)
-        speeds = speed_maps[j]
-        speed = one if speeds is None else speeds.get(accelerator, ZERO)
-        figures = (rate_of[accelerator], speed if speed > 0 else one)
-        exact = of_figures.get(figures)
+        exact = _factor(rate_of[type_ids[f // len(speeds)]], speeds[f % len(speeds)])
         if exact is None:
-            exact = of_figures[figures] = _factor(*figures)
-            if exact is None:
-                return None
+            return None
         exact_of.append(exact)
-    scale = max((k for c, (_, k, _) in zip(uniq.tolist(), exact_of) if c >= 0), default=0)
-    biggest = max((b for c, (_, _, b) in zip(uniq.tolist(), exact_of) if c >= 0), default=0)
-    scaled = [f * 10 ** (scale - k) for f, k, _ in exact_of]
-    # per (project, type): its nanohours summed in int64, then times the factor in Python integers
-    # (at the common scale a factor times a pair's nanohours need not fit int64; the sums do)
+    scale = max((k for f, (_, k, _) in zip(distinct.tolist(), exact_of) if f >= 0), default=0)
+    biggest = max((b for f, (_, _, b) in zip(distinct.tolist(), exact_of) if f >= 0), default=0)
+    scaled_of = [f * 10 ** (scale - k) for f, k, _ in exact_of]
+    # per (project, type): its nanohours summed in int64, then times the factor, in int64 when the
+    # products and each project's sum surely fit (checked in floats), else in Python integers
     combo_nano = np.zeros(len(uniq), dtype=np.int64)
     np.add.at(combo_nano, inverse, nano)
-    units: dict[int, int] = {}
-    for c, n, f in zip(uniq.tolist(), combo_nano.tolist(), scaled):
-        if c >= 0:
-            units[c // nt] = units.get(c // nt, 0) + n * f
+    figure_of = figure_of.reshape(-1)
+    combo_project = np.where(valid, uniq // nt, 0)
+    factor = np.array([float(f) for f in scaled_of])[figure_of]
+    product = combo_nano * factor  # in floats, only to see whether int64 holds the exact products
+    if len(uniq) and max(scaled_of) < _INT64_SAFE and float(product.max(initial=0)) < _INT64_SAFE / 4 \
+            and float(np.bincount(combo_project, weights=product).max(initial=0)) < _INT64_SAFE / 4:
+        exact = np.zeros(len(records), dtype=np.int64)
+        np.add.at(exact, combo_project[valid], combo_nano[valid] * np.array(scaled_of, dtype=np.int64)[figure_of[valid]])
+        met = np.unique(combo_project[valid]).tolist()
+        units = dict(zip(met, exact[met].tolist()))
+    else:
+        units = {}
+        for c, n, f in zip(uniq.tolist(), combo_nano.tolist(), map(scaled_of.__getitem__, figure_of.tolist())):
+            if c >= 0:
+                units[c // nt] = units.get(c // nt, 0) + n * f
     held = 10 ** getcontext().prec
     if (int(nano.max(initial=0)) * biggest >= held or int(dh.max(initial=0)) >= held
             or max(units.values(), default=0) >= held):

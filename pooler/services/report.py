@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from pooler.core.period import PeriodError, parse_period
 from pooler.core.settle import MemberFigures, settle
-from pooler.core.usage import NANO, PairHours
+from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
 from pooler.reports.audit import build_audit, build_member, sections
@@ -46,40 +46,75 @@ def used_device_hours(reader, period: str) -> PairHours:
     whose `period` column is that period, summed exactly, in (project, pool) order (a mapping to
     Decimals that also holds the sums as whole nanohours, see `PairHours`).
 
-    The lines are streamed (a few thousand in memory at a time) and summed here, per project and
-    pool, in whole nanohours for the figures that are whole nanohours (nearly all) and as exact
-    Decimals for the others. That is several times faster than the database's GROUP BY, which sorts
-    every line of the period, and sorting the projects and then each one's pools is faster again
-    than sorting (project, pool) pairs."""
+    The lines are streamed (a few thousand in memory at a time) and turned into three columns of
+    integers: the project's and the pool's number in order of first appearance, and the device-hours
+    in whole nanohours (each distinct text converted once). From `_COLUMNS_FROM` lines on, NumPy
+    sums them per pair (`PairColumns.of_lines`) and the pairs stay columns: on the load ledger
+    (327,000 lines, 321,000 pairs) that is a second less than a dict of (project, pool) pairs, which
+    is made from the columns only for small periods or when a figure is finer than a nanohour."""
+    from collections import defaultdict
+    from itertools import count
+
     from pooler.store.ledger import stored_decimal  # SQLAlchemy: not on the dashboard's first path
 
-    nano: dict[str, dict[str, int]] = {}
+    chunks = reader.attachment_chunks(USAGE_TABLE, ("project", "pool", "device_hours"),
+                                      kind=USAGE_KIND, equal={"period": period})
+    projects: defaultdict[str, int] = defaultdict(count().__next__)  # id -> number, on first sight
+    pools: defaultdict[str, int] = defaultdict(count().__next__)
+    nano_of = _NanoOf()
+    project_col: list[int] = []
+    pool_col: list[int] = []
+    nano_col: list[int] = []
+    odd: dict[int, str] = {}  # line -> text, for the figures that are not whole nanohours (or huge)
+    for chunk in chunks:
+        project_text, pool_text, hours_text = zip(*chunk)
+        project_col.extend(map(projects.__getitem__, project_text))
+        pool_col.extend(map(pools.__getitem__, pool_text))
+        first = len(nano_col)
+        nano_col.extend(map(nano_of.__getitem__, hours_text))
+        if min(nano_col[first:]) < 0:
+            odd.update((first + i, text) for i, text in enumerate(hours_text) if nano_col[first + i] < 0)
+    project_ids = [str(p) for p in projects]
+    pool_ids = [str(p) for p in pools]
+    if len(nano_col) >= _COLUMNS_FROM and not odd:
+        import numpy as np
+
+        columns = PairColumns.of_lines(np.array(project_col, dtype=np.int64), project_ids,
+                                       np.array(pool_col, dtype=np.int64), pool_ids,
+                                       np.array(nano_col, dtype=np.int64))
+        if columns is not None:
+            return PairHours.of_columns(columns)
+    nano: dict[tuple[str, str], int] = {}
     fine: dict[tuple[str, str], Decimal] = {}
-    nano_of: dict[str, int | None] = {}  # device-hours text -> nanohours (None: finer); texts repeat
-    for project, pool, text in reader.attachment_stream(USAGE_TABLE, ("project", "pool", "device_hours"),
-                                                        kind=USAGE_KIND, equal={"period": period}):
-        n = nano_of.get(text, _UNSEEN)
-        if n is _UNSEEN:
+    for line, (j, q, n) in enumerate(zip(project_col, pool_col, nano_col)):
+        key = (project_ids[j], pool_ids[q])
+        if n < 0:
+            text = odd[line]
             n = _nanohours(text)
-            if len(nano_of) < 100_000:
-                nano_of[text] = n
-        pools = nano.get(project)
-        if pools is None:
-            pools = nano[project] = {}
-        if n is not None:
-            pools[pool] = pools.get(pool, 0) + n
-        else:
-            pools.setdefault(pool, 0)
-            fine[(project, pool)] = EXACT.add(fine.get((project, pool), ZERO), stored_decimal(text))
-    pairs: dict[tuple[str, str], int] = {}
-    for project in sorted(nano):
-        pools = nano[project]
-        for pool in sorted(pools):
-            pairs[(str(project), str(pool))] = pools[pool]
-    return PairHours(pairs, {(str(p), str(q)): h for (p, q), h in fine.items()}, ordered=True)
+            if n is None:
+                nano.setdefault(key, 0)
+                fine[key] = EXACT.add(fine.get(key, ZERO), stored_decimal(text))
+                continue
+        nano[key] = nano.get(key, 0) + n
+    return PairHours(dict(sorted(nano.items())), fine, ordered=True)
 
 
-_UNSEEN = object()
+_COLUMNS_FROM = 20_000  # lines from which the pairs are summed by NumPy and kept as columns
+_NANO_HUGE = 2 ** 62  # a line's nanohours from here on go the exact way (the columns are int64)
+
+
+class _NanoOf(dict):
+    """Stored device-hours text -> whole nanohours, or -1 when the text is not a whole number of
+    nanohours below `_NANO_HUGE`; each text converted once (texts repeat), at most 100,000 kept."""
+
+    def __missing__(self, text: Any) -> int:
+        n = _nanohours(text)
+        n = -1 if n is None or n >= _NANO_HUGE else n
+        if len(self) < 100_000:
+            self[text] = n
+        return n
+
+
 # Stored device-hours text that is a whole number of nanohours: digits, at most nine decimals.
 _NANO_TEXT = re.compile(r"([0-9]{1,10})(?:\.([0-9]{1,9}))?\Z", re.ASCII).match
 

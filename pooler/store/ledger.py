@@ -256,6 +256,13 @@ class Reader:
         thousand rows in memory at a time); only rows of entries of `kind` when given, and only rows
         whose columns equal the values given in `equal` and are at most those in `at_most`. Decimals
         come as their stored text."""
+        for rows in self.attachment_chunks(table, columns, kind=kind, equal=equal, at_most=at_most):
+            yield from rows
+
+    def attachment_chunks(self, table: str, columns: Sequence[str], *, kind: str | None = None,
+                          equal: Mapping[str, Any] | None = None,
+                          at_most: Mapping[str, Any] | None = None) -> Iterator[list[tuple[Any, ...]]]:
+        """`attachment_stream`'s rows a list of a few thousand at a time (none empty)."""
         spec = attachment_table(table)
         t = spec.table
         query = select(*[t.c[name] for name in columns]).where(*self._filters(t, kind, equal, at_most))
@@ -269,12 +276,13 @@ class Reader:
             cursor = result.cursor
             try:
                 while rows := cursor.fetchmany(_ATTACHMENT_CHUNK):
-                    yield from rows
+                    yield rows
             finally:
                 result.close()
             return
-        for row in self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK)):
-            yield tuple(row)
+        result = self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK))
+        for rows in result.partitions():
+            yield [tuple(row) for row in rows]
 
     def attachment_sums(self, table: str, value: str, by: Sequence[str], *, kind: str | None = None,
                         equal: Mapping[str, Any] | None = None,
