@@ -234,6 +234,35 @@ def test_the_json_writer_writes_what_json_dumps_writes(value):
     assert render_json(value) == json.dumps(to_plain(value), indent=2, ensure_ascii=False) + "\n"
 
 
+@st.composite
+def _tables(draw):
+    """A report's tables: lists of flat rows with the same keys, now and then one row that is not."""
+    keys = draw(st.lists(_keys, min_size=1, max_size=4, unique_by=lambda k: json.dumps({k: 0})))
+    rows = draw(st.lists(st.fixed_dictionaries({k: _leaves | st.text(alphabet="\n\r\"\\{},:\u2028é")
+                                                for k in keys}), min_size=1, max_size=6))
+    if rows and draw(st.booleans()):
+        odd = draw(st.sampled_from(["reordered", "short", "nested", "not a dict"]))
+        row = dict(rows[-1])
+        if odd == "reordered":
+            row = dict(reversed(list(row.items())))
+        elif odd == "short":
+            row.pop(keys[0])
+        elif odd == "nested":
+            row[keys[0]] = [draw(_leaves)]
+        else:
+            row = list(row.values())
+        rows.append(row)
+    return rows
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), _tables(), max_size=3), st.integers(0, 2))
+def test_tables_are_written_as_json_dumps_writes_them(value, depth):
+    for _ in range(depth):
+        value = {"level": [value]}
+    assert render_json(value) == json.dumps(to_plain(value), indent=2, ensure_ascii=False) + "\n"
+
+
 def test_the_report_is_the_same_with_its_verification_beside(ctx, tmp_path, monkeypatch):
     from pooler.services import alloc
     from tests.test_reports import EXAMPLES

@@ -50,8 +50,9 @@ def render_json(report: Mapping[str, Any]) -> str:
     """Indented JSON; quantities as exact decimal text (parse with `decimal.Decimal`).
 
     The text is `json.dumps(to_plain(report), indent=2, ensure_ascii=False)`, character for
-    character, but written faster: a report is mostly tables of flat rows, and a table or row whose
-    values are all plain is written by the json module's C encoder in one call (with the newline and
+    character, but written faster: a report is mostly tables of flat rows with the same keys, and
+    such a table is written a column at a time by the json module's C encoder (`_table`); any other
+    list or mapping whose values are all plain is written in one call (with the newline and
     indentation as its item separator), Decimals turned into text on the way; only the nesting
     above the rows is walked here. An audit of ten thousand projects has some 300,000 values."""
     return _indented(report, 0) + "\n"
@@ -81,6 +82,9 @@ def _indented(value: Any, level: int) -> str:
     if isinstance(value, (list, tuple)):
         if not value:
             return "[]"
+        table = _table(value, level) if value[0].__class__ is dict else None
+        if table is not None:
+            return table
         pad = "  " * (level + 1)
         if all(v.__class__ in _PLAIN for v in value):
             text = json.dumps(list(value), ensure_ascii=False, separators=(",\n" + pad, ": "),
@@ -88,6 +92,28 @@ def _indented(value: Any, level: int) -> str:
             return "[\n" + pad + text[1:-1] + "\n" + "  " * level + "]"
         return "[\n" + ",\n".join(pad + _indented(v, level + 1) for v in value) + "\n" + "  " * level + "]"
     return json.dumps(to_plain(value), ensure_ascii=False)
+
+
+def _table(rows: list | tuple, level: int) -> str | None:
+    """`_indented` of a list of flat dicts with the same keys in the same order (a report's table),
+    written a column at a time: each column's values by one call of the C encoder (a value's JSON
+    never holds a raw newline, so the newline separates them), then the rows joined from the pieces.
+    None when the list is anything else."""
+    first = rows[0]
+    keys = tuple(first)
+    if not keys or not all(r.__class__ is dict and tuple(r) == keys for r in rows):
+        return None
+    pad, inner = "  " * (level + 1), "  " * (level + 2)
+    pieces = []
+    for n, key in enumerate(keys):
+        column = [r[key] for r in rows]
+        if not all(v.__class__ in _PLAIN for v in column):
+            return None
+        text = json.dumps(column, ensure_ascii=False, separators=("\n", ": "), default=_decimal_text)
+        prefix = ("{\n" if n == 0 else ",\n") + inner + _key(key) + ": "
+        pieces.append([prefix + v for v in text[1:-1].split("\n")])
+    pieces.append(["\n" + pad + "}"] * len(rows))
+    return "[\n" + pad + (",\n" + pad).join(map("".join, zip(*pieces))) + "\n" + "  " * level + "]"
 
 
 def _key(key: Any) -> str:
