@@ -15,6 +15,7 @@ one consistent snapshot even while writers commit.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import pickle
@@ -58,6 +59,7 @@ from pooler.store.tables import RECORD_TABLES, JournalRow, metadata
 _JOURNAL = JournalRow.__table__
 # Rows per executemany of an attachment batch, and per spooled chunk: bounded memory, few round trips.
 _ATTACHMENT_CHUNK = 20_000
+_CURSORS = itertools.count(1)  # names of server-side cursors (PostgreSQL)
 # Rows per multi-row INSERT on SQLite.
 _ROWS_PER_INSERT = 500
 # Entries per read transaction when `Ledger.entries` pages through a long journal.
@@ -267,8 +269,9 @@ class Reader:
         t = spec.table
         query = select(*[t.c[name] for name in columns]).where(*self._filters(t, kind, equal, at_most))
         query = query.order_by(t.c.seq, t.c.line)
-        if self._conn.dialect.name == "sqlite" and all(
-                type(t.c[name].type) in (String, Integer) for name in columns):
+        plain = all(type(t.c[name].type) in (String, Integer) for name in columns)
+        dialect = self._conn.dialect
+        if dialect.name == "sqlite" and plain:
             # Straight from the driver's cursor, a chunk at a time: the rows are already plain tuples
             # of text and integers (those column types have no result processor on SQLite), and a
             # million of them cost a second less than through SQLAlchemy's rows.
@@ -279,6 +282,15 @@ class Reader:
                     yield rows
             finally:
                 result.close()
+            return
+        if dialect.name == "postgresql" and dialect.driver == "psycopg" and plain:
+            # The same with psycopg: a server-side cursor of this transaction, read a chunk at a
+            # time (psycopg makes text and integers itself); a third of the time of SQLAlchemy's rows.
+            compiled = query.compile(dialect=dialect)
+            with self._conn.connection.dbapi_connection.cursor(name=f"pooler_rows_{next(_CURSORS)}") as cursor:
+                cursor.execute(str(compiled), compiled.params)
+                while rows := cursor.fetchmany(_ATTACHMENT_CHUNK):
+                    yield rows
             return
         result = self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK))
         for rows in result.partitions():
