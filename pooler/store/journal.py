@@ -109,13 +109,82 @@ def _plain_json(value: Any, where: str) -> Any:
     raise EntryRejected(f"{where} holds {type(value).__name__} {value!r}, which has no JSON form")
 
 
+# What `json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)` builds on every
+# call, built once (the encoder keeps no state between calls): the same text.
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_encode_text = json.encoder.encode_basestring  # how that encoder writes a text value
+
+
 def canonical_json(value: Any) -> str:
     """The one text form of a plain value that hashes and digests are computed over."""
-    return json.dumps(plain_json(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _CANONICAL_ENCODER.encode(plain_json(value))
+
+
+def canonical_json_of_parsed(value: Any) -> str:
+    """`canonical_json` of a value JSON text parsed to no float (see `PayloadReader`): such a value
+    is plain already, so `plain_json` would copy it unchanged; the same text without the copy."""
+    return _CANONICAL_ENCODER.encode(value)
+
+
+def canonical_json_of_texts(value: Any) -> str:
+    """`canonical_json` of a list of texts or a table of texts (the JSON columns of the projection
+    rows), written out directly: the encoder joins items with "," and writes a table's items in key
+    order, each text as `encode_basestring` writes it. Anything else goes the usual way."""
+    cls = value.__class__
+    if cls is list:
+        if all(item.__class__ is str for item in value):
+            return "[" + ",".join(map(_encode_text, value)) + "]"
+    elif cls is dict:
+        if all(k.__class__ is str and v.__class__ is str for k, v in value.items()):
+            return "{" + ",".join([_encode_text(k) + ":" + _encode_text(v) for k, v in sorted(value.items())]) + "}"
+    return canonical_json(value)
+
+
+class PayloadReader:
+    """`Entry.payload` for the entries of a replay, with whether the value parsed to no float.
+
+    The payload is parsed as `json.loads` parses it (same decoder settings, so the same values, the
+    same errors); a number with a fraction or an exponent, or NaN and Infinity, is counted on its
+    way in. Not shared between threads (`verify` makes one per run)."""
+
+    def __init__(self) -> None:
+        self._floats = 0
+
+        def number(text: str) -> float:
+            self._floats += 1
+            return float(text)  # what the default decoder makes of the number (and of NaN, Infinity)
+
+        self._decode = json.JSONDecoder(parse_float=number, parse_constant=number).decode
+
+    def read(self, entry: "Entry") -> tuple[Any, bool]:
+        """(the payload, or None when it is not JSON; whether it parsed to plain values only)."""
+        text = entry.payload_json
+        if type(text) is not str or text.startswith("\ufeff"):  # json.loads's other ways
+            try:
+                return entry.payload, False
+            except ValueError:
+                return None, False
+        before = self._floats
+        try:
+            value = self._decode(text)
+        except ValueError:
+            return None, False
+        return value, self._floats == before
 
 
 def entry_hash(prev_hash: str, seq: int, time: str, actor: str, kind: str, payload: Any) -> str:
     body = canonical_json({"seq": seq, "time": time, "actor": actor, "kind": kind, "payload": payload})
+    return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
+
+
+def entry_hash_with_text(prev_hash: str, seq: int, time: str, actor: str, kind: str, payload_text: str) -> str:
+    """`entry_hash` given the canonical JSON text of the payload, for fields of the plain types
+    (text, and an int seq): the body written out by hand, keys in sorted order, the same text."""
+    if not (type(seq) is int and type(time) is str and type(actor) is str and type(kind) is str
+            and type(prev_hash) is str):
+        raise TypeError("entry_hash_with_text takes text fields and an int seq")
+    body = "".join(('{"actor":', _encode_text(actor), ',"kind":', _encode_text(kind), ',"payload":', payload_text,
+                    ',"seq":', int.__repr__(seq), ',"time":', _encode_text(time), "}"))
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 

@@ -1048,6 +1048,8 @@ class Ledger:
         Deleting the last entries leaves a shorter chain that is still valid: only a `checkpoint`
         (a (seq, hash) the caller kept from an earlier `head()`, e.g. in a report) reveals that.
         """
+        from pooler.store.journal import PayloadReader
+
         problems: list[VerifyProblem] = []
         # the database's share of the work, beside the replay
         digests = DigestsBeside.start(self._engine, self._backend.reader_options())
@@ -1057,20 +1059,22 @@ class Ledger:
             head = (0, GENESIS_HASH)
             declared: list[tuple[int, Any]] = []
             checkpoint_seen = False
+            reader = PayloadReader()  # each payload parsed once, for the hash and for the replay
+            plains: dict[int, Any] = {}  # the records' plain forms, made by the replay, for `state_rows`
             with replaying() as freeze:  # in place: a journal of 10,000 records replays in linear time
                 for row in conn.execute(_whole_journal()):
                     entry = _entry(row)
                     count += 1
-                    payload = _try_payload(entry)
-                    problems.extend(self._check_entry(entry, expected, prev_hash, payload))
+                    payload, parsed_plain = reader.read(entry)
+                    problems.extend(self._check_entry(entry, expected, prev_hash, payload, parsed_plain))
                     if checkpoint is not None and entry.seq == checkpoint[0]:
                         checkpoint_seen = True
                         if entry.hash != checkpoint[1]:
                             problems.append(VerifyProblem(entry.seq, "the entry's hash differs from the checkpoint"))
                     if isinstance(payload, dict) and "attachments" in payload:
                         declared.append((entry.seq, payload["attachments"]))
-                    try:
-                        state = apply_entry(state, entry)
+                    try:  # the payload parsed once: `apply_entry` only reads it
+                        state = apply_entry(state, entry, payload, plains)
                     except (EntryRejected, ValueError) as exc:
                         problems.append(VerifyProblem(entry.seq, f"the entry cannot be replayed: {exc}"))
                     prev_hash, expected, head = entry.hash, entry.seq + 1, (entry.seq, entry.hash)
@@ -1082,7 +1086,7 @@ class Ledger:
             computed = {} if digests is None else digests.result(head[0])
             problems.extend(self._check_attachments(conn, declared, computed))
             problems.extend(self._check_guards(conn))
-            for table, key, what in compare_rows(state_rows(state), read_rows(conn)):
+            for table, key, what in compare_rows(state_rows(state, plains), read_rows(conn)):
                 problems.append(VerifyProblem(
                     None, f"projection differs from the journal replay: table {table}, id {key!r}: {what}",
                     table=table, key=key))
@@ -1090,7 +1094,11 @@ class Ledger:
         return VerifyReport(entries=count, head_seq=head[0], head_hash=head[1], problems=tuple(problems))
 
     @staticmethod
-    def _check_entry(entry: Entry, expected: int, prev_hash: str, payload: Any) -> list[VerifyProblem]:
+    def _check_entry(entry: Entry, expected: int, prev_hash: str, payload: Any,
+                     parsed_plain: bool = False) -> list[VerifyProblem]:
+        """`parsed_plain`: the payload is JSON parsed to no float (`PayloadReader`), plain as it is."""
+        from pooler.store.journal import canonical_json_of_parsed, entry_hash_with_text
+
         found = []
         if entry.seq != expected:
             missing = f"entry {expected}" if entry.seq == expected + 1 else f"entries {expected} to {entry.seq - 1}"
@@ -1101,8 +1109,12 @@ class Ledger:
             found.append(VerifyProblem(entry.seq, "hash mismatch: the payload is not valid JSON"))
             return found
         try:
-            text = canonical_json(payload)
-            computed = _hash_with_payload(entry, text)
+            text = canonical_json_of_parsed(payload) if parsed_plain else canonical_json(payload)
+            if (type(entry.seq) is int and type(entry.time) is str and type(entry.actor) is str
+                    and type(entry.kind) is str and type(entry.prev_hash) is str):
+                computed = entry_hash_with_text(entry.prev_hash, entry.seq, entry.time, entry.actor, entry.kind, text)
+            else:
+                computed = _hash_with_payload(entry, text)
         except EntryRejected:
             text = computed = None
         if computed != entry.hash:

@@ -30,11 +30,12 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
+from itertools import repeat
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from pooler.core.model import (
-    COLLECTIONS, RECORD_TYPES, Consortium, Policy, Record, Snapshot, field_names,
+    _DECIMAL_FIELDS, _PAIR_FIELDS, COLLECTIONS, RECORD_TYPES, Consortium, Policy, Record, Snapshot, field_names,
 )
 from pooler.core.period import Period, PeriodError, parse_period
 from pooler.store.errors import EntryRejected
@@ -197,13 +198,38 @@ class LedgerState:
 
 def parse_record(kind: str, raw: Any, where: str = "record") -> Record:
     """A record of `kind` from a payload, checked strictly; every problem is an `EntryRejected`."""
+    return _parse_record(kind, raw, where)[0]
+
+
+# Per record class: its field names as a set, and the fields whose values can hold Decimals once
+# converted (`from_record` of a plain record makes Decimals only there), in field order.
+_NAME_SETS: dict[type, frozenset[str]] = {}
+_NUMBER_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}
+# Fields where `from_record` makes Decimals (from the text and integers of a plain record).
+_DECIMAL_MAKERS = frozenset(_DECIMAL_FIELDS | _PAIR_FIELDS)
+# `_check_shape` takes text in any field but these without looking further.
+_NOT_TEXT = LIST_FIELDS | PAIR_FIELDS
+
+
+def _record_plan(cls: type) -> tuple[frozenset[str], tuple[tuple[str, bool], ...]]:
+    names = _NAME_SETS.get(cls)
+    if names is None:
+        names = _NAME_SETS[cls] = frozenset(field_names(cls))
+        _NUMBER_FIELDS[cls] = tuple(
+            (name, name in PAIR_FIELDS) for name in field_names(cls) if name in _DECIMAL_MAKERS
+        )
+    return names, _NUMBER_FIELDS[cls]
+
+
+def _parse_record(kind: str, raw: Any, where: str) -> tuple[Record, dict[str, Any]]:
+    """`parse_record`, with the plain record it was made from (`plain_json(raw)`)."""
     cls = RECORD_TYPES[kind]
     plain = plain_json(raw, where)  # refuses floats, turns Decimals into text and records into dicts
     if not isinstance(plain, dict):
         raise EntryRejected(f"{where} must be a {kind} record (a table of fields)")
-    names = set(field_names(cls))
-    unknown = sorted(set(plain) - names)
-    if unknown:
+    names, number_fields = _record_plan(cls)
+    if not names.issuperset(plain):
+        unknown = sorted(set(plain) - names)
         raise EntryRejected(f"{where} has unknown field(s) for a {kind}: {', '.join(unknown)}")
     if kind in SETTING_KINDS:
         if plain.get("id", kind) != kind:
@@ -211,23 +237,30 @@ def parse_record(kind: str, raw: Any, where: str = "record") -> Record:
     elif not isinstance(plain.get("id"), str) or not plain["id"]:
         raise EntryRejected(f"{where}: a {kind} needs a non-empty text id")
     for name, value in plain.items():
+        if value.__class__ is str and name not in _NOT_TEXT:
+            continue  # what `_check_shape` says of text in these fields, without asking it
         _check_shape(name, value, f"{where}.{name}")
     try:
         record = cls.from_record(plain)
     except (InvalidOperation, TypeError, ValueError) as exc:
         raise EntryRejected(f"{where}: {exc}") from None
-    for name in field_names(cls):
+    for name, pairs in number_fields:
         value = getattr(record, name)
-        numbers = [v for _, v in value] if name in PAIR_FIELDS and value else [value]
-        if any(isinstance(v, Decimal) and not v.is_finite() for v in numbers):
+        if pairs:
+            bad = bool(value) and any(isinstance(v, Decimal) and not v.is_finite() for _, v in value)
+        else:
+            bad = isinstance(value, Decimal) and not value.is_finite()
+        if bad:
             raise EntryRejected(f"{where}.{name} is not a finite number")
-    return record
+    return record, plain
+
+
+def _texts(items: Any) -> bool:
+    return isinstance(items, list) and all(map(isinstance, items, repeat(str)))
 
 
 def _check_shape(name: str, value: Any, where: str) -> None:
-    def texts(items: Any) -> bool:
-        return isinstance(items, list) and all(isinstance(v, str) for v in items)
-
+    texts = _texts
     if value is None:
         return
     if name in LIST_FIELDS:
@@ -251,6 +284,13 @@ def normalize_payload(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
 
     Applying it to the normalised payload again gives the same payload, so replay sees exactly what
     the writer saw."""
+    return _normalize(kind, payload)[0]
+
+
+def _normalize(kind: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], Record | None]:
+    """`normalize_payload`, with the record of its "record" when the payload's record was already
+    in normal form: then `from_record(out["record"])` would read the very plain record the returned
+    one was made from, and make the same record again (None: the caller reads `out["record"]`)."""
     namespace, _, verb = kind.partition(".")
     if kind not in STATE_ENTRY_KINDS:
         verbs = ("set",) if namespace in SETTING_KINDS else ("add", "change", "retire")
@@ -275,10 +315,11 @@ def normalize_payload(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(target, str) or not target:
             raise EntryRejected(f"{kind}: the payload needs the id to retire")
         out["id"] = target
-        return out
+        return out, None
     if "record" not in payload:
         raise EntryRejected(f"{kind}: the payload needs the full record")
-    out["record"] = parse_record(namespace, payload["record"], f"{kind} record").to_record()
+    record, plain = _parse_record(namespace, payload["record"], f"{kind} record")
+    out["record"] = record.to_record()
     if payload.get("from_period") is not None:
         label = payload["from_period"]
         if not isinstance(label, str):
@@ -287,28 +328,38 @@ def normalize_payload(kind: str, payload: Mapping[str, Any]) -> dict[str, Any]:
             out["from_period"] = parse_period(label).label
         except PeriodError as exc:
             raise EntryRejected(f"{kind}: from_period {exc}") from None
-    return out
+    # Equal plain records (text, lists and tables of text: `to_record` makes nothing else) make
+    # equal records, with the same Decimals digit for digit.
+    return out, (record if out["record"] == plain else None)
 
 
 # --- the reducer ---------------------------------------------------------------------------------
 
 
-def apply_entry(state: LedgerState, entry: Entry) -> LedgerState:
-    """The state after `entry`. Raises `EntryRejected` when the entry contradicts the state."""
+def apply_entry(state: LedgerState, entry: Entry, payload: Any = None,
+                plains: dict[int, tuple[Record, dict[str, Any]]] | None = None) -> LedgerState:
+    """The state after `entry`. Raises `EntryRejected` when the entry contradicts the state.
+
+    `payload`: `entry.payload` when the caller has parsed it already (it is only read).
+    `plains`: a replay that will write the records out again (`verify`) may collect here, by the id
+    of a record, (the record, its `to_record()`) for the records this made on the way; the caller
+    must check the record is the one it holds (`is`) before using the plain record."""
     if not changes_state(entry.kind):
         return state
-    payload = normalize_payload(entry.kind, entry.payload)
+    payload, parsed = _normalize(entry.kind, entry.payload if payload is None else payload)
     namespace, _, verb = entry.kind.partition(".")
     seq = entry.seq
+    if verb != "retire":
+        record = parsed if parsed is not None else RECORD_TYPES[namespace].from_record(payload["record"])
+        if plains is not None and parsed is not None:
+            plains[id(record)] = (record, payload["record"])  # payload["record"] is parsed.to_record()
     if verb == "set":
-        record = RECORD_TYPES[namespace].from_record(payload["record"])
         previous = state.settings.get(namespace)
         added = previous.added_seq if previous else seq
         return replace(state, settings=_with(state.settings, namespace, RecordState(record, added, seq)))
 
     items = state.records[namespace]
     if verb == "add":
-        record = RECORD_TYPES[namespace].from_record(payload["record"])
         existing = items.get(record.id)
         if existing is not None:
             if not existing.active:
@@ -323,7 +374,6 @@ def apply_entry(state: LedgerState, entry: Entry) -> LedgerState:
         return state
 
     if verb == "change":
-        record = RECORD_TYPES[namespace].from_record(payload["record"])
         existing = _active(items, namespace, record.id, entry.kind)
         from_period = payload.get("from_period") if namespace == "accelerator" else None
         if from_period is not None:  # checked before anything changes (see `replaying`)
@@ -356,12 +406,15 @@ def _check_period_kind(state: LedgerState, label: str, kind: str) -> None:
 
 def _set_record(state: LedgerState, namespace: str, rs: RecordState) -> LedgerState:
     items = _with(state.records[namespace], rs.record.id, rs)
-    return replace(state, records=_with(state.records, namespace, items))
+    records = _with(state.records, namespace, items)
+    # (while `replaying`, the mapping is often the state's own, changed in place: the same state)
+    return state if records is state.records else replace(state, records=records)
 
 
 def _add_rate(state: LedgerState, version: RateVersion) -> LedgerState:
     versions = state.rates.get(version.accelerator, ()) + (version,)
-    return replace(state, rates=_with(state.rates, version.accelerator, versions))
+    rates = _with(state.rates, version.accelerator, versions)
+    return state if rates is state.rates else replace(state, rates=rates)
 
 
 def replay(entries: Iterable[Entry], state: LedgerState | None = None) -> LedgerState:
