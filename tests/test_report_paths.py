@@ -97,6 +97,30 @@ def test_rows_come_a_chunk_at_a_time_and_a_stream_left_early_lets_go(db_target, 
     assert head[0] > 0  # the transaction is still usable after the streams left early
 
 
+def test_a_stream_outliving_its_transaction_does_not_fail_the_next_one(db_target, tmp_path, monkeypatch):
+    """A stream kept alive after its read transaction (say by a traceback) and closed later, while
+    the same pooled connection is in another transaction: that transaction goes on (on PostgreSQL
+    the server-side cursor was closed when the first transaction ended)."""
+    from pooler.store import ledger as ledger_module
+
+    ctx = _ctx(db_target, tmp_path)
+    usage.import_usage(ctx, _mixed_csv(tmp_path / "a.csv", repeat=3), "csv")
+    monkeypatch.setattr(ledger_module, "_ATTACHMENT_CHUNK", 2)
+    with open_ledger(ctx) as ledger:
+        with ledger.reader() as reader:
+            stream = reader.attachment_chunks("usage_line", ("project", "pool"), kind="usage.import")
+            next(stream)
+        with ledger.reader() as reader:
+            head = reader.head()
+            stream.close()  # late
+            assert reader.head() == head and reader.state().consortium is not None
+        with ledger.writer("t@paths") as writer:  # and inside a write transaction
+            stream = writer.attachment_chunks("usage_line", ("project", "pool"), kind="usage.import")
+            assert next(stream)
+        del stream
+        assert ledger.verify().ok
+
+
 _pair_lines = st.lists(st.tuples(st.sampled_from(["j1", "j 3", "J", "é", "j10", "j2", "\u4e2d"]),
                                  st.sampled_from(["pa", "pb", "p'1", "P", "p\u00e9"]),
                                  st.integers(0, 10**12) | st.sampled_from([0, 1, 10**9])), max_size=60)
@@ -236,6 +260,22 @@ def test_project_figures_in_arrays_keep_the_loops_form_of_a_speed(monkeypatch):
         "a": "1.0000000000", "b": "0.2500000000"}  # one decimal for 2.5 (b's own table), nine of nanohours
 
 
+def test_project_figures_in_arrays_decline_factors_no_float_can_hold(monkeypatch):
+    """A rate of 1E-400 beside a rate of 1: at their common scale the coarser factor has some 400
+    digits; the arrays leave such figures to the loop instead of failing."""
+    from tests.test_settle import _snapshot
+
+    snap = _snapshot([("p1", "A", "gpu", 100), ("p2", "A", "tpu", 100)], [("a", {"A": 1}, None)],
+                     rates={"gpu": "1E-400", "tpu": "1"})
+    pairs = _pair_hours({("a", "p1"): Decimal(5), ("a", "p2"): Decimal(7)}, ordered=True)
+    pools = {p.pool: p for p in settle(snap, None, {}, {}, pairs).pools}
+    assert audit_module._project_use_arrays(pairs.columns(), pools, snap.by_id("project")) is None
+    monkeypatch.setattr(audit_module, "_ARRAYS_FROM", 0)
+    arrays = audit_module._project_use(pairs, pools, snap.by_id("project"))
+    monkeypatch.setattr(audit_module, "_ARRAYS_FROM", 10**12)
+    assert arrays == audit_module._project_use(pairs, pools, snap.by_id("project"))
+
+
 def test_project_figures_of_ordinary_usage_take_the_integer_way(ctx, tmp_path):
     usage.import_usage(ctx, _mixed_csv(tmp_path / "a.csv", repeat=5), "csv")
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
@@ -288,6 +328,13 @@ def _tables(draw):
 def test_tables_are_written_as_json_dumps_writes_them(value, depth):
     for _ in range(depth):
         value = {"level": [value]}
+    assert render_json(value) == json.dumps(to_plain(value), indent=2, ensure_ascii=False) + "\n"
+
+
+@pytest.mark.parametrize("rows", [[{1: "a"}, {True: "b"}], [{1.0: 1}, {1: 2}], [{0: 0}, {False: 0}, {0.0: 0}],
+                                  [{"k": 1}, {"k": 2}]])
+def test_keys_equal_to_python_but_written_apart_stay_apart(rows):
+    value = {"t": rows}
     assert render_json(value) == json.dumps(to_plain(value), indent=2, ensure_ascii=False) + "\n"
 
 

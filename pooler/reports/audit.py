@@ -300,10 +300,12 @@ def _project_use_arrays(columns, pools_by_id: Mapping[str, Any],
     np.add.at(combo_nano, inverse, nano)
     figure_of = figure_of.reshape(-1)
     combo_project = np.where(valid, uniq // nt, 0)
-    factor = np.array([float(f) for f in scaled_of])[figure_of]
-    product = combo_nano * factor  # in floats, only to see whether int64 holds the exact products
-    if len(uniq) and max(scaled_of) < _INT64_SAFE and float(product.max(initial=0)) < _INT64_SAFE / 4 \
-            and float(np.bincount(combo_project, weights=product).max(initial=0)) < _INT64_SAFE / 4:
+    small = len(uniq) > 0 and max(scaled_of) < _INT64_SAFE  # (float() of a huge factor would fail)
+    if small:  # in floats, only to see whether int64 holds the exact products and sums
+        product = combo_nano * np.array([float(f) for f in scaled_of])[figure_of]
+        small = (float(product.max(initial=0)) < _INT64_SAFE / 4
+                 and float(np.bincount(combo_project, weights=product).max(initial=0)) < _INT64_SAFE / 4)
+    if small:
         exact = np.zeros(len(records), dtype=np.int64)
         np.add.at(exact, combo_project[valid], combo_nano[valid] * np.array(scaled_of, dtype=np.int64)[figure_of[valid]])
         met = np.unique(combo_project[valid]).tolist()

@@ -101,7 +101,9 @@ def _table(rows: list | tuple, level: int) -> str | None:
     None when the list is anything else."""
     first = rows[0]
     keys = tuple(first)
-    if not keys or not all(r.__class__ is dict and tuple(r) == keys for r in rows):
+    # text keys only: 1, 1.0 and True are one key to ==, yet each is written in its own way
+    if not keys or not all(k.__class__ is str for k in keys) or not all(
+            r.__class__ is dict and tuple(r) == keys for r in rows):
         return None
     pad, inner = "  " * (level + 1), "  " * (level + 2)
     pieces = []

@@ -134,6 +134,14 @@ class Reader:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._cursors: list[Any] = []  # server-side cursors of streams still open (PostgreSQL)
+
+    def _end(self) -> None:
+        """Close the streams' server-side cursors before the transaction ends: closed later (a stream
+        kept alive by a traceback), psycopg would send CLOSE inside whatever transaction the pooled
+        connection is in by then, and fail it."""
+        while self._cursors:
+            self._cursors.pop().close()
 
     def head(self) -> tuple[int, str]:
         """(seq, hash) of the last entry; (0, 64 zeros) for an empty journal."""
@@ -287,10 +295,16 @@ class Reader:
             # The same with psycopg: a server-side cursor of this transaction, read a chunk at a
             # time (psycopg makes text and integers itself); a third of the time of SQLAlchemy's rows.
             compiled = query.compile(dialect=dialect)
-            with self._conn.connection.dbapi_connection.cursor(name=f"pooler_rows_{next(_CURSORS)}") as cursor:
+            cursor = self._conn.connection.dbapi_connection.cursor(name=f"pooler_rows_{next(_CURSORS)}")
+            self._cursors.append(cursor)  # closed here, or by `_end` when the transaction ends first
+            try:
                 cursor.execute(str(compiled), compiled.params)
                 while rows := cursor.fetchmany(_ATTACHMENT_CHUNK):
                     yield rows
+            finally:
+                if cursor in self._cursors:
+                    self._cursors.remove(cursor)
+                    cursor.close()
             return
         result = self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK))
         for rows in result.partitions():
@@ -950,7 +964,11 @@ class Ledger:
     def reader(self) -> Iterator[Reader]:
         """A read transaction: everything read through it belongs to one moment of the ledger."""
         with self._transaction() as conn:
-            yield Reader(conn)
+            reader = Reader(conn)
+            try:
+                yield reader
+            finally:
+                reader._end()
 
     @contextmanager
     def writer(self, actor: str) -> Iterator[Writer]:
@@ -965,6 +983,7 @@ class Ledger:
                                      "and nothing was recorded")
             finally:
                 writer._open = False
+                writer._end()
 
     # --- reading (each call is its own read transaction) ---
 
