@@ -144,6 +144,7 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
     # The whole ledger is verified (in a second process, see `Beside`) while the run and the usage
     # are read and settled; the report waits for the verification only to fill its ledger section.
     _check_period(period)
+    _load_store(ctx)
     with Beside(_verify, ctx) as verification, collector_paused():
         with open_ledger(ctx) as ledger, ledger.reader() as reader:
             view = pick_run(reader, period)
@@ -153,6 +154,20 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
         report = audit_of(view, snapshot, used, head)
         report["ledger"] = [_ledger_info(head, verification.result())]
     return report, snapshot
+
+
+def _load_store(ctx: Context) -> None:
+    """Import the store and the database's driver before the verification's process is forked, so
+    that the two processes do not each import them (about 0.3 s of CPU on SQLite, more with psycopg).
+    Nothing connects here; a URL that names no known database is left to `open_ledger` to report."""
+    import pooler.store.ledger  # noqa: F401 - SQLAlchemy, the journal, the projections, the digests
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(ctx.url).get_dialect()
+    except Exception:  # noqa: BLE001 - reported by open_ledger, in the one way it reports it
+        pass
 
 
 def _verify(ctx: Context):
