@@ -182,17 +182,34 @@ def ledger_size(db: str) -> str:
 
 
 def load() -> str:
-    """The load average over the last minute (the machine is shared: figures are read against it)."""
+    """The load average over the last minute and the time of a fixed pure-Python loop, measured just
+    before: the machine is shared and its speed changes from minute to minute (on 2026-11-27 such a
+    loop's time doubled and halved again within one hour), so figures are read against both."""
     try:
-        return f"load {os.getloadavg()[0]:.2f}"
+        average = f"load {os.getloadavg()[0]:.2f}"
     except OSError:
-        return "load unknown"
+        average = "load unknown"
+    return f"{average}, {_loop}"
+
+
+_loop = "loop not run"
+
+
+def calibrate() -> None:
+    """Time the fixed loop (5 million additions) now; `load()` reports it with the next figure."""
+    global _loop
+    t0 = time.perf_counter()
+    total = 0
+    for i in range(5_000_000):
+        total += i
+    _loop = f"loop {time.perf_counter() - t0:.2f} s"
 
 
 def timed(argv: list[str], db: str, child: str | None = None) -> tuple[float, int, int]:
     """Seconds, exit code and peak resident memory (MB) of one `pooler` process; its CPU time (and its
     children's) is printed when the child reports it."""
     env = dict(os.environ, POOLER_DB=db, POOLER_ACTOR="bench@local")
+    calibrate()
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", child or _CHILD, *argv], env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True)
@@ -223,7 +240,8 @@ finally:
     print("peak-rss-kb", own.ru_maxrss, file=sys.stderr)
 """
 
-# `pooler ARGS` as the console script runs it, then its own peak resident memory on stderr.
+# `pooler ARGS` as the console script runs it, then its CPU time (and its children's: the audit's
+# verification runs in a forked process) and its own peak resident memory on stderr.
 _CHILD = """
 import resource, sys
 sys.argv = ["pooler", *sys.argv[1:]]
@@ -231,7 +249,9 @@ try:
     from pooler.cli.main import main
     main()
 finally:
-    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    print("cpu-s", own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime, file=sys.stderr)
+    print("peak-rss-kb", own.ru_maxrss, file=sys.stderr)
 """
 
 
