@@ -42,7 +42,8 @@ from pooler.store.errors import (
     EntryRejected, LedgerExists, LedgerNotFound, SchemaTooNew, StoreError, StoreUnavailable,
 )
 from pooler.store.journal import (
-    GENESIS_HASH, Clock, Entry, canonical_json, check_kind, entry_hash, format_time, plain_json, utc_now,
+    GENESIS_HASH, Clock, Entry, PayloadReader, canonical_json, canonical_json_of_parsed, check_kind, entry_hash,
+    entry_hash_with_text, format_time, plain_json, utc_now,
 )
 from pooler.store.migrations import (
     MIGRATIONS, SCHEMA_VERSION, Migration, check_migrations, read_version, run_migrations,
@@ -1067,8 +1068,6 @@ class Ledger:
         Deleting the last entries leaves a shorter chain that is still valid: only a `checkpoint`
         (a (seq, hash) the caller kept from an earlier `head()`, e.g. in a report) reveals that.
         """
-        from pooler.store.journal import PayloadReader
-
         problems: list[VerifyProblem] = []
         # the database's share of the work, beside the replay
         digests = DigestsBeside.start(self._engine, self._backend.reader_options())
@@ -1116,8 +1115,6 @@ class Ledger:
     def _check_entry(entry: Entry, expected: int, prev_hash: str, payload: Any,
                      parsed_plain: bool = False) -> list[VerifyProblem]:
         """`parsed_plain`: the payload is JSON parsed to no float (`PayloadReader`), plain as it is."""
-        from pooler.store.journal import canonical_json_of_parsed, entry_hash_with_text
-
         found = []
         if entry.seq != expected:
             missing = f"entry {expected}" if entry.seq == expected + 1 else f"entries {expected} to {entry.seq - 1}"
@@ -1129,10 +1126,9 @@ class Ledger:
             return found
         try:
             text = canonical_json_of_parsed(payload) if parsed_plain else canonical_json(payload)
-            if (type(entry.seq) is int and type(entry.time) is str and type(entry.actor) is str
-                    and type(entry.kind) is str and type(entry.prev_hash) is str):
+            try:  # fields of the plain types (text, an int seq): the body written out directly
                 computed = entry_hash_with_text(entry.prev_hash, entry.seq, entry.time, entry.actor, entry.kind, text)
-            else:
+            except TypeError:
                 computed = _hash_with_payload(entry, text)
         except EntryRejected:
             text = computed = None
@@ -1291,11 +1287,4 @@ def _hash_with_payload(entry: Entry, payload_text: str) -> str:
     head, _, tail = body.partition(_PAYLOAD_MARK)
     body = head + ',"payload":' + payload_text + ',"seq":' + tail
     return hashlib.sha256((entry.prev_hash + body).encode("utf-8")).hexdigest()
-
-
-def _try_payload(entry: Entry) -> Any:
-    try:
-        return entry.payload
-    except ValueError:
-        return None
 
