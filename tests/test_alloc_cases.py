@@ -83,6 +83,28 @@ def test_member_freezes_when_its_projects_are_capped_and_others_rise():
     assert allocated(res) == approx({"ja": 3, "jb": 27})
 
 
+def _satisfied_member(k: int):
+    # A's k projects are distinct groups (distinct speed tables) whose demands A's pool can meet
+    projects = [project(f"a{i}", "A", i, speed=(("gpu", D(1) + D(i) / 10),)) for i in range(1, k + 1)]
+    projects += [project("joint", {"A": 1, "B": 1}, 4), project("jb", "B", 1000)]
+    return allocate(consortium(["A", "B"], [pool("pa", "A", 100), pool("pb", "B", 10)], projects),
+                    integer_grants=False)
+
+
+def test_member_step_1_satisfies_meets_every_project_it_sponsors_without_an_lp_each():
+    res = _satisfied_member(12)
+    # step 1 meets A's whole demand (78 + half of joint's 4), so each of A's projects, and the project
+    # it co-sponsors, is at its demand; B's project takes every device-hour A's projects leave
+    expected = {f"a{i}": i for i in range(1, 13)} | {"joint": 4}
+    expected["jb"] = 110 - 4 - sum(i / (1 + i / 10) for i in range(1, 13))
+    assert allocated(res) == approx(expected)
+    assert res.members["A"].allocated == pytest.approx(80, rel=1e-9)
+    assert {res.projects[j].bottleneck for j in expected if j != "jb"} == {"demand"}
+    assert res.projects["jb"].bottleneck == "capacity"
+    # those projects are frozen at their demands before step 2: twelve of them cost no more LPs than one
+    assert res.solver.lp_solves == _satisfied_member(1).solver.lp_solves
+
+
 def test_hierarchy_member_level_before_project_level():
     # A has two projects, B one: members split by share first, then A's projects split A's total
     res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],

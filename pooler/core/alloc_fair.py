@@ -435,12 +435,23 @@ def solve_fair(net: FairNetwork) -> FairResult:
     # (that is what froze it), and pinning it from above too would only add numerical trouble
     # Step 2: holding every Y_m (frozen lower bounds stay), projects by y / w, zero weights last.
     groups = np.arange(G)
+    # A member that step 1 gave its whole demand gives every project it sponsors its whole demand
+    # (Y_m = sum of stake * y over its projects, each y at most its demand): those groups are frozen
+    # at their demands before step 2, without an LP each.
+    full_member = (eng.member_demand > 0) & (member_value >= eng.member_demand)
+    met = np.zeros(G, dtype=bool)
+    met[net.stake_group[full_member[net.stake_member] & (net.stake_value > 0)]] = True
+    if met.any():
+        done = groups[met]
+        eng._freeze(M + done, net.group_demand[done], np.nan)
     item_ent = M + net.item_group
-    pos = net.item_weight > 0
-    live = groups[~net.group_zero]
+    open_item = ~met[net.item_group]
+    pos = (net.item_weight > 0) & open_item
+    live = groups[~net.group_zero & ~met]
     eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos])
-    zero = groups[net.group_zero]
-    eng.lexmaxmin(M + zero, item_ent[~pos], np.ones(int((~pos).sum())), net.item_demand[~pos])
+    zero = groups[net.group_zero & ~met]
+    last = (net.item_weight <= 0) & open_item
+    eng.lexmaxmin(M + zero, item_ent[last], np.ones(int(last.sum())), net.item_demand[last])
     # Disaggregate: the projects of a group share its level; demand-frozen groups meet every demand.
     g_level = eng.level[M + net.item_group]
     w_eff = np.where(net.group_zero[net.item_group], 1.0, net.item_weight)
