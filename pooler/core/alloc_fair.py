@@ -141,10 +141,11 @@ class _Engine:
         put(r_cap[net.arc_target[~ah]], c_v[~ah], 1.0)
         al = ~ah & (lend_row_of[np.where(ah, 0, net.arc_target)] >= 0) if A else np.zeros(0, bool)
         put(lend_row_of[net.arc_target[al]], c_v[al], 1.0)
-        # groups: definition and level rows (level coefficients are placeholders until activated)
+        # groups: definition and level rows
         put(r_gdef, c_y, -1.0)
         put(r_glev, c_y, 1.0)
-        put(r_glev, np.full(G, c_t), -1.0)
+        # (no t in the groups' level rows yet: step 1 leaves them free, and a column t with an entry
+        # in every group's row only makes its LPs dearer; step 2 puts the coefficients in)
         put(r_glev, c_eg, -1.0)
         # members
         put(r_mdef[net.stake_member], c_y[net.stake_group], net.stake_value)
@@ -183,7 +184,7 @@ class _Engine:
         self.ent_eps = np.concatenate([c_em, c_eg])
         self.ent_cap = np.concatenate([member_demand, net.group_demand])
         n_ent = M + G
-        self.coef = np.full(n_ent, 1.0)  # current -coefficient of t in the level row
+        self.coef = np.concatenate([np.ones(M), np.zeros(G)])  # current -coefficient of t in the level row
         self.rhs = np.full(n_ent, -INF)  # current lower bound of the level row (-inf: inactive)
         self.value = np.zeros(n_ent)
         self.level = np.full(n_ent, np.nan)
