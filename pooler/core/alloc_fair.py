@@ -113,10 +113,11 @@ class _Engine:
         r_lend = H + C + np.arange(R)
         lend_row_of[lend_classes] = r_lend
         r_gdef = H + C + R + np.arange(G)
-        r_glev = H + C + R + G + np.arange(G)
-        r_mdef = H + C + R + 2 * G + np.arange(M)
-        r_mlev = H + C + R + 2 * G + M + np.arange(M)
-        n_row = H + C + R + 2 * G + 2 * M
+        r_mdef = H + C + R + G + np.arange(M)
+        r_mlev = H + C + R + G + M + np.arange(M)
+        n_row = H + C + R + G + 2 * M
+        # the groups' level rows come only with step 2 (`group_rows`): in step 1 they would be free
+        # rows, and their slacks in every basis (and t in every row) make step 1's LPs dearer
 
         rows, cols, vals = [], [], []
 
@@ -143,10 +144,6 @@ class _Engine:
         put(lend_row_of[net.arc_target[al]], c_v[al], 1.0)
         # groups: definition and level rows
         put(r_gdef, c_y, -1.0)
-        put(r_glev, c_y, 1.0)
-        # (no t in the groups' level rows yet: step 1 leaves them free, and a column t with an entry
-        # in every group's row only makes its LPs dearer; step 2 puts the coefficients in)
-        put(r_glev, c_eg, -1.0)
         # members
         put(r_mdef[net.stake_member], c_y[net.stake_group], net.stake_value)
         put(r_mdef, c_Y, -1.0)
@@ -180,7 +177,8 @@ class _Engine:
         # entities: members 0..M-1, then groups M..M+G-1
         self.c_t = c_t
         self.ent_col = np.concatenate([c_Y, c_y])
-        self.ent_row = np.concatenate([r_mlev, r_glev])
+        self.ent_row = np.concatenate([r_mlev, np.full(G, -1)])  # groups: see `group_rows`
+        self.c_y, self.c_eg = c_y, c_eg
         self.ent_eps = np.concatenate([c_em, c_eg])
         self.ent_cap = np.concatenate([member_demand, net.group_demand])
         n_ent = M + G
@@ -190,6 +188,15 @@ class _Engine:
         self.level = np.full(n_ent, np.nan)
         self.frozen = np.zeros(n_ent, dtype=bool)
         self.frozen_lo = np.zeros(n_ent)
+
+    def group_rows(self) -> None:
+        """Add the groups' level rows y_g - eps_g >= -inf (inactive; t enters with `_set_piece`)."""
+        G, M = self.net.n_groups, self.net.n_members
+        if not G:
+            return
+        first = self.lp.add_rows(np.full(G, -INF), np.full(G, INF), np.arange(G + 1) * 2,
+                                 np.stack([self.c_y, self.c_eg], axis=1).ravel(), np.tile([1.0, -1.0], G))
+        self.ent_row[M:] = first + np.arange(G)
 
     # -- pieces --------------------------------------------------------------------------------
     def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -436,6 +443,7 @@ def solve_fair(net: FairNetwork) -> FairResult:
     # (that is what froze it), and pinning it from above too would only add numerical trouble
     # Step 2: holding every Y_m (frozen lower bounds stay), projects by y / w, zero weights last.
     groups = np.arange(G)
+    eng.group_rows()
     # A member that step 1 gave its whole demand gives every project it sponsors its whole demand
     # (Y_m = sum of stake * y over its projects, each y at most its demand): those groups are frozen
     # at their demands before step 2, without an LP each.

@@ -117,6 +117,16 @@ class WarmLP:
         self.n_row += 1
         return self.n_row - 1
 
+    def add_rows(self, lower, upper, start, idx, vals) -> int:
+        """Add rows in CSR form (`start` has one entry per row and the end); returns the first's index.
+        HiGHS extends the basis with the new rows' slacks, so the warm start is kept."""
+        n = len(lower)
+        self.h.addRows(n, np.asarray(lower, dtype=float), np.asarray(upper, dtype=float), int(start[-1]),
+                       np.asarray(start[:-1], dtype=np.int32), np.asarray(idx, dtype=np.int32),
+                       np.asarray(vals, dtype=float))
+        self.n_row += n
+        return self.n_row - n
+
     # -- solving -------------------------------------------------------------------------------
     def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False) -> LPSolution:
         """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold.
