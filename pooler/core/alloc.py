@@ -540,7 +540,6 @@ def _placement(inp: _Inputs, value: np.ndarray):
     pl = place(pn)
     # subclass pieces -> pools: lending-limited flows first into each pool's lending room, then own
     # flows into what is left; pools in id order
-    J = len(inp.project_ids)
     piece_pool, piece_group, piece_units, piece_deliv = [], [], [], []
     by_sub = np.argsort(pl.sub, kind="stable")
     subs = pl.sub[by_sub]
@@ -603,7 +602,7 @@ def _fill_in_order(flows: np.ndarray, caps: np.ndarray):
 
 
 def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solves, started):
-    J, P, M = len(inp.project_ids), len(inp.pool_ids), len(inp.member_ids)
+    P, M = len(inp.pool_ids), len(inp.member_ids)
     # merge pieces of one (project, pool), sort by ids
     pid = np.array(inp.project_ids, dtype=object)
     poid = np.array(inp.pool_ids, dtype=object)

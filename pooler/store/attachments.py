@@ -178,24 +178,24 @@ def _compile_encoder(spec: AttachmentTable) -> Callable[..., tuple[str, tuple[An
             indent = "    "
         if kind == "text":
             body = [f"if v{i}.__class__ is not str:",
-                    f"    return slow(row, seq, line)",
+                    "    return slow(row, seq, line)",
                     f"j{i} = json_text(v{i})"]
         elif kind == "int":
             body = [f"if v{i}.__class__ is not int:",
-                    f"    return slow(row, seq, line)",
+                    "    return slow(row, seq, line)",
                     f"j{i} = int_repr(v{i})"]
         else:
             body = [f"if v{i}.__class__ is str:",
                     f"    if not canonical_decimal(v{i}):",
-                    f"        return slow(row, seq, line)",
+                    "        return slow(row, seq, line)",
                     f"elif v{i}.__class__ is Decimal:",
                     f"    v{i} = dec_text(v{i})",
                     f"elif v{i}.__class__ is int:",
                     f"    v{i} = int_repr(v{i})",
-                    f"else:",
-                    f"    return slow(row, seq, line)",
+                    "else:",
+                    "    return slow(row, seq, line)",
                     f"if v{i} is None:",
-                    f"    return slow(row, seq, line)",
+                    "    return slow(row, seq, line)",
                     f"j{i} = '\"' + v{i} + '\"'"]
         src += [indent + b for b in body]
     order = sorted(range(len(names)), key=lambda i: names[i])

@@ -46,7 +46,7 @@ from pooler.store.journal import (
     entry_hash_with_text, format_time, plain_json, utc_now,
 )
 from pooler.store.migrations import (
-    MIGRATIONS, SCHEMA_VERSION, Migration, check_migrations, read_version, run_migrations,
+    MIGRATIONS, Migration, check_migrations, read_version, run_migrations,
 )
 from pooler.store.projection import compare_rows, load_state, read_rows, state_rows, write_changes
 from pooler.store.reducer import (
