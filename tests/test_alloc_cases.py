@@ -105,6 +105,16 @@ def test_member_step_1_satisfies_meets_every_project_it_sponsors_without_an_lp_e
     assert res.solver.lp_solves == _satisfied_member(1).solver.lp_solves
 
 
+def test_member_full_to_the_solver_tolerance_does_not_promise_a_small_stake_project_its_demand():
+    # A's total sees J through a stake of 1e-7: A counts as fully met although J is 0.01 short, so J
+    # must not be frozen at its demand (that asked for more than the pool holds: placement failed)
+    snap = consortium(["A", "B"], [pool("pa", "A", "1009.99")],
+                      [project("a1", "A", 10), project("J", {"A": "1e-7", "B": 1}, 1000)])
+    res = allocate(snap, integer_grants=False)
+    assert allocated(res) == approx({"a1": 10, "J": 999.99})
+    assert sum(g.device_hours for g in res.grants) == pytest.approx(1009.99, rel=1e-9)
+
+
 def test_hierarchy_member_level_before_project_level():
     # A has two projects, B one: members split by share first, then A's projects split A's total
     res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],

@@ -48,6 +48,7 @@ _EXCESS = 1e-3  # the small excess offered to undecided entities, relative to th
 _EXCESS_SEEN = 2e-9  # an excess (scaled units) above this proves an entity can exceed
 _EXCESS_ROUNDS = 3  # excess LPs per round; entities still undecided stay active for the next round
 _RESTORE = (1e-9, 1e-8, 1e-7)  # relative loosenings of the frozen bounds tried before giving up
+_MET_RTOL = 1e-9  # a group is at its demand after step 1 when the LP has it this close (and _ZERO)
 
 
 class NumericalFailure(ArithmeticError):
@@ -446,13 +447,23 @@ def solve_fair(net: FairNetwork) -> FairResult:
     eng.group_rows()
     # A member that step 1 gave its whole demand gives every project it sponsors its whole demand
     # (Y_m = sum of stake * y over its projects, each y at most its demand): those groups are frozen
-    # at their demands before step 2, without an LP each.
+    # at their demands before step 2, without an LP each. "Whole" is judged by the LP, to its
+    # tolerance, and a project seen through a small stake can be short by far more than its
+    # member's total shows: so a group counts as met only where step 1's last LP solution, which
+    # meets every frozen bound, also has the group at its demand (to the LP's 1e-9); the rest go
+    # to step 2.
     full_member = (eng.member_demand > 0) & (member_value >= eng.member_demand)
     met = np.zeros(G, dtype=bool)
     met[net.stake_group[full_member[net.stake_member] & (net.stake_value > 0)]] = True
+    reached = eng.lp.col_values()
+    if reached is None:
+        met[:] = False
+    else:
+        reached = reached[eng.c_y]
+        met &= reached >= net.group_demand * (1 - _MET_RTOL) - _ZERO
     if met.any():
         done = groups[met]
-        eng._freeze(M + done, net.group_demand[done], np.nan)
+        eng._freeze(M + done, net.group_demand[done], np.nan, reached[done])
     item_ent = M + net.item_group
     open_item = ~met[net.item_group]
     pos = (net.item_weight > 0) & open_item

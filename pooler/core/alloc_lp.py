@@ -77,6 +77,7 @@ class WarmLP:
         self.tolerance = tolerance
         self.n_col, self.n_row = n_col, n_row
         self.solves = 0
+        self._last_col: np.ndarray | None = None
 
     # -- changes -------------------------------------------------------------------------------
     def set_col_bounds(self, idx, lower, upper) -> None:
@@ -127,6 +128,11 @@ class WarmLP:
         self.n_row += n
         return self.n_row - n
 
+    def col_values(self) -> np.ndarray | None:
+        """The column values of the last optimal solve (None before one): HiGHS drops its solution
+        at the next change of the model, this copy stays."""
+        return self._last_col
+
     # -- solving -------------------------------------------------------------------------------
     def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False) -> LPSolution:
         """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold.
@@ -164,6 +170,7 @@ class WarmLP:
         if status == highspy.HighsModelStatus.kOptimal:
             sol = self.h.getSolution()
             col = np.asarray(sol.col_value, dtype=float)
+            self._last_col = col
             dual = np.asarray(sol.row_dual, dtype=float) if want_duals else np.empty(0)
             return LPSolution("optimal", float(self.h.getInfo().objective_function_value), col, dual)
         if status in (highspy.HighsModelStatus.kInfeasible, highspy.HighsModelStatus.kUnboundedOrInfeasible):
