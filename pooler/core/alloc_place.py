@@ -107,7 +107,8 @@ def place(net: PlaceNetwork) -> Placement:
     row_lo[r_grp] = row_hi[r_grp] = target
     lp = WarmLP(cost, np.zeros(n_col), np.full(n_col, INF), row_lo, row_hi,
                 np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=False)
-    sol = lp.solve()
+    # a first solve is a cold start: its verdict needs no second cold start to be believed
+    sol = lp.solve(verify=False)
     if sol.status != "optimal":  # exact values carry solver tolerance: allow a little more shortfall
         lp.set_row_bounds(r_grp, target * (1 - _TARGET_RTOL) - 1e-9, target)
         sol = lp.solve()
@@ -119,12 +120,14 @@ def place(net: PlaceNetwork) -> Placement:
         lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
         lp.set_cost(np.arange(n_col), 0.0)
         lp.set_cost(c_o, -1.0)  # (maximising own flows, not minimising others: no pull on slack)
-        sol2 = lp.solve()
+        # the cost row holds at the optimum just found and only the objective changed: the basis
+        # stays primal feasible and the primal simplex goes on from it (the dual took 10x the time)
+        sol2 = lp.solve(primal=True)
         if sol2.status == "optimal":
             sol = sol2
     elif O:
         lp.set_cost(c_o, -1.0)
-        sol2 = lp.solve()
+        sol2 = lp.solve(primal=True)
         if sol2.status == "optimal":
             sol = sol2
     x = np.maximum(sol.col_value, 0.0)
