@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal as D
 
+import numpy as np
 import pytest
 
 from pooler.core.alloc import AllocationResult, allocate
@@ -113,6 +114,23 @@ def test_member_full_to_the_solver_tolerance_does_not_promise_a_small_stake_proj
     res = allocate(snap, integer_grants=False)
     assert allocated(res) == approx({"a1": 10, "J": 999.99})
     assert sum(g.device_hours for g in res.grants) == pytest.approx(1009.99, rel=1e-9)
+
+
+def test_a_members_last_open_project_is_fixed_by_its_total_without_waiting(monkeypatch):
+    # step 1 fixes A at 100 and B at 100; in step 2 B's only project and, once a1 meets its demand,
+    # A's last open project have no freedom left: they are frozen at once, not when the level
+    # reaches them, and the result is the same either way
+    snap = consortium(["A", "B"], [pool("pa", "A", 100), pool("pb", "B", 100)],
+                      [project("a1", "A", 30), project("a2", "A", 1000, speed=(("gpu", D(1)),)),
+                       project("b1", "B", 1000, weight=2)])
+    res = allocate(snap, integer_grants=False)
+    assert allocated(res) == approx({"a1": 30, "a2": 70, "b1": 100})
+    import pooler.core.alloc_fair as fair
+
+    monkeypatch.setattr(fair, "_forced_groups", lambda net, M: lambda active: np.zeros(active.size, bool))
+    slow = allocate(snap, integer_grants=False)
+    assert allocated(slow) == approx(allocated(res))
+    assert res.solver.lp_solves < slow.solver.lp_solves
 
 
 def test_hierarchy_member_level_before_project_level():

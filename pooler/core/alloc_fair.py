@@ -266,8 +266,12 @@ class _Engine:
             sol = self.lp.solve(**kw)
         return sol
 
-    def lexmaxmin(self, ents: np.ndarray, it_ent: np.ndarray, it_w: np.ndarray, it_d: np.ndarray) -> None:
-        """Lexicographic max-min of f_e^{-1}(value) over `ents`, freezing every entity on the way."""
+    def lexmaxmin(self, ents: np.ndarray, it_ent: np.ndarray, it_w: np.ndarray, it_d: np.ndarray,
+                  forced=None) -> None:
+        """Lexicographic max-min of f_e^{-1}(value) over `ents`, freezing every entity on the way.
+
+        `forced(active)`, when given, names active entities whose value no longer has any freedom
+        (see `_forced_groups`); they are frozen where the last LP has them, at their own level."""
         with np.errstate(divide="ignore", invalid="ignore"):
             it_bp = np.where(it_w > 0, it_d / it_w, np.where(it_d > 0, INF, 0.0))
         items = (it_ent, it_w, it_d, it_bp)
@@ -277,6 +281,9 @@ class _Engine:
         if none.size:
             self._freeze(none, np.zeros(none.size), np.nan)
         active = ents[ent_bp_max[ents] > 0]
+        col = self.lp.col_values()
+        if forced is not None and active.size and col is not None:
+            active = self._freeze_forced(active, forced(active), items, col)
         level = 0.0
         while active.size:
             level, sol = self._max_level(active, items, level, ent_bp_max)
@@ -291,6 +298,8 @@ class _Engine:
                 # round starts from this basis (primal simplex) and finds the blocked ones, if any
                 self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
                 active = active[~full]
+                if forced is not None and active.size:
+                    active = self._freeze_forced(active, forced(active), items, sol.col_value)
                 continue
             rest = active
             a, b, _ = self._set_piece(rest, items, level)
@@ -301,6 +310,26 @@ class _Engine:
                 blocked = dual >= dual.max() * (1 - 1e-9) if dual.max() > 0 else np.ones(rest.size, bool)
             self._freeze(rest[blocked], a[blocked] * level + b[blocked], level, reached[blocked])
             active = rest[~blocked]
+            if forced is not None and active.size:
+                active = self._freeze_forced(active, forced(active), items, sol.col_value)
+
+    def _freeze_forced(self, active, pick, items, col):
+        """Freeze the entities `pick` (a mask over `active`, each of one item) where the LP solution
+        `col` has them: at the demand when it is met, else at the level value / weight."""
+        if not pick.any():
+            return active
+        it_ent, it_w, it_d, _ = items
+        ents = active[pick]
+        value = np.maximum(col[self.ent_col[ents]], 0.0)
+        w = np.zeros(len(self.coef))
+        w[it_ent] = it_w
+        full = value >= self.ent_cap[ents] * (1 - _MET_RTOL) - _ZERO
+        if full.any():
+            self._freeze(ents[full], self.ent_cap[ents[full]], np.nan, value[full])
+        part = ents[~full]
+        if part.size:
+            self._freeze(part, value[~full], value[~full] / w[part], value[~full])
+        return active[~pick]
 
     def _max_level(self, active, items, level, ent_bp_max):
         """The highest level every active entity can reach together, and the LP solution there.
@@ -425,6 +454,30 @@ class _Engine:
         return blocked
 
 
+def _forced_groups(net: FairNetwork, M: int):
+    """For step 2: which active groups have no freedom left. Every member's total is fixed by
+    step 1 (in exact arithmetic no member can exceed it: step 1 is Pareto optimal for members), so
+    when all but one of a member's groups are frozen, the last one's value is fixed too; it is
+    frozen at once instead of waiting for the level to reach it. Only groups of one project (the
+    level of a group of several would need the inverse of its need function)."""
+    items_per_group = np.bincount(net.item_group, minlength=net.n_groups)
+    live_stake = net.stake_value > 0
+    s_group, s_member = net.stake_group[live_stake], net.stake_member[live_stake]
+
+    def forced(active: np.ndarray) -> np.ndarray:
+        groups = active - M
+        is_open = np.zeros(net.n_groups, dtype=bool)
+        is_open[groups] = True
+        open_stake = is_open[s_group]
+        per_member = np.bincount(s_member[open_stake], minlength=M)
+        lone = per_member[s_member] == 1
+        pick = np.zeros(net.n_groups, dtype=bool)
+        pick[s_group[open_stake & lone]] = True
+        return pick[groups] & (items_per_group[groups] == 1)
+
+    return forced
+
+
 def solve_fair(net: FairNetwork) -> FairResult:
     """Steps 1 and 2 of DESIGN section 3 on the aggregated network."""
     M, G = net.n_members, net.n_groups
@@ -468,7 +521,8 @@ def solve_fair(net: FairNetwork) -> FairResult:
     open_item = ~met[net.item_group]
     pos = (net.item_weight > 0) & open_item
     live = groups[~net.group_zero & ~met]
-    eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos])
+    eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos],
+                  forced=_forced_groups(net, M))
     zero = groups[net.group_zero & ~met]
     last = (net.item_weight <= 0) & open_item
     eng.lexmaxmin(M + zero, item_ent[last], np.ones(int(last.sum())), net.item_demand[last])
