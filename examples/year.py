@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import random
 import subprocess
 import sys
@@ -67,8 +68,10 @@ def months(start: str, count: int) -> list[str]:
     return out
 
 
-def write_usage(path: Path, period: str, run: dict, rng: random.Random, sponsors: dict) -> float:
-    """Usage lines for the month's grants: each grant used at its lead sponsor's utilisation."""
+def write_usage(path: Path, period: str, run: dict, rng: random.Random, sponsors: dict,
+                devices: dict) -> float:
+    """Usage lines for the month's grants: each grant used at its lead sponsor's utilisation, in
+    jobs that each fit on the pool's devices within their wall time."""
     start = datetime.strptime(period + "-01", "%Y-%m-%d").replace(tzinfo=timezone.utc)
     total = 0.0
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -80,8 +83,9 @@ def write_usage(path: Path, period: str, run: dict, rng: random.Random, sponsors
             lead = sponsors[grant["project"]]
             level = min(1.0, max(0.0, UTILISATION.get(lead, 0.75) + rng.uniform(-0.08, 0.05)))
             used = round(grant["device_hours"] * level, 3)
-            # Spread over a few jobs inside the month, each under 20 days of wall time.
-            jobs = rng.randint(1, 4)
+            # Spread over a few jobs inside the month, each under 20 days of wall time and at least
+            # 5 days, and each no larger than the pool's devices can run in 5 days.
+            jobs = max(rng.randint(1, 4), math.ceil(used / (devices[grant["pool"]] * 5 * 24)))
             for k in range(jobs):
                 begin = start + timedelta(days=rng.uniform(0, 8), hours=k)
                 end = begin + timedelta(days=rng.uniform(5, 19))
@@ -126,7 +130,10 @@ def main() -> None:
             print(story[-1], flush=True)
         run = json.loads(pooler(db, "alloc", "run", "--period", period, "--json"))
         usage = folder / f"usage-{period}.csv"
-        used = write_usage(usage, period, run, rng, sponsors)
+        # devices per pool; a pool given as device-hours per period counts as that over 31 days
+        devices = {p["id"]: float(p["devices"]) if "devices" in p else float(p["capacity"]) / (31 * 24)
+                   for p in json.loads(pooler(db, "pool", "list", "--json"))}
+        used = write_usage(usage, period, run, rng, sponsors, devices)
         pooler(db, "usage", "import", str(usage), "--format", "csv", "--period", period, "--json")
         m = run["metrics"]
         heavy = max(run["members"].items(), key=lambda kv: kv[1]["share"])
