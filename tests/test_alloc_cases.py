@@ -127,10 +127,21 @@ def test_a_members_last_open_project_is_fixed_by_its_total_without_waiting(monke
     assert allocated(res) == approx({"a1": 30, "a2": 70, "b1": 100})
     import pooler.core.alloc_fair as fair
 
-    monkeypatch.setattr(fair, "_forced_groups", lambda net, M: lambda active: np.zeros(active.size, bool))
+    monkeypatch.setattr(fair, "_forced_groups", lambda *a: lambda active: np.zeros(active.size, bool))
     slow = allocate(snap, integer_grants=False)
     assert allocated(slow) == approx(allocated(res))
     assert res.solver.lp_solves < slow.solver.lp_solves
+
+
+def test_a_zero_weight_project_keeps_its_members_last_weighted_project_open():
+    # A's only weighted project is not fixed by A's total while A's zero-weight project is still to
+    # be served: the weighted one comes first and takes all of A's 100
+    snap = consortium(["A", "B"], [pool("pa", "A", 100), pool("pb", "B", 100)],
+                      [project("a1", "A", 1000, speed=(("gpu", D(1)),)), project("a0", "A", 1000, weight=0),
+                       project("b1", "B", 1000)])
+    # (1e-9 of the capacity, 200, absolute)
+    assert allocated(allocate(snap, integer_grants=False)) == pytest.approx({"a1": 100, "a0": 0, "b1": 100},
+                                                                            rel=1e-9, abs=2e-7)
 
 
 def test_hierarchy_member_level_before_project_level():

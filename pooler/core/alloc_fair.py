@@ -454,19 +454,21 @@ class _Engine:
         return blocked
 
 
-def _forced_groups(net: FairNetwork, M: int):
+def _forced_groups(net: FairNetwork, M: int, later: np.ndarray):
     """For step 2: which active groups have no freedom left. Every member's total is fixed by
     step 1 (in exact arithmetic no member can exceed it: step 1 is Pareto optimal for members), so
     when all but one of a member's groups are frozen, the last one's value is fixed too; it is
-    frozen at once instead of waiting for the level to reach it. Only groups of one project (the
-    level of a group of several would need the inverse of its need function)."""
+    frozen at once instead of waiting for the level to reach it. `later` marks groups still to be
+    served after these (zero weights): they are not frozen, so a member with one of them has no
+    forced group. Only groups of one project (the level of a group of several would need the
+    inverse of its need function)."""
     items_per_group = np.bincount(net.item_group, minlength=net.n_groups)
     live_stake = net.stake_value > 0
     s_group, s_member = net.stake_group[live_stake], net.stake_member[live_stake]
 
     def forced(active: np.ndarray) -> np.ndarray:
         groups = active - M
-        is_open = np.zeros(net.n_groups, dtype=bool)
+        is_open = later.copy()
         is_open[groups] = True
         open_stake = is_open[s_group]
         per_member = np.bincount(s_member[open_stake], minlength=M)
@@ -522,7 +524,7 @@ def solve_fair(net: FairNetwork) -> FairResult:
     pos = (net.item_weight > 0) & open_item
     live = groups[~net.group_zero & ~met]
     eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos],
-                  forced=_forced_groups(net, M))
+                  forced=_forced_groups(net, M, net.group_zero & ~met))
     zero = groups[net.group_zero & ~met]
     last = (net.item_weight <= 0) & open_item
     eng.lexmaxmin(M + zero, item_ent[last], np.ones(int(last.sum())), net.item_demand[last])
