@@ -86,15 +86,19 @@ def member_values(res):
     return {k: v.allocated for k, v in res.members.items()}
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(consortia())
-def test_fast_path_matches_reference(snap):
+def _assert_matches_reference(snap):
     res = allocate(snap, integer_grants=False)
     y_ref, Y_ref = reference_allocate(snap)
     for j, v in y_ref.items():
         assert close(res.projects[j].allocated, v), (j, res.projects[j].allocated, v)
     for m, v in Y_ref.items():
         assert close(res.members[m].allocated, v), (m, res.members[m].allocated, v)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(consortia())
+def test_fast_path_matches_reference(snap):
+    _assert_matches_reference(snap)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -103,12 +107,7 @@ def test_fast_path_matches_reference_with_zero_and_tiny_weights(snap):
     # zero weights are served last, and weights under 1e-6 of the largest count as zero: the
     # step-2 shortcuts (projects of fully met members, a member's last open project) must leave
     # them for last
-    res = allocate(snap, integer_grants=False)
-    y_ref, Y_ref = reference_allocate(snap)
-    for j, v in y_ref.items():
-        assert close(res.projects[j].allocated, v), (j, res.projects[j].allocated, v)
-    for m, v in Y_ref.items():
-        assert close(res.members[m].allocated, v), (m, res.members[m].allocated, v)
+    _assert_matches_reference(snap)
 
 
 def _exact_use(snap, res):
