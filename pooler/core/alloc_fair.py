@@ -143,7 +143,7 @@ class _Engine:
         put(r_cap[net.arc_target[~ah]], c_v[~ah], 1.0)
         al = ~ah & (lend_row_of[np.where(ah, 0, net.arc_target)] >= 0) if A else np.zeros(0, bool)
         put(lend_row_of[net.arc_target[al]], c_v[al], 1.0)
-        # groups: definition and level rows
+        # groups: definition rows (the level rows come with step 2)
         put(r_gdef, c_y, -1.0)
         # members
         put(r_mdef[net.stake_member], c_y[net.stake_group], net.stake_value)
@@ -281,9 +281,7 @@ class _Engine:
         if none.size:
             self._freeze(none, np.zeros(none.size), np.nan)
         active = ents[ent_bp_max[ents] > 0]
-        col = self.lp.col_values()
-        if forced is not None and active.size and col is not None:
-            active = self._freeze_forced(active, forced(active), items, col)
+        active = self._freeze_forced(active, forced, items, self.lp.col_values())
         level = 0.0
         while active.size:
             level, sol = self._max_level(active, items, level, ent_bp_max)
@@ -298,8 +296,7 @@ class _Engine:
                 # round starts from this basis (primal simplex) and finds the blocked ones, if any
                 self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
                 active = active[~full]
-                if forced is not None and active.size:
-                    active = self._freeze_forced(active, forced(active), items, sol.col_value)
+                active = self._freeze_forced(active, forced, items, sol.col_value)
                 continue
             rest = active
             a, b, _ = self._set_piece(rest, items, level)
@@ -310,20 +307,23 @@ class _Engine:
                 blocked = dual >= dual.max() * (1 - 1e-9) if dual.max() > 0 else np.ones(rest.size, bool)
             self._freeze(rest[blocked], a[blocked] * level + b[blocked], level, reached[blocked])
             active = rest[~blocked]
-            if forced is not None and active.size:
-                active = self._freeze_forced(active, forced(active), items, sol.col_value)
+            active = self._freeze_forced(active, forced, items, sol.col_value)
 
-    def _freeze_forced(self, active, pick, items, col):
-        """Freeze the entities `pick` (a mask over `active`, each of one item) where the LP solution
-        `col` has them: at the demand when it is met, else at the level value / weight."""
+    def _freeze_forced(self, active, forced, items, col):
+        """Freeze the active entities `forced(active)` names (each of one item) where the LP solution
+        `col` has them: at the demand when it is met, else at the level value / weight; returns the
+        entities left active."""
+        if forced is None or col is None or not active.size:
+            return active
+        pick = forced(active)
         if not pick.any():
             return active
-        it_ent, it_w, it_d, _ = items
+        it_ent, it_w, _, _ = items
         ents = active[pick]
         value = np.maximum(col[self.ent_col[ents]], 0.0)
         w = np.zeros(len(self.coef))
         w[it_ent] = it_w
-        full = value >= self.ent_cap[ents] * (1 - _MET_RTOL) - _ZERO
+        full = _at_demand(value, self.ent_cap[ents])
         if full.any():
             self._freeze(ents[full], self.ent_cap[ents[full]], np.nan, value[full])
         part = ents[~full]
@@ -454,6 +454,11 @@ class _Engine:
         return blocked
 
 
+def _at_demand(value: np.ndarray, demand: np.ndarray) -> np.ndarray:
+    """Whether LP values meet their demands, to the LP's tolerance."""
+    return value >= demand * (1 - _MET_RTOL) - _ZERO
+
+
 def _forced_groups(net: FairNetwork, M: int, later: np.ndarray):
     """For step 2: which active groups have no freedom left. Every member's total is fixed by
     step 1 (in exact arithmetic no member can exceed it: step 1 is Pareto optimal for members), so
@@ -515,7 +520,7 @@ def solve_fair(net: FairNetwork) -> FairResult:
         met[:] = False
     else:
         reached = reached[eng.c_y]
-        met &= reached >= net.group_demand * (1 - _MET_RTOL) - _ZERO
+        met &= _at_demand(reached, net.group_demand)
     if met.any():
         done = groups[met]
         eng._freeze(M + done, net.group_demand[done], np.nan, reached[done])
