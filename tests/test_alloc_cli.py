@@ -206,6 +206,26 @@ def test_explain_in_words_and_numbers(ledger):
     assert missing.exit_code == 1
 
 
+def test_explain_says_what_holds_a_project_its_pools_holders_stand_above(ledger):
+    """huaxin-drug-discovery gets a sliver (about 0.001 NCU): every project holding a pool it can use
+    stands higher, so what holds it is further on (their needs, the members' totals of step 1), not
+    projects with an equal or lower claim; glm-finetune shares pools with projects below it."""
+    cli = ledger
+    cli("alloc", "run", "--period", "2026-11")
+    data = cli("alloc", "explain", "huaxin-drug-discovery", "--json").json()
+    assert data["bottleneck"] == "fairness" and 0 < data["allocated"] < 0.5
+    holders = [h for p in data["pools"] for h in p["holders"]]
+    assert holders and all(h["level"] > data["level"] for h in holders)
+    words = cli("alloc", "explain", "huaxin-drug-discovery").stdout.replace("\n", " ")
+    assert "got less than 1 (0.0%)" in words
+    assert "all stand higher" in words and "members' totals" in words
+    glm = cli("alloc", "explain", "glm-finetune", "--json").json()
+    assert glm["bottleneck"] == "fairness"
+    assert min(h["level"] for p in glm["pools"] for h in p["holders"]) < glm["level"]
+    words = cli("alloc", "explain", "glm-finetune").stdout.replace("\n", " ")
+    assert "all stand higher" not in words and "got 37,114" in words
+
+
 def test_diff_two_periods(ledger):
     cli = ledger
     cli("alloc", "run", "--period", "2026-10")

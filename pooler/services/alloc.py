@@ -368,6 +368,9 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
     for g in view.grants:
         granted_by_pool.setdefault(g["pool"], []).append(g)
     pools_rows = {p["pool"]: p for p in view.pools}
+    # every holder's level, those at their demand too (allocated / weight; none for weight 0)
+    levels = {p["project"]: float(p["allocated"]) / float(p["weight"]) if float(p["weight"]) > 0 else None
+              for p in view.projects}
     usable = []
     for pool in snapshot.pools:
         rate = effective_rate(snapshot, project, pool, allowed)
@@ -380,7 +383,8 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
             "reserve": float(pool.reserve), "own_pool": pool.member in stakes,
             "granted": float(pools_rows[pool.id]["granted"]) if pool.id in pools_rows else 0.0,
             "to_this_project": sum(g["device_hours"] for g in holders if g["project"] == project_id),
-            "holders": [{"project": g["project"], "device_hours": g["device_hours"]} for g in holders],
+            "holders": [{"project": g["project"], "device_hours": g["device_hours"],
+                         "level": levels.get(g["project"])} for g in holders],
         })
     return {
         "period": view.period, "run": view.entry.seq, "project": project_id,
@@ -434,15 +438,23 @@ def preview_changes(outcome: RunOutcome, committed: RunView | None) -> dict[str,
 # --- explanations in words --------------------------------------------------------------------------
 
 
+def _lowest_holder_level(d: dict[str, Any]) -> float | None:
+    """The lowest level among the other projects holding pools `d`'s project can use (None when a
+    holder has no level, such as a project of weight 0, or nobody holds them)."""
+    levels = [h.get("level") for p in d["pools"] for h in p["holders"] if h["project"] != d["project"]]
+    if not levels or any(v is None for v in levels):
+        return None
+    return min(levels)
+
+
 def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
     """`explain`'s figures in sentences, then the numbers behind them: (text, style) pairs, the style
     a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way."""
     unit = d.get("unit") or "units"
     served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
     lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
-    lines.append((
-        f"It asked for {d['demand']:,.0f} {unit} and got {d['allocated']:,.0f} ({served * 100:.1f}%).", ""
-    ))
+    got = "less than 1" if 0 < d["allocated"] < 0.5 else f"{d['allocated']:,.0f}"
+    lines.append((f"It asked for {d['demand']:,.0f} {unit} and got {got} ({served * 100:.1f}%).", ""))
     sponsors = ", ".join(
         f"{s['member']} (stake {s['stake']:.0%}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
     )
@@ -453,11 +465,17 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
         "capacity": "It stopped because the pools it can use are exhausted: every device-hour it could "
                     "run on is granted, and taking any back would lower a project or member that "
                     "stands no higher than it.",
-        "fairness": "It stopped at its fair level: the rest of the capacity it could use is held by "
-                    "projects and members with an equal or lower claim per unit of share.",
+        "fairness": "It stopped at its fair level: more for it would lower a project that stands no "
+                    "higher than it, directly or through a chain of moves between pools, or a "
+                    "member's total, which step 1 settles before projects are compared.",
     }[d["bottleneck"]]
     if d["level"] is not None:
         reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
+        lowest = _lowest_holder_level(d)
+        if d["bottleneck"] == "fairness" and lowest is not None and lowest > d["level"] * (1 + 1e-6):
+            reason += (f" The projects holding its pools all stand higher (the lowest at level {lowest:,.0f}), "
+                       "so the limit lies further on: in what they would need instead, or in their "
+                       "members' totals.")
     lines.append((reason, ""))
     for s in d["sponsors"]:
         level = f"{s['member_level']:,.0f}" if s["member_level"] is not None else "-"
