@@ -69,6 +69,10 @@ class WarmLP:
         h.setOptionValue("primal_feasibility_tolerance", tolerance)
         h.setOptionValue("dual_feasibility_tolerance", tolerance)
         h.setOptionValue("threads", 1)
+        # Devex pricing in the dual simplex instead of HiGHS's default dual steepest edge: after the
+        # warm starts here (a changed coefficient, a new piece of the level function) it took fewer
+        # iterations as well as cheaper ones (10,000 projects: 659 s to 505 s; 3,000: 24 s to 20 s)
+        h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         # presolve with 1e-9 tolerances declares these degenerate, exactly-tight LPs infeasible (seen
         # with HiGHS 1.16); the simplex alone does not, and hot starts skip presolve anyway
         h.setOptionValue("presolve", "off")
