@@ -18,12 +18,9 @@ Both fairness steps run the same progressive filling on one warm-started LP:
   below the first miss; a miss restores the basis) skip pieces in which only demands were met
   (demand-capped entities freeze in bulk);
 * the entities that cannot exceed the level are found from the LP duals (a positive dual proves an
-  entity blocked: by complementary slackness its row is tight in every optimal solution); when the
-  duals prove some, only those freeze, and any still blocked among the rest hold the next round's
-  LP at the same level, where its duals name them (cheaper than proving the rest free: at 3,000
-  projects 610 LPs to 539). When the duals prove none, LPs give every undecided entity a small
-  capped excess: by convexity those that can each exceed the level can all exceed it together, so
-  a zero excess proves the rest blocked;
+  entity blocked) and then from LPs that give every undecided entity a small capped excess: by
+  convexity those that can each exceed the level can all exceed it together, so a zero excess proves
+  the rest blocked;
 * frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it),
   never above what the LP reached; should an LP still come back infeasible, every frozen bound is
   loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up;
@@ -432,9 +429,7 @@ class _Engine:
             if top > 0:
                 blocked |= dual > 1e-7 * top
         undecided = np.flatnonzero(~blocked)
-        if not undecided.size or blocked.any():
-            # freezing the proven ones is progress; the others go on, and any of them still blocked
-            # keeps the next round at this level, where its dual proves it (no excess LPs needed)
+        if not undecided.size:
             return blocked
         lp = self.lp
         value = a * level + b
