@@ -536,7 +536,10 @@ def solve_fair(net: FairNetwork) -> FairResult:
     # Disaggregate: the projects of a group share its level; demand-frozen groups meet every demand.
     g_level = eng.level[M + net.item_group]
     w_eff = np.where(net.group_zero[net.item_group], 1.0, net.item_weight)
-    item_value = np.where(np.isnan(g_level), np.where(eng.value[M + net.item_group] > 0, net.item_demand, 0.0),
-                          np.minimum(net.item_demand, w_eff * np.nan_to_num(g_level)))
+    # a group frozen at nothing (below _ZERO: the solver's noise, see `_freeze`) gives its projects
+    # nothing, not weight x a level of that noise's size
+    g_value = eng.value[M + net.item_group]
+    item_value = np.where(g_value > 0, np.where(np.isnan(g_level), net.item_demand,
+                                                np.minimum(net.item_demand, w_eff * np.nan_to_num(g_level))), 0.0)
     item_level = np.where(np.isnan(g_level), np.nan, g_level)
     return FairResult(member_value, item_value, item_level, eng.lp.solves)

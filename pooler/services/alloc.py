@@ -453,7 +453,9 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
     unit = d.get("unit") or "units"
     served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
     lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
-    got = "less than 1" if 0 < d["allocated"] < 0.5 else f"{d['allocated']:,.0f}"
+    got = f"{d['allocated']:,.0f}"
+    if d["allocated"] > 0 and got == "0":
+        got = "less than 1"
     lines.append((f"It asked for {d['demand']:,.0f} {unit} and got {got} ({served * 100:.1f}%).", ""))
     sponsors = ", ".join(
         f"{s['member']} (stake {s['stake']:.0%}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
@@ -469,13 +471,25 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                     "higher than it, directly or through a chain of moves between pools, or a "
                     "member's total, which step 1 settles before projects are compared.",
     }[d["bottleneck"]]
-    if d["level"] is not None:
+    # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
+    reserved = any(p["reserve"] > 0 and not p["own_pool"] for p in d["pools"])
+    zero = d["weight"] <= 0
+    if d["bottleneck"] == "fairness" and zero:
+        reason = ("It stopped where the projects with a weight leave off: its fair-share weight counts "
+                  "as 0, so it is served only from what they leave (step 2 serves weight-0 projects "
+                  "last), and more for it would lower one of them, another weight-0 project with no "
+                  "more than it, or a member's total.")
+    elif d["bottleneck"] == "fairness" and reserved:
+        reason = reason[:-1] + (", or would need more of a pool than its owner lends (the owner keeps a reserve "
+                                "for its own projects).")
+    if d["level"] is not None and not zero:
         reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
         lowest = _lowest_holder_level(d)
         if d["bottleneck"] == "fairness" and lowest is not None and lowest > d["level"] * (1 + 1e-6):
             reason += (f" The projects holding its pools all stand higher (the lowest at level {lowest:,.0f}), "
-                       "so the limit lies further on: in what they would need instead, or in their "
-                       "members' totals.")
+                       "so the limit lies further on: in what they would need instead, "
+                       + ("in their members' totals, or in the reserves the pools' owners keep."
+                          if reserved else "or in their members' totals."))
     lines.append((reason, ""))
     for s in d["sponsors"]:
         level = f"{s['member_level']:,.0f}" if s["member_level"] is not None else "-"
