@@ -358,3 +358,102 @@ def test_result_is_immutable_and_json_shaped():
     assert doc["metrics"]["satisfied_projects"] == 1
     assert doc["metrics"]["utilisation"] == pytest.approx(0.4)
     assert set(doc["solver"]) == {"seconds", "lp_solves"}
+
+
+# Found by review (2026-11-27) of a change that froze only the groups the LP duals prove blocked and
+# left the rest active without the excess LPs: j2 and j7 are both blocked near level 0, the duals
+# name only j7, and j2, left active, soaked up the 1e-9 loosening of the frozen bounds amplified
+# 500 times by j10's 1000:2 stakes (j2 4.6e-6, j10 149.9999954 against the reference's 0 and 150).
+_STAKE_RATIO = """[consortium]
+name = "rev"
+period_hours = 100
+
+[policy]
+entitlement = "equal"
+contribution_weight = 0
+usage_half_life_days = 0
+
+[[accelerators]]
+id = "a800"
+rate = 2
+
+[[members]]
+id = "m0"
+name = "m0"
+region = "south"
+
+[[members]]
+id = "m1"
+name = "m1"
+region = "south"
+
+[[pools]]
+id = "p2"
+member = "m0"
+accelerator = "a800"
+capacity = 40
+region = "south"
+
+[[pools]]
+id = "p4"
+member = "m0"
+accelerator = "a800"
+capacity = 40
+region = "north"
+reserve = 0.5
+
+[[pools]]
+id = "p7"
+member = "m0"
+accelerator = "a800"
+capacity = 40
+region = "north"
+
+[[projects]]
+id = "j1"
+sponsors = { m0 = 1 }
+demand = 1000000
+weight = 2
+regions = ["south"]
+
+[[projects]]
+id = "j10"
+sponsors = { m1 = 1000, m0 = 2 }
+demand = 1000000
+weight = 1000
+regions = ["north"]
+
+[[projects]]
+id = "j2"
+sponsors = { m1 = 3 }
+demand = 1000000
+weight = 1
+regions = ["north"]
+
+[[projects]]
+id = "j7"
+sponsors = { m1 = 1000 }
+demand = 5
+weight = 1
+regions = ["south"]
+
+[[projects]]
+id = "j9"
+sponsors = { m0 = 1 }
+demand = 10
+weight = 1000
+"""
+
+
+def test_a_blocked_group_the_duals_miss_does_not_rise_on_a_large_stake_ratio(tmp_path):
+    from pooler.io.manifest import load_manifest
+    from tests.reference_alloc import reference_allocate
+
+    path = tmp_path / "stake-ratio.toml"
+    path.write_text(_STAKE_RATIO)
+    snap = load_manifest(path)
+    got = allocated(allocate(snap))
+    want, _ = reference_allocate(snap)
+    for p, y in want.items():
+        assert abs(got[p] - y) <= 1e-6 * max(1.0, abs(y)), (p, got[p], y)
+    assert got["j2"] < 1e-6 and got["j10"] == pytest.approx(150, rel=1e-9)
