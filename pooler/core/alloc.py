@@ -477,11 +477,14 @@ def _build(inp: _Inputs) -> _Net:
     # the fairness network's straight edges into the groups' own sponsors' reserve classes are
     # replaced, in placement, by the own edges into the subclasses
     keep = e_hub | e_lend | (class_owner[np.where(e_hub, 0, e_target)] < 0)
+    # each subclass ranked by its first pool id: placement's last tie-break
+    id_rank = {q: r for r, q in enumerate(sorted(inp.pool_ids))}
+    sub_rank = np.array([min(id_rank[inp.pool_ids[i]] for i in ps) for ps in sub_pools], dtype=float)
     placen = PlaceNetwork(
         n_groups=G, n_hubs=H, n_classes=C, arc_hub=arc_hub, arc_target=arc_target, arc_to_hub=arc_to_hub, edge_group=e_group[keep], edge_target=e_target[keep],
         edge_is_hub=e_hub[keep], edge_coef=e_coef[keep], sub_class=sub_class, sub_cap=sub_cap,
-        sub_lend=sub_lend, sub_cost=sub_cost, own_group=own_g, own_sub=own_b, own_coef=own_c,
-        group_target=np.zeros(G),
+        sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, own_group=own_g, own_sub=own_b,
+        own_coef=own_c, group_target=np.zeros(G),
     )
     return _Net(fair, placen, live, scale, w_max, class_pools, sub_pools, sub_owner, group_of, group_classes)
 

@@ -2,7 +2,9 @@
 
 Placement is one LP on a network that refines the fairness classes into *subclasses* (pools of one
 class with the same cost and owner): minimise total cost; then, holding that cost, maximise what
-projects take directly from their own sponsors' pools. Flows through hubs are then split into
+projects take directly from their own sponsors' pools; then, holding both, prefer subclasses
+earlier by pool id (minimise the flow-weighted rank), so that a tie between placements of equal
+cost is not left to the solver's pivoting, which a change of pricing rule or version moves. Flows through hubs are then split into
 (project, pool) grants by the north-west-corner rule in id order, which is deterministic, and grants
 are rounded per pool by largest remainder.
 """
@@ -38,6 +40,7 @@ class PlaceNetwork:
     sub_cap: np.ndarray  # (B,) usable capacity, scaled units
     sub_lend: np.ndarray  # (B,) lending limit (inf: none)
     sub_cost: np.ndarray  # (B,) cost per scaled unit
+    sub_rank: np.ndarray  # (B,) rank of the subclass's first pool id among all pool ids
     # direct own-pool edges: group -> subclass whose owner sponsors the group (no lending limit)
     own_group: np.ndarray
     own_sub: np.ndarray
@@ -130,6 +133,23 @@ def place(net: PlaceNetwork) -> Placement:
         sol2 = lp.solve(primal=True)
         if sol2.status == "optimal":
             sol = sol2
+    if B > 1:
+        # ties by ids: hold the cost and the own flows just reached (the current solution meets
+        # both, so the basis stays primal feasible) and use the pools earliest by id. The own flows
+        # are held each at its value, not as a total within a tolerance: the new objective would
+        # otherwise trade that tolerance's worth of own use for an earlier pool
+        if not (O and np.any(net.sub_cost != 0)) and np.any(net.sub_cost != 0):
+            best = float(cost @ np.maximum(sol.col_value, 0.0))
+            lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
+        if O:
+            own_x = np.maximum(sol.col_value[c_o], 0.0)
+            lp.set_col_bounds(c_o, own_x, own_x)
+        lp.set_cost(np.arange(n_col), 0.0)
+        lp.set_cost(c_z, 1.0 + net.sub_rank)
+        lp.set_cost(c_o, 1.0 + net.sub_rank[net.own_sub])
+        sol3 = lp.solve(primal=True)
+        if sol3.status == "optimal":
+            sol = sol3
     x = np.maximum(sol.col_value, 0.0)
     return _decompose(net, x[c_e], x[c_v], x[c_z], x[c_o], lp.solves)
 
