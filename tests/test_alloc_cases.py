@@ -460,24 +460,29 @@ def test_a_blocked_group_the_duals_miss_does_not_rise_on_a_large_stake_ratio(tmp
 
 
 @pytest.mark.parametrize("regions", [("r1", "r2"), ("r2", "r1")])
-@pytest.mark.parametrize("pricing", [1, -1])
-def test_placement_ties_between_equal_pools_go_by_pool_id(monkeypatch, regions, pricing):
+@pytest.mark.parametrize("option", [("simplex_dual_edge_weight_strategy", 1),
+                                    ("simplex_dual_edge_weight_strategy", -1),
+                                    ("random_seed", 7), ("random_seed", 123)])
+def test_placement_ties_between_equal_pools_go_by_pool_id(monkeypatch, regions, option):
     """DESIGN step 3: least cost, then the sponsors' own pools, then ties by ids. p1 and p2 are equal
-    (same type and cost, other regions, so other classes) and owned by nobody the project `x`
-    sponsors: its grants go to p1, whatever the solver's pricing rule (review, 2026-11-27: under
-    another pricing rule they moved to p2). `own` takes its sponsor's p2 first all the same."""
+    (same type and cost, other regions, so other classes) and owned by nobody `x` and `y` sponsor:
+    their grants go to p1, whatever the solver's settings (review, 2026-11-27: under another
+    pricing rule they moved to p2). `own` takes its sponsor's p2 first all the same; and between
+    its sponsor's own equal pools q1 and q2, `both` takes q1."""
     import pooler.core.alloc_lp as lp_mod
 
     init = lp_mod.WarmLP.__init__
 
-    def with_pricing(self, *a, **kw):
+    def with_option(self, *a, **kw):
         init(self, *a, **kw)
-        self.h.setOptionValue("simplex_dual_edge_weight_strategy", pricing)
+        self.h.setOptionValue(*option)
 
-    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_pricing)
-    members = [Member("a", region="r1"), Member("b", region="r1"), Member("c", region="r1")]
-    pools = [pool("p2", "b", 100, region=regions[1]), pool("p1", "c", 100, region=regions[0])]
+    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    members = [Member("a", region="r1"), Member("b", region="r1"), Member("c", region="r1"),
+               Member("d", region="r1")]
+    pools = [pool("p2", "b", 100, region=regions[1]), pool("p1", "c", 100, region=regions[0]),
+             pool("q2", "d", 100, region=regions[1]), pool("q1", "d", 100, region=regions[0])]
     res = allocate(consortium(members, pools, [project("x", "a", 15), project("y", "a", 20),
-                                               project("own", "b", 30)]))
+                                               project("own", "b", 30), project("both", "d", 40)]))
     grants = {(g.project, g.pool): g.device_hours for g in res.grants}
-    assert grants == {("x", "p1"): 15, ("y", "p1"): 20, ("own", "p2"): 30}
+    assert grants == {("x", "p1"): 15, ("y", "p1"): 20, ("own", "p2"): 30, ("both", "q1"): 40}

@@ -135,15 +135,21 @@ def place(net: PlaceNetwork) -> Placement:
             sol = sol2
     if B > 1:
         # ties by ids: hold the cost and the own flows just reached (the current solution meets
-        # both, so the basis stays primal feasible) and use the pools earliest by id. The own flows
-        # are held each at its value, not as a total within a tolerance: the new objective would
-        # otherwise trade that tolerance's worth of own use for an earlier pool
+        # both, so the basis stays primal feasible) and use the pools earliest by id. The own flow
+        # is held per group at its value, not as one total within a tolerance: the new objective
+        # would otherwise trade that tolerance's worth of own use for an earlier pool
         if not (O and np.any(net.sub_cost != 0)) and np.any(net.sub_cost != 0):
             best = float(cost @ np.maximum(sol.col_value, 0.0))
             lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
         if O:
+            # each group's own flow held at its total (exactly: no tolerance to trade), free to
+            # move between its sponsors' own pools so that ties among those go by id too
             own_x = np.maximum(sol.col_value[c_o], 0.0)
-            lp.set_col_bounds(c_o, own_x, own_x)
+            grp = np.unique(net.own_group)
+            held = np.bincount(np.searchsorted(grp, net.own_group), weights=own_x, minlength=grp.size)
+            order = np.argsort(net.own_group, kind="stable")
+            start = np.r_[0, np.cumsum(np.bincount(np.searchsorted(grp, net.own_group), minlength=grp.size))]
+            lp.add_rows(held, np.full(grp.size, INF), start, c_o[order], np.ones(O))
         lp.set_cost(np.arange(n_col), 0.0)
         lp.set_cost(c_z, 1.0 + net.sub_rank)
         lp.set_cost(c_o, 1.0 + net.sub_rank[net.own_sub])
