@@ -4,9 +4,9 @@ Placement is one LP on a network that refines the fairness classes into *subclas
 class with the same cost and owner): minimise total cost; then, holding that cost, maximise what
 projects take directly from their own sponsors' pools; then, holding both, prefer subclasses
 earlier by pool id (minimise the flow-weighted rank), so that a tie between placements of equal
-cost is not left to the solver's pivoting, which a change of pricing rule or version moves. Flows through hubs are then split into
-(project, pool) grants by the north-west-corner rule in id order, which is deterministic, and grants
-are rounded per pool by largest remainder.
+cost is not left to the solver's pivoting, which a change of pricing rule or version moves. Flows
+through hubs are then split into (project, pool) grants by the north-west-corner rule in id order,
+which is deterministic, and grants are rounded per pool by largest remainder.
 """
 
 from __future__ import annotations
@@ -117,10 +117,12 @@ def place(net: PlaceNetwork) -> Placement:
         sol = lp.solve()
         if sol.status != "optimal":
             raise RuntimeError(f"allocation placement failed: {sol.status}")
-    if O and np.any(net.sub_cost != 0):
-        # hold the least cost, then prefer the projects' own sponsors' pools
+    if np.any(net.sub_cost != 0) and (O or B > 1):
+        # hold the least cost through the passes that follow
         best = sol.objective
         lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
+    if O:
+        # then prefer the projects' own sponsors' pools
         lp.set_cost(np.arange(n_col), 0.0)
         lp.set_cost(c_o, -1.0)  # (maximising own flows, not minimising others: no pull on slack)
         # the cost row holds at the optimum just found and only the objective changed: the basis
@@ -128,28 +130,16 @@ def place(net: PlaceNetwork) -> Placement:
         sol2 = lp.solve(primal=True)
         if sol2.status == "optimal":
             sol = sol2
-    elif O:
-        lp.set_cost(c_o, -1.0)
-        sol2 = lp.solve(primal=True)
-        if sol2.status == "optimal":
-            sol = sol2
     if B > 1:
-        # ties by ids: hold the cost and the own flows just reached (the current solution meets
-        # both, so the basis stays primal feasible) and use the pools earliest by id. The own flow
-        # is held per group at its value, not as one total within a tolerance: the new objective
-        # would otherwise trade that tolerance's worth of own use for an earlier pool
-        if not (O and np.any(net.sub_cost != 0)) and np.any(net.sub_cost != 0):
-            best = float(cost @ np.maximum(sol.col_value, 0.0))
-            lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
+        # then ties by ids: use the pools earliest by id, holding the own flow just reached (the
+        # current solution meets it, so the basis stays primal feasible) per group, exactly: one
+        # total within a tolerance would be traded for earlier pools, and per group it may still
+        # move between a sponsor's own pools, so that ties among those go by id too
         if O:
-            # each group's own flow held at its total (exactly: no tolerance to trade), free to
-            # move between its sponsors' own pools so that ties among those go by id too
-            own_x = np.maximum(sol.col_value[c_o], 0.0)
-            grp = np.unique(net.own_group)
-            held = np.bincount(np.searchsorted(grp, net.own_group), weights=own_x, minlength=grp.size)
-            order = np.argsort(net.own_group, kind="stable")
-            start = np.r_[0, np.cumsum(np.bincount(np.searchsorted(grp, net.own_group), minlength=grp.size))]
-            lp.add_rows(held, np.full(grp.size, INF), start, c_o[order], np.ones(O))
+            grp, idx = np.unique(net.own_group, return_inverse=True)
+            held = np.bincount(idx, weights=np.maximum(sol.col_value[c_o], 0.0), minlength=grp.size)
+            start = np.r_[0, np.cumsum(np.bincount(idx, minlength=grp.size))]
+            lp.add_rows(held, np.full(grp.size, INF), start, c_o[np.argsort(idx, kind="stable")], np.ones(O))
         lp.set_cost(np.arange(n_col), 0.0)
         lp.set_cost(c_z, 1.0 + net.sub_rank)
         lp.set_cost(c_o, 1.0 + net.sub_rank[net.own_sub])

@@ -467,10 +467,7 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
         "capacity": "It stopped because the pools it can use are exhausted: every device-hour it could "
                     "run on is granted, and taking any back would lower a project or member that "
                     "stands no higher than it.",
-        "fairness": "It stopped at its fair level: more for it would lower a project that stands no "
-                    "higher than it, directly or through a chain of moves between pools, or a "
-                    "member's total, which step 1 settles before projects are compared.",
-    }[d["bottleneck"]]
+    }.get(d["bottleneck"], "")
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
     reserved = any(p["reserve"] > 0 and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
@@ -479,9 +476,12 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                   "as 0, so it is served only from what they leave (step 2 serves weight-0 projects "
                   "last), and more for it would lower one of them, another weight-0 project with no "
                   "more than it, or a member's total.")
-    elif d["bottleneck"] == "fairness" and reserved:
-        reason = reason[:-1] + (", or would need more of a pool than its owner lends (the owner keeps a reserve "
-                                "for its own projects).")
+    elif d["bottleneck"] == "fairness":
+        reason = ("It stopped at its fair level: more for it would lower a project that stands no "
+                  "higher than it, directly or through a chain of moves between pools, or a "
+                  "member's total, which step 1 settles before projects are compared"
+                  + (", or would need more of a pool than its owner lends (the owner keeps a reserve "
+                     "for its own projects)." if reserved else "."))
     if d["level"] is not None and not zero:
         reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
         lowest = _lowest_holder_level(d)
