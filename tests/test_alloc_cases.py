@@ -486,3 +486,22 @@ def test_placement_ties_between_equal_pools_go_by_pool_id(monkeypatch, regions, 
                                                project("own", "b", 30), project("both", "d", 40)]))
     grants = {(g.project, g.pool): g.device_hours for g in res.grants}
     assert grants == {("x", "p1"): 15, ("y", "p1"): 20, ("own", "p2"): 30, ("both", "q1"): 40}
+
+
+def test_placement_that_must_fall_short_leaves_no_capacity_idle():
+    """The Hypothesis example that failed `test_pareto_efficient` (2026-11-27). Equal shares; j1 is
+    truly 0 (any of it lowers m1's total), but m1's frozen total is loosened by 1e-9 and j1's stake
+    ratio turns that into 1.6e-8, so j1 and j2 (at its demand, 26) together exceed the 26 of
+    capacity. Placement must then fall short: it used to let the cost (p3 costs 1) take the whole
+    1e-7 allowance from j2 and left 2.6e-6 of p3 idle; it now delivers all the capacity allows."""
+    pools = [pool("p0", "m0", 0), pool("p1", "m0", 12), pool("p2", "m0", 0),
+             pool("p3", "m0", 14, region="north", cost=D(1))]
+    res = allocate(consortium(["m0", "m1"], pools, [
+        project("j0", "m0", 0), project("j1", {"m0": 2, "m1": 1}, 1), project("j2", {"m1": 2, "m0": 3}, 26)],
+        alpha="0"), integer_grants=False)
+    got = allocated(res)
+    assert got["j2"] == pytest.approx(26, rel=1e-9) and got["j1"] < 1e-6
+    placed = {}
+    for g in res.grants:
+        placed[g.pool] = placed.get(g.pool, 0.0) + g.device_hours
+    assert placed["p1"] == pytest.approx(12, abs=1e-7) and placed["p3"] == pytest.approx(14, abs=1e-7)

@@ -112,9 +112,23 @@ def place(net: PlaceNetwork) -> Placement:
                 np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=False)
     # a first solve is a cold start: its verdict needs no second cold start to be believed
     sol = lp.solve(verify=False)
-    if sol.status != "optimal":  # exact values carry solver tolerance: allow a little more shortfall
+    if sol.status != "optimal":
+        # the exact values carry solver tolerance (a frozen level loosened by 1e-9, amplified by a
+        # stake ratio) and together may exceed the capacity by that much: let each fall short by at
+        # most 1e-7 (relative), deliver as much as the capacity allows, and only then minimise the
+        # cost, which would otherwise take the whole allowance and leave capacity idle
         lp.set_row_bounds(r_grp, target * (1 - _TARGET_RTOL) - 1e-9, target)
+        gives = np.concatenate([c_e, c_o])
+        coef = np.concatenate([net.edge_coef, net.own_coef])
+        lp.set_cost(np.arange(n_col), 0.0)
+        lp.set_cost(gives, -coef)
         sol = lp.solve()
+        if sol.status != "optimal":
+            raise RuntimeError(f"allocation placement failed: {sol.status}")
+        most = -sol.objective
+        lp.add_row(most - 1e-9 * max(1.0, most), INF, gives, coef)
+        lp.set_cost(np.arange(n_col), cost)
+        sol = lp.solve(primal=True)
         if sol.status != "optimal":
             raise RuntimeError(f"allocation placement failed: {sol.status}")
     if np.any(net.sub_cost != 0) and (O or B > 1):
