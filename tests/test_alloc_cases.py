@@ -505,3 +505,30 @@ def test_placement_that_must_fall_short_leaves_no_capacity_idle():
     for g in res.grants:
         placed[g.pool] = placed.get(g.pool, 0.0) + g.device_hours
     assert placed["p1"] == pytest.approx(12, abs=1e-7) and placed["p3"] == pytest.approx(14, abs=1e-7)
+
+
+@pytest.mark.parametrize("option", [("simplex_dual_edge_weight_strategy", 1),
+                                    ("simplex_dual_edge_weight_strategy", -1),
+                                    ("random_seed", 7), ("random_seed", 123)])
+@pytest.mark.parametrize("order", [1, -1])
+def test_placement_ties_between_projects_sharing_equal_pools_go_by_ids(monkeypatch, option, order):
+    """x and y (other sponsors, so other groups) may both use p1 (region r1) and p2 (r2), equal pools
+    that neither's sponsor owns. p1 (the earlier id) fills first, and the earlier project, x, gets
+    all of its 60 there; y gets p1's other 40 and 20 of p2, whatever the solver's settings and the
+    order of the input lists (review, 2026-11-27: they swapped 20 device-hours between random
+    seeds)."""
+    import pooler.core.alloc_lp as lp_mod
+
+    init = lp_mod.WarmLP.__init__
+
+    def with_option(self, *a, **kw):
+        init(self, *a, **kw)
+        self.h.setOptionValue(*option)
+
+    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    members = [Member("a", region="r1"), Member("b", region="r1"), Member("c", region="r1")]
+    pools = [pool("p2", "c", 100, region="r2"), pool("p1", "c", 100, region="r1")]
+    projects = [project("x", "a", 60, regions=("r1", "r2")), project("y", "b", 60, regions=("r1", "r2"))]
+    res = allocate(consortium(members[::order], pools[::order], projects[::order]))
+    grants = {(g.project, g.pool): g.device_hours for g in res.grants}
+    assert grants == {("x", "p1"): 60, ("y", "p1"): 40, ("y", "p2"): 20}

@@ -480,10 +480,15 @@ def _build(inp: _Inputs) -> _Net:
     # each subclass ranked by its first pool id: placement's last tie-break
     id_rank = {q: r for r, q in enumerate(sorted(inp.pool_ids))}
     sub_rank = np.array([min(id_rank[inp.pool_ids[i]] for i in ps) for ps in sub_pools], dtype=float)
+    # and each edge by the first pool id it leads to: which group takes which pools, among equals
+    class_rank = np.array([min(id_rank[inp.pool_ids[i]] for i in ps) for ps in class_pools], dtype=float)
+    hub_rank = np.array([class_rank[r].min() for r in hub_classes], dtype=float)
+    edge_rank = np.where(e_hub, hub_rank[np.where(e_hub, e_target, 0)] if H else 0.0,
+                         class_rank[np.where(e_hub, 0, e_target)] if C else 0.0)
     placen = PlaceNetwork(
         n_groups=G, n_hubs=H, n_classes=C, arc_hub=arc_hub, arc_target=arc_target, arc_to_hub=arc_to_hub, edge_group=e_group[keep], edge_target=e_target[keep],
         edge_is_hub=e_hub[keep], edge_coef=e_coef[keep], sub_class=sub_class, sub_cap=sub_cap,
-        sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, own_group=own_g, own_sub=own_b,
+        sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, edge_rank=edge_rank[keep], own_group=own_g, own_sub=own_b,
         own_coef=own_c, group_target=np.zeros(G),
     )
     return _Net(fair, placen, live, scale, w_max, class_pools, sub_pools, sub_owner, group_of, group_classes)

@@ -3,8 +3,9 @@
 Placement is one LP on a network that refines the fairness classes into *subclasses* (pools of one
 class with the same cost and owner): minimise total cost; then, holding that cost, maximise what
 projects take directly from their own sponsors' pools; then, holding both, prefer subclasses
-earlier by pool id (minimise the flow-weighted rank), so that a tie between placements of equal
-cost is not left to the solver's pivoting, which a change of pricing rule or version moves. Flows
+earlier by pool id (minimise the flow-weighted rank), and, holding that too, give the earlier pools
+to the groups of the earlier projects, so that a tie between placements of equal cost is not left
+to the solver's pivoting, which a change of pricing rule or version moves. Flows
 through hubs are then split into (project, pool) grants by the north-west-corner rule in id order,
 which is deterministic, and grants are rounded per pool by largest remainder.
 """
@@ -41,6 +42,7 @@ class PlaceNetwork:
     sub_lend: np.ndarray  # (B,) lending limit (inf: none)
     sub_cost: np.ndarray  # (B,) cost per scaled unit
     sub_rank: np.ndarray  # (B,) rank of the subclass's first pool id among all pool ids
+    edge_rank: np.ndarray  # (E,) rank of the first pool id behind each group edge's target
     # direct own-pool edges: group -> subclass whose owner sponsors the group (no lending limit)
     own_group: np.ndarray
     own_sub: np.ndarray
@@ -154,12 +156,27 @@ def place(net: PlaceNetwork) -> Placement:
             held = np.bincount(idx, weights=np.maximum(sol.col_value[c_o], 0.0), minlength=grp.size)
             start = np.r_[0, np.cumsum(np.bincount(idx, minlength=grp.size))]
             lp.add_rows(held, np.full(grp.size, INF), start, c_o[np.argsort(idx, kind="stable")], np.ones(O))
-        lp.set_cost(np.arange(n_col), 0.0)
-        lp.set_cost(c_z, 1.0 + net.sub_rank)
-        lp.set_cost(c_o, 1.0 + net.sub_rank[net.own_sub])
+        rank_cost = np.zeros(n_col)
+        rank_cost[c_z] = 1.0 + net.sub_rank
+        rank_cost[c_o] = 1.0 + net.sub_rank[net.own_sub]
+        lp.set_cost(np.arange(n_col), rank_cost)
         sol3 = lp.solve(primal=True)
         if sol3.status == "optimal":
             sol = sol3
+            if G > 1 and np.bincount(net.edge_group, minlength=G).max() > 1:
+                # last, which group takes which of the pools just chosen: holding the ranks, the
+                # earlier groups (by first project id) take the earlier pools. An edge costs
+                # (groups from its own to the last) x (1 + its first pool's rank): swapping two
+                # groups' pools always costs more one way (the cost has the Monge property), and
+                # the cheaper way gives the earlier pool to the earlier group
+                best = sol.objective
+                lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(rank_cost),
+                           rank_cost[rank_cost != 0])
+                lp.set_cost(np.arange(n_col), 0.0)
+                lp.set_cost(c_e, (G - net.edge_group) / G * (1.0 + net.edge_rank))
+                sol4 = lp.solve(primal=True)
+                if sol4.status == "optimal":
+                    sol = sol4
     x = np.maximum(sol.col_value, 0.0)
     return _decompose(net, x[c_e], x[c_v], x[c_z], x[c_o], lp.solves)
 
