@@ -532,3 +532,60 @@ def test_placement_ties_between_projects_sharing_equal_pools_go_by_ids(monkeypat
     res = allocate(consortium(members[::order], pools[::order], projects[::order]))
     grants = {(g.project, g.pool): g.device_hours for g in res.grants}
     assert grants == {("x", "p1"): 60, ("y", "p1"): 40, ("y", "p2"): 20}
+
+
+@pytest.mark.parametrize("option", [None, ("random_seed", 7), ("random_seed", 123),
+                                    ("simplex_dual_edge_weight_strategy", -1)])
+def test_placement_gives_a_shared_sponsors_pool_to_the_earlier_project(monkeypatch, option):
+    """x and y are both sponsored by a, whose p1 (20) cannot hold both (15 each); p2 (10) belongs to
+    c, who sponsors neither. Both ways of using p1 in full are ties; the earlier project, x, takes
+    its 15 there, whatever the solver's settings (review, 2026-11-28: random seed 7 gave x p2)."""
+    import pooler.core.alloc_lp as lp_mod
+
+    if option:
+        init = lp_mod.WarmLP.__init__
+
+        def with_option(self, *a, **kw):
+            init(self, *a, **kw)
+            self.h.setOptionValue(*option)
+
+        monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    res = allocate(consortium(["a", "b", "c"], [pool("p1", "a", 20), pool("p2", "c", 10)],
+                              [project("x", {"a": 1, "b": 1}, 15), project("y", "a", 15)]))
+    grants = {(g.project, g.pool): g.device_hours for g in res.grants}
+    assert grants == {("x", "p1"): 15, ("y", "p1"): 5, ("y", "p2"): 10}
+
+
+def test_rounding_ties_of_exact_halves_go_by_position_not_by_noise():
+    from pooler.core.alloc_place import largest_remainder
+
+    pool_of = np.array([0, 0])
+    cap = np.array([1.0])
+    # two halves of one device-hour, one a hair above by the solver's noise: the first gets it
+    assert largest_remainder(pool_of, np.array([0.4999999999, 0.5000000001]), cap).tolist() == [1, 0]
+    assert largest_remainder(pool_of, np.array([0.5000000001, 0.4999999999]), cap).tolist() == [1, 0]
+    # a real difference still decides
+    assert largest_remainder(pool_of, np.array([0.4, 0.6]), cap).tolist() == [0, 1]
+    # a pool's total of exact half device-hours rounds up, whichever side of the half the noise puts it
+    assert largest_remainder(np.array([0]), np.array([7.4999999999]), np.array([10.0])).tolist() == [8]
+    assert largest_remainder(np.array([0]), np.array([7.5000000001]), np.array([10.0])).tolist() == [8]
+
+
+def test_placement_of_deliveries_beyond_the_tolerance_delivers_what_fits():
+    """Deliveries that exceed the capacity by more than placement's 1e-7 allowance (never from the
+    fairness steps, which hold capacity to 1e-9) are placed as far as they fit instead of failing
+    (review, 2026-11-28: the delivery-first fallback raised where the cost-only one had not)."""
+    import pooler.core.alloc as al
+    from pooler.core.alloc_place import PlaceNetwork, place
+
+    inp = al._Inputs(consortium(["a", "b"], [pool("p1", "a", 10), pool("p2", "b", 10, cost=D(1))],
+                                [project("x", "a", 15), project("y", "b", 15)]))
+    value, _, _ = al._fair(inp)
+    net = inp.net
+    target = np.bincount(net.fair.item_group, weights=value[net.live] * net.scale, minlength=net.fair.n_groups)
+    assert target.sum() == pytest.approx(20 * net.scale, rel=1e-9)
+    pl = place(PlaceNetwork(**{**net.place.__dict__, "group_target": target * (1 + 1e-5)}))
+    # all 20 device-hours are placed, and neither project more than it asked
+    assert pl.delivered.sum() == pytest.approx(20 * net.scale, rel=1e-9)
+    per_group = np.bincount(pl.group, weights=pl.delivered, minlength=net.fair.n_groups)
+    assert np.all(per_group <= target * (1 + 1e-5) * (1 + 1e-9))

@@ -1,13 +1,14 @@
 """Step 3 of the allocation (DESIGN section 3): place the fixed deliveries on pools, then round.
 
 Placement is one LP on a network that refines the fairness classes into *subclasses* (pools of one
-class with the same cost and owner): minimise total cost; then, holding that cost, maximise what
-projects take directly from their own sponsors' pools; then, holding both, prefer subclasses
-earlier by pool id (minimise the flow-weighted rank), and, holding that too, give the earlier pools
-to the groups of the earlier projects, so that a tie between placements of equal cost is not left
-to the solver's pivoting, which a change of pricing rule or version moves. Flows
-through hubs are then split into (project, pool) grants by the north-west-corner rule in id order,
-which is deterministic, and grants are rounded per pool by largest remainder.
+class with the same cost and owner), solved in passes, each holding what the ones before reached:
+minimise total cost; maximise what projects take directly from their own sponsors' pools, the
+groups of the earlier projects first; prefer subclasses earlier by pool id (minimise the
+flow-weighted rank); and give the earlier pools to the groups of the earlier projects. So a tie
+between placements of equal cost is not left to the solver's pivoting, which a change of pricing
+rule or version moves. Flows through hubs are then split into (project, pool) grants by the
+north-west-corner rule in id order, which is deterministic, and grants are rounded per pool by
+largest remainder.
 """
 
 from __future__ import annotations
@@ -126,7 +127,11 @@ def place(net: PlaceNetwork) -> Placement:
         lp.set_cost(gives, -coef)
         sol = lp.solve()
         if sol.status != "optimal":
-            raise RuntimeError(f"allocation placement failed: {sol.status}")
+            # further off than the solver's tolerance can explain: still deliver what fits
+            lp.set_row_bounds(r_grp, 0.0, target)
+            sol = lp.solve()
+            if sol.status != "optimal":
+                raise RuntimeError(f"allocation placement failed: {sol.status}")
         most = -sol.objective
         lp.add_row(most - 1e-9 * max(1.0, most), INF, gives, coef)
         lp.set_cost(np.arange(n_col), cost)
@@ -146,6 +151,15 @@ def place(net: PlaceNetwork) -> Placement:
         sol2 = lp.solve(primal=True)
         if sol2.status == "optimal":
             sol = sol2
+            if np.unique(net.own_group).size > 1:
+                # which groups take that own flow, where several could: the earlier groups (by
+                # first project id) first, holding the total
+                total = float(np.maximum(sol.col_value[c_o], 0.0).sum())
+                lp.add_row(total - 1e-9 * max(1.0, total), INF, c_o, np.ones(O))
+                lp.set_cost(c_o, -(G - net.own_group) / G)
+                sol2 = lp.solve(primal=True)
+                if sol2.status == "optimal":
+                    sol = sol2
     if B > 1:
         # then ties by ids: use the pools earliest by id, holding the own flow just reached (the
         # current solution meets it, so the basis stays primal feasible) per group, exactly: one
@@ -163,7 +177,8 @@ def place(net: PlaceNetwork) -> Placement:
         sol3 = lp.solve(primal=True)
         if sol3.status == "optimal":
             sol = sol3
-            if G > 1 and np.bincount(net.edge_group, minlength=G).max() > 1:
+            routes = np.bincount(np.concatenate([net.edge_group, net.own_group]), minlength=G)
+            if G > 1 and routes.max() > 1:
                 # last, which group takes which of the pools just chosen: holding the ranks, the
                 # earlier groups (by first project id) take the earlier pools. An edge costs
                 # (groups from its own to the last) x (1 + its first pool's rank): swapping two
@@ -172,8 +187,10 @@ def place(net: PlaceNetwork) -> Placement:
                 best = sol.objective
                 lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(rank_cost),
                            rank_cost[rank_cost != 0])
-                lp.set_cost(np.arange(n_col), 0.0)
-                lp.set_cost(c_e, (G - net.edge_group) / G * (1.0 + net.edge_rank))
+                order = np.zeros(n_col)
+                order[c_e] = (G - net.edge_group) / G * (1.0 + net.edge_rank)
+                order[c_o] = (G - net.own_group) / G * (1.0 + net.sub_rank[net.own_sub])
+                lp.set_cost(np.arange(n_col), order)
                 sol4 = lp.solve(primal=True)
                 if sol4.status == "optimal":
                     sol = sol4
@@ -276,7 +293,8 @@ def _decompose(net: PlaceNetwork, xe, xv, xz, xo, solves) -> Placement:
 
 def largest_remainder(pool: np.ndarray, exact: np.ndarray, cap: np.ndarray) -> np.ndarray:
     """Round `exact` device-hours to integers per pool: the floors, plus one for the largest remainders
-    (ties by position, i.e. by (project, pool) order) until the pool's rounded total; never over `cap`.
+    (to 1e-6; ties by position, i.e. by (project, pool) order) until the pool's rounded total; never
+    over `cap`.
 
     `pool` indexes `cap`; entries must be sorted so that position breaks ties deterministically.
     """
@@ -286,10 +304,12 @@ def largest_remainder(pool: np.ndarray, exact: np.ndarray, cap: np.ndarray) -> n
     n_pool = cap.size
     total = np.bincount(pool, weights=exact, minlength=n_pool)
     floor_sum = np.bincount(pool, weights=base, minlength=n_pool)
-    want = np.minimum(np.floor(total + 0.5 + 1e-9), np.floor(cap + 1e-9))
+    want = np.minimum(np.floor(np.round(total, 6) + 0.5), np.floor(cap + 1e-9))
+    # (the total to 1e-6: an exact half rounds up whichever side of it the solver's noise puts it)
     extra = np.maximum(want - floor_sum, 0).astype(np.int64)
     # rank the remainders inside each pool: largest first, then by position
-    order = np.lexsort((np.arange(pool.size), -rem, pool))
+    # (remainders equal to 1e-6 are equal: a tie of exact halves is not left to the solver's noise)
+    order = np.lexsort((np.arange(pool.size), -np.round(rem, 6), pool))
     first = np.searchsorted(pool[order], np.arange(n_pool))
     rank = np.empty(pool.size, dtype=np.int64)
     rank[order] = np.arange(pool.size) - first[pool[order]]
