@@ -127,11 +127,12 @@ def place(net: PlaceNetwork) -> Placement:
         lp.set_cost(gives, -coef)
         sol = lp.solve()
         if sol.status != "optimal":
-            # further off than the solver's tolerance can explain: still deliver what fits
+            # further off than the solver's tolerance explains: deliver what fits, if that is
+            # within 1e-6 of the whole (more would be an error upstream, not noise)
             lp.set_row_bounds(r_grp, 0.0, target)
             sol = lp.solve()
-            if sol.status != "optimal":
-                raise RuntimeError(f"allocation placement failed: {sol.status}")
+            if sol.status != "optimal" or -sol.objective < target.sum() * (1 - 1e-6):
+                raise RuntimeError(f"allocation placement failed: {sol.status}, deliveries beyond the capacity")
         most = -sol.objective
         lp.add_row(most - 1e-9 * max(1.0, most), INF, gives, coef)
         lp.set_cost(np.arange(n_col), cost)
@@ -180,22 +181,39 @@ def place(net: PlaceNetwork) -> Placement:
             routes = np.bincount(np.concatenate([net.edge_group, net.own_group]), minlength=G)
             if G > 1 and routes.max() > 1:
                 # last, which group takes which of the pools just chosen: holding the ranks, the
-                # earlier groups (by first project id) take the earlier pools. An edge costs
-                # (groups from its own to the last) x (1 + its first pool's rank): swapping two
-                # groups' pools always costs more one way (the cost has the Monge property), and
-                # the cheaper way gives the earlier pool to the earlier group
+                # earlier groups (by first project id) take the earlier pools. A flow costs its
+                # group's weight x (1 + the rank of its first pool), the weights falling with the
+                # group's order: swapping two groups' pools then costs more one way, and the
+                # cheaper way gives the earlier pool to the earlier group. The weights are logs
+                # of distinct primes, so that no longer cycle of moves between pools (integer
+                # rank steps) costs exactly nothing (review, 2026-11-28: with (G - g) / G three
+                # groups tied on ranks 0, 1, 3)
                 best = sol.objective
                 lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(rank_cost),
                            rank_cost[rank_cost != 0])
                 order = np.zeros(n_col)
-                order[c_e] = (G - net.edge_group) / G * (1.0 + net.edge_rank)
-                order[c_o] = (G - net.own_group) / G * (1.0 + net.sub_rank[net.own_sub])
+                weight = np.log(_primes(G))[::-1] / np.log(_primes(G)[-1])
+                order[c_e] = weight[net.edge_group] * (1.0 + net.edge_rank)
+                order[c_o] = weight[net.own_group] * (1.0 + net.sub_rank[net.own_sub])
                 lp.set_cost(np.arange(n_col), order)
                 sol4 = lp.solve(primal=True)
                 if sol4.status == "optimal":
                     sol = sol4
     x = np.maximum(sol.col_value, 0.0)
     return _decompose(net, x[c_e], x[c_v], x[c_z], x[c_o], lp.solves)
+
+
+def _primes(n: int) -> np.ndarray:
+    """The first `n` primes."""
+    if n < 1:
+        return np.empty(0, dtype=np.int64)
+    size = max(16, int(n * (np.log(n + 1) + np.log(np.log(n + 2)) + 2)))
+    sieve = np.ones(size, dtype=bool)
+    sieve[:2] = False
+    for k in range(2, int(size ** 0.5) + 1):
+        if sieve[k]:
+            sieve[k * k::k] = False
+    return np.flatnonzero(sieve)[:n]
 
 
 def transport(src_key: np.ndarray, src_amt: np.ndarray, dst_key: np.ndarray, dst_amt: np.ndarray):
