@@ -592,3 +592,33 @@ def test_placement_of_deliveries_beyond_the_tolerance_delivers_what_fits():
     assert np.all(per_group <= target * (1 + 5e-7) * (1 + 1e-9))
     with pytest.raises(RuntimeError, match="placement failed"):
         place(PlaceNetwork(**{**net.place.__dict__, "group_target": target * (1 + 1e-3)}))
+
+
+@pytest.mark.parametrize("option", [None, ("random_seed", 7), ("random_seed", 123),
+                                    ("simplex_dual_edge_weight_strategy", -1)])
+def test_placement_ties_on_a_cycle_of_three_projects_go_by_ids(monkeypatch, option):
+    """A random instance (review, 2026-11-28) where j1, j4 and j5 can pass capacity round a cycle of
+    pools ranked 0, 1 and 3 at no cost, own use or rank: with group weights (G - g) / G the last
+    pass's cost of that cycle was exactly 0 and the random seed decided. With weights that cannot
+    balance on whole rank steps, j1, the earliest, keeps the earliest pool, p0."""
+    import pooler.core.alloc_lp as lp_mod
+
+    if option:
+        init = lp_mod.WarmLP.__init__
+
+        def with_option(self, *a, **kw):
+            init(self, *a, **kw)
+            self.h.setOptionValue(*option)
+
+        monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    members = [Member("m0", region="r1"), Member("m1", region="r0")]
+    pools = [pool("p0", "m1", 20, region="r0", reserve=D("0.5"), cost=D(1)), pool("p1", "m1", 20, region="r1"),
+             pool("p2", "m0", 5, region="r1"), pool("p3", "m1", 12, cost=D(1)),
+             pool("p4", "m0", 10, region="r0", reserve=D("0.5"))]
+    projects = [project("j0", "m0", 60), project("j1", "m1", 20), project("j2", "m0", 40, 2),
+                project("j3", "m1", 1000, regions=("r0", "r1", "r2")), project("j4", "m1", 26, regions=("r0", "r2")),
+                project("j5", {"m0": 1, "m1": 3}, 60)]
+    res = allocate(consortium(members, pools, projects))
+    grants = {(g.project, g.pool): g.device_hours for g in res.grants}
+    assert grants == {("j0", "p2"): 4, ("j1", "p0"): 15, ("j2", "p2"): 1, ("j2", "p4"): 7, ("j3", "p1"): 15,
+                      ("j4", "p0"): 5, ("j4", "p3"): 9, ("j5", "p1"): 5, ("j5", "p3"): 3, ("j5", "p4"): 3}
