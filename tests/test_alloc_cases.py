@@ -459,6 +459,21 @@ def test_a_blocked_group_the_duals_miss_does_not_rise_on_a_large_stake_ratio(tmp
     assert got["j2"] < 1e-6 and got["j10"] == pytest.approx(150, rel=1e-9)
 
 
+def _with_solver_option(monkeypatch, option) -> None:
+    """Every LP of the allocation gets this HiGHS option (name, value); None leaves them alone."""
+    import pooler.core.alloc_lp as lp_mod
+
+    if option is None:
+        return
+    init = lp_mod.WarmLP.__init__
+
+    def with_option(self, *a, **kw):
+        init(self, *a, **kw)
+        self.h.setOptionValue(*option)
+
+    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+
+
 @pytest.mark.parametrize("regions", [("r1", "r2"), ("r2", "r1")])
 @pytest.mark.parametrize("option", [("simplex_dual_edge_weight_strategy", 1),
                                     ("simplex_dual_edge_weight_strategy", -1),
@@ -469,15 +484,7 @@ def test_placement_ties_between_equal_pools_go_by_pool_id(monkeypatch, regions, 
     their grants go to p1, whatever the solver's settings (review, 2026-11-27: under another
     pricing rule they moved to p2). `own` takes its sponsor's p2 first all the same; and between
     its sponsor's own equal pools q1 and q2, `both` takes q1."""
-    import pooler.core.alloc_lp as lp_mod
-
-    init = lp_mod.WarmLP.__init__
-
-    def with_option(self, *a, **kw):
-        init(self, *a, **kw)
-        self.h.setOptionValue(*option)
-
-    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    _with_solver_option(monkeypatch, option)
     members = [Member("a", region="r1"), Member("b", region="r1"), Member("c", region="r1"),
                Member("d", region="r1")]
     pools = [pool("p2", "b", 100, region=regions[1]), pool("p1", "c", 100, region=regions[0]),
@@ -517,15 +524,7 @@ def test_placement_ties_between_projects_sharing_equal_pools_go_by_ids(monkeypat
     all of its 60 there; y gets p1's other 40 and 20 of p2, whatever the solver's settings and the
     order of the input lists (review, 2026-11-27: they swapped 20 device-hours between random
     seeds)."""
-    import pooler.core.alloc_lp as lp_mod
-
-    init = lp_mod.WarmLP.__init__
-
-    def with_option(self, *a, **kw):
-        init(self, *a, **kw)
-        self.h.setOptionValue(*option)
-
-    monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    _with_solver_option(monkeypatch, option)
     members = [Member("a", region="r1"), Member("b", region="r1"), Member("c", region="r1")]
     pools = [pool("p2", "c", 100, region="r2"), pool("p1", "c", 100, region="r1")]
     projects = [project("x", "a", 60, regions=("r1", "r2")), project("y", "b", 60, regions=("r1", "r2"))]
@@ -540,16 +539,7 @@ def test_placement_gives_a_shared_sponsors_pool_to_the_earlier_project(monkeypat
     """x and y are both sponsored by a, whose p1 (20) cannot hold both (15 each); p2 (10) belongs to
     c, who sponsors neither. Both ways of using p1 in full are ties; the earlier project, x, takes
     its 15 there, whatever the solver's settings (review, 2026-11-28: random seed 7 gave x p2)."""
-    import pooler.core.alloc_lp as lp_mod
-
-    if option:
-        init = lp_mod.WarmLP.__init__
-
-        def with_option(self, *a, **kw):
-            init(self, *a, **kw)
-            self.h.setOptionValue(*option)
-
-        monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    _with_solver_option(monkeypatch, option)
     res = allocate(consortium(["a", "b", "c"], [pool("p1", "a", 20), pool("p2", "c", 10)],
                               [project("x", {"a": 1, "b": 1}, 15), project("y", "a", 15)]))
     grants = {(g.project, g.pool): g.device_hours for g in res.grants}
@@ -601,16 +591,7 @@ def test_placement_ties_on_a_cycle_of_three_projects_go_by_ids(monkeypatch, opti
     pools ranked 0, 1 and 3 at no cost, own use or rank: with group weights (G - g) / G the last
     pass's cost of that cycle was exactly 0 and the random seed decided. With weights that cannot
     balance on whole rank steps, j1, the earliest, keeps the earliest pool, p0."""
-    import pooler.core.alloc_lp as lp_mod
-
-    if option:
-        init = lp_mod.WarmLP.__init__
-
-        def with_option(self, *a, **kw):
-            init(self, *a, **kw)
-            self.h.setOptionValue(*option)
-
-        monkeypatch.setattr(lp_mod.WarmLP, "__init__", with_option)
+    _with_solver_option(monkeypatch, option)
     members = [Member("m0", region="r1"), Member("m1", region="r0")]
     pools = [pool("p0", "m1", 20, region="r0", reserve=D("0.5"), cost=D(1)), pool("p1", "m1", 20, region="r1"),
              pool("p2", "m0", 5, region="r1"), pool("p3", "m1", 12, cost=D(1)),
