@@ -113,6 +113,16 @@ def place(net: PlaceNetwork) -> Placement:
     row_lo[r_grp] = row_hi[r_grp] = target
     lp = WarmLP(cost, np.zeros(n_col), np.full(n_col, INF), row_lo, row_hi,
                 np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=False)
+
+    def hold(idx, vals, value: float, *, at_least: bool) -> None:
+        """Keep sum(vals * x[idx]) at `value` (reached by the last solve) through the passes that
+        follow, to 1e-9 of it: at least it, or at most it."""
+        slack = 1e-9 * max(1.0, abs(value))
+        if at_least:
+            lp.add_row(value - slack, INF, idx, vals)
+        else:
+            lp.add_row(-INF, value + slack, idx, vals)
+
     # a first solve is a cold start: its verdict needs no second cold start to be believed
     sol = lp.solve(verify=False)
     if sol.status != "optimal":
@@ -133,16 +143,14 @@ def place(net: PlaceNetwork) -> Placement:
             sol = lp.solve()
             if sol.status != "optimal" or -sol.objective < target.sum() * (1 - 1e-6):
                 raise RuntimeError(f"allocation placement failed: {sol.status}, deliveries beyond the capacity")
-        most = -sol.objective
-        lp.add_row(most - 1e-9 * max(1.0, most), INF, gives, coef)
+        hold(gives, coef, -sol.objective, at_least=True)
         lp.set_cost(np.arange(n_col), cost)
         sol = lp.solve(primal=True)
         if sol.status != "optimal":
             raise RuntimeError(f"allocation placement failed: {sol.status}")
     if np.any(net.sub_cost != 0) and (O or B > 1):
         # hold the least cost through the passes that follow
-        best = sol.objective
-        lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(cost), cost[cost != 0])
+        hold(np.flatnonzero(cost), cost[cost != 0], sol.objective, at_least=False)
     if O:
         # then prefer the projects' own sponsors' pools
         lp.set_cost(np.arange(n_col), 0.0)
@@ -155,8 +163,7 @@ def place(net: PlaceNetwork) -> Placement:
             if np.unique(net.own_group).size > 1:
                 # which groups take that own flow, where several could: the earlier groups (by
                 # first project id) first, holding the total
-                total = float(np.maximum(sol.col_value[c_o], 0.0).sum())
-                lp.add_row(total - 1e-9 * max(1.0, total), INF, c_o, np.ones(O))
+                hold(c_o, np.ones(O), float(np.maximum(sol.col_value[c_o], 0.0).sum()), at_least=True)
                 lp.set_cost(c_o, -(G - net.own_group) / G)
                 sol2 = lp.solve(primal=True)
                 if sol2.status == "optimal":
@@ -188,11 +195,10 @@ def place(net: PlaceNetwork) -> Placement:
                 # of distinct primes, so that no longer cycle of moves between pools (integer
                 # rank steps) costs exactly nothing (review, 2026-11-28: with (G - g) / G three
                 # groups tied on ranks 0, 1, 3)
-                best = sol.objective
-                lp.add_row(-INF, best + 1e-9 * max(1.0, abs(best)), np.flatnonzero(rank_cost),
-                           rank_cost[rank_cost != 0])
+                hold(np.flatnonzero(rank_cost), rank_cost[rank_cost != 0], sol.objective, at_least=False)
                 order = np.zeros(n_col)
-                weight = np.log(_primes(G))[::-1] / np.log(_primes(G)[-1])
+                log_p = np.log(_primes(G))
+                weight = log_p[::-1] / log_p[-1]
                 order[c_e] = weight[net.edge_group] * (1.0 + net.edge_rank)
                 order[c_o] = weight[net.own_group] * (1.0 + net.sub_rank[net.own_sub])
                 lp.set_cost(np.arange(n_col), order)
