@@ -149,7 +149,7 @@ def _from_second_process(job: ReadJob, stats: ReadStats, tally: Tally,
     context = multiprocessing.get_context("fork" if fork else "spawn")
     receiver, sender = context.Pipe(duplex=False)
     _widen(sender)
-    reader = context.Process(target=_read_and_send, args=(job, sender), name="pooler-usage-reader",
+    reader = context.Process(target=_read_and_send, args=(job, sender, receiver), name="pooler-usage-reader",
                              daemon=True)
     reader.start()
     sender.close()  # the reader holds the only sending end: if it dies, the wait below ends
@@ -198,9 +198,13 @@ def _copy_into(stats: ReadStats, tally: Tally, theirs: ReadStats, their_tally: T
     tally.__dict__.update(their_tally.__dict__)
 
 
-def _read_and_send(job: ReadJob, sender: Any) -> None:
+def _read_and_send(job: ReadJob, sender: Any, receiver: Any) -> None:
     """The second process: every chunk of rows and progress as they come, then the totals; or the
     exception that stopped it."""
+    # a forked reader holds the receiving end too: closed, the importer's is the only one, so if the
+    # importer is killed the next send fails and the reader ends (kept, it filled the pipe and waited
+    # for ever, holding the importer's database connection and its open transaction)
+    receiver.close()
     try:
         stats, tally = ReadStats(), Tally(job.skip_bad)
         pending: list[tuple] = []
