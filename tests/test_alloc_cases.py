@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pooler.core.alloc import AllocationResult, allocate
+from pooler.core.alloc_fair import NumericalFailure
 from pooler.core.model import Accelerator, Consortium, Dataset, Member, Policy, Pool, Project, Snapshot
 
 
@@ -580,7 +581,7 @@ def test_placement_of_deliveries_beyond_the_tolerance_delivers_what_fits():
     assert pl.delivered.sum() == pytest.approx(20 * net.scale, rel=1e-9)
     per_group = np.bincount(pl.group, weights=pl.delivered, minlength=net.fair.n_groups)
     assert np.all(per_group <= target * (1 + 5e-7) * (1 + 1e-9))
-    with pytest.raises(RuntimeError, match="placement failed"):
+    with pytest.raises(NumericalFailure, match="placement failed"):
         place(PlaceNetwork(**{**net.place.__dict__, "group_target": target * (1 + 1e-3)}))
 
 

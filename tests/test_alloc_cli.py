@@ -401,3 +401,22 @@ def test_a_run_gives_up_when_the_inputs_change_at_every_solve(ledger, monkeypatc
         alloc.run(_ctx(cli), "2026-11")
     assert len(solves) == alloc.SOLVE_ATTEMPTS
     assert cli("alloc", "list", "--json").json() == [] and cli("ledger", "verify").exit_code == 0
+
+
+def test_a_solver_that_fails_gives_one_error_line_and_writes_nothing(ledger, monkeypatch):
+    """An LP solver that stops short of optimal (here: no time at all; in life, the numerical
+    trouble `NumericalFailure` names) is pooler's fault, not the input's: `alloc solve` and
+    `alloc run` say so in one `Error:` line with exit code 1, no traceback (the `cli` fixture
+    asserts that), and the run writes nothing."""
+    from tests.test_alloc_cases import _with_solver_option
+
+    cli = ledger
+    before = digest(cli.db)
+    _with_solver_option(monkeypatch, ("time_limit", 0.0))
+    for args in (("alloc", "solve", EXAMPLES / "c2net.toml", "--json"),
+                 ("alloc", "run", "--period", "2026-11", "--json")):
+        result = cli(*args)
+        assert result.exit_code == 1, result.stdout
+        assert result.stderr.startswith("Error: the allocation could not be computed (numerical failure:")
+        assert "fault in pooler" in result.stderr and result.stdout == ""
+    assert digest(cli.db) == before

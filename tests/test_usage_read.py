@@ -108,3 +108,68 @@ def test_slurm_output_read_by_a_second_process(ctx, tmp_path, monkeypatch):
     assert _comparable(there) == _comparable(here) and here.recorded == 200
     assert here.ignored == {"job steps": 200}
     assert _entry(ctx, there.seq)[1] == _entry(ctx, here.seq)[1]
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    kids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry.name))
+    return kids
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` is alive and not a zombie (an orphan may never be reaped in a container)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.sqlite_only  # the pipe is the same whatever the database: once is enough
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
+def test_a_reader_whose_importer_is_killed_ends(ctx, tmp_path):
+    """SIGKILL the importing process while its second process is still reading a file several
+    times the pipe's size: the reader must end on its own. It used to keep a copy of the pipe's
+    receiving end, so it filled the pipe and waited for ever, holding the importer's database
+    connection (on PostgreSQL, an open transaction that blocked every later writer)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _mixed_csv(tmp_path / "big.csv", repeat=6_000)  # 66,000 lines, several MB of rows to send
+    script = ("import sys, pooler.services.usage_read as u\n"
+              "u.SECOND_PROCESS_BYTES = 0\n"
+              "from pooler.cli.main import main\n"
+              f"sys.argv = ['pooler', '--db', {str(ctx.db)!r}, 'usage', 'import', {str(path)!r}, '--format', 'csv']\n"
+              "main()\n")
+    importer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+    readers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not readers and importer.poll() is None and time.monotonic() < deadline:
+            readers = _children(importer.pid)
+            time.sleep(0.005)
+        assert readers, "the importer never started its reading process"
+        os.kill(importer.pid, signal.SIGKILL)
+        importer.wait()
+        deadline = time.monotonic() + 20
+        while any(_running(r) for r in readers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(_running(r) for r in readers), "the reader outlived its importer"
+    finally:
+        if importer.poll() is None:
+            importer.kill()
+        for r in readers:
+            if _running(r):
+                os.kill(r, signal.SIGKILL)

@@ -545,7 +545,10 @@ def _placement(inp: _Inputs, value: np.ndarray):
         return (np.empty(0, np.int64), 0), np.empty(0, np.int64), np.empty(0)
     pn = net.place
     pn = PlaceNetwork(**{**pn.__dict__, "group_target": target})
-    pl = place(pn)
+    try:
+        pl = place(pn)
+    except NumericalFailure as exc:
+        raise AllocationError(f"numerical failure: {exc}") from exc
     # subclass pieces -> pools: lending-limited flows first into each pool's lending room, then own
     # flows into what is left; pools in id order
     piece_pool, piece_group, piece_units, piece_deliv = [], [], [], []

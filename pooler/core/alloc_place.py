@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pooler.core.alloc_fair import NumericalFailure
 from pooler.core.alloc_lp import INF, WarmLP
 
 _TARGET_RTOL = 1e-7  # if exact deliveries are (numerically) infeasible, they may fall short by this much
@@ -142,12 +143,12 @@ def place(net: PlaceNetwork) -> Placement:
             lp.set_row_bounds(r_grp, 0.0, target)
             sol = lp.solve()
             if sol.status != "optimal" or -sol.objective < target.sum() * (1 - 1e-6):
-                raise RuntimeError(f"allocation placement failed: {sol.status}, deliveries beyond the capacity")
+                raise NumericalFailure(f"placement failed: {sol.status}, deliveries beyond the capacity")
         hold(gives, coef, -sol.objective, at_least=True)
         lp.set_cost(np.arange(n_col), cost)
         sol = lp.solve(primal=True)
         if sol.status != "optimal":
-            raise RuntimeError(f"allocation placement failed: {sol.status}")
+            raise NumericalFailure(f"placement failed: {sol.status}")
     if np.any(net.sub_cost != 0) and (O or B > 1):
         # hold the least cost through the passes that follow
         hold(np.flatnonzero(cost), cost[cost != 0], sol.objective, at_least=False)

@@ -68,10 +68,17 @@ def _silence_solver_banner() -> None:
 
 
 def _allocate(snapshot: Snapshot):
-    from pooler.core.alloc import allocate  # NumPy and the LP solver load only when allocating
+    """`allocate`, with its rare refusals (the LP solver losing feasibility that exact arithmetic
+    keeps; a reference the validation should have caught) as one `Error:` line, not a traceback."""
+    from pooler.core.alloc import AllocationError, allocate  # NumPy and the LP solver load only when allocating
 
     _silence_solver_banner()
-    return allocate(snapshot)
+    try:
+        return allocate(snapshot)
+    except AllocationError as exc:
+        raise PoolerError(f"the allocation could not be computed ({exc}); nothing was written. "
+                          f"This is a fault in pooler, not in the input: please report it with the "
+                          f"manifest or the ledger") from None
 
 
 # --- stateless solve ------------------------------------------------------------------------------
