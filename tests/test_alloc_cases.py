@@ -604,3 +604,22 @@ def test_placement_ties_on_a_cycle_of_three_projects_go_by_ids(monkeypatch, opti
     grants = {(g.project, g.pool): g.device_hours for g in res.grants}
     assert grants == {("j0", "p2"): 4, ("j1", "p0"): 15, ("j2", "p2"): 1, ("j2", "p4"): 7, ("j3", "p1"): 15,
                       ("j4", "p0"): 5, ("j4", "p3"): 9, ("j5", "p1"): 5, ("j5", "p3"): 3, ("j5", "p4"): 3}
+
+
+@pytest.mark.parametrize("borrowers", [("b",), ("b1", "b2")])
+def test_a_borrower_stopped_by_the_owners_reserve_stopped_at_capacity(borrowers):
+    """B's projects run only on gpu, and the one gpu pool is A's, half of it A's reserve. They take the
+    whole lendable half; A's project holds the reserve at a higher level. That reserve was never
+    theirs: they stopped at `capacity`, not `fairness` (which it said before 2026-11-28, as A's
+    project holds the class with a stronger claim). Two of them sharing the lendable half stop at
+    `fairness`: each holds what the other could use."""
+    accs = (Accelerator("gpu", rate=D(1)), Accelerator("npu", rate=D(1)))
+    res = allocate(consortium(
+        ["A", "B"], [pool("p", "A", 100, reserve=D("0.5")), pool("q", "B", 100, accelerator="npu")],
+        [project("a", "A", 1000)] + [project(b, "B", 1000, speed=(("gpu", D(1)),)) for b in borrowers],
+        accelerators=accs))
+    assert res.projects["a"].allocated == pytest.approx(150, rel=1e-9)
+    assert sum(res.projects[b].allocated for b in borrowers) == pytest.approx(50, rel=1e-9)
+    assert res.projects["a"].level > max(res.projects[b].level for b in borrowers)
+    expected = "capacity" if len(borrowers) == 1 else "fairness"
+    assert [res.projects[b].bottleneck for b in borrowers] == [expected] * len(borrowers)

@@ -270,7 +270,9 @@ sponsors = { b = 1 }
 
 def test_explain_words_a_reserve_and_a_weight_that_counts_as_zero(cli, tmp_path):
     """bp may borrow only the 2 of 10 device-hours that a does not reserve: what holds it is the
-    reserve, not k (at level 16, above bp's 4), and the text must say so. j's weight counts as 0: it
+    reserve, not k (at level 16, above bp's 4), so it stopped at capacity (before 2026-11-28:
+    `fairness`, as k holds the pool with a stronger claim), and the text must say that only the
+    lent part counts. j's weight counts as 0: it
     is served after the weighted projects, and its level is not comparable with theirs, so it gets
     no 'all stand higher' sentence; its sliver of solver noise is reported as 0."""
     manifest = tmp_path / "reserve.toml"
@@ -278,9 +280,9 @@ def test_explain_words_a_reserve_and_a_weight_that_counts_as_zero(cli, tmp_path)
     assert cli("init").exit_code == 0 and cli("apply", manifest).exit_code == 0
     assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
     bp = cli("alloc", "explain", "bp", "--json").json()
-    assert bp["bottleneck"] == "fairness" and abs(bp["allocated"] - 2) < 1e-6
+    assert bp["bottleneck"] == "capacity" and abs(bp["allocated"] - 2) < 1e-6
     words = cli("alloc", "explain", "bp").stdout.replace("\n", " ")
-    assert "than its owner lends" in words and "reserves the pools' owners keep" in words
+    assert "pools it can use are exhausted" in words and "only the part the owner lends" in words
     j = cli("alloc", "explain", "j", "--json").json()
     assert j["weight"] == 0 and j["allocated"] == 0
     words = cli("alloc", "explain", "j").stdout.replace("\n", " ")

@@ -673,7 +673,8 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
 
 def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     """Why each project stopped: its demand; capacity (it can run nowhere, or nobody with an equal or
-    stronger claim holds capacity it could use); or fairness (others with equal claim hold the rest)."""
+    stronger claim holds capacity it could use); or fairness (others with equal claim hold the rest).
+    `dh` are the exact device-hours of each (project, pool) before rounding."""
     net: _Net = inp.net
     J = len(inp.project_ids)
     out = ["demand" if met[j] else "capacity" for j in range(J)]
@@ -689,14 +690,30 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     for c, ps in enumerate(net.class_pools):
         pool_class[ps] = c
     held = dh > 1e-9
-    hc, hp = pool_class[pool[held]], proj[held]
-    # per class, the two strongest distinct holders
+    hc, hp, hd = pool_class[pool[held]], proj[held], dh[held]
+    # A class of pools whose owner keeps a reserve: the projects the owner does not sponsor (borrowers)
+    # share its lendable part. When they hold all of it, a borrower could only have more from another
+    # borrower: what the owner's projects hold there is the reserve, closed to it (a borrower stopped
+    # there stopped at capacity, not because the owner's projects have as strong a claim).
+    keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]  # as `_build` makes reserve classes
+    owner = np.array([inp.pool_owner[ps[0]] if keeps[ps[0]] else -1 for ps in net.class_pools], dtype=np.int64)
+    sponsored = set(zip(inp.st_proj.tolist(), inp.st_mem.tolist()))
+    borrows = np.array([c >= 0 and owner[c] >= 0 and (p, int(owner[c])) not in sponsored
+                        for c, p in zip(hc.tolist(), hp.tolist())], dtype=bool)
+    lent = np.bincount(hc[borrows], weights=hd[borrows], minlength=C)
+    lendable = np.array([(inp.pool_dh[ps] * (1 - inp.pool_reserve[ps])).sum() for ps in net.class_pools])
+    lend_full = (owner >= 0) & (lent >= lendable * (1 - 1e-6))
+    # per class, the two strongest distinct holders, and the two strongest borrowers
     top = [[] for _ in range(C)]
-    for c, p in set(zip(hc.tolist(), hp.tolist())):
+    top_borrower = [[] for _ in range(C)]
+    for c, p, b in set(zip(hc.tolist(), hp.tolist(), borrows.tolist())):
         if c >= 0:
             top[c].append(((tier[p], lvl[p]), p))
+            if b:
+                top_borrower[c].append(((tier[p], lvl[p]), p))
     for c in range(C):
         top[c] = sorted(top[c], reverse=True)[:2]
+        top_borrower[c] = sorted(top_borrower[c], reverse=True)[:2]
     for j in range(J):
         if met[j]:
             continue
@@ -705,7 +722,9 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
             continue
         mine = (tier[j], lvl[j] * (1 - 1e-9))
         for c in net.group_classes[g].tolist():
-            if any(p != j and claim >= mine for claim, p in top[c]):
+            borrower = owner[c] >= 0 and (j, int(owner[c])) not in sponsored
+            rivals = top_borrower[c] if borrower and lend_full[c] else top[c]
+            if any(p != j and claim >= mine for claim, p in rivals):
                 out[j] = "fairness"
                 break
     return out

@@ -478,6 +478,9 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
     reserved = any(p["reserve"] > 0 and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
+    if d["bottleneck"] == "capacity" and reserved:
+        reason = reason.replace("is granted,", "is granted (of a pool whose owner keeps a reserve for "
+                                "its own projects, only the part the owner lends counts),")
     if d["bottleneck"] == "fairness" and zero:
         reason = ("It stopped where the projects with a weight leave off: its fair-share weight counts "
                   "as 0, so it is served only from what they leave (step 2 serves weight-0 projects "
