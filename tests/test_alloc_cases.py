@@ -623,3 +623,17 @@ def test_a_borrower_stopped_by_the_owners_reserve_stopped_at_capacity(borrowers)
     assert res.projects["a"].level > max(res.projects[b].level for b in borrowers)
     expected = "capacity" if len(borrowers) == 1 else "fairness"
     assert [res.projects[b].bottleneck for b in borrowers] == [expected] * len(borrowers)
+
+
+def test_a_borrower_of_a_tiny_reserve_beside_a_huge_class_still_stopped_at_capacity():
+    """The solver's shortfall is bounded relative to the largest class, not to the lendable part: b
+    borrows A's 10-device-hour pool (half of it lent) beside C's 10,000,000 and falls about 1e-5
+    device-hours short of the 5 lent (review, 2026-11-28: `fairness` under a purely relative test)."""
+    accs = (Accelerator("gpu", rate=D(1)), Accelerator("npu", rate=D(1)))
+    res = allocate(consortium(
+        ["A", "B", "C"], [pool("p", "A", 10, reserve=D("0.5")), pool("q", "C", 10_000_000, accelerator="npu")],
+        [project("a", "A", 1e12), project("b", "B", 1e12, speed=(("gpu", D(1)),)), project("c", "C", 1e12)],
+        accelerators=accs, alpha="0"), integer_grants=False)
+    assert res.projects["b"].allocated == pytest.approx(5, rel=1e-5)
+    assert res.projects["a"].level > res.projects["b"].level
+    assert res.projects["b"].bottleneck == "capacity"

@@ -283,6 +283,7 @@ def test_explain_words_a_reserve_and_a_weight_that_counts_as_zero(cli, tmp_path)
     assert bp["bottleneck"] == "capacity" and abs(bp["allocated"] - 2) < 1e-6
     words = cli("alloc", "explain", "bp").stdout.replace("\n", " ")
     assert "pools it can use are exhausted" in words and "only the part the owner lends" in words
+    assert "pa (a, who keeps 80% for its own projects;" in words
     j = cli("alloc", "explain", "j", "--json").json()
     assert j["weight"] == 0 and j["allocated"] == 0
     words = cli("alloc", "explain", "j").stdout.replace("\n", " ")

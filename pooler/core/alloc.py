@@ -702,7 +702,11 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
                         for c, p in zip(hc.tolist(), hp.tolist())], dtype=bool)
     lent = np.bincount(hc[borrows], weights=hd[borrows], minlength=C)
     lendable = np.array([(inp.pool_dh[ps] * (1 - inp.pool_reserve[ps])).sum() for ps in net.class_pools])
-    lend_full = (owner >= 0) & (lent >= lendable * (1 - 1e-6))
+    # full to the LP's tolerance: relative to the part, and absolute (1e-8 of the largest class, in
+    # which unit the solver's error is bounded: a tiny lendable part beside a big class falls short by it)
+    class_dh = np.array([inp.pool_dh[ps].sum() for ps in net.class_pools])
+    slack = 1e-8 * class_dh.max() if C else 0.0
+    lend_full = (owner >= 0) & (lent >= lendable * (1 - 1e-6) - slack)
     # per class, the two strongest distinct holders, and the two strongest borrowers
     top = [[] for _ in range(C)]
     top_borrower = [[] for _ in range(C)]

@@ -76,7 +76,7 @@ def _allocate(snapshot: Snapshot):
     try:
         return allocate(snapshot)
     except AllocationError as exc:
-        raise PoolerError(f"the allocation could not be computed ({exc}); nothing was written. "
+        raise PoolerError(f"the allocation could not be computed ({exc}); no allocation was recorded. "
                           f"This is a fault in pooler, not in the input: please report it with the "
                           f"manifest or the ledger") from None
 
@@ -378,6 +378,9 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
     # every holder's level, those at their demand too (allocated / weight; none for weight 0)
     levels = {p["project"]: float(p["allocated"]) / float(p["weight"]) if float(p["weight"]) > 0 else None
               for p in view.projects}
+    # the owners that keep a reserve for projects of their own (an owner that sponsors none keeps
+    # it for nobody: the reserve only lowers the pool's capacity, as the allocation treats it)
+    keepers = {m for p in snapshot.projects for m, s in p.stakes().items() if s > 0}
     usable = []
     for pool in snapshot.pools:
         rate = effective_rate(snapshot, project, pool, allowed)
@@ -388,6 +391,7 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
             "pool": pool.id, "owner": pool.member, "accelerator": pool.accelerator,
             "effective_rate": float(rate), "capacity": float(pool_capacity(snapshot, pool)),
             "reserve": float(pool.reserve), "own_pool": pool.member in stakes,
+            "owner_keeps": pool.reserve > 0 and pool.member in keepers,
             "granted": float(pools_rows[pool.id]["granted"]) if pool.id in pools_rows else 0.0,
             "to_this_project": sum(g["device_hours"] for g in holders if g["project"] == project_id),
             "holders": [{"project": g["project"], "device_hours": g["device_hours"],
@@ -476,11 +480,11 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                     "stands no higher than it.",
     }.get(d["bottleneck"], "")
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
-    reserved = any(p["reserve"] > 0 and not p["own_pool"] for p in d["pools"])
+    reserved = any(p.get("owner_keeps", p["reserve"] > 0) and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
     if d["bottleneck"] == "capacity" and reserved:
-        reason = reason.replace("is granted,", "is granted (of a pool whose owner keeps a reserve for "
-                                "its own projects, only the part the owner lends counts),")
+        reason += (" Where a pool's owner keeps a reserve for its own projects, only the part the owner "
+                   "lends is open to it; what the owner's projects hold there is theirs, whatever their level.")
     if d["bottleneck"] == "fairness" and zero:
         reason = ("It stopped where the projects with a weight leave off: its fair-share weight counts "
                   "as 0, so it is served only from what they leave (step 2 serves weight-0 projects "
@@ -521,6 +525,8 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
         if len(others) > 3:
             held += f" and {len(others) - 3} more"
         owner = p["owner"] + (", a sponsor" if p["own_pool"] else "")
+        if p.get("owner_keeps") and not p["own_pool"]:
+            owner += f", who keeps {p['reserve']:.0%} for its own projects"
         lines.append((
             f"  {p['pool']} ({owner}; {p['accelerator']} at {p['effective_rate']:g} {unit}/device-hour): "
             f"{p['to_this_project']:,} of {p['capacity']:,.0f} to it"
