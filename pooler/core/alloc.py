@@ -125,8 +125,11 @@ def allocate(snapshot: Snapshot, *, integer_grants: bool = True) -> AllocationRe
     """Allocate the snapshot's pools to its projects (DESIGN section 3)."""
     started = time.perf_counter()
     inp = _Inputs(snapshot)
-    fair_value, level, lp_solves = _fair(inp)
-    grants_p, grants_pool, grants_dh = _placement(inp, fair_value)
+    try:
+        fair_value, level, lp_solves = _fair(inp)
+        grants_p, grants_pool, grants_dh = _placement(inp, fair_value)
+    except NumericalFailure as exc:  # the solver lost what exact arithmetic keeps: no allocation
+        raise AllocationError(f"numerical failure: {exc}") from exc
     lp_solves += grants_p[1]
     return _result(inp, fair_value, level, grants_p[0], grants_pool, grants_dh, integer_grants,
                    lp_solves, started)
@@ -268,6 +271,7 @@ class _Net:
     scale: float  # scaled units per normalised unit
     w_scale: float
     class_pools: list  # pools of each class
+    class_owner: np.ndarray  # owner of each reserve class (its pools' owner keeps a reserve), else -1
     sub_pools: list  # pools of each subclass
     sub_owner: np.ndarray
     group_of: np.ndarray  # group of each project (-1: can run nowhere)
@@ -491,7 +495,8 @@ def _build(inp: _Inputs) -> _Net:
         sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, edge_rank=edge_rank[keep], own_group=own_g, own_sub=own_b,
         own_coef=own_c, group_target=np.zeros(G),
     )
-    return _Net(fair, placen, live, scale, w_max, class_pools, sub_pools, sub_owner, group_of, group_classes)
+    return _Net(fair, placen, live, scale, w_max, class_pools, class_owner, sub_pools, sub_owner, group_of,
+                group_classes)
 
 
 class _Hubs:
@@ -524,10 +529,7 @@ class _Hubs:
 def _fair(inp: _Inputs):
     net = _build(inp)
     inp.net = net
-    try:
-        res = solve_fair(net.fair)
-    except NumericalFailure as exc:
-        raise AllocationError(f"numerical failure: {exc}") from exc
+    res = solve_fair(net.fair)
     J = len(inp.project_ids)
     value = np.zeros(J)
     level = np.full(J, np.nan)
@@ -545,10 +547,7 @@ def _placement(inp: _Inputs, value: np.ndarray):
         return (np.empty(0, np.int64), 0), np.empty(0, np.int64), np.empty(0)
     pn = net.place
     pn = PlaceNetwork(**{**pn.__dict__, "group_target": target})
-    try:
-        pl = place(pn)
-    except NumericalFailure as exc:
-        raise AllocationError(f"numerical failure: {exc}") from exc
+    pl = place(pn)
     # subclass pieces -> pools: lending-limited flows first into each pool's lending room, then own
     # flows into what is left; pools in id order
     piece_pool, piece_group, piece_units, piece_deliv = [], [], [], []
@@ -695,8 +694,7 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     # share its lendable part. When they hold all of it, a borrower could only have more from another
     # borrower: what the owner's projects hold there is the reserve, closed to it (a borrower stopped
     # there stopped at capacity, not because the owner's projects have as strong a claim).
-    keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]  # as `_build` makes reserve classes
-    owner = np.array([inp.pool_owner[ps[0]] if keeps[ps[0]] else -1 for ps in net.class_pools], dtype=np.int64)
+    owner = net.class_owner
     sponsored = set(zip(inp.st_proj.tolist(), inp.st_mem.tolist()))
     borrows = np.array([c >= 0 and owner[c] >= 0 and (p, int(owner[c])) not in sponsored
                         for c, p in zip(hc.tolist(), hp.tolist())], dtype=bool)

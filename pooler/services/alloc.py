@@ -480,7 +480,7 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                     "stands no higher than it.",
     }.get(d["bottleneck"], "")
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
-    reserved = any(p.get("owner_keeps", p["reserve"] > 0) and not p["own_pool"] for p in d["pools"])
+    reserved = any(p["owner_keeps"] and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
     if d["bottleneck"] == "capacity" and reserved:
         reason += (" Where a pool's owner keeps a reserve for its own projects, only the part the owner "
@@ -525,7 +525,7 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
         if len(others) > 3:
             held += f" and {len(others) - 3} more"
         owner = p["owner"] + (", a sponsor" if p["own_pool"] else "")
-        if p.get("owner_keeps") and not p["own_pool"]:
+        if p["owner_keeps"] and not p["own_pool"]:
             owner += f", who keeps {p['reserve']:.0%} for its own projects"
         lines.append((
             f"  {p['pool']} ({owner}; {p['accelerator']} at {p['effective_rate']:g} {unit}/device-hour): "
