@@ -242,12 +242,15 @@ def test_pool_dataset_model_project_accelerator_add(cli):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["pool", "add", "p", "--member", "ghost", "--accelerator", "a800", "--capacity", "5"], "ghost"),
+    (["pool", "add", "p", "--member", "ghost", "--accelerator", "a800", "--capacity", "5"],
+     'Error: pooler pool add: [[pools]] "p": member: unknown member "ghost"'),
     (["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "-5"], "capacity"),
     (["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "5",
       "--reserve", "2"], "reserve"),
     (["project", "add", "j", "--sponsor", "pcl=0", "--demand", "5"], "stake"),
     (["project", "add", "j", "--sponsor", "tiny=1", "--demand", "5", "--dataset", "corpus"], "corpus"),
+    (["project", "add", "j", "--sponsor", "tiny=1", "--demand", "5", "--dataset", "nothing"],
+     'Error: pooler project add: [[projects]] "j": datasets: unknown dataset "nothing"'),
 ])
 def test_bad_adds_are_refused_and_write_nothing(cli, applied, args, fragment):
     before = digest(cli.db)

@@ -9,7 +9,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from pooler.core.model import Pool, Snapshot
@@ -581,6 +581,39 @@ def test_check_state_applies_the_manifest_rules_to_a_snapshot():
     )
     [problem] = check_state(broken, "pooler pool add")
     assert str(problem) == 'pooler pool add: [[pools]] #1 "pcl-cb": member: unknown member "ghost"'
+
+
+_TABLES_IN_ORDER = ("accelerators", "members", "pools", "datasets", "models", "projects")
+_GHOSTS = {  # a reference to something that does not exist, per field that refers
+    "member": "ghost", "accelerator": "ghost-acc", "datasets": ("ghost-data",), "models": ("ghost-model",),
+    "sponsors": (("ghost", Decimal(1)),), "speed": (("ghost-acc", Decimal(2)),), "access": ("ghost",),
+}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(snapshots(usage=False), st.data())
+def test_checking_an_added_record_finds_what_checking_the_whole_state_finds(snapshot, data):
+    """`check_added` (what `pooler X add` runs) checks one record and the tables before it only; it
+    must report exactly what `check_state` reports for that record in the whole state, valid or not."""
+    import dataclasses
+
+    from pooler.io.manifest import check_added
+
+    tables = [t for t in _TABLES_IN_ORDER if getattr(snapshot, t)]
+    table = data.draw(st.sampled_from(tables), label="table")
+    record = data.draw(st.sampled_from(getattr(snapshot, table)), label="record")
+    base = snapshot.replace(**{table: tuple(r for r in getattr(snapshot, table) if r.id != record.id)})
+    assume(check_state(base, "ledger") == [])  # the record is not referred to by others
+    refs = [f for f in _GHOSTS if hasattr(record, f)]
+    broken = data.draw(st.lists(st.sampled_from(refs), unique=True, max_size=2) if refs else st.just([]),
+                       label="broken")
+    record = dataclasses.replace(record, **{f: _GHOSTS[f] for f in broken})
+    whole = check_state(base.replace(**{table: (*getattr(base, table), record)}), "pooler x add")
+    expected = [str(dataclasses.replace(p, index=None)) for p in whole]
+    assert [str(p) for p in check_added(base, table, record, "pooler x add")] == expected
+    assert all(p.table == table and p.id == record.id for p in whole)
+    if broken:
+        assert expected  # a ghost reference is always reported
 
 
 def test_manifest_tables(tmp_path):

@@ -30,7 +30,7 @@ import json
 import re
 import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from difflib import get_close_matches
 from pathlib import Path
@@ -241,6 +241,23 @@ def check_state(state: Snapshot, source: str) -> list[Problem]:
     checker = _Checker(source, None)
     checker.check(_manifest_data(state.replace(usage=())), allow_usage=True)
     return checker.problems
+
+
+def check_added(state: Snapshot, table: str, record: Record, source: str) -> list[Problem]:
+    """The manifest rules for one `record` added to `table` of a ledger's `state`; [] when valid.
+
+    A record's rules look only at itself and at the tables before its own (references always point
+    to earlier tables), and adding it cannot make another record invalid. So only the record and
+    those tables are checked, not the whole consortium again: on a ledger of 10,000 projects that
+    took about a second per `pooler project add`. Problems name the record by id, without an index.
+    """
+    order = list(_CLASSES)
+    position = order.index(table)
+    reduced = state.replace(usage=(), **{t: () for t in order[position:]})
+    reduced = reduced.replace(**{table: (record,)})
+    checker = _Checker(source, None)
+    checker.check(_manifest_data(reduced), allow_usage=True)
+    return [replace(p, index=None) if p.table == table else p for p in checker.problems]
 
 
 def _read_text(path: Path) -> str:

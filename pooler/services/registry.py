@@ -140,9 +140,11 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
             raise RegistryError(f'{kind} "{record.id}" already exists (use `pooler apply` to change it)')
         change = Change("add", kind, record.id, None, record.to_record())
         _check_retired_ids(writer, Plan((change,)))
-        table = COLLECTIONS[kind]
-        state = current.replace(**{table: current.collection(kind) + (record,)})
-        _check_result(state, f"pooler {kind} add")
+        from pooler.io.manifest import ManifestError, check_added
+
+        problems = check_added(current, COLLECTIONS[kind], record, f"pooler {kind} add")
+        if problems:
+            raise ManifestError(problems)
         writer.append(*change.entry())
     return change
 
