@@ -406,6 +406,62 @@ def test_a_run_gives_up_when_the_inputs_change_at_every_solve(ledger, monkeypatc
     assert cli("alloc", "list", "--json").json() == [] and cli("ledger", "verify").exit_code == 0
 
 
+WIDE_RANGE = """\
+[consortium]
+name = "wide"
+period = "quarter"
+period_hours = 0.098
+
+[[accelerators]]
+id = "big"
+rate = 26.4
+
+[[accelerators]]
+id = "small"
+rate = 0.0519
+
+[[members]]
+id = "a"
+name = "A"
+
+[[members]]
+id = "b"
+name = "B"
+
+[[pools]]
+id = "tiny"
+member = "a"
+accelerator = "small"
+devices = 21.24
+reserve = 0.8
+
+[[pools]]
+id = "huge"
+member = "b"
+accelerator = "big"
+devices = 1.247
+hours = 11270000
+
+[[projects]]
+id = "fast"
+sponsors = { b = 1 }
+demand = 37986356100000
+speed = { small = 30000 }
+"""
+
+
+def test_capacities_ten_orders_apart_give_one_error_line_not_a_traceback(cli, tmp_path):
+    """Found by a random sweep: the only pool a project can use holds 1e-10 of the largest pool's
+    units, so its placement flow fell below the LP's resolution and `alloc solve` ended in a
+    ValueError traceback from the grant assembly. Now it is the solver's one `Error:` line."""
+    path = tmp_path / "wide.toml"
+    path.write_text(WIDE_RANGE)
+    result = cli("alloc", "solve", path, "--json")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr.startswith("Error: the allocation could not be computed (numerical failure: "
+                                    "placement found no pool for deliveries of 648.185 units")
+
+
 def test_a_solver_that_fails_gives_one_error_line_and_writes_nothing(ledger, monkeypatch):
     """An LP solver that stops short of optimal (here: no time at all; in life, the numerical
     trouble `NumericalFailure` names) is pooler's fault, not the input's: `alloc solve` and

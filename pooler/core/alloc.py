@@ -579,6 +579,13 @@ def _placement(inp: _Inputs, value: np.ndarray):
             cap = cap - np.bincount(di, weights=amt, minlength=pools.size)
             room = np.minimum(room - (np.bincount(di, weights=amt, minlength=pools.size) if not own_flag else 0),
                               cap)
+    if not piece_pool:
+        # deliveries so small beside the largest class that the placement LP's flows fell below its
+        # resolution (capacities spanning ten orders of magnitude): no grant could carry them
+        raise NumericalFailure(
+            f"placement found no pool for deliveries of {target.sum() / net.scale:.6g} units: the pools' "
+            f"capacities span too wide a range for the solver (the largest class holds "
+            f"{1 / net.scale:.6g} units)")
     pool = np.concatenate(piece_pool)
     grp = np.concatenate(piece_group)
     units = np.concatenate(piece_units)
@@ -688,7 +695,11 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     pool_class = np.full(len(inp.pool_ids), -1)
     for c, ps in enumerate(net.class_pools):
         pool_class[ps] = c
-    held = dh > 1e-9
+    # a holding counts above the solver's resolution, 1e-8 of the largest class (solved to 1e-9 of
+    # it): below that it is noise (a "scrap"), and a scrap held by a stronger project made a project
+    # stopped by capacity look stopped by fairness
+    class_dh = np.array([inp.pool_dh[ps].sum() for ps in net.class_pools])
+    held = dh > max(1e-9, 1e-8 * class_dh.max()) if C else dh > 1e-9
     hc, hp, hd = pool_class[pool[held]], proj[held], dh[held]
     # A class of pools whose owner keeps a reserve: the projects the owner does not sponsor (borrowers)
     # share its lendable part. When they hold all of it, a borrower could only have more from another
@@ -702,7 +713,6 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     lendable = np.array([(inp.pool_dh[ps] * (1 - inp.pool_reserve[ps])).sum() for ps in net.class_pools])
     # full to the LP's tolerance: relative to the part, and absolute (1e-8 of the largest class, in
     # which unit the solver's error is bounded: a tiny lendable part beside a big class falls short by it)
-    class_dh = np.array([inp.pool_dh[ps].sum() for ps in net.class_pools])
     slack = 1e-8 * class_dh.max() if C else 0.0
     lend_full = (owner >= 0) & (lent >= lendable * (1 - 1e-6) - slack)
     # per class, the two strongest distinct holders, and the two strongest borrowers
