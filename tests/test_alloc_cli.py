@@ -219,7 +219,13 @@ def test_explain_says_what_holds_a_project_its_pools_holders_stand_above(ledger)
     assert holders and all(h["level"] > data["level"] for h in holders)
     words = cli("alloc", "explain", "huaxin-drug-discovery").stdout.replace("\n", " ")
     assert "got 0 (0.0%)" in words
-    assert "all stand higher" in words and "members' totals" in words
+    # all its pools' holders stand higher: the counterfactual LPs find what stops it, the members'
+    # totals of step 1 (with them held it cannot gain; without, it gains all it asks)
+    limit = data["limit"]
+    assert limit["kind"] == "members" and limit["gain"] == pytest.approx(25_000, rel=1e-6)
+    assert limit["losers"] and all(x["amount"] > 0 for x in limit["losers"])
+    assert "within the members' totals" in words and "all stand higher" not in words
+    assert f"(for instance: {limit['losers'][0]['id']} " in words
     glm = cli("alloc", "explain", "glm-finetune", "--json").json()
     assert glm["bottleneck"] == "fairness"
     assert min(h["level"] for p in glm["pools"] for h in p["holders"]) < glm["level"]

@@ -397,8 +397,20 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
             "holders": [{"project": g["project"], "device_hours": g["device_hours"],
                          "level": levels.get(g["project"])} for g in holders],
         })
+    limit = None
+    if row["bottleneck"] == "fairness":
+        from pooler.core.why import fairness_limit
+
+        _silence_solver_banner()
+        found = fairness_limit(snapshot, project_id,
+                               {p["project"]: float(p["allocated"]) for p in view.projects},
+                               {p["project"]: float(p["weight"]) for p in view.projects},
+                               {m["member"]: float(m["allocated"]) for m in view.members})
+        if found is not None:
+            limit = {"kind": found.kind, "gain": found.gain, "step": found.step,
+                     "losers": [{"id": i, "amount": a} for i, a in found.losers]}
     return {
-        "period": view.period, "run": view.entry.seq, "project": project_id,
+        "period": view.period, "run": view.entry.seq, "project": project_id, "limit": limit,
         "weight": float(row["weight"]), "raw_weight": float(project.weight),
         "demand": float(row["demand"]), "allocated": float(row["allocated"]),
         "bottleneck": row["bottleneck"], "level": None if row["level"] is None else float(row["level"]),
@@ -458,6 +470,28 @@ def _lowest_holder_level(d: dict[str, Any]) -> float | None:
     return min(levels)
 
 
+def _limit_reason(limit: dict[str, Any], unit: str) -> tuple[str, str]:
+    """What the counterfactual LPs found stops a fairness-stopped project (`pooler.core.why`), as
+    (what stops it, who gives way and at least how much for a little more for it)."""
+    losers = limit["losers"]
+    total = sum(x["amount"] for x in losers)
+    named = ", ".join(f"{x['id']} {x['amount']:,.0f}" for x in losers[:3])
+    if len(losers) > 3:
+        named += f" and {len(losers) - 3} more"
+    more = f"{limit['step']:,.0f} more {unit} for it"
+    if limit["kind"] == "tie":
+        return ("It stopped at its fair level, level with others: more for it would have to come from "
+                "projects whose claim is as strong as its own.",
+                f"{more} would take at least {total:,.0f} {unit} from them (for instance: {named}).")
+    if limit["kind"] == "members":
+        return ("It stopped at its fair level within the members' totals: more for it would lower "
+                "other members' totals, which step 1 settles before projects are compared.",
+                f"{more} would take at least {total:,.0f} {unit} off them (for instance: {named}).")
+    return ("It stopped at its fair level: more for it would need more of a pool than its owner "
+            "lends (the owner keeps a reserve for its own projects).",
+            f"{more} would need at least {total:,.0f} device-hours beyond what is lent (for instance: {named}).")
+
+
 def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
     """`explain`'s figures in sentences, then the numbers behind them: (text, style) pairs, the style
     a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way."""
@@ -496,10 +530,17 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                   "member's total, which step 1 settles before projects are compared"
                   + (", or would need more of a pool than its owner lends (the owner keeps a reserve "
                      "for its own projects)." if reserved else "."))
+    limit = d.get("limit") if d["bottleneck"] == "fairness" else None
+    found = limit is not None and limit["kind"] != "none"
+    if found:
+        # a weight-0 project keeps its sentence (why it is served last); the figures follow it
+        headline, figures = _limit_reason(limit, unit)
+        reason = f"{reason} {figures}" if zero else f"{headline} {figures}"
     if d["level"] is not None and not zero:
         reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
         lowest = _lowest_holder_level(d)
-        if d["bottleneck"] == "fairness" and lowest is not None and lowest > d["level"] * (1 + 1e-6):
+        if (d["bottleneck"] == "fairness" and not found and lowest is not None
+                and lowest > d["level"] * (1 + 1e-6)):
             reason += (f" The projects holding its pools all stand higher (the lowest at level {lowest:,.0f}), "
                        "so the limit lies further on: in what they would need instead, "
                        + ("in their members' totals, or in the reserves the pools' owners keep."
