@@ -22,6 +22,7 @@ import importlib.util
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pooler.core.alloc import allocate
@@ -160,3 +161,25 @@ def test_minimal_mismatch_reference_matches_hand_derived():
         assert Y[m] == pytest.approx(v, rel=1e-7, abs=1e-6)
     for p, v in MINIMAL_y.items():
         assert y[p] == pytest.approx(v, rel=1e-7)
+
+
+def test_a_project_short_of_its_demand_by_solver_noise_is_served():
+    """In this benchmark consortium proj000004 ends 0.012 of 1,859,307 units (6.4e-9) short of its
+    demand: solver noise, 1e-8 of the largest class. It is served in full (bottleneck `demand`,
+    counted as satisfied), not stopped at `fairness` by that noise (before 2026-11-28: `fairness`,
+    and 4 satisfied projects instead of 5)."""
+    res = allocate(_consortium(4, 8, 12, seed=17))
+    p = res.projects["proj000004"]
+    assert 0 < p.demand - p.allocated < 1e-8 * p.demand
+    assert p.bottleneck == "demand" and p.level is None
+    assert res.metrics.satisfied_projects == sum(q.bottleneck == "demand" for q in res.projects.values()) == 5
+
+
+def test_served_in_full_allows_the_solvers_noise_but_never_a_real_shortfall():
+    from pooler.core.alloc import _met
+
+    demand = np.array([1e6, 1e6, 1e6, 0.5, 0.5, 10.0])
+    value = np.array([1e6 - 0.005, 1e6 - 0.02, 1e6 - 2.0, 0.5 - 4e-7, 0.5 - 6e-7, 0.0])
+    # largest class 1e6 units: noise allowance 0.01 units, at most 1e-6 of each demand
+    assert _met(value, demand, 1e6).tolist() == [True, False, False, True, False, False]
+    assert _met(np.array([0.0]), np.array([0.0]), 1e6).tolist() == [True]
