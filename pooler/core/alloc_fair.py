@@ -189,6 +189,7 @@ class _Engine:
         self.level = np.full(n_ent, np.nan)
         self.frozen = np.zeros(n_ent, dtype=bool)
         self.frozen_lo = np.zeros(n_ent)
+        self.failed_status = ""  # the verdict of the LP that ended the filling, when one did
 
     def group_rows(self) -> None:
         """Add the groups' level rows y_g - eps_g >= -inf (inactive; t enters with `_set_piece`)."""
@@ -287,8 +288,8 @@ class _Engine:
             level, sol = self._max_level(active, items, level, ent_bp_max)
             if sol is None:
                 raise NumericalFailure(
-                    f"the allocation LP became infeasible at level {level:.6g} with {active.size} entities "
-                    f"left ({self.lp.solves} LPs solved)")
+                    f"the allocation LP ended {self.failed_status} instead of optimal at level {level:.6g} "
+                    f"with {active.size} entities left ({self.lp.solves} LPs solved)")
             reached = sol.col_value[self.ent_col[active]]
             full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
             if full.any():
@@ -355,6 +356,7 @@ class _Engine:
             sol = self._solve(want_duals=True, primal=first and not changed)
             first = False
             if sol.status != "optimal":
+                self.failed_status = sol.status
                 sol = None
                 break
             t = max(sol.objective, g)
