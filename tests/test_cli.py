@@ -272,6 +272,22 @@ def test_usage_errors_exit_2(cli, applied, args):
     assert result.exit_code == 2
 
 
+def test_retire_refused_while_named_in_an_access_list(cli, applied):
+    """A member named only in a dataset's or model's access list is still in use: retiring it left a
+    list naming a member that no longer exists, and later adds and applies tripped over it."""
+    assert cli("member", "add", "reader", "--name", "Reader").exit_code == 0
+    assert cli("dataset", "add", "shared", "--member", "pcl", "--access", "reader").exit_code == 0
+    assert cli("model", "add", "weights", "--member", "pcl", "--access", "reader").exit_code == 0
+    before = digest(cli.db)
+    result = cli("member", "retire", "reader")
+    assert result.exit_code == 1
+    assert 'member "reader" is still used by dataset "shared", model "weights"; retire those first' in result.stderr
+    assert digest(cli.db) == before
+    assert cli("dataset", "retire", "shared").exit_code == 0 and cli("model", "retire", "weights").exit_code == 0
+    assert cli("member", "retire", "reader").exit_code == 0
+    assert cli("ledger", "verify").exit_code == 0
+
+
 def test_retire_refused_while_in_use(cli, applied):
     result = cli("member", "retire", "pcl")
     assert result.exit_code == 1 and "still used by" in result.stderr

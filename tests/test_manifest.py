@@ -608,6 +608,14 @@ def test_checking_an_added_record_finds_what_checking_the_whole_state_finds(snap
     broken = data.draw(st.lists(st.sampled_from(refs), unique=True, max_size=2) if refs else st.just([]),
                        label="broken")
     record = dataclasses.replace(record, **{f: _GHOSTS[f] for f in broken})
+    if table == "projects":
+        # the rules across tables: every dataset and model (their access lists and residencies may
+        # refuse its sponsors or leave it nowhere to run), a region they may not include
+        cross = data.draw(st.lists(st.sampled_from(["datasets", "models", "regions"]), unique=True),
+                          label="cross")
+        record = dataclasses.replace(record, **{
+            f: ("elsewhere",) if f == "regions" else tuple(r.id for r in getattr(base, f))
+            for f in cross if f not in broken})
     whole = check_state(base.replace(**{table: (*getattr(base, table), record)}), "pooler x add")
     expected = [str(dataclasses.replace(p, index=None)) for p in whole]
     assert [str(p) for p in check_added(base, table, record, "pooler x add")] == expected

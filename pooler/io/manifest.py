@@ -250,6 +250,8 @@ def check_added(state: Snapshot, table: str, record: Record, source: str) -> lis
     to earlier tables), and adding it cannot make another record invalid. So only the record and
     those tables are checked, not the whole consortium again: on a ledger of 10,000 projects that
     took about a second per `pooler project add`. Problems name the record by id, without an index.
+    `state` must itself be valid, as a ledger's is: every change is checked, and a record is retired
+    only while nothing live refers to it (`registry.referrers`).
     """
     order = list(_CLASSES)
     position = order.index(table)

@@ -179,8 +179,10 @@ def referrers(state: Snapshot, kind: str, record_id: str) -> list[tuple[str, str
         ):
             found.append(("pool", pool.id))
     if kind == "member":
-        found += [("dataset", d.id) for d in state.datasets if d.member == record_id]
-        found += [("model", m.id) for m in state.models if m.member == record_id]
+        # owners, and members named in an access list (retiring one would leave the list naming a
+        # member that no longer exists: a state no manifest could write)
+        found += [("dataset", d.id) for d in state.datasets if d.member == record_id or _grants_access(d, record_id)]
+        found += [("model", m.id) for m in state.models if m.member == record_id or _grants_access(m, record_id)]
     for project in state.projects:
         uses = (
             (kind == "member" and record_id in dict(project.sponsors))
@@ -191,6 +193,10 @@ def referrers(state: Snapshot, kind: str, record_id: str) -> list[tuple[str, str
         if uses:
             found.append(("project", project.id))
     return found
+
+
+def _grants_access(asset: Any, member: str) -> bool:
+    return not isinstance(asset.access, str) and member in asset.access
 
 
 def _missing(kind: str, record_id: str, retired: set[str] | frozenset[str]) -> str:
