@@ -82,3 +82,13 @@ def test_weaker_projects_are_held_at_their_values():
 def test_an_unknown_project_has_no_limit():
     snap = consortium(["m"], [pool("p", "m", 10)], [project("a", "m", 100)])
     assert fairness_limit(snap, "nobody", {}, {}, {}) is None
+
+
+def test_a_weight_0_project_may_not_take_from_weighted_ones():
+    # z's weight counts as 0: it is served after w, which takes all 10; w is held, so nothing gives
+    # way to z (before the review's fix the check let w give way and called it a tie)
+    snap = consortium(["m"], [pool("p", "m", 10)],
+                      [project("w", "m", 100), project("z", "m", 100, weight="1e-9")])
+    assert limit_of(snap, "z").kind == "none"
+    found = limit_of(snap, "w")  # and w may take from z, which holds nothing: nothing to gain
+    assert found.kind == "none"

@@ -16,7 +16,7 @@ time, every LP holding each project with a weaker claim than j at its value:
 Claims compare as the allocation does: projects with a weight by level y/w, those of weight 0
 after all of them, by y. One LP variable per (project, pool) a project may use, scaled so that the
 largest pool holds 1; held values are loosened by 1e-9 of themselves and of that scale (the recorded
-values carry the solver's error), and a gain counts only above `GAIN` of that scale: holding the
+values carry the solver's error; 1e-7, then 1e-6 while that is infeasible), and a gain counts only above `GAIN` of that scale: holding the
 values to 1e-9 can let a project gain a thousand times that through stake ratios (CHANGELOG, Known
 problems), never a hundred-thousandth of the largest pool.
 """
@@ -32,8 +32,9 @@ from pooler.core.alloc_lp import INF, WarmLP
 from pooler.core.model import Snapshot
 
 GAIN = 1e-5  # of the largest pool's device-hours: a smaller gain is the check's own noise
-HOLD = 1e-9  # relative and absolute (scaled) loosening of the held values
-MAX_PAIRS = 500_000  # (project, pool) pairs beyond which the check is not attempted (seconds of LP)
+HOLDS = (1e-9, 1e-7, 1e-6)  # relative and absolute (scaled) loosenings of the held values, in turn
+# while the LP is infeasible (recorded values can miss each other by about 1e-7 at 1,000 projects)
+MAX_PAIRS = 50_000  # (project, pool) pairs beyond which the check is not attempted (seconds of LP)
 
 
 class _Rows:
@@ -140,8 +141,9 @@ def fairness_limit(snapshot: Snapshot, project: str, allocated: Mapping[str, flo
     mine_tier = w[j0] > 0
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.where(w > 0, value / np.where(w > 0, w, 1.0), value)
-    weaker = np.where((w > 0) == mine_tier, level < level[j0] * (1 - 1e-6),
-                      (w > 0) < mine_tier)  # a weight-0 project is weaker than one with a weight
+    # held: the weaker claims of its own tier and, for a weight-0 project, every weighted one (they
+    # are served first); a weighted project may take from weight-0 projects (served last)
+    weaker = np.where((w > 0) == mine_tier, level < level[j0] * (1 - 1e-6), (w > 0) > mine_tier)
     weaker[j0] = False
     held = np.flatnonzero(weaker)
     v = value / scale
@@ -161,14 +163,21 @@ def fairness_limit(snapshot: Snapshot, project: str, allocated: Mapping[str, flo
     def solve(hold_members: bool, open_reserves: bool, family=None, step: float = 0.0):
         """Most for j; or, given the `family` that gives way, j at its value plus `step` with the
         least given way (the sum of the family's shortfalls, one variable each)."""
+        for hold in HOLDS:
+            x = _solve_once(hold_members, open_reserves, family, step, hold)
+            if x is not None:
+                return x
+        return None
+
+    def _solve_once(hold_members, open_reserves, family, step, hold):
         blocks = [A_cap, -A_y.take(held), A_y]
-        rhs = [inp.pool_dh / scale, -np.maximum(v[held] * (1 - HOLD) - HOLD, 0.0), demand / scale]
+        rhs = [inp.pool_dh / scale, -np.maximum(v[held] * (1 - hold) - hold, 0.0), demand / scale]
         if not open_reserves:
             blocks.append(A_lend)
             rhs.append(b_lend)
         if hold_members:
             blocks.append(-A_mem)
-            rhs.append(-np.maximum(Ys * (1 - HOLD) - HOLD, 0.0))
+            rhs.append(-np.maximum(Ys * (1 - hold) - hold, 0.0))
         cost = np.zeros(n)
         if family is None:
             cost[mine.c] = mine.v
@@ -208,6 +217,6 @@ def fairness_limit(snapshot: Snapshot, project: str, allocated: Mapping[str, flo
             return None
         short = x[n:] * scale
         order = np.argsort(-short, kind="stable")
-        losers = tuple((names[i], float(short[i])) for i in order if short[i] > GAIN * scale)
+        losers = tuple((names[i], float(short[i])) for i in order if short[i] > 1e-3 * step * scale)
         return Limit(kind, gain * scale, step * scale, losers)
     return Limit("none", 0.0, 0.0, ())

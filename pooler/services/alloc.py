@@ -473,23 +473,29 @@ def _lowest_holder_level(d: dict[str, Any]) -> float | None:
 def _limit_reason(limit: dict[str, Any], unit: str) -> tuple[str, str]:
     """What the counterfactual LPs found stops a fairness-stopped project (`pooler.core.why`), as
     (what stops it, who gives way and at least how much for a little more for it)."""
+    def amount(x: float) -> str:
+        return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
+
     losers = limit["losers"]
     total = sum(x["amount"] for x in losers)
-    named = ", ".join(f"{x['id']} {x['amount']:,.0f}" for x in losers[:3])
+    named = ", ".join(f"{x['id']} {amount(x['amount'])}" for x in losers[:3])
     if len(losers) > 3:
         named += f" and {len(losers) - 3} more"
-    more = f"{limit['step']:,.0f} more {unit} for it"
+    named = f" (for instance: {named})" if losers else ""
+    more = f"{amount(limit['step'])} more {unit} for it"
+    total = amount(total) if losers else f"some (each under {amount(limit['step'] / 1000)})"
     if limit["kind"] == "tie":
         return ("It stopped at its fair level, level with others: more for it would have to come from "
                 "projects whose claim is as strong as its own.",
-                f"{more} would take at least {total:,.0f} {unit} from them (for instance: {named}).")
+                f"{more} would take at least {total} {unit} from them{named}.")
     if limit["kind"] == "members":
         return ("It stopped at its fair level within the members' totals: more for it would lower "
-                "other members' totals, which step 1 settles before projects are compared.",
-                f"{more} would take at least {total:,.0f} {unit} off them (for instance: {named}).")
+                "members' totals (its own sponsors' among them, where their other projects would give "
+                "way), which step 1 settles before projects are compared.",
+                f"{more} would take at least {total} {unit} off them{named}.")
     return ("It stopped at its fair level: more for it would need more of a pool than its owner "
             "lends (the owner keeps a reserve for its own projects).",
-            f"{more} would need at least {total:,.0f} device-hours beyond what is lent (for instance: {named}).")
+            f"{more} would need at least {total} device-hours beyond what is lent{named}.")
 
 
 def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
