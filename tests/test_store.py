@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -885,6 +886,71 @@ def test_digests_made_beside_the_replay_are_the_ones_verify_makes(ledger, path):
             assert made == _sqlite_digest(conn, attachment_table(name), seq)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_digests_beside_in_many_windows_on_several_connections_are_the_exact_ones(backend, tmp_path, monkeypatch):
+    """Windows of 7 lines, run by two connections at once with at most one waiting to be hashed:
+    each entry's digest is the exact one (`digest_stored_rows`, row by row in Python), the texts
+    hashed in order across windows and entries, windows with texts JSON escapes and without (on
+    PostgreSQL: `row_to_json` and the quick way); a row changed behind pooler's back is still a bad
+    digest, and a window that fails leaves the verification to do it all the usual way."""
+    from sqlalchemy import select
+
+    from pooler.store import digests
+    from pooler.store import ledger as ledger_module
+    from pooler.store.attachments import attachment_table, digest_stored_rows
+    from pooler.store.digests import DigestsBeside
+
+    monkeypatch.setattr(ledger_module, "_DIGEST_WINDOW", 7)
+    monkeypatch.setattr(digests, "_AHEAD", 1)
+    with contextlib.ExitStack() as stack:
+        target = tmp_path / "l.db" if backend == "sqlite" else stack.enter_context(postgres_database())
+        led = stack.enter_context(Ledger.init(target, actor="tester", clock=Clock()))
+        populate(led)
+        with led.writer("ana@pcl") as w:
+            runs = [w.append("alloc.run", {"period": f"2026-1{k}"}, attachments={"alloc_grant": [
+                {"project": f"p{i}", "pool": ODD_TEXTS[i % len(ODD_TEXTS)] if i % 10 == 0 else f"pool-{i}",
+                 "device_hours": i, "units": f"{i}.5"}
+                for i in range(n)]}).seq for k, n in enumerate((50, 7, 1))]
+        spec = attachment_table("alloc_grant")
+        t = spec.table
+        beside = DigestsBeside.start(led._engine, led._backend.reader_options())
+        made = beside.result(led.head()[0])
+        with led._transaction() as conn:
+            for seq in [seq_of(led, "alloc.run"), *runs]:
+                rows = conn.execute(select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq)
+                                    .order_by(t.c.line))
+                assert made[("alloc_grant", seq)] == digest_stored_rows(spec, rows)
+        assert led.verify().ok
+        change = "UPDATE alloc_grant SET units = '9' WHERE seq = :s AND line = 30"
+        if backend == "sqlite":
+            guards = drop_guards(target)
+            raw(target).execute(change.replace(":s", "?"), (runs[0],))
+            restore_guards(target, guards)
+        else:
+            engine = create_engine(target)
+            try:
+                with engine.begin() as conn:
+                    conn.execute(text("ALTER TABLE alloc_grant DISABLE TRIGGER USER"))
+                    conn.execute(text(change), {"s": runs[0]})
+                    conn.execute(text("ALTER TABLE alloc_grant ENABLE TRIGGER USER"))
+            finally:
+                engine.dispose()
+        report = led.verify()
+        assert report.first_bad_seq == runs[0] and report.reason.startswith("bad attachment digest")
+
+        def broken(conn, low, high):
+            raise RuntimeError("a window that fails")
+
+        plan_of = ledger_module.digest_plan_of
+        monkeypatch.setattr(ledger_module, "digest_plan_of", lambda conn: lambda c, spec, seq: dataclasses.replace(
+            plan_of(conn)(c, spec, seq), window=broken))
+        beside = DigestsBeside.start(led._engine, led._backend.reader_options())
+        assert beside.result(led.head()[0]) == {}  # the verification does it all itself
+        assert not [th for th in threading.enumerate() if th.name.startswith("pooler-verify-window")]
+        again = led.verify()
+        assert again.problems == report.problems
+
+
 def test_digests_of_another_head_are_not_used(ledger, path):
     from pooler.store.digests import DigestsBeside
 
@@ -951,6 +1017,38 @@ def test_postgresql_digests_its_rows_as_python_does(postgres_url):
             engine.dispose()
         report = pg.verify()
         assert report.first_bad_seq == entry.seq and report.reason.startswith("bad attachment digest")
+
+
+def test_postgresql_quick_digest_does_not_hide_a_column_of_another_type(postgres_url):
+    """An integer column turned into text keeps its digits: the quick way would write them as it
+    writes an integer, so it is used only for columns of the types pooler made; `row_to_json` writes
+    the text with quotes, and the change shows as a bad digest."""
+    from pooler.store.attachments import attachment_table
+    from pooler.store.ledger import _postgres_digest_plan, _postgres_quick_sql
+
+    quote = '"{}"'.format
+    spec = attachment_table("alloc_grant")
+    made = {"project": "character varying", "pool": "character varying", "device_hours": "bigint",
+            "units": "character varying(64)"}
+    assert _postgres_quick_sql(spec, quote, "FROM t", made) is not None
+    for name, other in (("device_hours", "text"), ("units", "numeric"), ("pool", "bigint")):
+        assert _postgres_quick_sql(spec, quote, "FROM t", {**made, name: other}) is None
+    with Ledger.init(postgres_url, actor="tester", clock=Clock()) as pg:
+        populate(pg)
+        seq = seq_of(pg, "alloc.run")
+        with pg._transaction() as conn:
+            before = _postgres_digest_plan(conn, spec, seq).window(conn, 0, 10)
+        engine = create_engine(postgres_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE alloc_grant ALTER COLUMN device_hours TYPE text"))
+        finally:
+            engine.dispose()
+        with pg._transaction() as conn:
+            after = _postgres_digest_plan(conn, spec, seq).window(conn, 0, 10)
+        assert '"device_hours":1200' in before and '"device_hours":"1200"' in after
+        report = pg.verify()
+        assert report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
 
 
 _LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),

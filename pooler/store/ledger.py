@@ -169,7 +169,7 @@ class Reader:
             table = RECORD_TABLES[kind].__table__
             ids.append(frozenset(self._conn.execute(select(table.c.id)).scalars()))
         table = RECORD_TABLES["consortium"].__table__
-        rows = [dict(row) for row in self._conn.execute(select(table)).mappings()]
+        rows = [dict(row) for row in self._conn.execute(select(table)).mappings().all()]
         if not rows:
             return Consortium().period, ids[0], ids[1]
         try:
@@ -251,7 +251,7 @@ class Reader:
         query = select(*[t.c[name] for name, _ in spec.columns]).where(t.c.seq == seq).order_by(t.c.line)
         decimals = [name for name, kind in spec.columns if kind == "decimal"]
         out = []
-        for row in self._conn.execute(query).mappings():
+        for row in self._conn.execute(query).mappings().all():
             item = dict(row)
             for name in decimals:
                 if item[name] is not None:
@@ -1200,6 +1200,18 @@ class Ledger:
         return found
 
 
+@dataclass(frozen=True)
+class DigestPlan:
+    """How the database digests one entry's rows (`_sqlite_digest`, `_postgres_digest`): `count`
+    rows, joined a window of lines (low, high] at a time by `window(conn, low, high)` on any
+    connection to the database; `windows` is None when the line numbers lie far apart (rows were
+    tampered with: the exact way). `DigestsBeside` runs the windows on several connections at once."""
+
+    count: int
+    windows: tuple[tuple[int, int], ...] | None
+    window: Callable[[Connection, int, int], str | None]
+
+
 def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, str | None]:
     """`digest_stored_rows` of one entry's rows with SQLite writing each row's JSON itself
     (`json_object` with the keys in sorted order), which is several times faster than Python.
@@ -1210,6 +1222,14 @@ def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, s
     rows. When it differs (tampering, or a value SQLite writes differently from Python, such as a
     control character), `verify` recomputes the digest the exact way before it says anything.
     (None, None) when SQLite cannot do it (no JSON functions, a BLOB value)."""
+    try:
+        plan = _sqlite_digest_plan(conn, spec, seq)
+        return plan.count, _plan_digest(plan, conn)
+    except (OperationalError, TypeError, UnicodeEncodeError):
+        return None, None
+
+
+def _sqlite_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
     quote = conn.dialect.identifier_preparer.quote
     names = sorted(name for name, _ in spec.columns)
     columns = ", ".join(f"'{name}', {quote(name)}" for name in names)
@@ -1217,57 +1237,125 @@ def _sqlite_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, s
     # A window of lines per statement, joined by SQLite itself: Python sees one string per window.
     sql = (f"SELECT group_concat(j, char(10)) FROM (SELECT json_object({columns}) AS j FROM {table} "
            f"WHERE {seq_c} = ? AND {line_c} > ? AND {line_c} <= ? ORDER BY {line_c})")
-    try:
-        count, last = conn.exec_driver_sql(
-            f"SELECT count(*), max({line_c}) FROM {table} WHERE {seq_c} = ?", (seq,)).one()
-        low = min(0, conn.exec_driver_sql(
-            f"SELECT min({line_c}) FROM {table} WHERE {seq_c} = ?", (seq,)).scalar() or 0)
-        return count, _window_digest(count, low, last,
-                                     lambda a, b: conn.exec_driver_sql(sql, (seq, a, b)).scalar())
-    except (OperationalError, TypeError, UnicodeEncodeError):
-        return None, None
+    count, last, first = conn.exec_driver_sql(
+        f"SELECT count(*), max({line_c}), min({line_c}) FROM {table} WHERE {seq_c} = ?", (seq,)).one()
+    return DigestPlan(count, _windows(count, min(0, first or 0), last),
+                      lambda c, a, b: c.exec_driver_sql(sql, (seq, a, b)).scalar())
 
 
-def _window_digest(count: int, low: int, last: int | None, window: Callable[[int, int], str | None]) -> str | None:
-    """The digest of the rows' texts, a window of lines (low, low + chunk] at a time as `window` joins
-    them; None when the line numbers lie far apart (rows were tampered with: the exact way)."""
-    if last is not None and last - low > 2 * count + _ATTACHMENT_CHUNK:
+# Lines per window of a digest the database computes (one statement, one string to Python each).
+_DIGEST_WINDOW = 20_000
+
+
+def _windows(count: int, low: int, last: int | None) -> tuple[tuple[int, int], ...] | None:
+    """The windows (low, low + _DIGEST_WINDOW] up to line `last`; None when the line numbers lie
+    far apart (rows were tampered with: the exact way)."""
+    if last is None:
+        return ()
+    if last - low > 2 * count + _DIGEST_WINDOW:
         return None
+    return tuple((a, a + _DIGEST_WINDOW) for a in range(low, last, _DIGEST_WINDOW))
+
+
+def digest_of_windows(texts: Iterable[str | None]) -> str:
+    """The digest of the rows' texts, given as windows of rows joined by newlines (None: an empty
+    window): each row's text followed by a newline, hashed."""
     digest = hashlib.sha256()
-    while last is not None and low < last:
-        text = window(low, low + _ATTACHMENT_CHUNK)
+    for text in texts:
         if text is not None:
             digest.update(text.encode("utf-8"))
             digest.update(b"\n")
-        low += _ATTACHMENT_CHUNK
     return digest.hexdigest()
+
+
+def _plan_digest(plan: DigestPlan, conn: Connection) -> str | None:
+    """The digest of `plan`'s windows, one after the other on `conn`."""
+    if plan.windows is None:
+        return None
+    return digest_of_windows(plan.window(conn, a, b) for a, b in plan.windows)
 
 
 def _postgres_digest(conn: Connection, spec: Any, seq: int) -> tuple[int | None, str | None]:
     """`_sqlite_digest` on PostgreSQL: the server writes each row's canonical JSON with `row_to_json`
     of the declared columns in sorted order (compact, each value as `to_json` writes it, NULL as
-    null) and joins a window of lines, taken from a subquery sorted by line (a quarter less of the
-    server's time than concatenating `to_json` of each value; PostgreSQL aggregates a sorted
-    subquery's rows in its order, though SQL does not promise it). Only a proof, as there: a digest
+    null) and joins a window of lines, taken from a subquery sorted by line (PostgreSQL aggregates a
+    sorted subquery's rows in its order, though SQL does not promise it); where no text of the
+    window holds a character JSON escapes, the same text is put together more quickly from the
+    values themselves (`_postgres_quick_sql`). Only a proof, as there: a digest
     that differs from the declared one (rows joined in another order, a value PostgreSQL writes
     otherwise than Python would, or tampering) sends `verify` to the exact way."""
-    quote = conn.dialect.identifier_preparer.quote
-    names = sorted(name for name, _ in spec.columns)
-    table, seq_c, line_c = quote(spec.table.name), quote("seq"), quote("line")
-    sql = (f"SELECT string_agg(row_to_json(r)::text, E'\\n') FROM (SELECT {', '.join(map(quote, names))} "
-           f"FROM {table} WHERE {seq_c} = %(seq)s AND {line_c} > %(low)s AND {line_c} <= %(high)s "
-           f"ORDER BY {line_c}) AS r")
     try:
         # in a savepoint: a statement that fails would otherwise leave the whole read transaction
         # failed, and the exact way could not run after it
         with conn.begin_nested():
-            count, last, first = conn.exec_driver_sql(
-                f"SELECT count(*), max({line_c}), min({line_c}) FROM {table} WHERE {seq_c} = %(seq)s",
-                {"seq": seq}).one()
-            return count, _window_digest(count, min(0, first or 0), last, lambda a, b: conn.exec_driver_sql(
-                sql, {"seq": seq, "low": a, "high": b}).scalar())
+            plan = _postgres_digest_plan(conn, spec, seq)
+            return plan.count, _plan_digest(plan, conn)
     except (DBAPIError, TypeError, UnicodeEncodeError):
         return None, None
+
+
+def _postgres_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
+    """Each window is joined the quick way when it can be (`_postgres_quick_sql`), else by
+    `row_to_json`, which writes every value itself."""
+    quote = conn.dialect.identifier_preparer.quote
+    names = sorted(name for name, _ in spec.columns)
+    table, seq_c, line_c = quote(spec.table.name), quote("seq"), quote("line")
+    rows = (f"FROM {table} WHERE {seq_c} = %(seq)s AND {line_c} > %(low)s AND {line_c} <= %(high)s "
+            f"ORDER BY {line_c}")
+    exact = f"SELECT string_agg(row_to_json(r)::text, E'\\n') FROM (SELECT {', '.join(map(quote, names))} {rows}) AS r"
+    count, last, first, types = conn.exec_driver_sql(
+        f"SELECT count(*), max({line_c}), min({line_c}), (SELECT json_object_agg(attname, "
+        f"format_type(atttypid, atttypmod)) FROM pg_attribute WHERE attrelid = %(table)s::regclass "
+        f"AND attnum > 0 AND NOT attisdropped) FROM {table} WHERE {seq_c} = %(seq)s",
+        {"seq": seq, "table": spec.table.name}).one()
+    quick = _postgres_quick_sql(spec, quote, rows, types or {})
+
+    def window(c: Connection, low: int, high: int) -> str | None:
+        params = {"seq": seq, "low": low, "high": high}
+        if quick is not None:
+            text, special = c.exec_driver_sql(quick, params).one()
+            if not special:
+                return text
+        return c.exec_driver_sql(exact, params).scalar()
+
+    return DigestPlan(count, _windows(count, min(0, first or 0), last), window)
+
+
+# The characters JSON escapes in a text (PostgreSQL's `to_json` as Python's `json.dumps`); a text
+# cannot hold NUL in PostgreSQL.
+_PG_JSON_SPECIAL = "'[\\\\\"\\x01-\\x1f]'"
+_PG_TEXT_TYPES = ("text", "character varying")
+_PG_INT_TYPES = ("bigint", "integer", "smallint")
+
+
+def _postgres_quick_sql(spec: Any, quote: Callable[[str], str], rows: str, types: Mapping[str, str]) -> str | None:
+    """A window's rows joined as `row_to_json` would write them, in about a quarter less of the
+    server's time (2.4-2.7 s instead of 3.4-3.5 s for a million usage lines): each row's JSON put together from the values themselves (a text between quotes, an integer
+    in digits, NULL as null), which is the very text `row_to_json` writes as long as no text holds a
+    character JSON escapes; the statement also says whether one does (then the window is joined by
+    `row_to_json` after all). Only for columns of the types pooler made (another type, say an
+    integer column turned into text behind pooler's back, would be written otherwise by
+    `row_to_json`): None otherwise."""
+    parts, texts = [], []
+    for i, (name, kind) in enumerate(sorted(spec.columns)):
+        declared = str(types.get(name, "")).split("(")[0]
+        column = quote(name)
+        if kind == "int" and declared in _PG_INT_TYPES:
+            value = f"coalesce({column}::text, 'null')"
+        elif kind != "int" and declared in _PG_TEXT_TYPES:
+            value = f"""coalesce('"' || {column} || '"', 'null')"""
+            texts.append(column)
+        else:
+            return None
+        key = ("{" if i == 0 else ",") + json.dumps(name)
+        parts.append(f"'{key}:', {value}")
+    special = f"string_agg(concat({', '.join(texts)}), '') ~ {_PG_JSON_SPECIAL}" if texts else "false"
+    return f"SELECT string_agg(concat({', '.join(parts)}, '}}'), E'\\n'), {special} FROM (SELECT * {rows}) AS r"
+
+
+def digest_plan_of(conn: Connection) -> Callable[[Connection, Any, int], DigestPlan]:
+    """The `DigestPlan` maker of `conn`'s database (SQLite or PostgreSQL)."""
+    return _postgres_digest_plan if conn.dialect.name == "postgresql" else _sqlite_digest_plan
 
 
 # The canonical JSON of an entry's hashed fields with a stand-in payload; the keys are sorted, so the

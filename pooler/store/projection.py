@@ -105,7 +105,7 @@ def read_rows(conn: Connection) -> Rows:
         table = _table(row_type)
         result = conn.execute(select(table).order_by(*table.primary_key.columns))
         names = list(result.keys())
-        out[table.name] = [dict(zip(names, r)) for r in result]
+        out[table.name] = [dict(zip(names, r)) for r in result.all()]  # fetchall: not a fetchone per row
     return out
 
 
