@@ -1313,7 +1313,7 @@ def _postgres_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
     def window(c: Connection, low: int, high: int) -> str | None:
         params = {"seq": seq, "low": low, "high": high}
         if quick is not None:
-            text, special = c.exec_driver_sql(quick, params).one()
+            text, special = c.exec_driver_sql(quick, {**params, "special": _PG_JSON_SPECIAL}).one()
             if not special:
                 return text
         return c.exec_driver_sql(exact, params).scalar()
@@ -1323,7 +1323,7 @@ def _postgres_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
 
 # The characters JSON escapes in a text (PostgreSQL's `to_json` as Python's `json.dumps`); a text
 # cannot hold NUL in PostgreSQL.
-_PG_JSON_SPECIAL = "'[\\\\\"\\x01-\\x1f]'"
+_PG_JSON_SPECIAL = r'[\\"\x01-\x1f]'  # a bound parameter: a literal would depend on standard_conforming_strings
 _PG_TEXT_TYPES = ("text", "character varying")
 _PG_INT_TYPES = ("bigint", "integer", "smallint")
 
@@ -1349,7 +1349,7 @@ def _postgres_quick_sql(spec: Any, quote: Callable[[str], str], rows: str, types
             return None
         key = ("{" if i == 0 else ",") + json.dumps(name)
         parts.append(f"'{key}:', {value}")
-    special = f"string_agg(concat({', '.join(texts)}), '') ~ {_PG_JSON_SPECIAL}" if texts else "false"
+    special = f"string_agg(concat({', '.join(texts)}), '') ~ %(special)s" if texts else "false"
     return f"SELECT string_agg(concat({', '.join(parts)}, '}}'), E'\\n'), {special} FROM (SELECT * {rows}) AS r"
 
 
