@@ -1051,6 +1051,28 @@ def test_postgresql_quick_digest_does_not_hide_a_column_of_another_type(postgres
         assert report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
 
 
+def test_postgresql_quick_digest_sees_a_backslash_whatever_standard_conforming_strings(postgres_url):
+    """With `standard_conforming_strings = off` a backslash in a SQL literal is an escape: the quick
+    way's check of the characters JSON escapes must still see a backslash (a row stored as the
+    escaped form of its declared text would otherwise pass as intact; found by review)."""
+    from sqlalchemy import select
+
+    from pooler.store.attachments import attachment_table, digest_stored_rows
+    from pooler.store.ledger import _postgres_digest
+
+    with Ledger.init(postgres_url, actor="tester", clock=Clock()) as pg:
+        with pg.writer("ana@pcl") as w:
+            seq = w.append("alloc.run", {"period": "2026-12"}, attachments={"alloc_grant": [
+                {"project": "p\\\\", "pool": "tab\\there", "device_hours": 1, "units": "1"}]}).seq
+        spec = attachment_table("alloc_grant")
+        t = spec.table
+        with pg._transaction() as conn:
+            conn.execute(text("SET LOCAL standard_conforming_strings = off"))
+            rows = conn.execute(select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq))
+            exact = digest_stored_rows(spec, rows)
+            assert _postgres_digest(conn, spec, seq) == exact
+
+
 _LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
                     st.decimals(allow_nan=True, allow_infinity=True, places=None),
                     st.floats(allow_nan=False), st.sampled_from([D("1.50"), D("-0"), D("sNaN")]))
