@@ -20,7 +20,7 @@ from pooler.reports.render_csv import render_json
 from pooler.services import beside, registry, report, usage
 from pooler.services.registry import open_ledger
 from tests.test_settle import _odd_settlement_inputs, _pair_hours
-from tests.test_usage_bulk import _mixed_csv
+from tests.test_usage_bulk import OCT, _mixed_csv
 from tests.test_usage_import_paths import _ctx
 
 PERIOD = "2026-10"
@@ -95,6 +95,39 @@ def test_rows_come_a_chunk_at_a_time_and_a_stream_left_early_lets_go(db_target, 
     assert [(p, q, Decimal(h), e) for p, q, h, e in flat] == [
         (r["project"], r["pool"], r["device_hours"], r["end"]) for r in rows]
     assert head[0] > 0  # the transaction is still usable after the streams left early
+
+
+@pytest.mark.parametrize("window_blocks", [1, 2048])
+def test_columns_hold_the_rows_of_the_chunks_whatever_their_texts(db_target, tmp_path, monkeypatch, window_blocks):
+    """`attachment_columns` (on PostgreSQL: a window of the table's blocks joined by the server and
+    split here) gives the rows `attachment_chunks` gives, as columns: with windows of one block, with
+    a value holding a tab (that window row by row), with NULLs (jobs not given), with ids of blanks,
+    quotes and other scripts."""
+    from pooler.store import ledger as ledger_module
+
+    ctx = _ctx(db_target, tmp_path)
+    usage.import_usage(ctx, _mixed_csv(tmp_path / "a.csv", repeat=40, job=True), "csv")
+    tabbed = tmp_path / "c.csv"  # whole blocks of rows with a tab in a value and no NULL
+    tabbed.write_text("project,pool,device_hours,start,end,job\n" + "".join(
+        f'j1,pa,2,{OCT + i},{OCT + 3600},"a\tjob {i}"\nj 3,pb,1,{OCT},{OCT + 60},plain\n' for i in range(300)),
+        encoding="utf-8")
+    usage.import_usage(ctx, tabbed, "csv")
+    usage.import_usage(ctx, _mixed_csv(tmp_path / "b.csv", repeat=5), "csv")  # no job: NULL
+    monkeypatch.setattr(ledger_module, "_COLUMN_BLOCKS", window_blocks)
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        for columns, equal in [(("project", "pool", "device_hours"), {"period": PERIOD}),
+                               (("job", "project", "period"), None),
+                               (("job",), {"project": "j1"}),
+                               (("project", "end"), None)]:  # not all text: the chunks' way
+            chunks = sorted((row for chunk in reader.attachment_chunks(
+                "usage_line", columns, kind="usage.import", equal=equal) for row in chunk), key=repr)
+            parts = list(reader.attachment_columns("usage_line", columns, kind="usage.import", equal=equal))
+            assert all(len(part) == len(columns) and len(part[0]) > 0 for part in parts)
+            assert sorted((row for part in parts for row in zip(*part)), key=repr) == chunks, columns
+            assert len(chunks) > 40
+        jobs = [job for part in reader.attachment_columns("usage_line", ("job",), kind="usage.import")
+                for job in part[0]]
+    assert "a\tjob 7" in jobs and None in jobs and "plain" in jobs
 
 
 def test_a_stream_outliving_its_transaction_does_not_fail_the_next_one(db_target, tmp_path, monkeypatch):

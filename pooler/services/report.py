@@ -57,8 +57,8 @@ def used_device_hours(reader, period: str) -> PairHours:
 
     from pooler.store.ledger import stored_decimal  # SQLAlchemy: not on the dashboard's first path
 
-    chunks = reader.attachment_chunks(USAGE_TABLE, ("project", "pool", "device_hours"),
-                                      kind=USAGE_KIND, equal={"period": period})
+    chunks = reader.attachment_columns(USAGE_TABLE, ("project", "pool", "device_hours"),
+                                       kind=USAGE_KIND, equal={"period": period})
     projects: defaultdict[str, int] = defaultdict(count().__next__)  # id -> number, on first sight
     pools: defaultdict[str, int] = defaultdict(count().__next__)
     nano_of = _NanoOf()
@@ -66,8 +66,7 @@ def used_device_hours(reader, period: str) -> PairHours:
     pool_col: list[int] = []
     nano_col: list[int] = []
     odd: dict[int, str] = {}  # line -> text, for the figures that are not whole nanohours (or huge)
-    for chunk in chunks:
-        project_text, pool_text, hours_text = zip(*chunk)
+    for project_text, pool_text, hours_text in chunks:
         project_col.extend(map(projects.__getitem__, project_text))
         pool_col.extend(map(pools.__getitem__, pool_text))
         first = len(nano_col)

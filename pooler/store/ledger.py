@@ -60,6 +60,7 @@ from pooler.store.tables import RECORD_TABLES, JournalRow, metadata
 _JOURNAL = JournalRow.__table__
 # Rows per executemany of an attachment batch, and per spooled chunk: bounded memory, few round trips.
 _ATTACHMENT_CHUNK = 20_000
+_COLUMN_BLOCKS = 2048  # table blocks (8 KiB) read at once by `attachment_columns` (PostgreSQL)
 _CURSORS = itertools.count(1)  # names of server-side cursors (PostgreSQL)
 # Rows per multi-row INSERT on SQLite.
 _ROWS_PER_INSERT = 500
@@ -310,6 +311,56 @@ class Reader:
         result = self._conn.execute(query.execution_options(yield_per=_ATTACHMENT_CHUNK))
         for rows in result.partitions():
             yield [tuple(row) for row in rows]
+
+    def attachment_columns(self, table: str, columns: Sequence[str], *, kind: str | None = None,
+                           equal: Mapping[str, Any] | None = None,
+                           at_most: Mapping[str, Any] | None = None) -> Iterator[tuple[Sequence[Any], ...]]:
+        """The rows of `attachment_chunks` some thousands at a time as columns (one sequence of
+        values per column, none empty), in no promised order: for readers that only add up.
+
+        On PostgreSQL (14 and later), when every column is text, the table is read in windows of
+        `_COLUMN_BLOCKS` of its blocks (a TID range scan, the last window open-ended), and the server
+        joins a window's rows' values with tabs into one text that is split here: a fifth of the
+        client's time of a row at a time, and no sort. A window whose split does not give exactly one
+        value per column and row (a value holding a tab) or that holds a NULL is read row by row."""
+        spec = attachment_table(table)
+        t = spec.table
+        conn = self._conn
+        if (conn.dialect.name != "postgresql" or not columns
+                or not all(type(t.c[name].type) is String for name in columns)
+                or (conn.dialect.server_version_info or (0,)) < (14,)):
+            for chunk in self.attachment_chunks(table, columns, kind=kind, equal=equal, at_most=at_most):
+                yield tuple(zip(*chunk))
+            return
+        from sqlalchemy import and_, literal_column, or_, text as sql_text
+
+        values = [t.c[name] for name in columns]
+        tab = literal_column("E'\\t'")  # an E'' string reads the same whatever standard_conforming_strings
+        joined = [values[0]]
+        for value in values[1:]:
+            joined += [tab, value]
+        quote = conn.dialect.identifier_preparer.quote
+        low = sql_text(f"{quote(t.name)}.ctid >= CAST(:low AS tid)")
+        high = sql_text(f"{quote(t.name)}.ctid < CAST(:high AS tid)")
+        filters = self._filters(t, kind, equal, at_most)
+        aggregate = [func.count(), func.count().filter(or_(*[v.is_(None) for v in values])),
+                     func.string_agg(func.concat(*joined), tab)]
+        blocks = conn.exec_driver_sql(
+            f"SELECT pg_relation_size(%(t)s) / current_setting('block_size')::int", {"t": t.name}).scalar()
+        width = len(columns)
+        for first in range(0, max(blocks, 1), _COLUMN_BLOCKS):
+            params = {"low": f"({first},0)", "high": f"({first + _COLUMN_BLOCKS},0)"}
+            where = [*filters, low]
+            if first + _COLUMN_BLOCKS < blocks:  # the last window is open-ended: rows in blocks added since
+                where.append(high)
+            count, nulls, text = conn.execute(select(*aggregate).where(and_(*where)), params).one()
+            if not count:
+                continue
+            pieces = text.split("\t") if not nulls else ()
+            if len(pieces) == width * count:
+                yield tuple(pieces[i::width] for i in range(width))
+            else:
+                yield tuple(zip(*conn.execute(select(*values).where(and_(*where)), params).all()))
 
     def attachment_sums(self, table: str, value: str, by: Sequence[str], *, kind: str | None = None,
                         equal: Mapping[str, Any] | None = None,
