@@ -1046,7 +1046,8 @@ def test_postgresql_quick_digest_does_not_hide_a_column_of_another_type(postgres
             engine.dispose()
         with pg._transaction() as conn:
             after = _postgres_digest_plan(conn, spec, seq).window(conn, 0, 10)
-        assert '"device_hours":1200' in before and '"device_hours":"1200"' in after
+        assert isinstance(before, bytes) and isinstance(after, str)  # the quick way, then row_to_json
+        assert b'"device_hours":1200' in before and '"device_hours":"1200"' in after
         report = pg.verify()
         assert report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
 
@@ -1071,6 +1072,71 @@ def test_postgresql_quick_digest_sees_a_backslash_whatever_standard_conforming_s
             rows = conn.execute(select(*[t.c[c] for c, _ in spec.columns]).where(t.c.seq == seq))
             exact = digest_stored_rows(spec, rows)
             assert _postgres_digest(conn, spec, seq) == exact
+
+
+def test_postgresql_quick_digest_does_not_pass_rows_one_of_which_has_a_null(postgres_url):
+    """The quick way joins a row with `||`, so a row with a NULL where pooler's table has none
+    would be left out of the text: two declared rows, the first tampered to hold both rows' JSON in
+    a value and the second given a NULL, would give the declared text. The NULL, the quotes and the
+    newline in the value each send the window to `row_to_json`, and verify sees the bad digest."""
+    from pooler.store.attachments import attachment_table
+    from pooler.store.ledger import _postgres_digest
+
+    with Ledger.init(postgres_url, actor="tester", clock=Clock()) as pg:
+        with pg.writer("ana@pcl") as w:
+            entry = w.append("alloc.run", {"period": "2026-12"}, attachments={"alloc_grant": [
+                {"project": "J", "pool": "P", "device_hours": 1, "units": "1.5"},
+                {"project": "J2", "pool": "P2", "device_hours": 2, "units": "2.5"}]})
+        seq, declared = entry.seq, entry.payload["attachments"]["alloc_grant"]["digest"]
+        spec = attachment_table("alloc_grant")
+        with pg._transaction() as conn:
+            assert _postgres_digest(conn, spec, seq) == (2, declared)
+        engine = create_engine(postgres_url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE alloc_grant DISABLE TRIGGER USER"))
+                conn.execute(text("ALTER TABLE alloc_grant ALTER COLUMN project DROP NOT NULL"))
+                conn.execute(text("UPDATE alloc_grant SET units = :u WHERE seq = :s AND units = '1.5'"),
+                             {"u": '1.5"}\n{"device_hours":2,"pool":"P2","project":"J2","units":"2.5', "s": seq})
+                conn.execute(text("UPDATE alloc_grant SET project = NULL WHERE seq = :s AND units = '2.5'"),
+                             {"s": seq})
+                conn.execute(text("ALTER TABLE alloc_grant ENABLE TRIGGER USER"))
+        finally:
+            engine.dispose()
+        with pg._transaction() as conn:
+            count, digest = _postgres_digest(conn, spec, seq)
+        assert count == 2 and digest != declared
+        report = pg.verify()
+        assert report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
+
+
+_PLAIN_VALUES = st.text(alphabet=st.sampled_from('ab 7.é鹏\\"\n\t\x01\x1f\x7f'), max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_PLAIN_VALUES, st.one_of(st.none(), _PLAIN_VALUES), st.integers(-3, 10**12)),
+                min_size=1, max_size=8),
+       st.booleans())
+def test_plain_join_check_takes_exactly_the_texts_with_nothing_json_escapes(rows, numpy):
+    """`_plain_join` (in Python, and with NumPy for big windows) says a window joined the quick way
+    is the canonical text exactly when no value holds a backslash, a quote or a control character."""
+    import json
+    import pytest as _pytest
+
+    from pooler.store import ledger as ledger_module
+
+    def quick(a, b, n):  # the quick way's text of one row: texts quoted as they are
+        return '{"a":"' + a + '","b":' + ('null' if b is None else '"' + b + '"') + ',"n":' + str(n) + "}"
+
+    data = "\n".join(quick(*row) for row in rows).encode("utf-8")
+    quotes = len(rows) * 8 + 2 * sum(b is not None for _, b, _ in rows)
+    plain = all(not any(c in '\\"' or ord(c) < 0x20 for c in (a + (b or ""))) for a, b, _ in rows)
+    with _pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ledger_module, "_NUMPY_FROM", 0 if numpy else 1 << 20)
+        assert ledger_module._plain_join(data, len(rows), quotes) is plain
+    if plain:  # and then it is the canonical text
+        assert data == "\n".join(json.dumps({"a": a, "b": b, "n": n}, ensure_ascii=False, separators=(",", ":"))
+                                   for a, b, n in rows).encode("utf-8")
 
 
 _LEAVES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=5),
