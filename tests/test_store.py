@@ -1110,6 +1110,39 @@ def test_postgresql_quick_digest_does_not_pass_rows_one_of_which_has_a_null(post
         assert report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
 
 
+@pytest.mark.parametrize("declared, tampered", [
+    ({"project": "team~1", "job": None}, "project = 'team' || chr(8254) || '1'"),  # the quick way
+    ({"project": "p1", "job": "dir\\file"}, "job = 'dir' || chr(165) || chr(165) || 'file'"),  # row_to_json
+])
+def test_postgresql_verify_reads_utf8_whatever_client_encoding_the_database_sets(declared, tampered):
+    """A database (or role) whose default client encoding is SJIS: PostgreSQL writes U+00A5 as a
+    backslash and U+203E as a tilde there, so a row changed to those characters would read as its
+    declared text and pass verify. pooler's connections ask for UTF-8 (found by review)."""
+    from sqlalchemy.engine import make_url
+
+    rows = [{**declared, "pool": "q", "period": "2026-10", "device_hours": "1.5", "start": 0, "end": 10},
+            {"project": "p", "pool": "q", "period": "2026-10", "device_hours": "2", "start": 0, "end": 10,
+             "job": "j"}]
+    with postgres_database() as url:
+        with Ledger.init(url, actor="tester", clock=Clock()) as pg:
+            with pg.writer("ana@pcl") as w:
+                w.append("usage.import", {"period": "2026-10"}, attachments={"usage_line": rows})
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE usage_line DISABLE TRIGGER USER"))
+                conn.execute(text(f"UPDATE usage_line SET {tampered} WHERE line = 1"))
+                conn.execute(text("ALTER TABLE usage_line ENABLE TRIGGER USER"))
+                conn.execute(text(f"ALTER DATABASE {make_url(url).database} SET client_encoding = 'SJIS'"))
+        finally:
+            engine.dispose()
+        with Ledger.open(url) as pg:
+            with pg._transaction() as conn:
+                assert conn.exec_driver_sql("SHOW client_encoding").scalar() == "UTF8"
+            report = pg.verify()
+        assert not report.ok and report.reason.startswith("bad attachment digest")
+
+
 _PLAIN_VALUES = st.text(alphabet=st.sampled_from('ab 7.é鹏\\"\n\t\x01\x1f\x7f'), max_size=6)
 
 

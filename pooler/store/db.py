@@ -225,6 +225,11 @@ def open_engine(url: URL, backend: Backend) -> Engine:
     if backend.name == "sqlite":
         # The driver's own busy wait, so that even the connect-time PRAGMAs wait for a busy file.
         connect_args["timeout"] = BUSY_TIMEOUT_SECONDS
+    elif backend.name == "postgresql":
+        # UTF-8 whatever the database's or role's default: pooler reads texts as UTF-8, and another
+        # client encoding can map two stored characters to one (SJIS turns U+00A5 into a backslash),
+        # which would let `verify` read a changed row as its declared text (found by review).
+        connect_args["client_encoding"] = "utf8"
     try:
         engine = create_engine(url, connect_args=connect_args)
     except (ArgumentError, ImportError) as exc:

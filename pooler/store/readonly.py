@@ -157,7 +157,7 @@ def _psycopg(url: str, conninfo: str) -> _Connection | None:
     except ImportError:
         return None
     try:
-        connection = psycopg.connect(conninfo)
+        connection = psycopg.connect(conninfo, client_encoding="utf8")  # as `open_engine` does
     except psycopg.OperationalError as exc:
         raise _unavailable(url, str(exc)) from None
     except psycopg.Error:
