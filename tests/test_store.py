@@ -1143,6 +1143,47 @@ def test_postgresql_verify_reads_utf8_whatever_client_encoding_the_database_sets
         assert not report.ok and report.reason.startswith("bad attachment digest")
 
 
+def test_postgresql_verify_uses_postgresqls_own_operators_whatever_the_search_path():
+    """A database owner puts a schema with its own `||` for (varchar, varchar) ahead of pg_catalog on
+    the database's search path, one that writes a changed figure back as the declared one (the
+    quick join's first `||` joins a literal and the varchar `device_hours`, so it would take that
+    operator): the verification's statements name pg_catalog's operators and functions, so the
+    change still shows (found by review)."""
+    from sqlalchemy.engine import make_url
+
+    rows = [{"project": p, "pool": "q", "period": "2026-10", "device_hours": h, "start": 0, "end": 10, "job": None}
+            for p, h in (("p1", "1.5"), ("p2", "2"))]
+    with postgres_database() as url:
+        with Ledger.init(url, actor="tester", clock=Clock()) as pg:
+            with pg.writer("ana@pcl") as w:
+                seq = w.append("usage.import", {"period": "2026-10"}, attachments={"usage_line": rows}).seq
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("ALTER TABLE usage_line DISABLE TRIGGER USER"))
+                conn.execute(text("UPDATE usage_line SET device_hours = '1500' WHERE device_hours = '1.5'"))
+                conn.execute(text("ALTER TABLE usage_line ENABLE TRIGGER USER"))
+                conn.execute(text(
+                    "CREATE FUNCTION public.pooler_test_cat(varchar, varchar) RETURNS text LANGUAGE sql "
+                    "AS $$ SELECT pg_catalog.textcat($1::text, (CASE WHEN $2::text = '1500' THEN '1.5' "
+                    "ELSE $2::text END)) $$"))
+                conn.execute(text("CREATE OPERATOR public.|| (LEFTARG = varchar, RIGHTARG = varchar, "
+                                  "FUNCTION = public.pooler_test_cat)"))
+                conn.execute(text(f"ALTER DATABASE {make_url(url).database} SET search_path = public, pg_catalog"))
+        finally:
+            engine.dispose()
+        check = create_engine(url)  # the operator does what it is meant to on a plain connection
+        try:
+            with check.connect() as conn:
+                assert conn.execute(text(
+                    "SELECT 'x' || device_hours FROM usage_line WHERE project = 'p1'")).scalar() == "x1.5"
+        finally:
+            check.dispose()
+        with Ledger.open(url) as pg:
+            report = pg.verify()
+        assert not report.ok and report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
+
+
 _PLAIN_VALUES = st.text(alphabet=st.sampled_from('ab 7.é鹏\\"\n\t\x01\x1f\x7f'), max_size=6)
 
 

@@ -60,12 +60,13 @@ class DigestsBeside:
         return beside
 
     def _run(self) -> None:
-        from pooler.store.ledger import _JOURNAL, digest_plan_of
+        from pooler.store.ledger import _JOURNAL, digest_plan_of, pin_search_path
 
         try:
             with self._engine.connect() as conn:
                 conn.execution_options(**self._options)
                 with conn.begin():
+                    pin_search_path(conn)
                     self._digest_all(conn, _JOURNAL, digest_plan_of(conn))
         except Exception:  # noqa: BLE001 - anything at all: the verification does it the usual way
             self._failed = True
@@ -94,6 +95,8 @@ class DigestsBeside:
         """The texts of `jobs` (window, low, high), in order, each job run on one of `_WORKERS`
         connections of their own: the database joins windows on several cores at once while this
         thread hashes them in order. At most `_AHEAD` texts wait to be hashed."""
+        from pooler.store.ledger import pin_search_path
+
         results: dict[int, str | None] = {}
         failed: list[BaseException] = []
         taken = count()
@@ -105,6 +108,7 @@ class DigestsBeside:
                 with self._engine.connect() as conn:
                     conn.execution_options(**self._options)
                     with conn.begin():
+                        pin_search_path(conn)
                         while True:
                             with cond:
                                 i = next(taken)

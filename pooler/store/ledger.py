@@ -1124,6 +1124,7 @@ class Ledger:
         # the database's share of the work, beside the replay
         digests = DigestsBeside.start(self._engine, self._backend.reader_options())
         with self._transaction() as conn:
+            pin_search_path(conn)
             state = LedgerState()
             prev_hash, expected, count = GENESIS_HASH, 1, 0
             head = (0, GENESIS_HASH)
@@ -1352,13 +1353,13 @@ def _postgres_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
     quote = conn.dialect.identifier_preparer.quote
     names = sorted(name for name, _ in spec.columns)
     table, seq_c, line_c = quote(spec.table.name), quote("seq"), quote("line")
-    rows = (f"FROM {table} WHERE {seq_c} = %(seq)s AND {line_c} > %(low)s AND {line_c} <= %(high)s "
-            f"ORDER BY {line_c}")
-    exact = f"SELECT string_agg(row_to_json(r)::text, E'\\n') FROM (SELECT {', '.join(map(quote, names))} {rows}) AS r"
+    rows = (f"FROM {table} WHERE {seq_c} OPERATOR(pg_catalog.=) %(seq)s AND {line_c} OPERATOR(pg_catalog.>) "
+            f"%(low)s AND {line_c} OPERATOR(pg_catalog.<=) %(high)s ORDER BY {line_c}")
+    exact = f"SELECT pg_catalog.string_agg(pg_catalog.row_to_json(r)::text, E'\\n') FROM (SELECT {', '.join(map(quote, names))} {rows}) AS r"
     count, last, first, types = conn.exec_driver_sql(
-        f"SELECT count(*), max({line_c}), min({line_c}), (SELECT json_object_agg(attname, "
-        f"format_type(atttypid, atttypmod)) FROM pg_attribute WHERE attrelid = %(table)s::regclass "
-        f"AND attnum > 0 AND NOT attisdropped) FROM {table} WHERE {seq_c} = %(seq)s",
+        f"SELECT pg_catalog.count(*), pg_catalog.max({line_c}), pg_catalog.min({line_c}), (SELECT "
+        f"pg_catalog.json_object_agg(attname, pg_catalog.format_type(atttypid, atttypmod)) FROM pg_catalog.pg_attribute WHERE attrelid OPERATOR(pg_catalog.=) %(table)s::regclass "
+        f"AND attnum OPERATOR(pg_catalog.>) 0 AND NOT attisdropped) FROM {table} WHERE {seq_c} OPERATOR(pg_catalog.=) %(seq)s",
         {"seq": seq, "table": spec.table.name}).one()
     quick = _postgres_quick_sql(spec, quote, rows, types or {})
 
@@ -1379,6 +1380,7 @@ def _postgres_digest_plan(conn: Connection, spec: Any, seq: int) -> DigestPlan:
 
 
 _PG_TEXT_TYPES = ("text", "character varying")
+_CAT = "OPERATOR(pg_catalog.||)"  # PostgreSQL's own, whatever the search path holds
 _PG_INT_TYPES = ("bigint", "integer", "smallint")
 _NUMPY_FROM = 1 << 20  # bytes of a window from which NumPy counts its characters
 _CONTROL_BUT_NEWLINE = re.compile(rb"[\x00-\x09\x0b-\x1f]").search
@@ -1432,8 +1434,8 @@ def _postgres_quick_sql(spec: Any, quote: Callable[[str], str], rows: str,
             pieces.append((False, f"coalesce({column}::text, 'null')" if nullable else f"{column}::text"))
         elif kind != "int" and declared in _PG_TEXT_TYPES:
             if nullable:
-                pieces.append((False, f"""coalesce('"' || {column} || '"', 'null')"""))
-                nullable_texts.append(f"count({column})")
+                pieces.append((False, f"""coalesce('"' {_CAT} {column} {_CAT} '"', 'null')"""))
+                nullable_texts.append(f"pg_catalog.count({column})")
             else:
                 pieces += [(True, '"'), (False, column), (True, '"')]
                 quotes += 2
@@ -1449,10 +1451,23 @@ def _postgres_quick_sql(spec: Any, quote: Callable[[str], str], rows: str,
             joined.append("'" + "".join(texts) + "'")
         else:
             joined += texts
-    nulls = f"count(*) FILTER (WHERE {' OR '.join(not_null)})" if not_null else "0"
-    sql = (f"SELECT string_agg({' || '.join(joined)}, E'\\n'), count(*), {nulls}, "
+    nulls = f"pg_catalog.count(*) FILTER (WHERE {' OR '.join(not_null)})" if not_null else "0"
+    sql = (f"SELECT pg_catalog.string_agg({f' {_CAT} '.join(joined)}, E'\\n'), pg_catalog.count(*), {nulls}, "
            f"{' + '.join(nullable_texts) or '0'} FROM (SELECT * {rows}) AS r")
     return sql, quotes
+
+
+def pin_search_path(conn: Connection) -> None:
+    """On PostgreSQL, for the rest of the transaction: pg_catalog first on the search path, then
+    the schema of pooler's tables only, so that no function or operator of another schema (one a
+    database owner put on the database's search path) stands in for PostgreSQL's own in what the
+    verification asks the server (its digest statements also name pg_catalog's outright)."""
+    if conn.dialect.name != "postgresql":
+        return
+    schema = conn.exec_driver_sql("SELECT pg_catalog.current_schema()").scalar()
+    quote = conn.dialect.identifier_preparer.quote
+    conn.exec_driver_sql(f"SET LOCAL search_path = pg_catalog, {quote(schema)}" if schema
+                         else "SET LOCAL search_path = pg_catalog")
 
 
 def digest_plan_of(conn: Connection) -> Callable[[Connection, Any, int], DigestPlan]:
