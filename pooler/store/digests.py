@@ -21,6 +21,7 @@ own transaction as before.
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from itertools import count, islice
 from typing import Any, Iterator, Mapping
 
@@ -59,15 +60,23 @@ class DigestsBeside:
         beside._thread.start()
         return beside
 
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A connection of its own in a read transaction like the verification's."""
+        from pooler.store.ledger import pin_search_path
+
+        with self._engine.connect() as conn:
+            conn.execution_options(**self._options)
+            with conn.begin():
+                pin_search_path(conn)
+                yield conn
+
     def _run(self) -> None:
-        from pooler.store.ledger import _JOURNAL, digest_plan_of, pin_search_path
+        from pooler.store.ledger import _JOURNAL, digest_plan_of
 
         try:
-            with self._engine.connect() as conn:
-                conn.execution_options(**self._options)
-                with conn.begin():
-                    pin_search_path(conn)
-                    self._digest_all(conn, _JOURNAL, digest_plan_of(conn))
+            with self._reading() as conn:
+                self._digest_all(conn, _JOURNAL, digest_plan_of(conn))
         except Exception:  # noqa: BLE001 - anything at all: the verification does it the usual way
             self._failed = True
 
@@ -91,13 +100,11 @@ class DigestsBeside:
         finally:
             texts.close()
 
-    def _windows(self, jobs: list[tuple[Any, int, int]]) -> Iterator[str | None]:
+    def _windows(self, jobs: list[tuple[Any, int, int]]) -> Iterator[str | bytes | None]:
         """The texts of `jobs` (window, low, high), in order, each job run on one of `_WORKERS`
         connections of their own: the database joins windows on several cores at once while this
         thread hashes them in order. At most `_AHEAD` texts wait to be hashed."""
-        from pooler.store.ledger import pin_search_path
-
-        results: dict[int, str | None] = {}
+        results: dict[int, str | bytes | None] = {}
         failed: list[BaseException] = []
         taken = count()
         hashed = 0
@@ -105,22 +112,19 @@ class DigestsBeside:
 
         def work() -> None:
             try:
-                with self._engine.connect() as conn:
-                    conn.execution_options(**self._options)
-                    with conn.begin():
-                        pin_search_path(conn)
-                        while True:
-                            with cond:
-                                i = next(taken)
-                                while i < len(jobs) and i - hashed >= _AHEAD and not failed:
-                                    cond.wait()
-                                if i >= len(jobs) or failed:
-                                    return
-                            window, low, high = jobs[i]
-                            text = window(conn, low, high)
-                            with cond:
-                                results[i] = text
-                                cond.notify_all()
+                with self._reading() as conn:
+                    while True:
+                        with cond:
+                            i = next(taken)
+                            while i < len(jobs) and i - hashed >= _AHEAD and not failed:
+                                cond.wait()
+                            if i >= len(jobs) or failed:
+                                return
+                        window, low, high = jobs[i]
+                        text = window(conn, low, high)
+                        with cond:
+                            results[i] = text
+                            cond.notify_all()
             except BaseException as exc:  # noqa: BLE001 - handed to the hashing thread
                 with cond:
                     failed.append(exc)
