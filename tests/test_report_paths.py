@@ -130,6 +130,41 @@ def test_columns_hold_the_rows_of_the_chunks_whatever_their_texts(db_target, tmp
     assert "a\tjob 7" in jobs and None in jobs and "plain" in jobs
 
 
+def test_columns_are_read_in_windows_only_within_one_snapshot(db_target, tmp_path, monkeypatch):
+    """The windows of `attachment_columns` are statements of their own, so they add up to the table
+    only under one snapshot: in a READ COMMITTED transaction on PostgreSQL the rows come from
+    `attachment_chunks` instead (the same rows); in a reader's transaction they do not."""
+    from pooler.store.ledger import Reader
+
+    ctx = _ctx(db_target, tmp_path)
+    usage.import_usage(ctx, _mixed_csv(tmp_path / "a.csv", repeat=7), "csv")
+    chunked = []
+    real = Reader.attachment_chunks
+
+    def spy(self, *args, **kwargs):
+        chunked.append(args[0])
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Reader, "attachment_chunks", spy)
+    columns = ("project", "pool", "device_hours")
+
+    def rows(reader):
+        return sorted(row for part in reader.attachment_columns("usage_line", columns, kind="usage.import")
+                      for row in zip(*part))
+
+    with open_ledger(ctx) as ledger:
+        with ledger.reader() as reader:
+            in_reader = rows(reader)
+        postgres = ledger._engine.dialect.name == "postgresql"
+        assert chunked == ([] if postgres else ["usage_line"])
+        chunked.clear()
+        with ledger._engine.connect() as conn, conn.begin():
+            if postgres:
+                conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            assert rows(Reader(conn)) == in_reader
+    assert chunked == ["usage_line"] and len(in_reader) > 7
+
+
 def test_a_stream_outliving_its_transaction_does_not_fail_the_next_one(db_target, tmp_path, monkeypatch):
     """A stream kept alive after its read transaction (say by a traceback) and closed later, while
     the same pooled connection is in another transaction: that transaction goes on (on PostgreSQL

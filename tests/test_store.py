@@ -1031,7 +1031,8 @@ def test_postgresql_quick_digest_does_not_hide_a_column_of_another_type(postgres
     made = {"project": "character varying", "pool": "character varying", "device_hours": "bigint",
             "units": "character varying(64)"}
     assert _postgres_quick_sql(spec, quote, "FROM t", made) is not None
-    for name, other in (("device_hours", "text"), ("units", "numeric"), ("pool", "bigint")):
+    for name, other in (("device_hours", "text"), ("units", "numeric"), ("pool", "bigint"),
+                        ("units", "character varying(64)[]"), ("pool", "text[]"), ("device_hours", "bigint[]")):
         assert _postgres_quick_sql(spec, quote, "FROM t", {**made, name: other}) is None
     with Ledger.init(postgres_url, actor="tester", clock=Clock()) as pg:
         populate(pg)

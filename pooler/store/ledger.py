@@ -323,13 +323,18 @@ class Reader:
         `_COLUMN_BLOCKS` of its blocks (a TID range scan, the last window open-ended), and the server
         joins a window's rows' values with tabs into one text that is split here: a fifth of the
         client's time of a row at a time, and no sort. A window whose split does not give exactly one
-        value per column and row (a value holding a tab) or that holds a NULL is read row by row."""
+        value per column and row (a value holding a tab) or that holds a NULL is read row by row.
+        The windows are separate statements: they add up to the table only when they all see one
+        snapshot, so this way is taken only in a REPEATABLE READ or SERIALIZABLE transaction (the
+        readers' own); in any other the rows come from `attachment_chunks`."""
         spec = attachment_table(table)
         t = spec.table
         conn = self._conn
         if (conn.dialect.name != "postgresql" or not columns
                 or not all(type(t.c[name].type) is String for name in columns)
-                or (conn.dialect.server_version_info or (0,)) < (14,)):
+                or (conn.dialect.server_version_info or (0,)) < (14,)
+                or conn.exec_driver_sql("SELECT pg_catalog.current_setting('transaction_isolation')").scalar()
+                not in ("repeatable read", "serializable")):
             for chunk in self.attachment_chunks(table, columns, kind=kind, equal=equal, at_most=at_most):
                 yield tuple(zip(*chunk))
             return
@@ -1386,6 +1391,13 @@ _NUMPY_FROM = 1 << 20  # bytes of a window from which NumPy counts its character
 _CONTROL_BUT_NEWLINE = re.compile(rb"[\x00-\x09\x0b-\x1f]").search
 
 
+def _pg_type_name(declared: str) -> str:
+    """A PostgreSQL type as `format_type` writes it, without a length: 'character varying(64)' is
+    'character varying', while an array ('character varying(64)[]') stays what it is."""
+    match = re.fullmatch(r"(.+?)(?:\(\d+\))?", declared)
+    return match.group(1) if match else declared
+
+
 def _plain_join(data: bytes, rows: int, quotes: int) -> bool:
     """Whether `data`, `rows` rows' JSON put together by `_postgres_quick_sql` and joined by
     newlines, has no backslash, no control character but the rows' newlines and exactly `quotes`
@@ -1426,7 +1438,7 @@ def _postgres_quick_sql(spec: Any, quote: Callable[[str], str], rows: str,
     not_null, nullable_texts = [], []
     quotes = 0
     for i, (name, kind) in enumerate(sorted(spec.columns)):
-        declared = str(types.get(name, "")).split("(")[0]
+        declared = _pg_type_name(str(types.get(name, "")))
         column = quote(name)
         nullable = t.c[name].nullable
         pieces.append((True, ("{" if i == 0 else ",") + json.dumps(name) + ":"))
