@@ -139,6 +139,40 @@ def test_capacity_demand_and_reserve_hold(snap):
         assert close(got[p.id], res.projects[p.id].allocated)
 
 
+def test_fractional_grants_never_exceed_a_pool_where_the_placement_lp_does_by_its_tolerance():
+    """Found by Hypothesis (600 examples): the placement LPs put 11.000000124 device-hours on the pool
+    of 11 (a slow speed of 0.5 beside 1.5 stretches their 1e-9 tolerance); fractional grants are now
+    scaled down to the pool, and to the owner's lending limit, where they add up to more."""
+    gpu = (("a800", D(1)), ("h800", D(0)), ("910b", D(0)))
+    snap = Snapshot(
+        consortium=Consortium(period_hours=D(100)), policy=Policy(contribution_weight=D(0)),
+        accelerators=tuple(Accelerator(a, rate=D(1)) for a in ("910b", "a800", "h800")),
+        members=(Member("m0", region="north"),),
+        pools=(Pool("p0", member="m0", accelerator="h800", capacity=D(1)),
+               Pool("p1", member="m0", accelerator="a800", capacity=D(11), region="south"),
+               Pool("p2", member="m0", accelerator="a800", capacity=D(0)),
+               Pool("p3", member="m0", accelerator="a800", capacity=D(26)),
+               Pool("p4", member="m0", accelerator="a800", capacity=D(4), reserve=D("0.5"))),
+        projects=tuple(Project(j, sponsors=(("m0", D(1)),), demand=D(d), weight=D(w), speed=sp, regions=rg)
+                       for j, d, w, sp, rg in [
+                           ("j0", 17, 2, gpu, ("north",)), ("j1", 0, 1, None, None), ("j2", 0, 1, None, None),
+                           ("j3", 14, 1, None, None),
+                           ("j4", 19, 1, (("a800", D("1.5")), ("h800", D("0.5")), ("910b", D(0))), ("north",)),
+                           ("j5", 1, 1, (("a800", D("0.5")), ("h800", D(1)), ("910b", D(0))), None),
+                           ("j6", 1, 1, gpu, None)]),
+    )
+    res = allocate(snap, integer_grants=False)
+    use, lent = _exact_use(snap, res)
+    for p in snap.pools:
+        assert use[p.id] <= float(p.capacity)
+        assert lent[p.id] <= float((1 - p.reserve) * p.capacity)
+    got = defaultdict(float)
+    for g in res.grants:
+        got[g.project] += g.units
+    for p in snap.projects:
+        assert close(got[p.id], res.projects[p.id].allocated)
+
+
 def _can_use(snap, project, pool):
     rate = {a.id: a.rate for a in snap.accelerators}
     home = {m.id: m.region for m in snap.members}

@@ -635,8 +635,10 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
         proj, pool, dh = proj[keep], pool[keep], dh[keep]
     if integer_grants and proj.size:
         dh_out = largest_remainder(pool, dh, inp.pool_dh)
+    elif proj.size:
+        dh_out = _within_pools(inp, proj, pool, dh)
     else:
-        dh_out = np.minimum(dh, inp.pool_dh[pool]) if proj.size else dh
+        dh_out = dh
     speed_on = np.array([1.0 if s is None else s[inp.pool_t[q]] for s, q in
                          zip((inp.speed[j] for j in proj.tolist()), pool.tolist())]) if proj.size else np.zeros(0)
     grant_units = dh_out * inp.pool_rate[pool] * speed_on
@@ -678,6 +680,29 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
         members=MappingProxyType(members), projects=MappingProxyType(projects), pools=MappingProxyType(pools),
         grants=grants, metrics=metrics, solver=SolverStats(time.perf_counter() - started, lp_solves),
     )
+
+
+def _within_pools(inp: _Inputs, proj: np.ndarray, pool: np.ndarray, dh: np.ndarray) -> np.ndarray:
+    """Fractional grants held to the pools exactly: the placement LPs meet a pool's capacity and an
+    owner's lending limit to their tolerance (1e-9 of the largest class, more through a slow speed),
+    so a pool's grants could add up to a hair over it. Where they do, the pool's grants (its lent
+    grants, for the lending limit) are scaled down to fit; the difference stays within the tolerance
+    between a project's grants and its allocated value that fractional grants have anyway."""
+    owner = inp.pool_owner[pool]
+    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
+    lend_dh = inp.pool_dh * (1 - inp.pool_reserve)  # what an owner lends (all of it: reserve 0)
+    usable = np.where(owner_keeps | (inp.pool_reserve <= 0), inp.pool_dh, lend_dh)
+    M = max(len(inp.member_ids), 1)
+    lent = ~np.isin(proj * M + owner, inp.st_proj * M + inp.st_mem)
+    out = np.minimum(dh, usable[pool])
+    P = len(inp.pool_ids)
+    for limit, which in ((lend_dh, lent), (usable, np.ones(out.size, dtype=bool))):
+        used = np.bincount(pool[which], weights=out[which], minlength=P)
+        over = used > limit
+        if over.any():
+            factor = np.where(over, limit / np.where(over, used, 1.0), 1.0)
+            out = np.where(which, out * factor[pool], out)
+    return out
 
 
 def _met(value: np.ndarray, demand: np.ndarray, largest_class: float) -> np.ndarray:
