@@ -233,6 +233,35 @@ def test_explain_says_what_holds_a_project_its_pools_holders_stand_above(ledger)
     assert "all stand higher" not in words and "got 37,114" in words
 
 
+def test_explain_lists_the_pools_that_matter_of_hundreds_and_all_with_all(cli, tmp_path):
+    """Of more than 20 pools a project may use, `explain` lists those it holds and the 10 whose other
+    holders stand lowest, then says how many it left out; `--all` lists every pool and `--json`
+    always has them all."""
+    pools = [(f"p{i:02d}", "A" if i % 2 else "B", 10 + 3 * i, 0) for i in range(30)]
+    projects = [("ja1", {"A": 1}, 10_000, 1), ("ja2", {"A": 1}, 10_000, 3), ("jb1", {"B": 1}, 10_000, 1),
+                ("jb2", {"B": 1}, 40, 1), ("jab", {"A": 1, "B": 1}, 10_000, 2)]
+    manifest = tmp_path / "wide.toml"
+    manifest.write_text(_manifest(["A", "B"], pools, projects), encoding="utf-8")
+    assert cli("init").exit_code == 0 and cli("apply", manifest).exit_code == 0
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    for project in ("ja1", "jb2", "jab"):
+        data = cli("alloc", "explain", project, "--period", "2026-11", "--json").json()
+        assert sorted(p["pool"] for p in data["pools"]) == [p[0] for p in pools]
+        held = {p["pool"] for p in data["pools"] if p["to_this_project"] > 0}
+
+        def lowest(pool):
+            levels = [h["level"] for h in pool["holders"] if h["project"] != project]
+            return min((float("inf") if v is None else v for v in levels), default=float("-inf"))
+
+        others = sorted((p for p in data["pools"] if p["pool"] not in held), key=lambda p: (lowest(p), p["pool"]))
+        listed = lambda out: {w for w in out.replace("\n", " ").split() if w in {p[0] for p in pools}}  # noqa: E731
+        out = cli("alloc", "explain", project, "--period", "2026-11").stdout
+        assert listed(out) == held | {p["pool"] for p in others[:10]}, project
+        assert f"and {30 - len(held) - 10} more pools it may use, none granted to it" in " ".join(out.split())
+        every = cli("alloc", "explain", project, "--period", "2026-11", "--all").stdout
+        assert listed(every) == {p[0] for p in pools} and "more pools it may use" not in every
+
+
 _RESERVE_AND_ZERO = """
 [consortium]
 name = "Two members, one pool with a reserve"

@@ -176,6 +176,8 @@ def register(app: typer.Typer) -> None:
         project: str = typer.Argument(..., metavar="PROJECT"),
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
         as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
+        all_pools: bool = typer.Option(False, "--all", help="List every pool the project may use "
+                                       "(of more than 20: those it holds and the 10 most contested)."),
     ) -> None:
         """Explain in words and numbers why a project got what it got in a recorded run.
 
@@ -187,7 +189,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
             return
-        for line in explanation(data):
+        for line in explanation(data, all_pools=all_pools):
             out.print(line)
 
     @alloc_app.command("diff")
@@ -221,8 +223,8 @@ def _signed(value: float) -> Text:
     return Text(f"{value:+,.0f}", style="green" if value > 0 else "red")
 
 
-def explanation(d: dict) -> list[Text]:
+def explanation(d: dict, *, all_pools: bool = False) -> list[Text]:
     """The explanation in sentences, then the numbers behind them."""
     from pooler.services.alloc import explanation_lines
 
-    return [Text(text, style=style) for text, style in explanation_lines(d)]
+    return [Text(text, style=style) for text, style in explanation_lines(d, all_pools=all_pools)]

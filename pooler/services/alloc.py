@@ -9,6 +9,7 @@ that state, so an auditor can rebuild the inputs and solve again.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -498,9 +499,19 @@ def _limit_reason(limit: dict[str, Any], unit: str) -> tuple[str, str]:
             f"{more} would need at least {total} device-hours beyond what is lent{named}.")
 
 
-def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
+# `explain` lists every pool a project may use up to this many; beyond, the pools it holds and the
+# `_OTHER_POOLS` where the others holding them stand lowest, then a line saying how many are left out
+_ALL_POOLS_UP_TO = 20
+_OTHER_POOLS = 10
+
+
+def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tuple[str, str]]:
     """`explain`'s figures in sentences, then the numbers behind them: (text, style) pairs, the style
-    a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way."""
+    a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way.
+
+    Of more than `_ALL_POOLS_UP_TO` pools (a consortium of hundreds) only the pools the project holds
+    and the `_OTHER_POOLS` where the lowest other holder stands lowest are listed (the contested ones),
+    unless `all_pools`; the JSON has them all."""
     unit = d.get("unit") or "units"
     served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
     lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
@@ -566,7 +577,15 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
                       "and the residency of its datasets and models.", "red"))
         return lines
     lines.append(("Pools it can use (device-hours):", "bold"))
-    for p in sorted(d["pools"], key=lambda p: (-p["to_this_project"], p["pool"])):
+    pools = sorted(d["pools"], key=lambda p: (-p["to_this_project"], p["pool"]))
+    left_out = 0
+    if not all_pools and len(pools) > _ALL_POOLS_UP_TO:
+        held = [p for p in pools if p["to_this_project"] > 0]
+        others = sorted((p for p in pools if p["to_this_project"] <= 0), key=lambda p: (_lowest_other(p, d), p["pool"]))
+        shown = held + others[:_OTHER_POOLS]
+        left_out = len(pools) - len(shown)
+        pools = shown
+    for p in pools:
         others = [h for h in p["holders"] if h["project"] != d["project"]]
         held = ", ".join(f"{h['project']} {h['device_hours']:,}" for h in others[:3])
         if len(others) > 3:
@@ -579,4 +598,17 @@ def explanation_lines(d: dict[str, Any]) -> list[tuple[str, str]]:
             f"{p['to_this_project']:,} of {p['capacity']:,.0f} to it"
             + (f"; also held by {held}" if held else ""), ""
         ))
+    if left_out:
+        lines.append((f"  and {left_out} more pools it may use, none granted to it (listed above: the "
+                      f"pools it holds, then the {_OTHER_POOLS} whose other holders stand lowest; --all "
+                      "lists every pool, --json gives them all).", "dim"))
     return lines
+
+
+def _lowest_other(pool: dict[str, Any], d: dict[str, Any]) -> float:
+    """The lowest level among the other projects holding `pool` (a holder without a level, one that
+    got its whole demand or of weight 0, counts as standing highest; a pool nobody holds, lowest)."""
+    levels = [h.get("level") for h in pool["holders"] if h["project"] != d["project"]]
+    if not levels:
+        return -math.inf
+    return min(math.inf if v is None else v for v in levels)
