@@ -145,6 +145,24 @@ def test_a_zero_weight_project_keeps_its_members_last_weighted_project_open():
                                                                             rel=1e-9, abs=2e-7)
 
 
+def test_a_member_with_a_total_of_a_few_billionths_of_the_pool_is_served_exactly():
+    """m0's only project j5 (stakes m0:2, m2:1000) and j4 (m1:1000, m2:1) beside a pool of 1e7: m0
+    stands lowest, so j5 gets its whole demand of 90, and j4 its 20 (the slow reference: 89.95 and
+    20, to its own tolerance). m0's total is about 4.5e-9 of the pool; with HiGHS's scaling turned
+    off, the LPs judged it at their raw 1e-9 tolerance and j5 got 70 (review, 2026-11-29)."""
+    snap = Snapshot(
+        consortium=Consortium(period_hours=D(100)), policy=Policy(contribution_weight=D(0)),
+        accelerators=(Accelerator("h800", rate=D(4)),), members=(Member("m0"), Member("m1"), Member("m2")),
+        pools=(Pool("p0", member="m1", accelerator="h800", capacity=D("1E+7")),),
+        projects=(Project("j0", sponsors=(("m1", D(1)), ("m2", D(1))), demand=D("1E+8")),
+                  Project("j4", sponsors=(("m1", D(1000)), ("m2", D(1))), demand=D(20)),
+                  Project("j5", sponsors=(("m0", D(2)), ("m2", D(1000))), demand=D(90))))
+    res = allocate(snap)
+    assert res.projects["j5"].allocated == pytest.approx(90, rel=1e-6)
+    assert res.projects["j4"].allocated == pytest.approx(20, rel=1e-6)
+    assert res.projects["j5"].bottleneck == res.projects["j4"].bottleneck == "demand"
+
+
 def test_hierarchy_member_level_before_project_level():
     # A has two projects, B one: members split by share first, then A's projects split A's total
     res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],
