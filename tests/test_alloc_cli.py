@@ -262,6 +262,27 @@ def test_explain_lists_the_pools_that_matter_of_hundreds_and_all_with_all(cli, t
         assert listed(every) == {p[0] for p in pools} and "more pools it may use" not in every
 
 
+def test_explain_puts_the_pools_of_a_weight_0_project_among_the_contested_and_idle_ones_last(cli, tmp_path):
+    """A project whose weight counts as 0 (1e-9) is served last, so the pools it holds are the most contested for
+    another project: listed; a pool nobody holds (here of capacity 0) comes after every pool others
+    hold, and is left out."""
+    pools = [(f"p{i:02d}", "A" if i % 2 else "B", 0 if i >= 26 else 10 + 3 * i, 0) for i in range(30)]
+    projects = [("ja1", {"A": 1}, 200, 1), ("ja2", {"A": 1}, 300, 3), ("jb1", {"B": 1}, 200, 1),
+                ("jab", {"A": 1, "B": 1}, 300, 2), ("jz", {"B": 1}, 100_000, "1e-9")]
+    manifest = tmp_path / "wide.toml"
+    manifest.write_text(_manifest(["A", "B"], pools, projects), encoding="utf-8")
+    assert cli("init").exit_code == 0 and cli("apply", manifest).exit_code == 0
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    data = cli("alloc", "explain", "ja1", "--period", "2026-11", "--json").json()
+    zero = {p["pool"] for p in data["pools"] for h in p["holders"] if h["project"] == "jz"}
+    mine = {p["pool"] for p in data["pools"] if p["to_this_project"] > 0}
+    assert 0 < len(zero - mine) <= 10
+    out = " ".join(cli("alloc", "explain", "ja1", "--period", "2026-11").stdout.split())
+    listed = {w for w in out.split() if w in {p[0] for p in pools}}
+    assert zero <= listed and mine <= listed
+    assert not listed & {"p26", "p27", "p28", "p29"}  # capacity 0: nobody holds them
+
+
 _RESERVE_AND_ZERO = """
 [consortium]
 name = "Two members, one pool with a reserve"

@@ -686,8 +686,10 @@ def _within_pools(inp: _Inputs, proj: np.ndarray, pool: np.ndarray, dh: np.ndarr
     """Fractional grants held to the pools exactly: the placement LPs meet a pool's capacity and an
     owner's lending limit to their tolerance (1e-9 of the largest class, more through a slow speed),
     so a pool's grants could add up to a hair over it. Where they do, the pool's grants (its lent
-    grants, for the lending limit) are scaled down to fit; the difference stays within the tolerance
-    between a project's grants and its allocated value that fractional grants have anyway."""
+    grants, for the lending limit) are scaled down to fit, to 1e-12 under the limit; the difference
+    stays within the tolerance between a project's grants and its allocated value that fractional
+    grants have anyway (the LPs' tolerance is absolute, so for a pool far smaller than the largest
+    class it can be a larger part of the pool)."""
     owner = inp.pool_owner[pool]
     owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
     lend_dh = inp.pool_dh * (1 - inp.pool_reserve)  # what an owner lends (all of it: reserve 0)
@@ -700,7 +702,8 @@ def _within_pools(inp: _Inputs, proj: np.ndarray, pool: np.ndarray, dh: np.ndarr
         used = np.bincount(pool[which], weights=out[which], minlength=P)
         over = used > limit
         if over.any():
-            factor = np.where(over, limit / np.where(over, used, 1.0), 1.0)
+            # a hair under the ratio, so that the scaled grants' sum cannot round to above the limit
+            factor = np.where(over, limit / np.where(over, used, 1.0) * (1 - 1e-12), 1.0)
             out = np.where(which, out * factor[pool], out)
     return out
 

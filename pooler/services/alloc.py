@@ -510,8 +510,9 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     a Rich style name ("" for plain) so that the CLI and the dashboard word them the same way.
 
     Of more than `_ALL_POOLS_UP_TO` pools (a consortium of hundreds) only the pools the project holds
-    and the `_OTHER_POOLS` where the lowest other holder stands lowest are listed (the contested ones),
-    unless `all_pools`; the JSON has them all."""
+    (all of them) and the `_OTHER_POOLS` where the lowest other holder stands lowest are listed (the
+    contested ones), unless `all_pools` (the dashboard's scrolling panel lists them all); the JSON
+    has them all."""
     unit = d.get("unit") or "units"
     served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
     lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
@@ -581,7 +582,8 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     left_out = 0
     if not all_pools and len(pools) > _ALL_POOLS_UP_TO:
         held = [p for p in pools if p["to_this_project"] > 0]
-        others = sorted((p for p in pools if p["to_this_project"] <= 0), key=lambda p: (_lowest_other(p, d), p["pool"]))
+        others = sorted((p for p in pools if p["to_this_project"] <= 0),
+                        key=lambda p: (*_contested(p, d), p["pool"]))
         shown = held + others[:_OTHER_POOLS]
         left_out = len(pools) - len(shown)
         pools = shown
@@ -605,10 +607,11 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     return lines
 
 
-def _lowest_other(pool: dict[str, Any], d: dict[str, Any]) -> float:
-    """The lowest level among the other projects holding `pool` (a holder without a level, one that
-    got its whole demand or of weight 0, counts as standing highest; a pool nobody holds, lowest)."""
+def _contested(pool: dict[str, Any], d: dict[str, Any]) -> tuple[int, float]:
+    """How contested `pool` is for `d`'s project, lowest first: a pool others hold before one nobody
+    else holds, then by the lowest level among those others (a holder without a level is a project
+    of weight 0, served last: it stands lowest)."""
     levels = [h.get("level") for h in pool["holders"] if h["project"] != d["project"]]
     if not levels:
-        return -math.inf
-    return min(math.inf if v is None else v for v in levels)
+        return (1, 0.0)
+    return (0, min(-math.inf if v is None else v for v in levels))

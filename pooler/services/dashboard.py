@@ -248,7 +248,7 @@ def project_detail(d: Details, project_id: str) -> dict[str, Any]:
         raise NotFound(f'no project "{project_id}" in the {d.period} run')
     explained = alloc.explain_run(d.view, d.state, project_id)
     return {"project": project_id, "grants": list(d.grants.get(project_id, ())),
-            "explanation": explained, "lines": alloc.explanation_lines(explained)}
+            "explanation": explained, "lines": alloc.explanation_lines(explained, all_pools=True)}
 
 
 def current_period(ctx: Context, kind: str = "month") -> str:

@@ -326,13 +326,16 @@ class Reader:
         value per column and row (a value holding a tab) or that holds a NULL is read row by row.
         The windows are separate statements: they add up to the table only when they all see one
         snapshot, so this way is taken only in a REPEATABLE READ or SERIALIZABLE transaction (the
-        readers' own); in any other the rows come from `attachment_chunks`."""
+        readers' own), not on a connection in autocommit; otherwise the rows come from
+        `attachment_chunks` (whose server-side cursor needs a transaction: in autocommit it fails
+        rather than add up rows of several snapshots)."""
         spec = attachment_table(table)
         t = spec.table
         conn = self._conn
         if (conn.dialect.name != "postgresql" or not columns
                 or not all(type(t.c[name].type) is String for name in columns)
                 or (conn.dialect.server_version_info or (0,)) < (14,)
+                or getattr(conn.connection.dbapi_connection, "autocommit", False)  # each statement its own
                 or conn.exec_driver_sql("SELECT pg_catalog.current_setting('transaction_isolation')").scalar()
                 not in ("repeatable read", "serializable")):
             for chunk in self.attachment_chunks(table, columns, kind=kind, equal=equal, at_most=at_most):
