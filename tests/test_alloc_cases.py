@@ -163,6 +163,35 @@ def test_a_member_with_a_total_of_a_few_billionths_of_the_pool_is_served_exactly
     assert res.projects["j5"].bottleneck == res.projects["j4"].bottleneck == "demand"
 
 
+def test_progress_follows_the_steps_and_changes_nothing():
+    """`allocate(progress=...)` is told after every round how many members (step 1), then projects
+    (step 2), are settled, then when placement starts and ends; the counts only grow, each step ends
+    with all settled, and the result is the same as without it."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "_alloc_scale_bench", Path(__file__).resolve().parent.parent / "benchmarks" / "alloc_scale.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    snap = bench.consortium(8, 20, 40, seed=3)
+    seen = []
+    res = allocate(snap, progress=seen.append)
+    steps = [p.step for p in seen]
+    assert sorted(set(steps), key=steps.index) == ["members", "projects", "placement"]
+    assert steps == sorted(steps, key=["members", "projects", "placement"].index)
+    for step in ("members", "projects"):
+        mine = [p for p in seen if p.step == step]
+        assert [p.settled for p in mine] == sorted(p.settled for p in mine)
+        assert mine[-1].settled == mine[-1].total > 0 and len({p.total for p in mine}) == 1
+    assert [(p.settled, p.total) for p in seen if p.step == "placement"] == [(0, 1), (1, 1)]
+    assert [p.lp_solves for p in seen] == sorted(p.lp_solves for p in seen)
+    assert seen[-1].lp_solves == res.solver.lp_solves
+    plain = allocate(snap)
+    assert {j: p.allocated for j, p in plain.projects.items()} == {j: p.allocated for j, p in res.projects.items()}
+    assert plain.grants == res.grants
+
+
 def test_hierarchy_member_level_before_project_level():
     # A has two projects, B one: members split by share first, then A's projects split A's total
     res = allocate(consortium(["A", "B"], [pool("pa", "A", 10), pool("pb", "B", 10)],

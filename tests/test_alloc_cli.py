@@ -283,6 +283,35 @@ def test_explain_puts_the_pools_of_a_weight_0_project_among_the_contested_and_id
     assert not listed & {"p26", "p27", "p28", "p29"}  # capacity 0: nobody holds them
 
 
+def test_a_long_solve_shows_its_progress_on_a_terminal_only():
+    """`solving()` shows a line on standard error while a solve runs: nothing before `after`
+    seconds, nothing at all when standard error is not a terminal (scripts, pipes)."""
+    import io
+
+    from rich.console import Console
+
+    from pooler.cli.alloc import solving
+    from pooler.core.alloc_fair import Progress
+
+    now = [0.0]
+    quiet = io.StringIO()
+    with solving(Console(file=quiet, force_terminal=False), after=0.0, clock=lambda: now[0]) as progress:
+        assert progress is None
+    assert quiet.getvalue() == ""
+    for update, line in [(Progress("projects", 5, 10, 17), "step 2, projects: 5 of 10 settled · 17 LPs · 3 s"),
+                         (Progress("placement", 0, 1, 30), "step 3, placing the grants · 30 LPs · 3 s")]:
+        now[0] = 0.0
+        shown = io.StringIO()
+        with solving(Console(file=shown, force_terminal=True, width=120), after=0.5,
+                     clock=lambda: now[0]) as progress:
+            progress(Progress("members", 1, 4, 2))
+            assert shown.getvalue() == ""  # before half a second: nothing
+            now[0] = 3.0
+            progress(update)
+        # the line as last drawn (the terminal's line is cleared when the solve ends)
+        assert f"Solving the allocation · {line}" in shown.getvalue() and "members" not in shown.getvalue()
+
+
 _RESERVE_AND_ZERO = """
 [consortium]
 name = "Two members, one pool with a reserve"
@@ -389,7 +418,7 @@ def _writes_meanwhile(monkeypatch, write, times: int = 1) -> list[int]:
 
     real, solves = alloc._allocate, []
 
-    def allocate(snapshot):
+    def allocate(snapshot, progress=None):
         solves.append(1)
         if len(solves) <= times:
             failed = []
@@ -404,7 +433,7 @@ def _writes_meanwhile(monkeypatch, write, times: int = 1) -> list[int]:
             thread.join(20)
             assert not thread.is_alive(), "another admin's write waited for the solve"
             assert not failed, failed
-        return real(snapshot)
+        return real(snapshot, progress)
     monkeypatch.setattr(alloc, "_allocate", allocate)
     return solves
 

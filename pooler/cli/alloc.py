@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -93,7 +95,8 @@ def register(app: typer.Typer) -> None:
         """
         from pooler.services import alloc
 
-        data = alloc.solve_file(file, period)
+        with solving() as progress:
+            data = alloc.solve_file(file, period, progress=progress)
         if as_json:
             print_json(data)
         else:
@@ -116,7 +119,8 @@ def register(app: typer.Typer) -> None:
         """
         from pooler.services import alloc
 
-        outcome = alloc.run(context(ctx), period, dry_run=dry_run, reason=reason)
+        with solving() as progress:
+            outcome = alloc.run(context(ctx), period, dry_run=dry_run, reason=reason, progress=progress)
         if as_json:
             print_json({**outcome.result, "recorded": outcome.seq, "supersedes": outcome.supersedes})
             return
@@ -221,6 +225,48 @@ def _signed(value: float) -> Text:
     if abs(value) < 0.5:
         return Text("0", style="dim")
     return Text(f"{value:+,.0f}", style="green" if value > 0 else "red")
+
+
+_STEPS = {"members": "step 1, members' totals", "projects": "step 2, projects",
+          "placement": "step 3, placing the grants"}
+
+
+@contextmanager
+def solving(console=None, *, after: float = 0.5, clock=time.monotonic):
+    """A line on standard error that follows a long solve (at 10,000 projects it takes minutes):
+    the step, how many members or projects are settled, the LPs so far and the seconds. Only when
+    standard error is a terminal, from `after` seconds on, and gone when the solve ends; yields the
+    callback for `allocate(progress=...)`, or None when there is nothing to show it on."""
+    from pooler.cli.output import err
+
+    console = err if console is None else console
+    if not console.is_terminal:
+        yield None
+        return
+    from rich.live import Live
+
+    start = clock()
+    live = None
+
+    def update(p) -> None:
+        nonlocal live
+        now = clock()
+        if live is None:
+            if now - start < after:
+                return
+            live = Live(console=console, transient=True, refresh_per_second=4)
+            live.start()
+        what = _STEPS.get(p.step, p.step)
+        if p.step != "placement":
+            what += f": {p.settled:,} of {p.total:,} settled"
+        live.update(Text(f"Solving the allocation · {what} · {p.lp_solves:,} LPs · {now - start:.0f} s",
+                         style="dim"))
+
+    try:
+        yield update
+    finally:
+        if live is not None:
+            live.stop()
 
 
 def explanation(d: dict, *, all_pools: bool = False) -> list[Text]:

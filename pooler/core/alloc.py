@@ -26,11 +26,11 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from pooler.core.alloc_fair import FairNetwork, NumericalFailure, solve_fair
+from pooler.core.alloc_fair import FairNetwork, NumericalFailure, Progress, solve_fair
 from pooler.core.alloc_place import PlaceNetwork, largest_remainder, place, transport
 from pooler.core.model import Snapshot
 from pooler.core.usage import shares
@@ -123,13 +123,22 @@ class AllocationResult:
 
 # -- the allocation ---------------------------------------------------------------------------------
 
-def allocate(snapshot: Snapshot, *, integer_grants: bool = True) -> AllocationResult:
-    """Allocate the snapshot's pools to its projects (DESIGN section 3)."""
+def allocate(snapshot: Snapshot, *, integer_grants: bool = True,
+             progress: Callable[[Progress], None] | None = None) -> AllocationResult:
+    """Allocate the snapshot's pools to its projects (DESIGN section 3).
+
+    `progress`, when given, is called with a `Progress` as the solve goes: after every round of
+    steps 1 and 2 (how many members, then projects, are settled) and when placement starts and
+    ends. It is for showing progress only; the result does not depend on it."""
     started = time.perf_counter()
     inp = _Inputs(snapshot)
     try:
-        fair_value, level, lp_solves = _fair(inp)
+        fair_value, level, lp_solves = _fair(inp, progress)
+        if progress is not None:
+            progress(Progress("placement", 0, 1, lp_solves))
         grants_p, grants_pool, grants_dh = _placement(inp, fair_value)
+        if progress is not None:
+            progress(Progress("placement", 1, 1, lp_solves + grants_p[1]))
     except NumericalFailure as exc:  # the solver lost what exact arithmetic keeps: no allocation
         raise AllocationError(f"numerical failure: {exc}") from exc
     lp_solves += grants_p[1]
@@ -528,10 +537,10 @@ class _Hubs:
         return a[:, 0], a[:, 1], a[:, 2].astype(bool)
 
 
-def _fair(inp: _Inputs):
+def _fair(inp: _Inputs, progress=None):
     net = _build(inp)
     inp.net = net
-    res = solve_fair(net.fair)
+    res = solve_fair(net.fair, progress)
     J = len(inp.project_ids)
     value = np.zeros(J)
     level = np.full(J, np.nan)

@@ -91,9 +91,23 @@ class FairResult:
     lp_solves: int
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a solve has got, for a caller that shows it (`allocate(progress=...)`): the step
+    ("members": step 1, "projects": step 2, "placement": step 3), how many of the step's members or
+    projects are settled (frozen at their final value) and of how many, and the LPs solved so far."""
+
+    step: str
+    settled: int
+    total: int
+    lp_solves: int
+
+
 class _Engine:
-    def __init__(self, net: FairNetwork) -> None:
+    def __init__(self, net: FairNetwork, progress=None) -> None:
         self.net = net
+        self.progress = progress  # called with a `Progress` after every round, when given
+        self.stage: tuple[str, np.ndarray] | None = None  # the step and the entities it counts
         M, G, H = net.n_members, net.n_groups, net.n_hubs
         C, E, A = len(net.class_cap), len(net.edge_group), len(net.arc_hub)
         lend_classes = np.flatnonzero(np.isfinite(net.class_lend))
@@ -240,6 +254,10 @@ class _Engine:
         self.frozen_lo[ents] = lower
         self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
         self._deactivate(ents)
+        if self.progress is not None and self.stage is not None:
+            step, counted = self.stage
+            self.progress(Progress(step, int(np.count_nonzero(self.frozen[counted])), counted.size,
+                                   self.lp.solves))
 
     # -- progressive filling -------------------------------------------------------------------
     def _relax_frozen(self, rel: float) -> None:
@@ -487,14 +505,16 @@ def _forced_groups(net: FairNetwork, M: int, later: np.ndarray):
     return forced
 
 
-def solve_fair(net: FairNetwork) -> FairResult:
-    """Steps 1 and 2 of DESIGN section 3 on the aggregated network."""
+def solve_fair(net: FairNetwork, progress=None) -> FairResult:
+    """Steps 1 and 2 of DESIGN section 3 on the aggregated network; `progress`, when given, is called
+    with a `Progress` after every round (members settled in step 1, projects in step 2)."""
     M, G = net.n_members, net.n_groups
-    eng = _Engine(net)
+    eng = _Engine(net, progress)
     share = net.member_share
     sponsors = np.zeros(M, dtype=bool)
     sponsors[net.stake_member] = True
     members = np.arange(M)
+    eng.stage = ("members", members[sponsors])
     # Step 1a: members with a share, level Y_m / S_m.
     first = members[sponsors & (share > 0)]
     eng.lexmaxmin(first, first, share[first], eng.member_demand[first])
@@ -506,6 +526,7 @@ def solve_fair(net: FairNetwork) -> FairResult:
     # (that is what froze it), and pinning it from above too would only add numerical trouble
     # Step 2: holding every Y_m (frozen lower bounds stay), projects by y / w, zero weights last.
     groups = np.arange(G)
+    eng.stage = ("projects", M + net.item_group)  # a project is settled when its group is frozen
     eng.group_rows()
     # A member that step 1 gave its whole demand gives every project it sponsors its whole demand
     # (Y_m = sum of stake * y over its projects, each y at most its demand): those groups are frozen

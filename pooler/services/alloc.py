@@ -68,14 +68,15 @@ def _silence_solver_banner() -> None:
     _BANNER_SILENCED = True
 
 
-def _allocate(snapshot: Snapshot):
+def _allocate(snapshot: Snapshot, progress=None):
     """`allocate`, with its rare refusals (the LP solver losing feasibility that exact arithmetic
-    keeps; a reference the validation should have caught) as one `Error:` line, not a traceback."""
+    keeps; a reference the validation should have caught) as one `Error:` line, not a traceback.
+    `progress` is handed to `allocate` (see there)."""
     from pooler.core.alloc import AllocationError, allocate  # NumPy and the LP solver load only when allocating
 
     _silence_solver_banner()
     try:
-        return allocate(snapshot)
+        return allocate(snapshot, progress=progress)
     except AllocationError as exc:
         raise PoolerError(f"the allocation could not be computed ({exc}); no allocation was recorded. "
                           f"This is a fault in pooler, not in the input: please report it with the "
@@ -85,12 +86,12 @@ def _allocate(snapshot: Snapshot):
 # --- stateless solve ------------------------------------------------------------------------------
 
 
-def solve_file(path: Path, period: str | None = None) -> dict[str, Any]:
+def solve_file(path: Path, period: str | None = None, *, progress=None) -> dict[str, Any]:
     """`alloc solve`: a manifest (with its optional `[usage]`) in, the DESIGN section-4 result out."""
     snapshot = load_manifest(path, allow_usage=True)
     if period is not None:
         _parse(period, snapshot.consortium.period)
-    result = _allocate(snapshot)
+    result = _allocate(snapshot, progress)
     return result.to_json_dict(period, snapshot.consortium.unit)
 
 
@@ -188,7 +189,7 @@ def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_ru
 
 
 def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
-        reason: str | None = None) -> RunOutcome:
+        reason: str | None = None, progress=None) -> RunOutcome:
     """Solve the period from the ledger's current state and record the run as one entry plus rows.
 
     A period with a recorded run is solved again only with a `reason`; the new run supersedes the
@@ -200,7 +201,8 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
     latest run of the period; the run names the head it was checked at (`state_seq`). If they
     changed, the period is solved again from the new state, up to `SOLVE_ATTEMPTS` times. So the
     run is exactly the state it names, runs of one period are serialised (a run recorded meanwhile
-    is superseded only with a reason), and a failure leaves no trace.
+    is superseded only with a reason), and a failure leaves no trace. `progress` is handed to
+    `allocate` for each solve.
     """
     if reason is not None and not reason.strip():
         raise UsageError("--reason: give a reason in words")
@@ -210,7 +212,7 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
                 solved = _inputs(reader, ctx, period, reason, dry_run)
                 if dry_run:
                     previous_view = _view(reader, solved.previous) if solved.previous is not None else None
-            result = _allocate(solved.snapshot)
+            result = _allocate(solved.snapshot, progress)
             as_json = result.to_json_dict(solved.label, solved.snapshot.consortium.unit)
             if dry_run:
                 return RunOutcome(as_json, solved.label, None, solved.previous.seq if solved.previous else None,
