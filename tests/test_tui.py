@@ -236,6 +236,42 @@ def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
         ("2026-11", None, True), ("2026-12", "december run", True)]
 
 
+def test_allocate_shows_how_far_the_preview_has_got(ledger, monkeypatch):
+    """While the preview solves, the Allocate view's status says how far it has got, in the words of
+    `alloc run` in a terminal; the preview's own line replaces it when the solve ends."""
+    from textual.widgets import Static
+
+    from pooler.core.alloc_fair import Progress
+    from pooler.services import alloc as alloc_service
+
+    seen = []
+    real = alloc_service.run
+
+    def run(ctx, period=None, *, progress=None, **kwargs):
+        assert progress is not None  # the dashboard asks for the solve's progress
+        seen.append(progress)
+        return real(ctx, period, progress=progress, **kwargs)
+
+    monkeypatch.setattr(alloc_service, "run", run)
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        status = app.query_one("#alloc-status", Static)
+        app._solving("2026-12", Progress("projects", 5, 10, 17))
+        await pilot.pause()
+        assert "Solving 2026-12 in the background" in str(status.content)
+        assert "step 2, projects: 5 of 10 settled · 17 LPs" in str(status.content)
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        assert app.preview is not None and "Preview of 2026-11" in str(status.content)
+        app._solving("2026-11", Progress("projects", 6, 10, 18))  # late: the preview's line stays
+        await pilot.pause()
+        assert "Preview of 2026-11" in str(status.content) and "settled" not in str(status.content)
+
+    drive(_app(ledger), steps)
+    assert len(seen) == 1
+
+
 def test_period_selector_switches_the_views(ledger):
     alloc.run(_ctx(ledger), "2026-12")
 

@@ -458,10 +458,18 @@ class PoolerApp(App[int]):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _preview(self, period: str | None) -> None:
         worker = get_current_worker()
+        shown = [0.0]
+
+        def progress(p) -> None:  # from the solve, in this worker's thread: a few updates a second
+            now = time.monotonic()
+            if now - shown[0] >= 0.25 and not worker.is_cancelled:
+                shown[0] = now
+                self.call_from_thread(self._solving, period, p)
+
         try:
             from pooler.services import alloc
 
-            outcome = alloc.run(self.ctx, period, dry_run=True)
+            outcome = alloc.run(self.ctx, period, dry_run=True, progress=progress)
             committed = outcome.previous
             if committed is None:
                 try:
@@ -475,6 +483,15 @@ class PoolerApp(App[int]):
             return
         if not worker.is_cancelled:
             self.call_from_thread(self._show_preview, outcome, changes)
+
+    def _solving(self, period: str | None, p: Any) -> None:
+        """How far the preview's solve has got (at 10,000 projects it takes minutes)."""
+        from pooler.services.alloc import progress_text
+
+        if self.preview is None:
+            self.query_one("#alloc-status", Static).update(
+                f"Solving {period or 'the current period'} in the background (a dry run: nothing is "
+                f"recorded)… {progress_text(p)}. The other views stay usable.")
 
     def _preview_failed(self, message: str) -> None:
         self.query_one("#alloc-status", Static).update(Text(f"Error: {message}", style=self.palette()["error"]))

@@ -227,10 +227,6 @@ def _signed(value: float) -> Text:
     return Text(f"{value:+,.0f}", style="green" if value > 0 else "red")
 
 
-_STEPS = {"members": "step 1, members' totals", "projects": "step 2, projects",
-          "placement": "step 3, placing the grants"}
-
-
 @contextmanager
 def solving(console=None, *, after: float = 0.5, clock=time.monotonic):
     """A line on standard error that follows a long solve (at 10,000 projects it takes minutes):
@@ -238,6 +234,7 @@ def solving(console=None, *, after: float = 0.5, clock=time.monotonic):
     standard error is a terminal, from `after` seconds on, and gone when the solve ends; yields the
     callback for `allocate(progress=...)`, or None when there is nothing to show it on."""
     from pooler.cli.output import err
+    from pooler.services.alloc import progress_text
 
     console = err if console is None else console
     if not console.is_terminal:
@@ -256,11 +253,7 @@ def solving(console=None, *, after: float = 0.5, clock=time.monotonic):
                 return
             live = Live(console=console, transient=True, refresh_per_second=4)
             live.start()
-        what = _STEPS.get(p.step, p.step)
-        if p.step != "placement":
-            what += f": {p.settled:,} of {p.total:,} settled"
-        live.update(Text(f"Solving the allocation · {what} · {p.lp_solves:,} LPs · {now - start:.0f} s",
-                         style="dim"))
+        live.update(Text(f"Solving the allocation · {progress_text(p)} · {now - start:.0f} s", style="dim"))
 
     try:
         yield update

@@ -83,6 +83,19 @@ def _allocate(snapshot: Snapshot, progress=None):
                           f"manifest or the ledger") from None
 
 
+_STEPS = {"members": "step 1, members' totals", "projects": "step 2, projects",
+          "placement": "step 3, placing the grants"}
+
+
+def progress_text(p: Any) -> str:
+    """A solve's `Progress` in words, as the CLI and the dashboard show it:
+    'step 2, projects: 5 of 10 settled · 17 LPs'."""
+    what = _STEPS.get(p.step, p.step)
+    if p.step != "placement":
+        what += f": {p.settled:,} of {p.total:,} settled"
+    return f"{what} · {p.lp_solves:,} LPs"
+
+
 # --- stateless solve ------------------------------------------------------------------------------
 
 
