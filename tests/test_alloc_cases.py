@@ -184,6 +184,7 @@ def test_progress_follows_the_steps_and_changes_nothing():
         mine = [p for p in seen if p.step == step]
         assert [p.settled for p in mine] == sorted(p.settled for p in mine)
         assert mine[-1].settled == mine[-1].total > 0 and len({p.total for p in mine}) == 1
+    assert [p for p in seen if p.step == "projects"][-1].total == len(snap.projects)  # every one
     assert [(p.settled, p.total) for p in seen if p.step == "placement"] == [(0, 1), (1, 1)]
     assert [p.lp_solves for p in seen] == sorted(p.lp_solves for p in seen)
     assert seen[-1].lp_solves == res.solver.lp_solves

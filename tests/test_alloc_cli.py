@@ -294,16 +294,23 @@ def test_a_long_solve_shows_its_progress_on_a_terminal_only():
     from pooler.core.alloc_fair import Progress
 
     now = [0.0]
-    quiet = io.StringIO()
-    with solving(Console(file=quiet, force_terminal=False), after=0.0, clock=lambda: now[0]) as progress:
-        assert progress is None
-    assert quiet.getvalue() == ""
+    for console in (Console(file=io.StringIO(), force_terminal=False),
+                    Console(file=io.StringIO(), force_terminal=True)):  # FORCE_COLOR into a file or pipe
+        with solving(console, after=0.0, clock=lambda: now[0]) as progress:
+            assert progress is None
+        assert console.file.getvalue() == ""
+    # a display that fails is dropped, the solve goes on
+    broken = Console(file=io.StringIO(), force_terminal=True)
+    broken.file.write = lambda text: (_ for _ in ()).throw(OSError("terminal gone"))
+    with solving(broken, after=0.0, clock=lambda: now[0], tty=True) as progress:
+        progress(Progress("members", 1, 4, 2))
+        progress(Progress("members", 2, 4, 3))
     for update, line in [(Progress("projects", 5, 10, 17), "step 2, projects: 5 of 10 settled · 17 LPs · 3 s"),
                          (Progress("placement", 0, 1, 30), "step 3, placing the grants · 30 LPs · 3 s")]:
         now[0] = 0.0
         shown = io.StringIO()
         with solving(Console(file=shown, force_terminal=True, width=120), after=0.5,
-                     clock=lambda: now[0]) as progress:
+                     clock=lambda: now[0], tty=True) as progress:
             progress(Progress("members", 1, 4, 2))
             assert shown.getvalue() == ""  # before half a second: nothing
             now[0] = 3.0

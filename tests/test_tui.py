@@ -238,38 +238,60 @@ def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
 
 def test_allocate_shows_how_far_the_preview_has_got(ledger, monkeypatch):
     """While the preview solves, the Allocate view's status says how far it has got, in the words of
-    `alloc run` in a terminal; the preview's own line replaces it when the solve ends."""
+    `alloc run` in a terminal; the preview's own line replaces it when the solve ends, and a late
+    word of a cancelled worker (another preview started) shows nothing. A preview whose worker is
+    cancelled stops its solve at the next word (quitting does not wait for it)."""
     from textual.widgets import Static
+    from textual.worker import get_current_worker
 
     from pooler.core.alloc_fair import Progress
     from pooler.services import alloc as alloc_service
 
-    seen = []
+    seen, raised = [], []
     real = alloc_service.run
 
     def run(ctx, period=None, *, progress=None, **kwargs):
         assert progress is not None  # the dashboard asks for the solve's progress
-        seen.append(progress)
+        seen.append(period)
+        if len(seen) == 1:  # the first preview is cancelled as it solves
+            get_current_worker().cancel()
+            try:
+                progress(Progress("members", 1, 2, 1))
+            except Exception as exc:
+                raised.append(type(exc).__name__)
+                raise
         return real(ctx, period, progress=progress, **kwargs)
 
     monkeypatch.setattr(alloc_service, "run", run)
 
+    class Worker:
+        is_cancelled = False
+
     async def steps(app, pilot):
         await pilot.press("6")
         status = app.query_one("#alloc-status", Static)
-        app._solving("2026-12", Progress("projects", 5, 10, 17))
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        assert raised == ["_Cancelled"] and app.preview is None and "Preview of" not in str(status.content)
+        live = Worker()
+        app._solving(live, "Solving", "2026-12", Progress("projects", 5, 10, 17))
         await pilot.pause()
         assert "Solving 2026-12 in the background" in str(status.content)
         assert "step 2, projects: 5 of 10 settled · 17 LPs" in str(status.content)
+        gone = Worker()
+        gone.is_cancelled = True
+        app._solving(gone, "Solving", "2026-10", Progress("projects", 6, 10, 18))
+        await pilot.pause()
+        assert "2026-10" not in str(status.content)
         await pilot.click("#alloc-preview")
         await _settle(app, pilot)
         assert app.preview is not None and "Preview of 2026-11" in str(status.content)
-        app._solving("2026-11", Progress("projects", 6, 10, 18))  # late: the preview's line stays
+        app._solving(live, "Solving", "2026-11", Progress("projects", 6, 10, 18))  # late: the preview stays
         await pilot.pause()
         assert "Preview of 2026-11" in str(status.content) and "settled" not in str(status.content)
 
     drive(_app(ledger), steps)
-    assert len(seen) == 1
+    assert len(seen) == 2
 
 
 def test_period_selector_switches_the_views(ledger):

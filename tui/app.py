@@ -46,6 +46,10 @@ def _error_text(exc: BaseException) -> str:
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
+class _Cancelled(Exception):
+    """Raised from a preview's progress callback when its worker was cancelled: stops the solve."""
+
+
 class PoolerApp(App[int]):
     """The dashboard over one ledger."""
 
@@ -461,10 +465,12 @@ class PoolerApp(App[int]):
         shown = [0.0]
 
         def progress(p) -> None:  # from the solve, in this worker's thread: a few updates a second
+            if worker.is_cancelled:  # another preview, or the app closing: a dry run may stop anywhere
+                raise _Cancelled
             now = time.monotonic()
-            if now - shown[0] >= 0.25 and not worker.is_cancelled:
+            if now - shown[0] >= 0.25:
                 shown[0] = now
-                self.call_from_thread(self._solving, period, p)
+                self.call_from_thread(self._solving, worker, "Solving", period, p)
 
         try:
             from pooler.services import alloc
@@ -482,22 +488,31 @@ class PoolerApp(App[int]):
                 self.call_from_thread(self._preview_failed, _error_text(exc))
             return
         if not worker.is_cancelled:
-            self.call_from_thread(self._show_preview, outcome, changes)
+            self.call_from_thread(self._show_preview, outcome, changes, worker)
 
-    def _solving(self, period: str | None, p: Any) -> None:
-        """How far the preview's solve has got (at 10,000 projects it takes minutes)."""
+    def _solving(self, worker: Worker, doing: str, period: str | None, p: Any) -> None:
+        """How far a solve has got (at 10,000 projects it takes minutes); on the UI thread, so a
+        worker cancelled meanwhile (another preview started) shows nothing."""
         from pooler.services.alloc import progress_text
 
-        if self.preview is None:
+        if worker.is_cancelled:
+            return
+        if doing == "Solving" and self.preview is None:
             self.query_one("#alloc-status", Static).update(
                 f"Solving {period or 'the current period'} in the background (a dry run: nothing is "
                 f"recorded)… {progress_text(p)}. The other views stay usable.")
+        elif doing == "Committing":
+            self.query_one("#alloc-status", Static).update(
+                f"Committing {period}: solving it again from the ledger… {progress_text(p)}.")
 
     def _preview_failed(self, message: str) -> None:
         self.query_one("#alloc-status", Static).update(Text(f"Error: {message}", style=self.palette()["error"]))
         self.query_one("#diff-table", TableView).show_message("No preview.")
 
-    def _show_preview(self, outcome: alloc.RunOutcome, changes: dict[str, Any]) -> None:
+    def _show_preview(self, outcome: alloc.RunOutcome, changes: dict[str, Any],
+                      worker: Worker | None = None) -> None:
+        if worker is not None and worker.is_cancelled:  # another preview was started meanwhile
+            return
         self.preview = outcome
         m = outcome.result["metrics"]
         against = changes.get("against")
@@ -531,10 +546,19 @@ class PoolerApp(App[int]):
 
     @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
     def _commit(self, period: str, reason: str) -> None:
+        worker = get_current_worker()
+        shown = [0.0]
+
+        def progress(p) -> None:  # shown only: a commit, once asked for, is not given up half-way
+            now = time.monotonic()
+            if now - shown[0] >= 0.25:
+                shown[0] = now
+                self.call_from_thread(self._solving, worker, "Committing", period, p)
+
         try:
             from pooler.services import alloc
 
-            outcome = alloc.run(self.ctx, period, reason=reason)
+            outcome = alloc.run(self.ctx, period, reason=reason, progress=progress)
         except Exception as exc:
             self.call_from_thread(self._preview_failed, _error_text(exc))
             return

@@ -228,38 +228,62 @@ def _signed(value: float) -> Text:
 
 
 @contextmanager
-def solving(console=None, *, after: float = 0.5, clock=time.monotonic):
+def solving(console=None, *, after: float = 0.5, clock=time.monotonic, tty: bool | None = None):
     """A line on standard error that follows a long solve (at 10,000 projects it takes minutes):
-    the step, how many members or projects are settled, the LPs so far and the seconds. Only when
-    standard error is a terminal, from `after` seconds on, and gone when the solve ends; yields the
-    callback for `allocate(progress=...)`, or None when there is nothing to show it on."""
+    the step, how many members or projects are settled, the LPs so far and the seconds (ticking
+    between reports). Only when standard error is a terminal (`tty`: by default whether the console's
+    file is one; FORCE_COLOR alone does not count, so logs and pipes never get it), from `after`
+    seconds on, and gone when the solve ends; yields the callback for `allocate(progress=...)`, or
+    None when there is nothing to show it on. A display that fails is dropped, never the solve."""
     from pooler.cli.output import err
     from pooler.services.alloc import progress_text
 
     console = err if console is None else console
-    if not console.is_terminal:
+    if tty is None:
+        try:
+            tty = console.is_terminal and console.file.isatty()
+        except (AttributeError, ValueError, OSError):
+            tty = False
+    if not tty:
         yield None
         return
     from rich.live import Live
 
     start = clock()
-    live = None
+    state: dict = {"live": None, "text": "", "failed": False}
+
+    class Line:
+        def __rich__(self) -> Text:  # drawn at every refresh, so the seconds go on between reports
+            return Text(f"Solving the allocation · {state['text']} · {clock() - start:.0f} s", style="dim")
 
     def update(p) -> None:
-        nonlocal live
-        now = clock()
-        if live is None:
-            if now - start < after:
-                return
-            live = Live(console=console, transient=True, refresh_per_second=4)
-            live.start()
-        live.update(Text(f"Solving the allocation · {progress_text(p)} · {now - start:.0f} s", style="dim"))
+        if state["failed"]:
+            return
+        try:
+            state["text"] = progress_text(p)
+            if state["live"] is None:
+                if clock() - start < after:
+                    return
+                state["live"] = Live(Line(), console=console, transient=True, refresh_per_second=4,
+                                     redirect_stdout=False, redirect_stderr=False)
+                state["live"].start()
+            state["live"].refresh()
+        except Exception:  # noqa: BLE001 - a terminal gone away: no more progress, the solve goes on
+            state["failed"] = True
+            _stop(state["live"])
 
     try:
         yield update
     finally:
-        if live is not None:
+        _stop(state["live"])
+
+
+def _stop(live) -> None:
+    if live is not None:
+        try:
             live.stop()
+        except Exception:  # noqa: BLE001 - as above
+            pass
 
 
 def explanation(d: dict, *, all_pools: bool = False) -> list[Text]:

@@ -540,6 +540,16 @@ class _Hubs:
 def _fair(inp: _Inputs, progress=None):
     net = _build(inp)
     inp.net = net
+    if progress is not None:
+        # step 2 counts the projects the LPs see; the others (no demand, nowhere to run) are
+        # settled from the start, so the count runs to every project
+        outside = len(inp.project_ids) - int(net.live.size)
+        report = progress
+
+        def progress(p: Progress) -> None:
+            if p.step == "projects":
+                p = Progress(p.step, p.settled + outside, p.total + outside, p.lp_solves)
+            report(p)
     res = solve_fair(net.fair, progress)
     J = len(inp.project_ids)
     value = np.zeros(J)
