@@ -1185,6 +1185,26 @@ def test_postgresql_verify_uses_postgresqls_own_operators_whatever_the_search_pa
         assert not report.ok and report.first_bad_seq == seq and report.reason.startswith("bad attachment digest")
 
 
+def test_postgresql_verify_finds_pooler_s_tables_beside_a_schema_named_after_the_user():
+    """The search path's "$user" comes before public: a schema of the user's name created after
+    pooler's tables (in public) becomes current_schema(). The verification pins the search path to
+    pg_catalog and the schema of the journal it reads, not to current_schema() (which made it fail
+    with a traceback: relation "journal" does not exist)."""
+    with postgres_database() as url:
+        with Ledger.init(url, actor="tester", clock=Clock()) as pg:
+            populate(pg)
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE SCHEMA AUTHORIZATION CURRENT_USER"))
+                assert conn.execute(text("SELECT current_schema()")).scalar() != "public"
+        finally:
+            engine.dispose()
+        with Ledger.open(url) as pg:
+            report = pg.verify()
+        assert report.ok, report.reason
+
+
 _PLAIN_VALUES = st.text(alphabet=st.sampled_from('ab 7.é鹏\\"\n\t\x01\x1f\x7f'), max_size=6)
 
 

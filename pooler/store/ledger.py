@@ -1480,7 +1480,13 @@ def pin_search_path(conn: Connection) -> None:
     verification asks the server (its digest statements also name pg_catalog's outright)."""
     if conn.dialect.name != "postgresql":
         return
-    schema = conn.exec_driver_sql("SELECT pg_catalog.current_schema()").scalar()
+    # the schema of the journal the search path finds (the one pooler reads), which need not be the
+    # first schema on the path: with "$user" first and a schema of the user's name beside pooler's
+    # tables in public, current_schema() names the user's schema
+    schema = conn.exec_driver_sql(
+        "SELECT coalesce((SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass('journal')), "
+        "pg_catalog.current_schema())").scalar()
     quote = conn.dialect.identifier_preparer.quote
     conn.exec_driver_sql(f"SET LOCAL search_path = pg_catalog, {quote(schema)}" if schema
                          else "SET LOCAL search_path = pg_catalog")
