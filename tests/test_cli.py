@@ -108,6 +108,23 @@ def test_init_creates_and_refuses_twice(cli):
     assert again.stderr.startswith("Error:")
 
 
+def test_a_table_renamed_behind_pooler_s_back_is_one_error_not_a_traceback(cli):
+    """A ledger whose table of project sponsors was renamed: `ledger verify` and `project show` say
+    in one line what the database refused (SQLite's "no such table" through the store's wording,
+    PostgreSQL's "relation ... does not exist" through the command line's), exit 1, and leave the
+    ledger as it was."""
+    assert cli("init").exit_code == 0 and cli("apply", EXAMPLES / "small.toml").exit_code == 0
+    tamper(cli.db, "ALTER TABLE project_sponsor RENAME TO project_sponsor_old")
+    before = cli.digest()
+    for args in (("ledger", "verify"), ("project", "show", "lingnan-llm")):
+        res = cli(*args)
+        assert res.exit_code == 1, (args, res.stdout, res.stderr)
+        lines = [line for line in res.stderr.splitlines() if line.strip()]
+        assert lines and lines[0].startswith("Error: ") and "project_sponsor" in res.stderr, res.stderr
+        assert "Traceback" not in res.stderr
+    assert cli.digest() == before
+
+
 def test_commands_on_a_missing_ledger_say_so(cli):
     before = cli.digest()  # "absent" for SQLite: no file; an empty database on PostgreSQL
     result = cli("member", "list")
