@@ -460,8 +460,13 @@ def test_others_write_while_a_run_solves_and_the_run_is_the_state_it_names(ledge
     added = []
     solves = _writes_meanwhile(monkeypatch, lambda: added.append(
         registry.add(_ctx(cli), "member", {"id": "late-lab", "name": "Late Lab"})))
-    run = alloc.run(_ctx(cli), "2026-11")
+    told = []
+    run = alloc.run(_ctx(cli), "2026-11", progress=told.append)
     assert len(solves) == 2 and added
+    # the progress of the second solve says it is one: "solving again ..., attempt 2 of 3"
+    assert sorted({p.attempt for p in told}) == [1, 2] and told[-1].attempt == 2
+    assert alloc.progress_text(told[-1]).startswith("solving again (the ledger changed meanwhile), attempt 2 of 3: ")
+    assert not alloc.progress_text(told[0]).startswith("solving again")
     with registry.open_ledger(_ctx(cli)) as led, led.reader() as reader:
         entry = reader.entry(run.seq)
         assert entry.payload["state_seq"] == run.seq - 1 == reader.entries_of_kind("member.add")[-1].seq

@@ -95,12 +95,14 @@ class FairResult:
 class Progress:
     """How far a solve has got, for a caller that shows it (`allocate(progress=...)`): the step
     ("members": step 1, "projects": step 2, "placement": step 3), how many of the step's members or
-    projects are settled (frozen at their final value) and of how many, and the LPs solved so far."""
+    projects are settled (frozen at their final value) and of how many, and the LPs solved so far;
+    `attempt` is for a caller that solves again (`alloc run` when the ledger changed meanwhile)."""
 
     step: str
     settled: int
     total: int
     lp_solves: int
+    attempt: int = 1
 
 
 class _Engine:

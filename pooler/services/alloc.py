@@ -12,7 +12,7 @@ import hashlib
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,11 +89,14 @@ _STEPS = {"members": "step 1, members' totals", "projects": "step 2, projects",
 
 def progress_text(p: Any) -> str:
     """A solve's `Progress` in words, as the CLI and the dashboard show it:
-    'step 2, projects: 5 of 10 settled · 17 LPs'."""
+    'step 2, projects: 5 of 10 settled · 17 LPs', after 'solving again (the ledger changed
+    meanwhile), attempt 2 of 3: ' when `alloc run` solves again."""
     what = _STEPS.get(p.step, p.step)
     if p.step != "placement":
         what += f": {p.settled:,} of {p.total:,} settled"
-    return f"{what} · {p.lp_solves:,} LPs"
+    again = (f"solving again (the ledger changed meanwhile), attempt {p.attempt} of {SOLVE_ATTEMPTS}: "
+             if getattr(p, "attempt", 1) > 1 else "")
+    return f"{again}{what} · {p.lp_solves:,} LPs"
 
 
 # --- stateless solve ------------------------------------------------------------------------------
@@ -220,12 +223,16 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
     if reason is not None and not reason.strip():
         raise UsageError("--reason: give a reason in words")
     with open_ledger(ctx) as ledger:
-        for _ in range(SOLVE_ATTEMPTS):
+        for attempt in range(1, SOLVE_ATTEMPTS + 1):
             with ledger.reader() as reader:
                 solved = _inputs(reader, ctx, period, reason, dry_run)
                 if dry_run:
                     previous_view = _view(reader, solved.previous) if solved.previous is not None else None
-            result = _allocate(solved.snapshot, progress)
+            told = progress
+            if progress is not None and attempt > 1:
+                def told(p, attempt=attempt):  # noqa: ANN001 - says which solve this is
+                    progress(replace(p, attempt=attempt))
+            result = _allocate(solved.snapshot, told)
             as_json = result.to_json_dict(solved.label, solved.snapshot.consortium.unit)
             if dry_run:
                 return RunOutcome(as_json, solved.label, None, solved.previous.seq if solved.previous else None,
