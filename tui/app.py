@@ -462,16 +462,8 @@ class PoolerApp(App[int]):
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
     def _preview(self, period: str | None) -> None:
         worker = get_current_worker()
-        shown = [0.0]
-
-        def progress(p) -> None:  # from the solve, in this worker's thread: a few updates a second
-            if worker.is_cancelled:  # another preview, or the app closing: a dry run may stop anywhere
-                raise _Cancelled
-            now = time.monotonic()
-            if now - shown[0] >= 0.25:
-                shown[0] = now
-                self.call_from_thread(self._solving, worker, "Solving", period, p)
-
+        # another preview, or the app closing: a dry run may stop anywhere
+        progress = self._progress(worker, "Solving", period, stop_when_cancelled=True)
         try:
             from pooler.services import alloc
 
@@ -489,6 +481,21 @@ class PoolerApp(App[int]):
             return
         if not worker.is_cancelled:
             self.call_from_thread(self._show_preview, outcome, changes, worker)
+
+    def _progress(self, worker: Worker, doing: str, period: str | None, *, stop_when_cancelled: bool):
+        """The progress callback for a solve in `worker`'s thread: `_solving` a few times a second,
+        and, with `stop_when_cancelled`, `_Cancelled` raised into the solve once the worker is."""
+        shown = [0.0]
+
+        def progress(p) -> None:
+            if stop_when_cancelled and worker.is_cancelled:
+                raise _Cancelled
+            now = time.monotonic()
+            if now - shown[0] >= 0.25:
+                shown[0] = now
+                self.call_from_thread(self._solving, worker, doing, period, p)
+
+        return progress
 
     def _solving(self, worker: Worker, doing: str, period: str | None, p: Any) -> None:
         """How far a solve has got (at 10,000 projects it takes minutes); on the UI thread, so a
@@ -546,15 +553,8 @@ class PoolerApp(App[int]):
 
     @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
     def _commit(self, period: str, reason: str) -> None:
-        worker = get_current_worker()
-        shown = [0.0]
-
-        def progress(p) -> None:  # shown only: a commit, once asked for, is not given up half-way
-            now = time.monotonic()
-            if now - shown[0] >= 0.25:
-                shown[0] = now
-                self.call_from_thread(self._solving, worker, "Committing", period, p)
-
+        # shown only: a commit, once asked for, is not given up half-way
+        progress = self._progress(get_current_worker(), "Committing", period, stop_when_cancelled=False)
         try:
             from pooler.services import alloc
 

@@ -289,12 +289,20 @@ class _Net:
     group_classes: list  # eligible classes of each group
 
 
+def _usable(inp: _Inputs, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(whether each pool's owner keeps a reserve for its own projects, the part of `amounts` that
+    projects may use): all of a pool whose owner keeps its reserve (the owner's projects may use
+    it) or that has none; the lent part of one whose owner sponsors nothing (the reserve only
+    shrinks it)."""
+    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
+    return owner_keeps, np.where(owner_keeps | (inp.pool_reserve <= 0), amounts, amounts * (1 - inp.pool_reserve))
+
+
 def _build(inp: _Inputs) -> _Net:
     M, P = len(inp.member_ids), len(inp.pool_ids)
     # pool classes: (type, region) open classes; (type, region, owner) reserve classes
     units = inp.pool_rate * inp.pool_dh
-    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
-    usable = np.where(owner_keeps | (inp.pool_reserve <= 0), units, units * (1 - inp.pool_reserve))
+    owner_keeps, usable = _usable(inp, units)
     class_key, class_pools = {}, []
     pool_class = np.full(P, -1)
     for i in range(P):
@@ -710,9 +718,8 @@ def _within_pools(inp: _Inputs, proj: np.ndarray, pool: np.ndarray, dh: np.ndarr
     grants have anyway (the LPs' tolerance is absolute, so for a pool far smaller than the largest
     class it can be a larger part of the pool)."""
     owner = inp.pool_owner[pool]
-    owner_keeps = (inp.pool_reserve > 0) & inp.sponsors_any[inp.pool_owner]
     lend_dh = inp.pool_dh * (1 - inp.pool_reserve)  # what an owner lends (all of it: reserve 0)
-    usable = np.where(owner_keeps | (inp.pool_reserve <= 0), inp.pool_dh, lend_dh)
+    _, usable = _usable(inp, inp.pool_dh)
     M = max(len(inp.member_ids), 1)
     lent = ~np.isin(proj * M + owner, inp.st_proj * M + inp.st_mem)
     out = np.minimum(dh, usable[pool])
