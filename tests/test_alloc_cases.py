@@ -117,6 +117,71 @@ def test_member_full_to_the_solver_tolerance_does_not_promise_a_small_stake_proj
     assert sum(g.device_hours for g in res.grants) == pytest.approx(1009.99, rel=1e-9)
 
 
+def test_members_that_meet_their_demands_on_the_way_cost_no_lp_each():
+    # 200 members with equal shares (alpha = 0), each sponsoring one project, want 0.1, 0.2, ...,
+    # 20.0 of one pool of 1500: the 99 wanting at most 9.9 get their demands (495 in all) and the
+    # other 101 share the remaining 1005 equally, 9.9504... each. The level is found by cuts, not by
+    # an LP per member that meets its demand on the way (99 of them)
+    demands = [round(0.1 * (k + 1), 1) for k in range(200)]
+    members = [f"m{k:03d}" for k in range(200)]
+    res = allocate(consortium(members, [pool("p", "m000", 1500)],
+                              [project(f"j{k:03d}", m, d) for k, (m, d) in enumerate(zip(members, demands))],
+                              alpha="0"),
+                   integer_grants=False)
+    level = 1005 / 101
+    assert allocated(res) == approx({f"j{k:03d}": min(d, level) for k, d in enumerate(demands)})
+    assert res.solver.lp_solves <= 12
+
+
+def test_a_cut_that_denies_a_level_already_reached_is_solved_again_cold(monkeypatch):
+    """HiGHS can answer wrongly after a hot start; a cut that puts the level below what the last
+    round reached cannot be right, so that LP is solved again from a cold start. Here j0-j3 freeze
+    at 2.7 in the first round of step 2; in the second (first guesses off, so that it starts above
+    its level) the first LP's shortfall is inflated by hand, so that its cut would deny even 2.7:
+    the LP is solved again cold and the answer stays the right one."""
+    import pooler.core.alloc_fair as fair
+    from pooler.core.alloc_lp import LPSolution
+
+    snap = consortium(["a"], [pool("p", "a", 10), pool("q", "a", 100, accelerator="tpu")],
+                      [project(f"j{k}", "a", d, speed=(("gpu", D(1)),)) for k, d in enumerate([2, 2.6, 4, 5])]
+                      + [project(f"j{k}", "a", d, speed=(("tpu", D(1)),)) for k, d in ((4, 200), (5, 300))],
+                      accelerators=(Accelerator("gpu", rate=D(1)), Accelerator("tpu", rate=D(1))))
+    seen, rounds = [], []
+    real_level, real_solve = fair._Engine._cut_level, fair._Engine._solve
+
+    def cut_level(self, active, items, level, ent_bp_max, known, learnt):
+        rounds.append(level)
+        return real_level(self, active, items, level, ent_bp_max, None, [])
+
+    def solve(self, **kw):
+        sol = real_solve(self, **kw)
+        if self.stage[0] == "projects" and rounds[-1] > 0 and not seen and sol.objective < -1e-9:
+            seen.append("bad")
+            clear = self.lp.h.clearSolver
+            self.lp.h = _Spy(self.lp.h, lambda: (seen.append("cold"), clear()))
+            return LPSolution(sol.status, sol.objective - 1e3, sol.col_value, sol.row_dual)
+        return sol
+
+    monkeypatch.setattr(fair._Engine, "_cut_level", cut_level)
+    monkeypatch.setattr(fair._Engine, "_solve", solve)
+    res = allocate(snap, integer_grants=False)
+    assert allocated(res) == approx({"j0": 2, "j1": 2.6, "j2": 2.7, "j3": 2.7, "j4": 50, "j5": 50})
+    assert seen == ["bad", "cold"]
+
+
+class _Spy:
+    """A HiGHS instance whose clearSolver is watched."""
+
+    def __init__(self, h, on_clear) -> None:
+        self._h, self._on_clear = h, on_clear
+
+    def clearSolver(self):
+        return self._on_clear()
+
+    def __getattr__(self, name):
+        return getattr(self._h, name)
+
+
 def test_a_members_last_open_project_is_fixed_by_its_total_without_waiting(monkeypatch):
     # step 1 fixes A at 100 and B at 100; in step 2 B's only project and, once a1 meets its demand,
     # A's last open project have no freedom left: they are frozen at once, not when the level

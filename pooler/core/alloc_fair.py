@@ -11,24 +11,26 @@ pure flow; the speed is the gain on the group's edge (a generalised flow).
 Both fairness steps run the same progressive filling on one warm-started LP:
 
 * an *entity* (a member in step 1, a group in step 2) needs f_e(t) = sum_i min(d_i, w_i t) at level t:
-  a concave, piecewise-linear function whose breakpoints are d_i / w_i; on a piece the need is linear,
-  so one LP finds the highest level reachable on that piece. The piece at g lies above f_e
-  everywhere, so its optimum is always reachable: Newton's method goes from piece to piece without
-  ever meeting an infeasible LP, and speculative jumps over breakpoints (galloping, then bisecting
-  below the first miss; a miss restores the basis) skip pieces in which only demands were met
-  (demand-capped entities freeze in bulk);
-* the entities that cannot exceed the level are found from the LP duals (a positive dual proves an
-  entity blocked) and then from LPs that give every undecided entity a small capped excess: by
-  convexity those that can each exceed the level can all exceed it together, so a zero excess proves
-  the rest blocked;
+  a concave, nondecreasing, piecewise-linear function whose breakpoints d_i / w_i are the demands;
+* a round finds the highest level t* every active entity can reach together while the frozen ones
+  keep their values, by Newton's method from above. The LP at a level t fixes every active entity's
+  need in its row (y_e - eps_e >= f_e(t)) and minimises the total shortfall -sum eps_e. When there is
+  a shortfall, the LP duals lam_e >= 0 of those rows give a *cut*, sum_e lam_e y_e <= rest, that every
+  feasible point meets (weak duality: the dual solution stays feasible whatever the rows' bounds).
+  No level above the t at which the cut is tight with every active entity at f_e(t) is reachable,
+  so the next LP is at that t, found without an LP on the sorted breakpoints; the level falls to
+  t* in a few LPs, however many demands lie on the way (demand-capped entities never cost an LP);
+* at t* the cut is tight: every entity it names (lam_e > 0) and that is below its demand is
+  blocked (it cannot exceed t* while the others hold it) and freezes at f_e(t*); every entity at its
+  demand freezes there. Another bottleneck at the same level is found by the next round, at t*;
+* cuts stay valid when entities freeze (the frozen bounds only shrink the feasible set), so the
+  earlier rounds' cuts, and in step 2 each member's total from step 1 (sum over its groups of
+  stake * y_g <= Y_m), give each round's first guess; it is often already t*;
+* only row bounds change between LPs, so every basis stays dual feasible and each LP is a hot start
+  of the dual simplex; frozen entities keep their rows, at their frozen values;
 * frozen entities keep their value as a lower bound (exactly: a frozen entity can never exceed it),
   never above what the LP reached; should an LP still come back infeasible, every frozen bound is
-  loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up;
-* warm starts are kept cheap: a round that only froze entities (bounds tightened at values already
-  reached, level rows dropped) leaves the basis primal feasible, so the next LP runs the primal
-  simplex from it; a round that reaches a demand ends there (the capped entities freeze, which is
-  again only a loosening) rather than moving to the next piece, which would change coefficients of
-  the basic level column; and the excess LPs hand the max-level basis back when they are done.
+  loosened by 1e-9, 1e-8, then 1e-7 (relative) before the allocation gives up.
 """
 
 from __future__ import annotations
@@ -43,11 +45,12 @@ from pooler.core.alloc_lp import INF, WarmLP
 _LEVEL_RTOL = 1e-9  # two levels closer than this (relatively) are the same level
 _FREEZE_SLACK = 1e-10  # frozen values are bounds relaxed by this fraction (and 1e-12), to stay feasible
 _ABS_SLACK = 1e-12  # absolute part of that relaxation, in scaled units
-_ZERO = 1e-9  # scaled units: a frozen value below this is nothing
-_EXCESS = 1e-3  # the small excess offered to undecided entities, relative to their value
-_EXCESS_SEEN = 2e-9  # an excess (scaled units) above this proves an entity can exceed
-_EXCESS_ROUNDS = 3  # excess LPs per round; entities still undecided stay active for the next round
+_ZERO = 1e-9  # scaled units: a frozen value below this is nothing, a shortfall below it the LP's noise
 _RESTORE = (1e-9, 1e-8, 1e-7)  # relative loosenings of the frozen bounds tried before giving up
+_LAM_MIN = 1e-9  # a cut's dual above this fraction of its largest proves an entity blocked
+_KEEP_CUTS = 8  # the latest cuts tried as first guesses of a round's level
+_NEWTON_MAX = 100  # LPs per round before the filling gives up
+_CUT_DOUBT = 1e-6  # a cut that puts the level this far (relatively) below the last round's is doubted
 _MET_RTOL = 1e-9  # a group is at its demand after step 1 when the LP has it this close (and _ZERO)
 
 
@@ -105,6 +108,26 @@ class Progress:
     attempt: int = 1
 
 
+Cuts = tuple  # (cut index, entity, lam, rest per cut): the cuts sum_e lam_e y_e <= rest
+
+
+class _Items:
+    """The items of one `lexmaxmin` (projects, or members as their own items): entity, weight,
+    demand, breakpoint d / w, and the items grouped by entity."""
+
+    def __init__(self, ent, w, d, bp, n_ent) -> None:
+        self.ent, self.w, self.d, self.bp = ent, w, d, bp
+        self.order = np.argsort(ent, kind="stable")
+        self.count = np.bincount(ent, minlength=n_ent)
+        self.start = np.cumsum(self.count) - self.count
+        self.n_ent = n_ent
+
+    def need(self, t: float) -> np.ndarray:
+        """need_e(t) = sum over e's items of min(d_i, w_i t), for every entity (0 for others)."""
+        v = np.where(self.bp <= t, self.d, self.w * t)
+        return np.bincount(self.ent, weights=v, minlength=self.n_ent)
+
+
 class _Engine:
     def __init__(self, net: FairNetwork, progress=None) -> None:
         self.net = net
@@ -120,10 +143,9 @@ class _Engine:
         c_v = E + np.arange(A)
         c_y = E + A + np.arange(G)
         c_Y = E + A + G + np.arange(M)
-        c_t = E + A + G + M
-        c_eg = c_t + 1 + np.arange(G)
-        c_em = c_t + 1 + G + np.arange(M)
-        n_col = c_t + 1 + G + M
+        c_eg = E + A + G + M + np.arange(G)
+        c_em = E + A + G + M + G + np.arange(M)
+        n_col = E + A + G + M + G + M
         # rows
         r_hub = np.arange(H)
         r_cap = H + np.arange(C)
@@ -134,7 +156,7 @@ class _Engine:
         r_mlev = H + C + R + G + M + np.arange(M)
         n_row = H + C + R + G + 2 * M
         # the groups' level rows come only with step 2 (`group_rows`): in step 1 they would be free
-        # rows, and their slacks in every basis (and t in every row) make step 1's LPs dearer
+        # rows, and their slacks in every basis make step 1's LPs dearer
 
         rows, cols, vals = [], [], []
 
@@ -165,7 +187,6 @@ class _Engine:
         put(r_mdef[net.stake_member], c_y[net.stake_group], net.stake_value)
         put(r_mdef, c_Y, -1.0)
         put(r_mlev, c_Y, 1.0)
-        put(r_mlev, np.full(M, c_t), -1.0)
         put(r_mlev, c_em, -1.0)
 
         member_demand = np.bincount(
@@ -173,7 +194,6 @@ class _Engine:
         )
         self.member_demand = member_demand
         cost = np.zeros(n_col)
-        cost[c_t] = 1.0
         col_lo = np.zeros(n_col)
         col_hi = np.full(n_col, INF)
         col_hi[c_y] = net.group_demand
@@ -192,14 +212,13 @@ class _Engine:
             np.concatenate(rows), np.concatenate(cols), np.concatenate(vals), maximize=True,
         )
         # entities: members 0..M-1, then groups M..M+G-1
-        self.c_t = c_t
         self.ent_col = np.concatenate([c_Y, c_y])
         self.ent_row = np.concatenate([r_mlev, np.full(G, -1)])  # groups: see `group_rows`
         self.c_y, self.c_eg = c_y, c_eg
         self.ent_eps = np.concatenate([c_em, c_eg])
         self.ent_cap = np.concatenate([member_demand, net.group_demand])
         n_ent = M + G
-        self.coef = np.concatenate([np.ones(M), np.zeros(G)])  # current -coefficient of t in the level row
+        self.n_ent = n_ent
         self.rhs = np.full(n_ent, -INF)  # current lower bound of the level row (-inf: inactive)
         self.value = np.zeros(n_ent)
         self.level = np.full(n_ent, np.nan)
@@ -208,7 +227,7 @@ class _Engine:
         self.failed_status = ""  # the verdict of the LP that ended the filling, when one did
 
     def group_rows(self) -> None:
-        """Add the groups' level rows y_g - eps_g >= -inf (inactive; t enters with `_set_piece`)."""
+        """Add the groups' level rows y_g - eps_g >= -inf (inactive until `lexmaxmin` serves them)."""
         G, M = self.net.n_groups, self.net.n_members
         if not G:
             return
@@ -216,35 +235,15 @@ class _Engine:
                                  np.stack([self.c_y, self.c_eg], axis=1).ravel(), np.tile([1.0, -1.0], G))
         self.ent_row[M:] = first + np.arange(G)
 
-    # -- pieces --------------------------------------------------------------------------------
-    def _set_piece(self, ents: np.ndarray, items: tuple, level: float) -> tuple[np.ndarray, np.ndarray, bool]:
-        """Make the level rows of `ents` exact on the piece of f_e that starts at `level`; also says
-        whether any row changed."""
-        it_ent, it_w, it_d, it_bp = items
-        capped = it_bp <= level * (1 + _LEVEL_RTOL)
-        n_ent = len(self.coef)
-        a = np.bincount(it_ent, weights=np.where(capped, 0.0, it_w), minlength=n_ent)[ents]
-        b = np.bincount(it_ent, weights=np.where(capped, it_d, 0.0), minlength=n_ent)[ents]
-        changed = (a != self.coef[ents]) | (b != self.rhs[ents])
-        ch = ents[changed]
-        if ch.size:
-            ach = a[changed]
-            rows = self.ent_row[ch]
-            self.lp.set_coeffs(rows, np.full(ch.size, self.c_t), -ach)
-            self.lp.set_row_bounds(rows, b[changed], INF)
-            self.coef[ch] = ach
-            self.rhs[ch] = b[changed]
-        return a, b, bool(ch.size)
-
-    def _deactivate(self, ents: np.ndarray) -> None:
-        self.lp.set_row_bounds(self.ent_row[ents], -INF, INF)
-        self.rhs[ents] = -INF
-
     def _freeze(self, ents: np.ndarray, values: np.ndarray, level: float | np.ndarray,
                 reached: np.ndarray | None = None) -> None:
         """Hold `ents` at `values` from now on; `reached` is what the last LP solution gave them."""
-        # values within the solver's tolerance of zero are zero (a level of 1e-9 is noise)
-        values = np.where(values < _ZERO, 0.0, values)
+        # values within the solver's tolerance of zero are zero (a level of 1e-9 is noise), and so
+        # are values the LP delivered less than that of (a shortfall that small is taken for noise)
+        noise = values < _ZERO
+        if reached is not None:
+            noise |= (reached < _ZERO) & (values < 2 * _ZERO)
+        values = np.where(noise, 0.0, values)
         self.value[ents] = values
         self.level[ents] = level
         # The bound is never above what the LP actually reached: an error of the solver's size in the
@@ -255,7 +254,10 @@ class _Engine:
         self.frozen[ents] = True
         self.frozen_lo[ents] = lower
         self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
-        self._deactivate(ents)
+        has_row = self.ent_row[ents] >= 0
+        self.lp.set_row_bounds(self.ent_row[ents[has_row]], lower[has_row], INF)
+        self.lp.set_col_bounds(self.ent_eps[ents], 0.0, 0.0)
+        self.rhs[ents[has_row]] = lower[has_row]
         if self.progress is not None and self.stage is not None:
             step, counted = self.stage
             self.progress(Progress(step, int(np.count_nonzero(self.frozen[counted])), counted.size,
@@ -269,6 +271,9 @@ class _Engine:
             lower = np.maximum(self.frozen_lo[ents] * (1 - rel) - rel * 1e-3, 0.0)
             self.frozen_lo[ents] = lower
             self.lp.set_col_bounds(self.ent_col[ents], lower, self.ent_cap[ents])
+            has_row = self.ent_row[ents] >= 0
+            self.lp.set_row_bounds(self.ent_row[ents[has_row]], lower[has_row], INF)
+            self.rhs[ents[has_row]] = lower[has_row]
 
     def _solve(self, **kw):
         """Solve from the current basis; on a verdict other than optimal, loosen the frozen bounds
@@ -288,47 +293,157 @@ class _Engine:
         return sol
 
     def lexmaxmin(self, ents: np.ndarray, it_ent: np.ndarray, it_w: np.ndarray, it_d: np.ndarray,
-                  forced=None) -> None:
+                  forced=None, known: Cuts | None = None) -> None:
         """Lexicographic max-min of f_e^{-1}(value) over `ents`, freezing every entity on the way.
 
         `forced(active)`, when given, names active entities whose value no longer has any freedom
-        (see `_forced_groups`); they are frozen where the last LP has them, at their own level."""
+        (see `_forced_groups`); they are frozen where the last LP has them, at their own level.
+        `known` are cuts that hold from the start (see `_member_cuts`): first guesses of each level."""
         with np.errstate(divide="ignore", invalid="ignore"):
             it_bp = np.where(it_w > 0, it_d / it_w, np.where(it_d > 0, INF, 0.0))
-        items = (it_ent, it_w, it_d, it_bp)
-        ent_bp_max = np.full(len(self.coef), -1.0)
+        items = _Items(it_ent, it_w, it_d, it_bp, self.n_ent)
+        ent_bp_max = np.full(self.n_ent, -1.0)
         np.maximum.at(ent_bp_max, it_ent, it_bp)
         none = ents[ent_bp_max[ents] <= 0]
         if none.size:
             self._freeze(none, np.zeros(none.size), np.nan)
         active = ents[ent_bp_max[ents] > 0]
+        # the active entities' shortfalls: y_e - eps_e >= need_e(t), eps_e <= 0 at a cost of 1
+        self.lp.set_col_bounds(self.ent_eps[active], -INF, 0.0)
+        self.lp.set_cost(self.ent_eps[active], 1.0)
         active = self._freeze_forced(active, forced, items, self.lp.col_values())
         level = 0.0
+        learnt: list[Cuts] = []
         while active.size:
-            level, sol = self._max_level(active, items, level, ent_bp_max)
+            level, cut, sol = self._cut_level(active, items, level, ent_bp_max, known, learnt)
             if sol is None:
                 raise NumericalFailure(
                     f"the allocation LP ended {self.failed_status} instead of optimal at level {level:.6g} "
                     f"with {active.size} entities left ({self.lp.solves} LPs solved)")
             reached = sol.col_value[self.ent_col[active]]
             full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
+            blocked = np.zeros(active.size, dtype=bool)
+            if cut is not None:
+                lam = np.zeros(self.n_ent)
+                lam[cut[0]] = cut[1]
+                la = lam[active]
+                if la.max() > 0:
+                    blocked = ~full & (la > _LAM_MIN * la.max())
+            if not full.any() and not blocked.any():
+                raise NumericalFailure(f"no entity proved blocked at level {level:.6g} "
+                                       f"with {active.size} entities left ({self.lp.solves} LPs solved)")
             if full.any():
-                # demand-capped in bulk; freezing them only loosens the LP for the rest, so the next
-                # round starts from this basis (primal simplex) and finds the blocked ones, if any
                 self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
-                active = active[~full]
-                active = self._freeze_forced(active, forced, items, sol.col_value)
-                continue
-            rest = active
-            a, b, _ = self._set_piece(rest, items, level)
-            blocked = self._blocked(rest, a, b, level, sol)
-            if not blocked.any():
-                # no progress proved: hold those the duals name most strongly (or everyone)
-                dual = np.abs(sol.row_dual[self.ent_row[rest]]) if sol.row_dual.size else np.zeros(rest.size)
-                blocked = dual >= dual.max() * (1 - 1e-9) if dual.max() > 0 else np.ones(rest.size, bool)
-            self._freeze(rest[blocked], a[blocked] * level + b[blocked], level, reached[blocked])
-            active = rest[~blocked]
+            if blocked.any():
+                need = items.need(level)[active[blocked]]
+                self._freeze(active[blocked], need, level, reached[blocked])
+            active = active[~(full | blocked)]
             active = self._freeze_forced(active, forced, items, sol.col_value)
+
+    def _cut_bounds(self, cuts: Cuts, items: _Items, is_act: np.ndarray) -> np.ndarray:
+        """The highest t each cut sum_e lam_e y_e <= rest allows with the active entities at need_e(t)
+        and the frozen ones at their bounds (inf: the cut never binds)."""
+        k, e, lam, rest = cuts
+        K = len(rest)
+        fro = self.frozen[e]
+        phi = rest - np.bincount(k[fro], weights=lam[fro] * self.frozen_lo[e[fro]], minlength=K)
+        out = np.full(K, INF)
+        act = is_act[e] & (lam > 0)
+        if not act.any():
+            return out
+        # the cut entries of active entities, one per item
+        ka, ea, la = k[act], e[act], lam[act]
+        cnt = items.count[ea]
+        first = np.repeat(items.start[ea] - (np.cumsum(cnt) - cnt), cnt) + np.arange(int(cnt.sum()))
+        item = items.order[first]
+        rk, rl = np.repeat(ka, cnt), np.repeat(la, cnt)
+        bp = items.bp[item]
+        order = np.lexsort((bp, rk))
+        rk, bp = rk[order], bp[order]
+        w, d = (items.w[item] * rl)[order], (items.d[item] * rl)[order]
+        # per cut, h(t) = sum of lam d over the items met at t + t * sum of lam w over the others,
+        # at every breakpoint; the bound lies on the segment before the first breakpoint where h > phi
+        head = np.flatnonzero(np.r_[True, rk[1:] != rk[:-1]])
+        size = np.diff(np.r_[head, rk.size])
+        cd, cw = np.cumsum(d), np.cumsum(w)
+        base_d = np.repeat(np.r_[0.0, cd][head], size)
+        base_w = np.repeat(np.r_[0.0, cw][head], size)
+        C = cd - base_d
+        tot_w = np.bincount(rk, weights=w, minlength=K)
+        W = tot_w[rk] - (cw - base_w)
+        W = np.where(W > tot_w[rk] * 1e-15, W, 0.0)  # what cancellation leaves of nothing
+        with np.errstate(invalid="ignore"):
+            h = C + np.where(W > 0, bp * W, 0.0)
+        over = np.flatnonzero(h > phi[rk])
+        if not over.size:
+            return out
+        kk, pos = np.unique(rk[over], return_index=True)
+        p = over[pos]
+        at_head = np.r_[True, rk[1:] != rk[:-1]][p]
+        Cp = np.where(at_head, 0.0, C[p - 1])
+        Wp = np.where(at_head, tot_w[kk], W[np.maximum(p - 1, 0)])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[kk] = np.where(Wp > 0, np.maximum(phi[kk] - Cp, 0.0) / Wp, INF)
+        return out
+
+    def _cut_level(self, active, items, level, ent_bp_max, known, learnt):
+        """The highest level t (>= `level`) at which every active entity can have need_e(t) while the
+        frozen ones keep their bounds; also the cut tight there, as (entities, lam) (None when every
+        active entity is at its demand), and the LP solution at t.
+
+        Newton's method from above on cuts: the LP at t minimises the total shortfall; when there is
+        one, its duals lam >= 0 give a cut sum_e lam_e y_e <= rest valid for every feasible point, so
+        no level above the t at which the cut is tight is reachable; the next LP is at that t. Cuts
+        stay valid after freezes, so the earlier rounds' cuts (and the `known` ones) give the first
+        guess."""
+        n_ent = self.n_ent
+        is_act = np.zeros(n_ent, dtype=bool)
+        is_act[active] = True
+        t = float(ent_bp_max[active].max())
+        cut = None
+        for cuts in ([known] if known is not None else []) + learnt[-_KEEP_CUTS:]:
+            b = self._cut_bounds(cuts, items, is_act)
+            if b.size and b.min() < t:
+                i = int(np.argmin(b))
+                t = float(b[i])
+                pick = cuts[0] == i
+                cut = (cuts[1][pick], cuts[2][pick])
+        t = max(t, level)
+        has_row = np.flatnonzero(self.ent_row >= 0)
+        cold = False
+        for _ in range(_NEWTON_MAX):
+            need = items.need(t)
+            self.lp.set_row_bounds(self.ent_row[active], need[active], INF)
+            self.rhs[active] = need[active]
+            sol = self._solve(want_duals=True)
+            if sol.status != "optimal":
+                self.failed_status = sol.status
+                return t, None, None
+            # the LP's own noise (its feasibility tolerance) is no shortfall
+            if (sol.col_value[self.ent_eps[active]] >= -_ZERO).all():
+                return t, cut, sol
+            lam = np.maximum(-sol.row_dual[self.ent_row[has_row]], 0.0)
+            live = (lam > 0) & np.isfinite(self.rhs[has_row])
+            e, lam = has_row[live], lam[live]
+            rest = float(np.dot(lam, self.rhs[e])) + sol.objective  # the objective is minus the shortfall
+            new = (np.zeros(e.size, dtype=np.intp), e, lam, np.array([rest]))
+            learnt.append(new)
+            cut = (e, lam)
+            b = float(self._cut_bounds(new, items, is_act)[0])
+            if b < level * (1 - _CUT_DOUBT) and not cold:
+                # the cut denies a level the last round reached: the hot start is not to be
+                # believed (HiGHS can be wrong after bound changes); a cold start has the last word
+                learnt.pop()
+                self.lp.h.clearSolver()
+                cold = True
+                continue
+            if b >= t * (1 - _LEVEL_RTOL) or t <= level:
+                # only the LP's noise is short: the level moved by less than its resolution, or the
+                # last round's level, reached then, is short now
+                return t, cut, sol
+            t = max(b, level)
+        self.failed_status = "without converging"
+        return t, None, None
 
     def _freeze_forced(self, active, forced, items, col):
         """Freeze the active entities `forced(active)` names (each of one item) where the LP solution
@@ -339,10 +454,10 @@ class _Engine:
         pick = forced(active)
         if not pick.any():
             return active
-        it_ent, it_w, _, _ = items
+        it_ent, it_w = items.ent, items.w
         ents = active[pick]
         value = np.maximum(col[self.ent_col[ents]], 0.0)
-        w = np.zeros(len(self.coef))
+        w = np.zeros(self.n_ent)
         w[it_ent] = it_w
         full = _at_demand(value, self.ent_cap[ents])
         if full.any():
@@ -351,130 +466,6 @@ class _Engine:
         if part.size:
             self._freeze(part, value[~full], value[~full] / w[part], value[~full])
         return active[~pick]
-
-    def _max_level(self, active, items, level, ent_bp_max):
-        """The highest level every active entity can reach together, and the LP solution there.
-
-        Newton's method on the concave need: the linear piece at g lies above the need everywhere,
-        so the LP on it gives a reachable level t >= g; the piece at t is then feasible at t by the
-        last solution, and the iteration stops when the optimum stays on its own piece."""
-        it_ent, _, _, it_bp = items
-        in_active = np.zeros(len(self.coef), dtype=bool)
-        in_active[active] = True
-        bps = np.unique(it_bp[in_active[it_ent] & (it_bp > level) & np.isfinite(it_bp)])
-        top = ent_bp_max[active].max()
-        self.lp.set_col_bounds([self.c_t], 0.0, top if np.isfinite(top) else INF)
-        g = level
-        sol = None
-        full_pts = bps  # where projects reach their demands
-        jump, hi_idx = 2, len(full_pts)
-        first = True
-        for _ in range(len(bps) + 3):
-            _, _, changed = self._set_piece(active, items, g)
-            # after a round's freezes (bounds only loosened for the rest) the basis is still primal
-            # feasible: the primal simplex goes on from it
-            sol = self._solve(want_duals=True, primal=first and not changed)
-            first = False
-            if sol.status != "optimal":
-                self.failed_status = sol.status
-                sol = None
-                break
-            t = max(sol.objective, g)
-            if sol.objective < g * (1 - 1e-6) - 1e-9:
-                # the level fell: the piece (or an earlier freeze) is numerically off; accept the LP
-                t = sol.objective
-            # a breakpoint strictly between g and t means the piece changed: go on from t
-            # (a breakpoint at t itself counts: the optimum may sit there only because an entity
-            # reached its demand, and the next piece lets the others go on)
-            k = np.searchsorted(bps, g * (1 + _LEVEL_RTOL), side="right")
-            if k >= len(bps) or bps[k] > t * (1 + _LEVEL_RTOL) or t <= g * (1 + _LEVEL_RTOL):
-                g = t
-                break
-            g = t
-            if (ent_bp_max[active] <= t * (1 + _LEVEL_RTOL)).any():
-                # an entity met its whole demand: freezing it only loosens the LP (no new piece)
-                break
-            # the optimum stopped at a demand: speculate that the next `jump` demands are met too
-            # (galloping while it works, then bisecting below the first miss)
-            kt = int(np.searchsorted(full_pts, t * (1 + _LEVEL_RTOL), side="right"))
-            idx = kt + jump - 1 if hi_idx >= len(full_pts) else (kt + hi_idx) // 2
-            if kt < idx < min(hi_idx, len(full_pts)):
-                t2, hit = self._speculate(active, items, full_pts[idx], t)
-                if hit:
-                    g = t2
-                    jump *= 2
-                else:
-                    hi_idx = idx
-        self.lp.set_col_bounds([self.c_t], 0.0, INF)
-        return g, sol
-
-    def _speculate(self, active, items, g: float, floor: float):
-        """The level reached on the piece at `g` if it reaches `g` (then every demand before `g` is met
-        and the level is a valid lower bound), else None with the previous basis restored."""
-        basis = self.lp.h.getBasis()
-        self._set_piece(active, items, g)
-        sol = self.lp.solve(verify=False)
-        if sol.status == "optimal" and sol.objective >= g * (1 - _LEVEL_RTOL):
-            return max(sol.objective, g), True
-        if basis.valid:
-            self.lp.h.setBasis(basis)
-        return None, False
-
-    def _excess(self, ents, undecided, offer, value):
-        """Offer every undecided entity a small excess, repeatedly; those that never take it are blocked.
-
-        Returns the blocked ones among `undecided`, or None when an LP fails."""
-        lp = self.lp
-        for _ in range(_EXCESS_ROUNDS):
-            if not undecided.size:
-                break
-            eps_cols = self.ent_eps[ents[undecided]]
-            lp.set_col_bounds(eps_cols, 0.0, offer[undecided])
-            lp.set_cost(eps_cols, 1.0)
-            res = lp.solve(primal=True)
-            lp.set_col_bounds(eps_cols, 0.0, 0.0)
-            lp.set_cost(eps_cols, 0.0)
-            if res.status != "optimal":
-                return None
-            seen = res.col_value[eps_cols] > _EXCESS_SEEN + 1e-9 * value[undecided]
-            if not seen.any():
-                return undecided
-            undecided = undecided[~seen]
-        return undecided[:0] if undecided.size else undecided
-
-    def _blocked(self, ents, a, b, level, sol) -> np.ndarray:
-        """Which of `ents` (all below their demand) cannot exceed `level` while the others hold it."""
-        blocked = np.zeros(ents.size, dtype=bool)
-        if sol is not None and sol.row_dual.size:
-            dual = np.abs(sol.row_dual[self.ent_row[ents]])
-            top = dual.max() if dual.size else 0.0
-            if top > 0:
-                blocked |= dual > 1e-7 * top
-        undecided = np.flatnonzero(~blocked)
-        if not undecided.size:
-            return blocked
-        lp = self.lp
-        value = a * level + b
-        dual_blocked = blocked.copy()
-        offer = np.maximum(_EXCESS * value, 1e-6)
-        basis = lp.h.getBasis()
-        lp.set_cost([self.c_t], 0.0)
-        try:
-            for hold in (1e-9, 1e-7):
-                lp.set_col_bounds([self.c_t], level * (1 - hold), level * (1 - hold))
-                res = self._excess(ents, undecided, offer, value)
-                if res is not None:
-                    blocked[res] = True
-                    break
-            else:  # numerically hopeless: only what the duals proved
-                blocked = dual_blocked
-        finally:
-            lp.set_col_bounds([self.c_t], 0.0, INF)
-            lp.set_cost([self.c_t], 1.0)
-            if basis.valid:  # the max-level basis stays dual feasible through the freezes that follow
-                lp.h.setBasis(basis)
-        return blocked
-
 
 def _at_demand(value: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Whether LP values meet their demands, to the LP's tolerance."""
@@ -505,6 +496,14 @@ def _forced_groups(net: FairNetwork, M: int, later: np.ndarray):
         return pick[groups] & (items_per_group[groups] == 1)
 
     return forced
+
+
+def _member_cuts(net: FairNetwork, member_value: np.ndarray) -> Cuts:
+    """Step 2's cuts from step 1: sum over m's groups of stake * y_g <= Y_m for every member m (in exact
+    arithmetic no member can exceed its step-1 total), over entities M + group."""
+    live = net.stake_value > 0
+    return (net.stake_member[live], net.n_members + net.stake_group[live], net.stake_value[live],
+            member_value.astype(float))
 
 
 def solve_fair(net: FairNetwork, progress=None) -> FairResult:
@@ -553,11 +552,12 @@ def solve_fair(net: FairNetwork, progress=None) -> FairResult:
     open_item = ~met[net.item_group]
     pos = (net.item_weight > 0) & open_item
     live = groups[~net.group_zero & ~met]
+    known = _member_cuts(net, member_value)
     eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos],
-                  forced=_forced_groups(net, M, net.group_zero & ~met))
+                  forced=_forced_groups(net, M, net.group_zero & ~met), known=known)
     zero = groups[net.group_zero & ~met]
     last = (net.item_weight <= 0) & open_item
-    eng.lexmaxmin(M + zero, item_ent[last], np.ones(int(last.sum())), net.item_demand[last])
+    eng.lexmaxmin(M + zero, item_ent[last], np.ones(int(last.sum())), net.item_demand[last], known=known)
     # Disaggregate: the projects of a group share its level; demand-frozen groups meet every demand.
     g_level = eng.level[M + net.item_group]
     w_eff = np.where(net.group_zero[net.item_group], 1.0, net.item_weight)

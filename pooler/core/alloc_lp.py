@@ -108,18 +108,6 @@ class WarmLP:
             c = np.broadcast_to(np.asarray(cost, dtype=float), idx.shape).copy()
             self.h.changeColsCost(idx.size, idx, c)
 
-    def set_coeffs(self, rows, cols, vals) -> None:
-        rows = np.asarray(rows).tolist()
-        if not rows:
-            return
-        basis = self.h.getBasis()
-        for r, c, v in zip(rows, np.asarray(cols).tolist(), np.asarray(vals).tolist()):
-            self.h.changeCoeff(int(r), int(c), float(v))
-        # HiGHS 1.16 can reuse a stale factorisation after changeCoeff and report wrong optima; handing
-        # the basis back forces a fresh one (the basis itself, and so the warm start, is kept)
-        if basis.valid:
-            self.h.setBasis(basis)
-
     def add_row(self, lower: float, upper: float, idx: np.ndarray, vals: np.ndarray) -> int:
         idx = np.asarray(idx, dtype=np.int32)
         self.h.addRow(float(lower), float(upper), idx.size, idx, np.asarray(vals, dtype=float))
