@@ -133,6 +133,56 @@ def test_members_that_meet_their_demands_on_the_way_cost_no_lp_each():
     assert res.solver.lp_solves <= 12
 
 
+def test_demands_of_a_trillion_do_not_spoil_the_cuts():
+    """Found by review: each round's first LP was at the largest demand, 1e12 here, where the LP's
+    answer, and so the cut it gives, is off by 1e-5; reused in a later round, that cut froze B 4e-5
+    short. The members' capacity (what all pools can deliver) now bounds the first guess."""
+    snap = Snapshot(
+        consortium=Consortium(period_hours=D(100)), policy=Policy(entitlement="equal"),
+        accelerators=(Accelerator("gpu", rate=D(1)),), members=(Member("A"), Member("B")),
+        pools=(pool("pa", "A", "9.3", region="north"), pool("pb", "A", "23.7", region="south"),
+               pool("pc", "B", "45.1", region="south")),
+        projects=(project("PA", "A", "1e12", regions=("north",)), project("PB", "B", "1e12", regions=("south",))))
+    # A reaches only its northern pool; B takes the south, A's pool there included
+    assert allocated(allocate(snap, integer_grants=False)) == approx({"PA": 9.3, "PB": 68.8})
+
+
+def test_a_members_total_does_not_block_a_project_it_has_a_small_stake_in():
+    """Found by review (a random instance): in step 2, m2's total, used as a cut, named j0 (m2's
+    stake in it is 1/1008) as blocked at a level where the LP already gave j0 its whole demand of
+    14: frozen at 13.9977. A cut from an earlier round or a member's total now blocks only projects
+    it weighs at least 1e-3 of its largest and that the LP does not give clearly more. Figures from
+    the slow reference in tests/reference_alloc.py."""
+    def spec(*pairs):
+        return tuple((t, D(v)) for t, v in pairs)
+
+    snap = Snapshot(
+        consortium=Consortium(period_hours=D(100)), policy=Policy(contribution_weight=D("0.5")),
+        accelerators=(Accelerator("910b", rate=D("0.5")), Accelerator("a800", rate=D(1)),
+                      Accelerator("h800", rate=D(1))),
+        members=(Member("m0", region="north"), Member("m1", region="north"), Member("m2", region="north")),
+        pools=(Pool("p0", member="m2", accelerator="910b", capacity=D(3), reserve=D(1), cost=D(2)),
+               Pool("p1", member="m0", accelerator="h800", capacity=D(32), region="north"),
+               Pool("p2", member="m2", accelerator="910b", capacity=D(19), reserve=D("0.25"), cost=D(2)),
+               Pool("p3", member="m2", accelerator="h800", capacity=D(30)),
+               Pool("p4", member="m0", accelerator="h800", capacity=D(11), reserve=D("0.25"), cost=D(2)),
+               Pool("p5", member="m0", accelerator="910b", capacity=D(5), region="south")),
+        projects=(
+            project("j0", {"m2": 1, "m1": 1000, "m0": 7}, 14, "0.00131",
+                    speed=spec(("a800", "0.01"), ("h800", "1"), ("910b", "0.5"))),
+            project("j1", {"m0": 7, "m1": 1000, "m2": "0.001"}, 25, "0.00983"),
+            project("j2", {"m2": "0.001"}, 36, "0.00011"),
+            project("j3", {"m0": "0.001", "m1": 1, "m2": 1}, 23, "1.21",
+                    speed=spec(("a800", "3"), ("h800", "1.5"), ("910b", "1"))),
+            project("j4", {"m0": 7}, 26, "3.78", speed=spec(("a800", "0.5"), ("h800", "0.01"), ("910b", "3"))),
+            project("j5", {"m0": 1}, 1, "0.0124", speed=spec(("a800", "0.5"), ("h800", "1"), ("910b", "3"))),
+            project("j6", {"m1": "0.001", "m0": "0.001"}, 28, 179, speed=spec(("a800", "1"), ("h800", "0"), ("910b", "1")))),
+        usage=(("m0", D(2)), ("m1", D(10)), ("m2", D(30))))
+    # (to 1e-6 of the largest pool, 32 units, as the reference comparisons)
+    assert allocated(allocate(snap, integer_grants=False)) == pytest.approx(
+        {"j0": 14, "j1": 25, "j2": 0, "j3": 16.525231263, "j4": 26, "j5": 1, "j6": 1.044527264}, abs=3.2e-5)
+
+
 def test_a_cut_that_denies_a_level_already_reached_is_solved_again_cold(monkeypatch):
     """HiGHS can answer wrongly after a hot start; a cut that puts the level below what the last
     round reached cannot be right, so that LP is solved again from a cold start. Here j0-j3 freeze

@@ -47,8 +47,9 @@ _FREEZE_SLACK = 1e-10  # frozen values are bounds relaxed by this fraction (and 
 _ABS_SLACK = 1e-12  # absolute part of that relaxation, in scaled units
 _ZERO = 1e-9  # scaled units: a frozen value below this is nothing, a shortfall below it the LP's noise
 _RESTORE = (1e-9, 1e-8, 1e-7)  # relative loosenings of the frozen bounds tried before giving up
-_LAM_MIN = 1e-9  # a cut's dual above this fraction of its largest proves an entity blocked
-_KEEP_CUTS = 8  # the latest cuts tried as first guesses of a round's level
+_LAM_MIN = 1e-6  # a fresh cut's dual at least this fraction of its largest proves an entity blocked
+_GUESS_MIN = 1e-3  # the same for a cut from before (a member's total, an earlier round, the capacity)
+_GUESS_RTOL = 1e-6  # ... which blocks no entity the LP gives this much (relatively) more than its need
 _NEWTON_MAX = 100  # LPs per round before the filling gives up
 _CUT_DOUBT = 1e-6  # a cut that puts the level this far (relatively) below the last round's is doubted
 _MET_RTOL = 1e-9  # a group is at its demand after step 1 when the LP has it this close (and _ZERO)
@@ -315,20 +316,14 @@ class _Engine:
         level = 0.0
         learnt: list[Cuts] = []
         while active.size:
-            level, cut, sol = self._cut_level(active, items, level, ent_bp_max, known, learnt)
+            level, blocked, sol = self._cut_level(active, items, level, ent_bp_max, known, learnt)
             if sol is None:
                 raise NumericalFailure(
                     f"the allocation LP ended {self.failed_status} instead of optimal at level {level:.6g} "
                     f"with {active.size} entities left ({self.lp.solves} LPs solved)")
             reached = sol.col_value[self.ent_col[active]]
             full = ent_bp_max[active] <= level * (1 + _LEVEL_RTOL)
-            blocked = np.zeros(active.size, dtype=bool)
-            if cut is not None:
-                lam = np.zeros(self.n_ent)
-                lam[cut[0]] = cut[1]
-                la = lam[active]
-                if la.max() > 0:
-                    blocked = ~full & (la > _LAM_MIN * la.max())
+            blocked &= ~full
             if not full.any() and not blocked.any():
                 raise NumericalFailure(f"no entity proved blocked at level {level:.6g} "
                                        f"with {active.size} entities left ({self.lp.solves} LPs solved)")
@@ -336,7 +331,19 @@ class _Engine:
                 self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
             if blocked.any():
                 need = items.need(level)[active[blocked]]
-                self._freeze(active[blocked], need, level, reached[blocked])
+                # never above what the LP gave (only when its answers at one level disagree by more
+                # than their tolerance, on duals of a million and more: stakes of 1000:0.001)
+                got = reached[blocked]
+                short = got < need * (1 - _LEVEL_RTOL) - _ZERO
+                levels = np.full(need.size, level)
+                if short.any():
+                    ents, got_s = active[blocked][short], np.maximum(got[short], 0.0)
+                    is_act = np.zeros(self.n_ent, dtype=bool)
+                    is_act[ents] = True
+                    own = (np.arange(ents.size), ents, np.ones(ents.size), got_s)
+                    levels[short] = np.minimum(self._cut_bounds(own, items, is_act), level)
+                    need[short] = got_s
+                self._freeze(active[blocked], need, levels, got)
             active = active[~(full | blocked)]
             active = self._freeze_forced(active, forced, items, sol.col_value)
 
@@ -388,27 +395,32 @@ class _Engine:
 
     def _cut_level(self, active, items, level, ent_bp_max, known, learnt):
         """The highest level t (>= `level`) at which every active entity can have need_e(t) while the
-        frozen ones keep their bounds; also the cut tight there, as (entities, lam) (None when every
-        active entity is at its demand), and the LP solution at t.
+        frozen ones keep their bounds; also which active entities are blocked there (a mask), and
+        the LP solution at t.
 
         Newton's method from above on cuts: the LP at t minimises the total shortfall; when there is
         one, its duals lam >= 0 give a cut sum_e lam_e y_e <= rest valid for every feasible point, so
         no level above the t at which the cut is tight is reachable; the next LP is at that t. Cuts
         stay valid after freezes, so the earlier rounds' cuts (and the `known` ones) give the first
-        guess."""
+        guess. At the level, the entities the tight cut names are blocked (see `_named`); should a
+        first guess prove feasible without naming any, the level lies higher: the search goes on
+        above it."""
         n_ent = self.n_ent
         is_act = np.zeros(n_ent, dtype=bool)
         is_act[active] = True
-        t = float(ent_bp_max[active].max())
-        cut = None
-        for cuts in ([known] if known is not None else []) + learnt[-_KEEP_CUTS:]:
+        top = float(ent_bp_max[active].max())
+        t, cut = top, None
+        # a cut none of whose entities is still active never binds again
+        learnt[:] = [c for c in learnt if is_act[c[1]].any()]
+        for cuts in ([known] if known is not None else []) + ([_stack(learnt)] if learnt else []):
             b = self._cut_bounds(cuts, items, is_act)
             if b.size and b.min() < t:
                 i = int(np.argmin(b))
                 t = float(b[i])
                 pick = cuts[0] == i
-                cut = (cuts[1][pick], cuts[2][pick])
+                cut = (cuts[1][pick], cuts[2][pick], False)
         t = max(t, level)
+        floor = level  # a level every active entity reaches together
         has_row = np.flatnonzero(self.ent_row >= 0)
         cold = False
         for _ in range(_NEWTON_MAX):
@@ -421,29 +433,72 @@ class _Engine:
                 return t, None, None
             # the LP's own noise (its feasibility tolerance) is no shortfall
             if (sol.col_value[self.ent_eps[active]] >= -_ZERO).all():
-                return t, cut, sol
+                blocked = self._named(cut, active, need, sol)
+                if blocked.any() or t >= top or (ent_bp_max[active] <= t * (1 + _LEVEL_RTOL)).any():
+                    return t, blocked, sol
+                # a guess that holds but blocks nobody: the level lies above it
+                floor, cut = t, None
+                t = min(top, 4 * t) if t > 0 else top
+                continue
             lam = np.maximum(-sol.row_dual[self.ent_row[has_row]], 0.0)
             live = (lam > 0) & np.isfinite(self.rhs[has_row])
             e, lam = has_row[live], lam[live]
             rest = float(np.dot(lam, self.rhs[e])) + sol.objective  # the objective is minus the shortfall
             new = (np.zeros(e.size, dtype=np.intp), e, lam, np.array([rest]))
             learnt.append(new)
-            cut = (e, lam)
+            cut = (e, lam, True)
             b = float(self._cut_bounds(new, items, is_act)[0])
-            if b < level * (1 - _CUT_DOUBT) and not cold:
-                # the cut denies a level the last round reached: the hot start is not to be
-                # believed (HiGHS can be wrong after bound changes); a cold start has the last word
+            if b < floor * (1 - _CUT_DOUBT) and not cold and self._denies(e, lam, items, is_act, floor, b):
+                # the cut denies a level already reached: the hot start is not to be believed
+                # (HiGHS can be wrong after bound changes); a cold start has the last word
                 learnt.pop()
                 self.lp.h.clearSolver()
                 cold = True
                 continue
-            if b >= t * (1 - _LEVEL_RTOL) or t <= level:
-                # only the LP's noise is short: the level moved by less than its resolution, or the
-                # last round's level, reached then, is short now
-                return t, cut, sol
-            t = max(b, level)
+            if b >= t * (1 - _LEVEL_RTOL) or t <= floor:
+                # only the LP's noise is short: the level moved by less than its resolution, or a
+                # level already reached is short now
+                return t, self._named(cut, active, need, sol), sol
+            t = max(b, floor)
         self.failed_status = "without converging"
         return t, None, None
+
+    def _named(self, cut, active, need, sol) -> np.ndarray:
+        """Which active entities the cut tight at the level blocks.
+
+        A cut's rest carries the LP's error, which an entity with a dual of lam can turn into lam
+        times as much of its own value: so a cut blocks the entities it names with a dual of at least
+        _LAM_MIN (a cut the LP just gave) or _GUESS_MIN (a cut from before: a member's total, an
+        earlier round, the capacity) of its largest dual, frozen entities included. A cut from
+        before must also agree with the LP solution at the level: it blocks no entity that the
+        solution gives clearly more than its need (it holds only to the LP's tolerance: in step 2 a
+        member's total may exceed its step-1 value by that much, and a project with a small stake
+        then take far more than the cut says). Should a cut the LP just gave block nobody by that
+        rule, those it names most strongly among the active ones are blocked, so that the round
+        ends (the error is then the solver's, as small as it can be made here)."""
+        none = np.zeros(active.size, dtype=bool)
+        if cut is None:
+            return none
+        e, lam, fresh = cut
+        la = np.zeros(self.n_ent)
+        la[e] = lam
+        la = la[active]
+        if la.max(initial=0.0) <= 0:
+            return none
+        named = la >= (_LAM_MIN if fresh else _GUESS_MIN) * lam.max()
+        if fresh:
+            return named if named.any() else la >= la.max() * (1 - 1e-9)
+        need = need[active]
+        reached = sol.col_value[self.ent_col[active]]
+        return named & (reached <= need * (1 + _GUESS_RTOL) + 2 * _ZERO)
+
+    def _denies(self, e, lam, items: _Items, is_act, level: float, b: float) -> bool:
+        """Whether the cut (entities `e`, duals `lam`) denies `level` by more than the LP's noise: what
+        it takes from the active entities between `level` and its own bound `b`, against the
+        tolerance of the rows it sums."""
+        act = is_act[e]
+        gap = float(np.dot(lam[act], (items.need(level) - items.need(b))[e[act]]))
+        return gap > _ZERO * (1.0 + float(lam.sum()))
 
     def _freeze_forced(self, active, forced, items, col):
         """Freeze the active entities `forced(active)` names (each of one item) where the LP solution
@@ -466,6 +521,15 @@ class _Engine:
         if part.size:
             self._freeze(part, value[~full], value[~full] / w[part], value[~full])
         return active[~pick]
+
+
+def _stack(cuts: list) -> Cuts:
+    """Several `Cuts` as one, numbered in order."""
+    first = np.cumsum([0] + [len(c[3]) for c in cuts[:-1]])
+    k = np.concatenate([c[0] + f for f, c in zip(first, cuts)])
+    return (k, np.concatenate([c[1] for c in cuts]), np.concatenate([c[2] for c in cuts]),
+            np.concatenate([c[3] for c in cuts]))
+
 
 def _at_demand(value: np.ndarray, demand: np.ndarray) -> np.ndarray:
     """Whether LP values meet their demands, to the LP's tolerance."""
@@ -498,6 +562,14 @@ def _forced_groups(net: FairNetwork, M: int, later: np.ndarray):
     return forced
 
 
+def _capacity_cut(net: FairNetwork, entities: np.ndarray, weight: np.ndarray) -> Cuts:
+    """sum_e weight_e y_e <= what all the classes can deliver (their capacity times the largest speed),
+    over `entities`: a first guess that keeps the first LP of a round off levels as high as the
+    largest demand (the LP is inaccurate there, and so are the cuts it gives)."""
+    most = float(net.class_cap.sum()) * max(float(net.edge_coef.max(initial=1.0)), 1.0)
+    return (np.zeros(entities.size, dtype=np.intp), entities, weight, np.array([most]))
+
+
 def _member_cuts(net: FairNetwork, member_value: np.ndarray) -> Cuts:
     """Step 2's cuts from step 1: sum over m's groups of stake * y_g <= Y_m for every member m (in exact
     arithmetic no member can exceed its step-1 total), over entities M + group."""
@@ -518,10 +590,13 @@ def solve_fair(net: FairNetwork, progress=None) -> FairResult:
     eng.stage = ("members", members[sponsors])
     # Step 1a: members with a share, level Y_m / S_m.
     first = members[sponsors & (share > 0)]
-    eng.lexmaxmin(first, first, share[first], eng.member_demand[first])
+    # every member's total is the sum of its stakes in groups' deliveries (stakes sum to 1 a group)
+    stake_sum = np.bincount(net.stake_group, weights=net.stake_value, minlength=G).max(initial=1.0)
+    total = _capacity_cut(net, members, np.full(M, 1.0 / max(stake_sum, 1.0)))
+    eng.lexmaxmin(first, first, share[first], eng.member_demand[first], known=total)
     # Step 1b: members whose share counts as zero, served from what is left with equal weights.
     second = members[sponsors & (share <= 0)]
-    eng.lexmaxmin(second, second, np.ones(second.size), eng.member_demand[second])
+    eng.lexmaxmin(second, second, np.ones(second.size), eng.member_demand[second], known=total)
     member_value = eng.value[:M].copy()
     # Step 2 keeps every Y_m through its frozen lower bound: no member can exceed its value anyway
     # (that is what froze it), and pinning it from above too would only add numerical trouble
@@ -552,7 +627,7 @@ def solve_fair(net: FairNetwork, progress=None) -> FairResult:
     open_item = ~met[net.item_group]
     pos = (net.item_weight > 0) & open_item
     live = groups[~net.group_zero & ~met]
-    known = _member_cuts(net, member_value)
+    known = _stack([_member_cuts(net, member_value), _capacity_cut(net, M + groups, np.ones(G))])
     eng.lexmaxmin(M + live, item_ent[pos], net.item_weight[pos], net.item_demand[pos],
                   forced=_forced_groups(net, M, net.group_zero & ~met), known=known)
     zero = groups[net.group_zero & ~met]

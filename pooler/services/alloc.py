@@ -211,11 +211,11 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
     A period with a recorded run is solved again only with a `reason`; the new run supersedes the
     old one and both stay in the journal.
 
-    The solve runs in no transaction (at 10,000 projects it takes minutes, and other admins may
-    write meanwhile). Then one write transaction reads the inputs again and records the run only if
-    they are what was solved: the same period, solver inputs (`inputs_digest`), decayed usage and
-    latest run of the period; the run names the head it was checked at (`state_seq`). If they
-    changed, the period is solved again from the new state, up to `SOLVE_ATTEMPTS` times. So the
+    The solve runs in no transaction (about 10 s at 10,000 projects, minutes at 50,000, and other
+    admins may write meanwhile). Then one write transaction reads the inputs again and records the
+    run only if they are what was solved: the same period, solver inputs (`inputs_digest`), decayed
+    usage and latest run of the period; the run names the head it was checked at (`state_seq`). If
+    they changed, the period is solved again from the new state, up to `SOLVE_ATTEMPTS` times. So the
     run is exactly the state it names, runs of one period are serialised (a run recorded meanwhile
     is superseded only with a reason), and a failure leaves no trace. `progress` is handed to
     `allocate` for each solve.
