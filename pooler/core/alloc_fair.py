@@ -337,15 +337,18 @@ class _Engine:
                 short = got < need * (1 - _LEVEL_RTOL) - _ZERO
                 levels = np.full(need.size, level)
                 if short.any():
-                    ents, got_s = active[blocked][short], np.maximum(got[short], 0.0)
-                    is_act = np.zeros(self.n_ent, dtype=bool)
-                    is_act[ents] = True
-                    own = (np.arange(ents.size), ents, np.ones(ents.size), got_s)
-                    levels[short] = np.minimum(self._cut_bounds(own, items, is_act), level)
-                    need[short] = got_s
+                    need[short] = np.maximum(got[short], 0.0)
+                    own = self._level_of(active[blocked][short], need[short], items)
+                    levels[short] = np.minimum(own, level)
                 self._freeze(active[blocked], need, levels, got)
             active = active[~(full | blocked)]
             active = self._freeze_forced(active, forced, items, sol.col_value)
+
+    def _level_of(self, ents: np.ndarray, values: np.ndarray, items: _Items) -> np.ndarray:
+        """The level at which each entity's need reaches its value (the inverse of need_e)."""
+        is_act = np.zeros(self.n_ent, dtype=bool)
+        is_act[ents] = True
+        return self._cut_bounds((np.arange(ents.size), ents, np.ones(ents.size), values), items, is_act)
 
     def _cut_bounds(self, cuts: Cuts, items: _Items, is_act: np.ndarray) -> np.ndarray:
         """The highest t each cut sum_e lam_e y_e <= rest allows with the active entities at need_e(t)
