@@ -183,6 +183,46 @@ def test_a_members_total_does_not_block_a_project_it_has_a_small_stake_in():
         {"j0": 14, "j1": 25, "j2": 0, "j3": 16.525231263, "j4": 26, "j5": 1, "j6": 1.044527264}, abs=3.2e-5)
 
 
+def test_a_first_guess_that_blocks_nobody_goes_on_to_the_next_known_cut(monkeypatch):
+    """Found by a random sweep: in a round of this instance the first guess (the lowest bound of the
+    cuts known before the round) holds, but names no project strongly enough to block it. The
+    search then tries the next known cut above it; before, it jumped to four times the level and
+    came down by Newton's method again. Same answer, in fewer LPs; figures from the slow
+    reference in tests/reference_alloc.py."""
+    import pooler.core.alloc_fair as fair
+
+    snap = consortium(
+        [Member("m0"), Member("m1", region="north"), Member("m2", region="south"), Member("m3"),
+         Member("m4", region="south")],
+        [pool("p0", "m3", 16, cost=D(2)), pool("p1", "m3", 19, cost=D(1)), pool("p2", "m3", 12, region="north"),
+         pool("p3", "m4", 17, reserve=D(1), cost=D(2)), pool("p4", "m1", 27, reserve=D("0.5"))],
+        [project("j0", {"m4": "0.001"}, "0.162", "0.631", speed=(("gpu", D(3)),), regions=("south",)),
+         project("j1", {"m2": 1000, "m1": 1}, 887, 243, regions=("north",)),
+         project("j2", {"m2": "0.001", "m3": 1000}, "36.8", "44.2", speed=(("gpu", D("1.5")),)),
+         project("j3", {"m3": 7, "m2": 1}, 26400, "21.9", speed=(("gpu", D(3)),), regions=("north",))],
+        accelerators=(Accelerator("gpu", rate=D(2)),), policy=Policy(entitlement="equal"),
+        usage=(("m0", D(23)), ("m1", D(25)), ("m2", D(13)), ("m3", D(5)), ("m4", D(0))))
+    climbs = []
+    real = fair._Engine._named
+
+    def named(self, cuts, active, need, sol):
+        out = real(self, cuts, active, need, sol)
+        if cuts and not cuts[0][2] and not out.any():
+            climbs.append(len(cuts))
+        return out
+
+    monkeypatch.setattr(fair._Engine, "_named", named)
+    res = allocate(snap, integer_grants=False)
+    assert climbs, "the instance no longer takes the path this test is for"
+    # (to 1e-6 of the largest pool, 54 units, as the reference comparisons)
+    want = {"j0": 0.162, "j1": 77.99999973, "j2": 36.79999999816689, "j3": 8.134835e-07}
+    assert allocated(res) == pytest.approx(want, abs=5.4e-5)
+    monkeypatch.setattr(fair, "_CLIMBS", 0)  # quadruple the level at once, as before
+    before = allocate(snap, integer_grants=False)
+    assert allocated(before) == pytest.approx(want, abs=5.4e-5)
+    assert res.solver.lp_solves < before.solver.lp_solves
+
+
 def test_a_cut_that_denies_a_level_already_reached_is_solved_again_cold(monkeypatch):
     """HiGHS can answer wrongly after a hot start; a cut that puts the level below what the last
     round reached cannot be right, so that LP is solved again from a cold start. Here j0-j3 freeze

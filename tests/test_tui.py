@@ -220,6 +220,11 @@ def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
         assert app.preview is not None and app.preview.period == "2026-12" and app.preview.seq is None
         diff = shown(app, "diff")
         assert "project:pengcheng-mind-2" in diff and "member:pcl" in diff
+        # the table's line counts its rows, members and projects, not changes: the status above
+        # says how many projects change
+        line = str(app.table("diff").query_one(".status").render())
+        assert line.startswith(f"{len(diff)} members and projects · sorted by size of change"), line
+        assert "projects change." in str(app.query_one("#alloc-status").render())
         assert [r["period"] for r in alloc.periods(_ctx(ledger))] == ["2026-11"]  # nothing recorded yet
         await pilot.click("#alloc-commit")
         await pilot.pause()

@@ -146,7 +146,7 @@ class PoolerApp(App[int]):
                     yield Static("Type a period and press Enter or Preview: the allocation is solved "
                                  "in the background as a dry run, and compared with the committed run.",
                                  id="alloc-status")
-                    yield TableView("diff", "changes", views.DIFF_COLUMNS, views.DIFF_SORTS,
+                    yield TableView("diff", "members and projects", views.DIFF_COLUMNS, views.DIFF_SORTS,
                                     id="diff-table", palette=self.palette)
         yield Footer()
 

@@ -51,6 +51,7 @@ _LAM_MIN = 1e-6  # a fresh cut's dual at least this fraction of its largest prov
 _GUESS_MIN = 1e-3  # the same for a cut from before (a member's total, an earlier round, the capacity)
 _GUESS_RTOL = 1e-6  # ... which blocks no entity the LP gives this much (relatively) more than its need
 _NEWTON_MAX = 100  # LPs per round before the filling gives up
+_CLIMBS = 3  # guesses that hold and block nobody tried in a round before the level is quadrupled
 _CUT_DOUBT = 1e-6  # a cut that puts the level this far (relatively) below the last round's is doubted
 _MET_RTOL = 1e-9  # a group is at its demand after step 1 when the LP has it this close (and _ZERO)
 
@@ -412,17 +413,30 @@ class _Engine:
         is_act = np.zeros(n_ent, dtype=bool)
         is_act[active] = True
         top = float(ent_bp_max[active].max())
-        t, cut = top, None
         # a cut none of whose entities is still active never binds again
         learnt[:] = [c for c in learnt if is_act[c[1]].any()]
+        # the known cuts' bounds, lowest first: the first is the first guess; should it hold and
+        # block nobody, the next one above it is the next guess
+        guesses = []
         for cuts in ([known] if known is not None else []) + ([_stack(learnt)] if learnt else []):
             b = self._cut_bounds(cuts, items, is_act)
-            if b.size and b.min() < t:
-                i = int(np.argmin(b))
-                t = float(b[i])
-                pick = cuts[0] == i
-                cut = (cuts[1][pick], cuts[2][pick], False)
-        t = max(t, level)
+            for i in np.flatnonzero(b < top):
+                guesses.append((max(float(b[i]), level), cuts, int(i)))
+        guesses.sort(key=lambda g: g[0])
+
+        def guess(above: float, strict: bool):
+            """The lowest known cut's bound (and the cut) at or above `above`, or strictly above it,
+            if any (else the highest demand)."""
+            for n, (b, _, _) in enumerate(guesses):
+                if b > above * (1 + _LEVEL_RTOL) if strict else b >= above:
+                    # every cut tight there names entities
+                    same = [(c[1][c[0] == i], c[2][c[0] == i], False)
+                            for bb, c, i in guesses[n:] if bb <= b * (1 + _LEVEL_RTOL)]
+                    return b, same
+            return top, []
+
+        t, cut = guess(level, False)
+        climbs = 0
         floor = level  # a level every active entity reaches together
         has_row = np.flatnonzero(self.ent_row >= 0)
         cold = False
@@ -440,8 +454,12 @@ class _Engine:
                 if blocked.any() or t >= top or (ent_bp_max[active] <= t * (1 + _LEVEL_RTOL)).any():
                     return t, blocked, sol
                 # a guess that holds but blocks nobody: the level lies above it
-                floor, cut = t, None
-                t = min(top, 4 * t) if t > 0 else top
+                floor = t
+                climbs += 1
+                if climbs <= _CLIMBS:
+                    t, cut = guess(t, True)
+                else:
+                    t, cut = (min(top, 4 * t) if t > 0 else top), []
                 continue
             lam = np.maximum(-sol.row_dual[self.ent_row[has_row]], 0.0)
             live = (lam > 0) & np.isfinite(self.rhs[has_row])
@@ -449,7 +467,7 @@ class _Engine:
             rest = float(np.dot(lam, self.rhs[e])) + sol.objective  # the objective is minus the shortfall
             new = (np.zeros(e.size, dtype=np.intp), e, lam, np.array([rest]))
             learnt.append(new)
-            cut = (e, lam, True)
+            cut = [(e, lam, True)]
             b = float(self._cut_bounds(new, items, is_act)[0])
             if b < floor * (1 - _CUT_DOUBT) and not cold and self._denies(e, lam, items, is_act, floor, b):
                 # the cut denies a level already reached: the hot start is not to be believed
@@ -466,8 +484,15 @@ class _Engine:
         self.failed_status = "without converging"
         return t, None, None
 
-    def _named(self, cut, active, need, sol) -> np.ndarray:
-        """Which active entities the cut tight at the level blocks.
+    def _named(self, cuts, active, need, sol) -> np.ndarray:
+        """Which active entities the cuts tight at the level block (see `_named_by`)."""
+        named = np.zeros(active.size, dtype=bool)
+        for cut in cuts:
+            named |= self._named_by(cut, active, need, sol)
+        return named
+
+    def _named_by(self, cut, active, need, sol) -> np.ndarray:
+        """Which active entities one cut tight at the level blocks.
 
         A cut's rest carries the LP's error, which an entity with a dual of lam can turn into lam
         times as much of its own value: so a cut blocks the entities it names with a dual of at least
@@ -480,8 +505,6 @@ class _Engine:
         rule, those it names most strongly among the active ones are blocked, so that the round
         ends (the error is then the solver's, as small as it can be made here)."""
         none = np.zeros(active.size, dtype=bool)
-        if cut is None:
-            return none
         e, lam, fresh = cut
         la = np.zeros(self.n_ent)
         la[e] = lam
