@@ -130,12 +130,20 @@ class WarmLP:
         return self._last_col
 
     # -- solving -------------------------------------------------------------------------------
-    def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False) -> LPSolution:
+    def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False,
+              presolve: bool = False) -> LPSolution:
         """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold.
 
         `primal` uses the primal simplex for this solve: after a change of the objective alone the
-        basis stays primal feasible, and the primal simplex goes on from there."""
-        if primal:
+        basis stays primal feasible, and the primal simplex goes on from there. `presolve` runs
+        HiGHS's presolve first, for a cold start (the basis after it is the original LP's)."""
+        if presolve:
+            self.h.setOptionValue("presolve", "on")
+            try:
+                self.h.run()
+            finally:
+                self.h.setOptionValue("presolve", "off")
+        elif primal:
             self.h.setOptionValue("simplex_strategy", 4)
             try:
                 self.h.run()
