@@ -52,6 +52,7 @@ _GUESS_MIN = 1e-3  # the same for a cut from before (a member's total, an earlie
 _GUESS_RTOL = 1e-6  # ... which blocks no entity the LP gives this much (relatively) more than its need
 _NEWTON_MAX = 100  # LPs per round before the filling gives up
 _CLIMBS = 3  # guesses that hold and block nobody tried in a round before the level is quadrupled
+#             (a next guess more than 4x above is not tried either: the level is quadrupled)
 _CUT_DOUBT = 1e-6  # a cut that puts the level this far (relatively) below the last round's is doubted
 _MET_RTOL = 1e-9  # a group is at its demand after step 1 when the LP has it this close (and _ZERO)
 
@@ -456,10 +457,11 @@ class _Engine:
                 # a guess that holds but blocks nobody: the level lies above it
                 floor = t
                 climbs += 1
-                if climbs <= _CLIMBS:
-                    t, cut = guess(t, True)
-                else:
-                    t, cut = (min(top, 4 * t) if t > 0 else top), []
+                nxt, cut = guess(t, True) if climbs <= _CLIMBS else (INF, [])
+                # never more than 4x at once: LPs at levels near the largest demand are inaccurate
+                if nxt > 4 * t > 0:
+                    nxt, cut = min(top, 4 * t), []
+                t = min(nxt, top)
                 continue
             lam = np.maximum(-sol.row_dual[self.ent_row[has_row]], 0.0)
             live = (lam > 0) & np.isfinite(self.rhs[has_row])

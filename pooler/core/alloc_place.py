@@ -21,6 +21,7 @@ from pooler.core.alloc_fair import NumericalFailure
 from pooler.core.alloc_lp import INF, WarmLP
 
 _TARGET_RTOL = 1e-7  # if exact deliveries are (numerically) infeasible, they may fall short by this much
+_PRESOLVE_COLS = 20_000  # the first pass runs HiGHS's presolve from this many columns on
 
 
 @dataclass(frozen=True)
@@ -124,22 +125,26 @@ def place(net: PlaceNetwork) -> Placement:
         else:
             lp.add_row(-INF, value + slack, idx, vals)
 
-    # a first solve is a cold start: its verdict needs no second cold start to be believed. HiGHS's
-    # presolve shortens it (10,000 projects: 1.5 s to 1.1 s, and the passes after it 2.2 s to 1.7 s;
-    # 50,000: an infeasible verdict in 13 s instead of 22 s). Should it call feasible deliveries
-    # infeasible (it can, on LPs this tight), the fallback below still delivers them whole: the
-    # most delivery within the allowance is then every target
-    sol = lp.solve(verify=False, presolve=True)
+    # a first solve is a cold start: its verdict needs no second cold start to be believed. On a
+    # large LP HiGHS's presolve shortens it (10,000 projects, 44,000 columns: placement 3.8-4.1 s to
+    # 3.0-3.4 s; 50,000: an infeasible verdict in 13 s instead of 22 s, placement 152 s to 132 s);
+    # on small ones it costs more than it saves (3,000 projects: 0.53 s to 0.66 s), and its answer
+    # can be less accurate (review: a random instance's small project got grants 2e-3 short of its
+    # allocation beside a pool of 6e7, within the LP's 1e-9 of that pool). Should presolve call
+    # feasible deliveries infeasible (it can, on LPs this tight), the fallback below still
+    # delivers them whole: the most delivery within the allowance is then every target.
+    sol = lp.solve(verify=False, presolve=n_col >= _PRESOLVE_COLS)
     if sol.status != "optimal":
         # the exact values carry solver tolerance (a frozen level loosened by 1e-9, amplified by a
         # stake ratio) and together may exceed the capacity by that much: let each fall short by at
         # most 1e-7 (relative), deliver as much as the capacity allows, and only then minimise the
         # cost, which would otherwise take the whole allowance and leave capacity idle
         lp.set_row_bounds(r_grp, target * (1 - _TARGET_RTOL) - 1e-9, target)
-        # the basis of the verdict is dual feasible for the costs, and looser bounds keep it so: the
-        # dual simplex goes on from it to a point within the allowance; from there, the objective
-        # alone changes, and the primal simplex goes on to the most delivery (50,000 projects: a
-        # minute to a few seconds, against the maximisation from the basis with the costs changed)
+        # a verdict of the simplex leaves a basis dual feasible for the costs, and looser bounds keep
+        # it so: the dual simplex goes on from it to a point within the allowance (presolve's
+        # verdict leaves no basis: this solve then starts cold). From there the objective alone
+        # changes, and the primal simplex goes on to the most delivery (50,000 projects: 25 s + 7 s,
+        # against 61 s to maximise the delivery from the basis with the costs changed)
         warm = lp.solve(verify=False)
         gives = np.concatenate([c_e, c_o])
         coef = np.concatenate([net.edge_coef, net.own_coef])
