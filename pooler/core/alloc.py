@@ -508,10 +508,18 @@ def _build(inp: _Inputs) -> _Net:
     hub_rank = np.array([class_rank[r].min() for r in hub_classes], dtype=float)
     edge_rank = np.where(e_hub, hub_rank[np.where(e_hub, e_target, 0)] if H else 0.0,
                          class_rank[np.where(e_hub, 0, e_target)] if C else 0.0)
+    # and each hub's arc by what it leads to and what the hub gathers (both by pool ids), so that
+    # which hub feeds a class, where several could, is decided by ids too (see `place`)
+    hub_key = [tuple(sorted(class_rank[r].tolist())) for r in hub_classes]
+    arc_key = [(hub_key[t] if th else (class_rank[t],), hub_key[h])
+               for h, t, th in zip(arc_hub.tolist(), arc_target.tolist(), arc_to_hub.tolist())]
+    arc_rank = np.empty(len(arc_key))
+    arc_rank[sorted(range(len(arc_key)), key=arc_key.__getitem__)] = np.arange(len(arc_key))
     placen = PlaceNetwork(
         n_groups=G, n_hubs=H, n_classes=C, arc_hub=arc_hub, arc_target=arc_target, arc_to_hub=arc_to_hub, edge_group=e_group[keep], edge_target=e_target[keep],
         edge_is_hub=e_hub[keep], edge_coef=e_coef[keep], sub_class=sub_class, sub_cap=sub_cap,
-        sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, edge_rank=edge_rank[keep], own_group=own_g, own_sub=own_b,
+        sub_lend=sub_lend, sub_cost=sub_cost, sub_rank=sub_rank, edge_rank=edge_rank[keep], arc_rank=arc_rank,
+        own_group=own_g, own_sub=own_b,
         own_coef=own_c, group_target=np.zeros(G),
     )
     return _Net(fair, placen, live, scale, w_max, class_pools, class_owner, sub_pools, sub_owner, group_of,

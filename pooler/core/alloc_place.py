@@ -46,6 +46,7 @@ class PlaceNetwork:
     sub_cost: np.ndarray  # (B,) cost per scaled unit
     sub_rank: np.ndarray  # (B,) rank of the subclass's first pool id among all pool ids
     edge_rank: np.ndarray  # (E,) rank of the first pool id behind each group edge's target
+    arc_rank: np.ndarray  # (A,) distinct ranks of the hub arcs, by the pool ids of target and hub
     # direct own-pool edges: group -> subclass whose owner sponsors the group (no lending limit)
     own_group: np.ndarray
     own_sub: np.ndarray
@@ -221,7 +222,40 @@ def place(net: PlaceNetwork) -> Placement:
                 if sol4.status == "optimal":
                     sol = sol4
     x = np.maximum(sol.col_value, 0.0)
-    return _decompose(net, x[c_e], x[c_v], x[c_z], x[c_o], lp.solves)
+    xv, solves = _canonical_arcs(net, x[c_v])
+    return _decompose(net, x[c_e], xv, x[c_z], x[c_o], lp.solves + solves)
+
+
+def _canonical_arcs(net: PlaceNetwork, xv: np.ndarray) -> tuple[np.ndarray, int]:
+    """The hubs' arc flows with the same net flow into every hub and class as `xv`, the earliest by
+    ids carrying it (and the LP solves used).
+
+    Every pass of `place` fixes the groups' flows into the hubs and the classes' flows into pools,
+    but not which hub feeds a class where several hubs lead to it; the decomposition into grants
+    follows the arcs, so a change of the solve path alone moved the grants of a third of 10,000
+    projects. Among the arc flows with the same net flows (a small LP: one column per arc, one row
+    per hub and class), the least cost by rank, the costs logs of distinct primes (no cycle of
+    moves costs exactly nothing), is one flow whatever the path."""
+    A, H = len(net.arc_hub), net.n_hubs
+    if not A or not xv.any():
+        return xv, 0
+    ah = net.arc_to_hub
+    rows = np.concatenate([net.arc_hub, np.where(ah, net.arc_target, H + net.arc_target)])
+    cols = np.concatenate([np.arange(A), np.arange(A)])
+    vals = np.concatenate([np.full(A, -1.0), np.ones(A)])
+    n_row = H + net.n_classes
+    net_in = np.bincount(rows, weights=vals * xv[cols], minlength=n_row)
+    used = np.unique(rows)
+    remap = np.full(n_row, -1)
+    remap[used] = np.arange(used.size)
+    log_p = np.log(_primes(A))
+    cost = log_p[net.arc_rank.astype(np.int64)] / log_p[-1]
+    lp = WarmLP(cost, np.zeros(A), np.full(A, INF), net_in[used], net_in[used], remap[rows], cols, vals,
+                maximize=False)
+    sol = lp.solve()
+    if sol.status != "optimal":
+        return xv, lp.solves  # (the LP's own arcs are a flow with these net flows as well)
+    return np.maximum(sol.col_value, 0.0), lp.solves
 
 
 def _primes(n: int) -> np.ndarray:
