@@ -227,15 +227,18 @@ def place(net: PlaceNetwork) -> Placement:
 
 
 def _canonical_arcs(net: PlaceNetwork, xv: np.ndarray) -> tuple[np.ndarray, int]:
-    """The hubs' arc flows with the same net flow into every hub and class as `xv`, the earliest by
-    ids carrying it (and the LP solves used).
+    """The hubs' arc flows with the same net flow into every hub and class as `xv`, the least costly
+    by weights in the order of the pool ids (and the LP solves used).
 
     Every pass of `place` fixes the groups' flows into the hubs and the classes' flows into pools,
     but not which hub feeds a class where several hubs lead to it; the decomposition into grants
     follows the arcs, so a change of the solve path alone moved the grants of a third of 10,000
     projects. Among the arc flows with the same net flows (a small LP: one column per arc, one row
     per hub and class), the least cost by rank, the costs logs of distinct primes (no cycle of
-    moves costs exactly nothing), is one flow whatever the path."""
+    moves costs exactly nothing), is one flow whatever the path, to the LP's tolerance. Arcs whose
+    keys tie (a region's hub and a type's hub gathering the same classes) keep the order in which
+    the network made them, which follows the sorted ids too. Should the LP fail, the passes' own arcs
+    stay: a flow with these net flows as well, only not the canonical one."""
     A, H = len(net.arc_hub), net.n_hubs
     if not A or not xv.any():
         return xv, 0
