@@ -130,6 +130,14 @@ class WarmLP:
         return self._last_col
 
     # -- solving -------------------------------------------------------------------------------
+    def _run_with(self, key: str, value, usual) -> None:
+        """One run with a HiGHS option at `value`, then back at its `usual` value."""
+        self.h.setOptionValue(key, value)
+        try:
+            self.h.run()
+        finally:
+            self.h.setOptionValue(key, usual)
+
     def solve(self, *, want_duals: bool = False, verify: bool = True, primal: bool = False,
               presolve: bool = False) -> LPSolution:
         """Solve from the current basis; with `verify`, a verdict other than optimal is checked cold.
@@ -138,17 +146,9 @@ class WarmLP:
         basis stays primal feasible, and the primal simplex goes on from there. `presolve` runs
         HiGHS's presolve first, for a cold start (the basis after it is the original LP's)."""
         if presolve:
-            self.h.setOptionValue("presolve", "on")
-            try:
-                self.h.run()
-            finally:
-                self.h.setOptionValue("presolve", "off")
+            self._run_with("presolve", "on", "off")
         elif primal:
-            self.h.setOptionValue("simplex_strategy", 4)
-            try:
-                self.h.run()
-            finally:
-                self.h.setOptionValue("simplex_strategy", 1)
+            self._run_with("simplex_strategy", 4, 1)
         else:
             self.h.run()
         self.solves += 1

@@ -213,8 +213,7 @@ def place(net: PlaceNetwork) -> Placement:
                 # groups tied on ranks 0, 1, 3)
                 hold(np.flatnonzero(rank_cost), rank_cost[rank_cost != 0], sol.objective, at_least=False)
                 order = np.zeros(n_col)
-                log_p = np.log(_primes(G))
-                weight = log_p[::-1] / log_p[-1]
+                weight = _prime_weights(G)[::-1]
                 order[c_e] = weight[net.edge_group] * (1.0 + net.edge_rank)
                 order[c_o] = weight[net.own_group] * (1.0 + net.sub_rank[net.own_sub])
                 lp.set_cost(np.arange(n_col), order)
@@ -251,14 +250,21 @@ def _canonical_arcs(net: PlaceNetwork, xv: np.ndarray) -> tuple[np.ndarray, int]
     used = np.unique(rows)
     remap = np.full(n_row, -1)
     remap[used] = np.arange(used.size)
-    log_p = np.log(_primes(A))
-    cost = log_p[net.arc_rank.astype(np.int64)] / log_p[-1]
+    cost = _prime_weights(A)[net.arc_rank.astype(np.int64)]
     lp = WarmLP(cost, np.zeros(A), np.full(A, INF), net_in[used], net_in[used], remap[rows], cols, vals,
                 maximize=False)
     sol = lp.solve()
     if sol.status != "optimal":
         return xv, lp.solves  # (the LP's own arcs are a flow with these net flows as well)
     return np.maximum(sol.col_value, 0.0), lp.solves
+
+
+def _prime_weights(n: int) -> np.ndarray:
+    """n increasing weights in (0, 1], the logs of the first n primes over the largest: no sum of
+    integer multiples of their differences is exactly zero, so no cycle of moves between the
+    things they weigh costs nothing."""
+    log_p = np.log(_primes(n))
+    return log_p / log_p[-1]
 
 
 def _primes(n: int) -> np.ndarray:
