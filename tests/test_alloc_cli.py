@@ -99,6 +99,19 @@ def test_alloc_solve_with_usage_table_lowers_a_heavy_user(cli, tmp_path):
     assert after["projects"]["ja"]["allocated"] < before["projects"]["ja"]["allocated"]
 
 
+@pytest.mark.parametrize("command", [("alloc", "solve"), ("apply",)])
+def test_a_missing_manifest_or_a_folder_is_one_error_line(cli, tmp_path, command):
+    """Not Typer's framed usage box: one `Error:` line naming the path, exit 2 (README, Exit codes)."""
+    if command == ("apply",):
+        assert cli("init").exit_code == 0
+    for path, words in ((tmp_path / "missing.toml", "no manifest file at"),
+                        (tmp_path, "is a folder, not a manifest file")):
+        result = cli(*command, path) if command == ("apply",) else cli(*command, path, db_path=None)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith("Error: ") and words in result.stderr
+        assert result.stderr.count("\n") == 1 and "╭" not in result.stderr
+
+
 def test_alloc_solve_bad_manifest_is_one_clear_error(cli, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[pools]]\nid = 3\n", encoding="utf-8")
@@ -153,6 +166,39 @@ def test_dry_run_records_nothing(ledger):
 def test_bad_period_is_a_usage_error(ledger):
     assert ledger("alloc", "run", "--period", "2026-13").exit_code == 2
     assert ledger("alloc", "run", "--period", "2026-W47").exit_code == 2  # months, not weeks
+
+
+@pytest.mark.parametrize("label", ["0000-01", "9999-12", ""])
+def test_a_period_beyond_the_calendar_or_empty_is_one_error_line(ledger, tmp_path, label):
+    """Python's dates end in the year 9999 (9999-12 ends in 10000) and begin in the year 1: such a
+    label was a traceback from `run` and `solve`; an empty one ran the current period."""
+    cli = ledger
+    before = digest(cli.db)
+    for args in (("alloc", "run", "--period", label, "--dry-run"), ("alloc", "run", "--period", label),
+                 ("alloc", "solve", EXAMPLES / "small.toml", "--period", label)):
+        result = cli(*args)
+        assert result.exit_code == 2, result.stderr
+        assert result.stderr.startswith("Error: --period: ") and result.stderr.count("\n") == 1
+        assert "Traceback" not in result.stderr
+    assert digest(cli.db) == before
+
+
+def test_show_explain_and_diff_check_the_period_labels_as_run_does(ledger):
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    for args, what in ((("alloc", "show", "--period", "bogus"), "--period"),
+                       (("alloc", "show", "--period", ""), "--period"),
+                       (("alloc", "explain", "legal-llm", "--period", "2026-W47"), "--period"),
+                       (("alloc", "diff", "2026-13", "2026-11"), "P1"),
+                       (("alloc", "diff", "2026-11", "2026-W47"), "P2")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert result.stderr.startswith(f"Error: {what}: "), result.stderr
+    assert "is a week, but this consortium's periods are months" in cli(
+        "alloc", "diff", "2026-11", "2026-W47").stderr
+    # a well-formed label without a run is still "not found" (1), saying which periods have one
+    missing = cli("alloc", "show", "--period", "2026-10")
+    assert missing.exit_code == 1 and "recorded: 2026-11" in missing.stderr
 
 
 def test_run_on_an_empty_ledger_says_what_to_do(cli):
@@ -396,6 +442,22 @@ def test_diff_two_periods(ledger):
     assert cli("alloc", "diff", "2026-10", "2025-01").exit_code == 1
 
 
+def test_diff_json_has_the_same_keys_whatever_the_periods(ledger):
+    """Rows carry "first" and "second", not the period labels (a script would have to read them
+    first, and a period compared with itself lost one of its two values)."""
+    cli = ledger
+    cli("alloc", "run", "--period", "2026-10")
+    cli("alloc", "run", "--period", "2026-11")
+    for first, second in (("2026-10", "2026-11"), ("2026-11", "2026-11")):
+        data = cli("alloc", "diff", first, second, "--json").json()
+        assert (data["first"], data["second"]) == (first, second)
+        for row in data["members"] + data["projects"]:
+            assert set(row) - {"member", "project"} == {"first", "second", "change"}
+            assert row["change"] == pytest.approx(row["second"] - row["first"])
+    same = cli("alloc", "diff", "2026-11", "2026-11", "--json").json()
+    assert all(r["first"] == r["second"] and r["change"] == 0 for r in same["projects"])
+
+
 def test_json_output_of_a_real_process_is_pure_json(tmp_path):
     """Through a real process: nothing (such as a solver's banner on the C-level stdout) may precede
     or follow the JSON on stdout."""
@@ -576,3 +638,32 @@ def test_a_solver_that_fails_gives_one_error_line_and_writes_nothing(ledger, mon
         assert result.stderr.startswith("Error: the allocation could not be computed (numerical failure:")
         assert "fault in pooler" in result.stderr and result.stdout == ""
     assert digest(cli.db) == before
+
+
+def test_quota_bars_give_way_at_80_columns_instead_of_being_cut():
+    """At 80 columns (any pipe) the projects table was 87 wide and Rich cut its last column: a bar
+    of 60% showed four full blocks. Now the bar is drawn shorter, to scale, and nothing is cut."""
+    from rich.console import Console
+
+    from pooler.cli.output import bar, table
+
+    rows = [("medical-imaging-foundation", "3,000,000", "2,000,000", "66.7%", "fairness", bar(2 / 3, 10)),
+            ("a-project-served-whole", "1,500,000", "1,500,000", "100.0%", "demand", bar(1.0, 10)),
+            ("a-project-given-nothing", "200,000", "0", "0.0%", "fairness", bar(0.0, 10))]
+    columns = ["project", "demand", "allocated", "served", "bottleneck", ""]
+
+    def bars(width: int) -> list[str]:
+        console = Console(width=width, record=True, color_system=None)
+        console.print(table("Projects", columns, rows, numeric=["demand", "allocated", "served"]))
+        lines = console.export_text().splitlines()
+        assert all(len(line) <= width for line in lines)
+        body = [line for line in lines if line.lstrip().startswith(("medical", "a-project"))]
+        assert len(body) == 3 and all("fairness" in b or "demand" in b for b in body)  # never cut
+        return [b.rstrip().rsplit(" ", 1)[-1] for b in body]
+
+    wide = bars(200)
+    assert wide == ["██████▋···", "██████████", "··········"]
+    narrow = bars(80)
+    assert len({len(b) for b in narrow}) == 1 and 3 <= len(narrow[0]) < 10
+    assert set(narrow[1]) == {"█"} and set(narrow[2]) == {"·"}
+    assert "█" in narrow[0] and "·" in narrow[0]  # two thirds: part full, part empty

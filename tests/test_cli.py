@@ -205,6 +205,25 @@ def test_apply_missing_file_is_a_usage_error(cli):
     assert result.exit_code == 2
 
 
+@pytest.mark.parametrize("args,words", [
+    (["usage", "import", "{tmp}", "--format", "csv"], "is a folder, not a usage file"),
+    (["usage", "import", "{tmp}/none.csv", "--format", "csv"], "no usage file at"),
+    (["usage", "import", "{csv}", "--format", "sacct", "--map", "{tmp}"], "is a folder, not a map file"),
+    (["usage", "import", "{csv}", "--format", "sacct", "--map", "{tmp}/none.toml"], "no map file at"),
+    (["report", "audit", "--format", "md", "-o", "{tmp}"], "it is a directory"),
+])
+def test_a_missing_input_or_a_folder_is_one_error_line(cli, applied, tmp_path, args, words):
+    (tmp_path / "use.csv").write_text("project,pool,device_hours,start,end\n", encoding="utf-8")
+    if args[0] == "report":
+        assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    before = digest(cli.db)
+    result = cli(*[a.format(tmp=tmp_path, csv=tmp_path / "use.csv") for a in args])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith("Error: ") and words in result.stderr
+    assert result.stderr.count("\n") == 1 and "╭" not in result.stderr
+    assert digest(cli.db) == before
+
+
 def test_manifest_with_usage_is_refused_by_apply(cli, tmp_path):
     cli("init")
     manifest = tmp_path / "u.toml"

@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
 
     @alloc_app.command("solve")
     def solve_cmd(
-        file: Path = typer.Argument(..., metavar="FILE", exists=True, dir_okay=False,
+        file: Path = typer.Argument(..., metavar="FILE",
                                     help="A manifest, TOML or JSON, with an optional [usage] table."),
         period: Optional[str] = typer.Option(None, "--period", help="Label for the result."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
     @alloc_app.command("explain")
     def explain_cmd(
         ctx: typer.Context,
-        project: str = typer.Argument(..., metavar="PROJECT"),
+        project: str = typer.Argument(..., metavar="PROJECT", help="The project's id."),
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
         as_json: bool = typer.Option(False, "--json", help="Print the explanation as JSON."),
         all_pools: bool = typer.Option(False, "--all", help="List every pool the project may use "
@@ -199,11 +199,13 @@ def register(app: typer.Typer) -> None:
     @alloc_app.command("diff")
     def diff_cmd(
         ctx: typer.Context,
-        first: str = typer.Argument(..., metavar="P1"),
-        second: str = typer.Argument(..., metavar="P2"),
+        first: str = typer.Argument(..., metavar="P1", help="A period with a recorded run, e.g. 2026-10."),
+        second: str = typer.Argument(..., metavar="P2", help="Another (or the same), e.g. 2026-11."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Compare the recorded allocations of two periods, member by member and project by project.
+
+        The change is P2's allocation minus P1's; with --json each row has "first" (P1) and "second" (P2).
 
         Example: pooler alloc diff 2026-10 2026-11
         """
@@ -214,11 +216,12 @@ def register(app: typer.Typer) -> None:
             print_json(data)
             return
         unit = data["unit"] or "units"
+        names = [data["first"], data["second"]]
         for key, title in (("member", "Members"), ("project", "Projects")):
             rows = data[f"{key}s"]
-            out.print(table(f"{title} ({unit})", [key, first, second, "change"],
-                            [(r[key], number(r[first]), number(r[second]), _signed(r["change"]))
-                             for r in rows], numeric=[first, second, "change"]))
+            out.print(table(f"{title} ({unit})", [key, *names, "change"],
+                            [(r[key], number(r["first"]), number(r["second"]), _signed(r["change"]))
+                             for r in rows], numeric=[*names, "change"]))
 
 
 def _signed(value: float) -> Text:

@@ -70,24 +70,54 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     # A light box: at 80 columns every character of border is a character taken from the figures.
     t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
               pad_edge=False)
-    cells = [[v if isinstance(v, Text) else Text("" if v is None else str(v)) for v in row]
+    cells = [[v if isinstance(v, (Text, Bar)) else Text("" if v is None else str(v)) for v in row]
              for row in rows]
+    bars = {i for i in range(len(columns)) if any(i < len(c) and isinstance(c[i], Bar) for c in cells)}
     for i, name in enumerate(columns):
         is_number = name in numeric
-        # Numbers never wrap nor shrink (a cropped figure misreads); ids and bars do not wrap; other
-        # text wraps when the terminal is narrow.
+        if i in bars:
+            # a bar gives way first when the terminal is narrow: drawn shorter, never cut off
+            t.add_column(name, no_wrap=False)
+            continue
+        # Numbers never wrap nor shrink (a cropped figure misreads); ids do not wrap; other text
+        # wraps when the terminal is narrow (not beside a bar, which gives way instead).
         longest = max([len(name), *(c[i].cell_len for c in cells if i < len(c))])
         # Short text columns (a status word) keep their width too, so they are never squeezed away.
         width = longest if is_number or longest <= 12 else len(name)
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
-                     no_wrap=is_number or i == 0 or name == "", min_width=width)
+                     no_wrap=is_number or i == 0 or name == "" or bool(bars), min_width=width)
     for row in cells:
         # Text, not str: an id like "[red]x" must be shown verbatim, not as markup.
         t.add_row(*row)
     return t
 
 
-def bar(fraction: float, width: int = 16) -> Text:
+class Bar:
+    """A quota bar in a table cell (`bar`): `width` characters, fewer when the table must give way
+    (at least 3), drawn to scale at the width it gets."""
+
+    def __init__(self, fraction: float, width: int) -> None:
+        self.fraction, self.width = fraction, width
+
+    @property
+    def cell_len(self) -> int:
+        return self.width
+
+    def __rich_measure__(self, console, options):  # noqa: ANN001, ANN204 - Rich's protocol
+        from rich.measure import Measurement
+
+        return Measurement(min(3, options.max_width), min(self.width, options.max_width))
+
+    def __rich_console__(self, console, options):  # noqa: ANN001, ANN204 - Rich's protocol
+        yield bar_text(self.fraction, max(1, min(self.width, options.max_width)))
+
+
+def bar(fraction: float, width: int = 16) -> Bar:
+    """A quota bar for a table cell, `width` characters at most (see `bar_text`)."""
+    return Bar(fraction, width)
+
+
+def bar_text(fraction: float, width: int) -> Text:
     """A quota bar: eighths of a block for the filled part, dim dots for the rest."""
     from rich.text import Text
 

@@ -67,7 +67,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
         fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
-        output: Optional[Path] = typer.Option(None, "-o", "--output", dir_okay=False,
+        output: Optional[Path] = typer.Option(None, "-o", "--output",
                                               help="Write to FILE (atomically) instead of stdout."),
     ) -> None:
         """The consortium's audit of a period: capacity, allocation, use, settlement and the ledger.
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
         member: str = typer.Argument(..., metavar="MEMBER"),
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
         fmt: str = typer.Option("table", "--format", "-f", help="table (terminal), md or json."),
-        output: Optional[Path] = typer.Option(None, "-o", "--output", dir_okay=False,
+        output: Optional[Path] = typer.Option(None, "-o", "--output",
                                               help="Write to FILE (atomically) instead of stdout."),
     ) -> None:
         """One member's statement for a period: its figures, projects, pools and counterparties.

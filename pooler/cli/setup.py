@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
     def apply_cmd(
         ctx: typer.Context,
         file: Path = typer.Argument(
-            ..., metavar="FILE", help="A manifest, TOML or JSON.", exists=True, dir_okay=False
+            ..., metavar="FILE", help="A manifest, TOML or JSON."
         ),
         dry_run: bool = typer.Option(False, "--dry-run", help="Show the plan; record nothing."),
         prune: bool = typer.Option(

@@ -42,13 +42,13 @@ def register(app: typer.Typer) -> None:
     @usage_app.command("import")
     def import_cmd(
         ctx: typer.Context,
-        file: Path = typer.Argument(..., metavar="FILE", dir_okay=False,
+        file: Path = typer.Argument(..., metavar="FILE",
                                     help="A CSV file (project,pool,device_hours,start,end) or sacct -P output."),
         fmt: str = typer.Option(..., "--format", metavar="csv|sacct", help="The file's format."),
         period: Optional[str] = typer.Option(None, "--period",
                                              help="Charge every line to this period (default: the period "
                                                   "holding each line's end)."),
-        map_file: Optional[Path] = typer.Option(None, "--map", metavar="MAP.toml", dir_okay=False,
+        map_file: Optional[Path] = typer.Option(None, "--map", metavar="MAP.toml",
                                                 help="Slurm accounts -> projects, cluster/partition/type -> pools."),
         include_running: bool = typer.Option(False, "--include-running",
                                              help="Count unfinished Slurm jobs for the time elapsed so far."),

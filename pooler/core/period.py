@@ -43,34 +43,40 @@ def _utc(d: date) -> datetime:
 def parse_period(label: str, kind: str | None = None) -> Period:
     """The period named by `label`; when `kind` is given the label must be of that kind."""
     text = label.strip()
+    try:
+        found, start, end = _bounds(label, text)
+    except (ValueError, OverflowError) as exc:
+        if isinstance(exc, PeriodError):
+            raise
+        # date() knows the years 1 to 9999 only: 0000-01, or 9999-12 (whose end is in 10000)
+        raise PeriodError(f"{label!r} is out of range (periods lie within the years 0001 to 9999)") from None
+    if kind is not None and found != kind:
+        example = {"month": "2026-11", "week": "2026-W47", "quarter": "2026-Q4"}[kind]
+        raise PeriodError(f"{label!r} is a {found}, but this consortium's periods are {kind}s (e.g. {example})")
+    return Period(_utc(start), _utc(end), text, found)
+
+
+def _bounds(label: str, text: str) -> tuple[str, date, date]:
+    """The kind, first day and day after the period `text` names (`label` as given, for messages)."""
+    if text.startswith("0000-") and any(p.match(text) for p in (_MONTH, _WEEK, _QUARTER)):
+        raise ValueError("year 0")  # out of range (see `parse_period`)
     if m := _MONTH.match(text):
         year, month = int(m[1]), int(m[2])
         if not 1 <= month <= 12:
             raise PeriodError(f"{label!r} is not a month (months are 01 to 12)")
-        found = "month"
-        start = date(year, month, 1)
-        end = date(year + (month == 12), month % 12 + 1, 1)
-    elif m := _WEEK.match(text):
+        return "month", date(year, month, 1), date(year + (month == 12), month % 12 + 1, 1)
+    if m := _WEEK.match(text):
         year, week = int(m[1]), int(m[2])
         try:
             start = date.fromisocalendar(year, week, 1)
         except ValueError:
             raise PeriodError(f"{label!r} is not an ISO week of {year}") from None
-        found = "week"
-        end = start + timedelta(days=7)
-    elif m := _QUARTER.match(text):
+        return "week", start, start + timedelta(days=7)
+    if m := _QUARTER.match(text):
         year, quarter = int(m[1]), int(m[2])
-        found = "quarter"
-        start = date(year, 3 * quarter - 2, 1)
-        end = date(year + (quarter == 4), (3 * quarter) % 12 + 1, 1)
-    else:
-        raise PeriodError(
-            f"{label!r} is not a period label (expected e.g. 2026-11, 2026-W47 or 2026-Q4)"
-        )
-    if kind is not None and found != kind:
-        example = {"month": "2026-11", "week": "2026-W47", "quarter": "2026-Q4"}[kind]
-        raise PeriodError(f"{label!r} is a {found}, but this consortium's periods are {kind}s (e.g. {example})")
-    return Period(_utc(start), _utc(end), text, found)
+        return ("quarter", date(year, 3 * quarter - 2, 1),
+                date(year + (quarter == 4), (3 * quarter) % 12 + 1, 1))
+    raise PeriodError(f"{label!r} is not a period label (expected e.g. 2026-11, 2026-W47 or 2026-Q4)")
 
 
 def period_of(moment: datetime, kind: str) -> Period:

@@ -23,6 +23,7 @@ from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.io.manifest import dump_manifest, load_manifest
 from pooler.services.context import Context
+from pooler.services.files import input_file
 from pooler.services.registry import open_ledger
 from pooler.store import Entry, LedgerState
 
@@ -104,18 +105,19 @@ def progress_text(p: Any) -> str:
 
 def solve_file(path: Path, period: str | None = None, *, progress=None) -> dict[str, Any]:
     """`alloc solve`: a manifest (with its optional `[usage]`) in, the DESIGN section-4 result out."""
-    snapshot = load_manifest(path, allow_usage=True)
+    snapshot = load_manifest(input_file(path, "manifest file"), allow_usage=True)
     if period is not None:
         _parse(period, snapshot.consortium.period)
     result = _allocate(snapshot, progress)
     return result.to_json_dict(period, snapshot.consortium.unit)
 
 
-def _parse(period: str, kind: str):
+def _parse(period: str, kind: str, what: str = "--period"):
+    """The period `period` names, of `kind`; else a usage error about `what` (the option or argument)."""
     try:
         return parse_period(period, kind)
     except PeriodError as exc:
-        raise UsageError(f"--period: {exc}") from None
+        raise UsageError(f"{what}: {exc}") from None
 
 
 # --- recorded runs ------------------------------------------------------------------------------
@@ -183,9 +185,8 @@ class _Inputs:
 
 
 def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_run: bool) -> _Inputs:
-    state = reader.snapshot()
-    label = _parse(period, state.consortium.period).label if period else \
-        period_of(ctx.clock(), state.consortium.period).label
+    kind = reader.period_kind()
+    label = _parse(period, kind).label if period is not None else period_of(ctx.clock(), kind).label
     snapshot = reader.snapshot(label)
     # Decayed usage of the lines recorded before the period starts (DESIGN 3); none at half-life 0.
     from pooler.services.usage import with_usage
@@ -327,9 +328,12 @@ def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
     )
 
 
-def pick_entry(reader, period: str | None) -> tuple[Entry, tuple[int, ...]]:
+def pick_entry(reader, period: str | None, what: str = "--period") -> tuple[Entry, tuple[int, ...]]:
     """The committed run entry of `period` (the latest recorded one for it), or of the latest period,
-    with the seqs of the earlier runs it supersedes; its rows are not read."""
+    with the seqs of the earlier runs it supersedes; its rows are not read. A label that names no
+    period of the consortium's kind is a usage error about `what`."""
+    if period is not None:
+        period = _parse(period, reader.period_kind(), what).label
     runs = _runs(reader)
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
@@ -342,9 +346,9 @@ def pick_entry(reader, period: str | None) -> tuple[Entry, tuple[int, ...]]:
     return chosen[-1], tuple(e.seq for e in chosen[:-1])
 
 
-def pick_run(reader, period: str | None) -> RunView:
+def pick_run(reader, period: str | None, what: str = "--period") -> RunView:
     """The committed run of `period` (the latest recorded one for it), or of the latest period."""
-    entry, earlier = pick_entry(reader, period)
+    entry, earlier = pick_entry(reader, period, what)
     view = _view(reader, entry)
     return RunView(view.entry, view.members, view.projects, view.pools, view.grants, None, earlier)
 
@@ -447,17 +451,18 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
 
 
 def diff(ctx: Context, first: str, second: str) -> dict[str, Any]:
-    """Member and project allocations of two recorded periods side by side, with the change."""
+    """Member and project allocations of two recorded periods side by side, with the change: rows
+    with the id, "first" and "second" (the allocations) and "change" (second - first)."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
-        a, b = pick_run(reader, first), pick_run(reader, second)
-    return {"first": first, "second": second, "unit": b.payload.get("unit"),
-            "members": changes(a.members, b.members, "member", first, second),
-            "projects": changes(a.projects, b.projects, "project", first, second)}
+        a, b = pick_run(reader, first, "P1"), pick_run(reader, second, "P2")
+    return {"first": a.period, "second": b.period, "unit": b.payload.get("unit"),
+            "members": changes(a.members, b.members, "member", "first", "second"),
+            "projects": changes(a.projects, b.projects, "project", "first", "second")}
 
 
 def changes(rows_a, rows_b, key: str, first: str, second: str) -> list[dict[str, Any]]:
-    """Rows (with `key` and `allocated`) of two runs side by side, by id: both values and the change;
-    a value is None where the id is missing from that run."""
+    """Rows (with `key` and `allocated`) of two runs side by side, by id: both values, under the
+    names `first` and `second`, and the change; a value is None where the id is missing from that run."""
     left = {r[key]: r for r in rows_a}
     right = {r[key]: r for r in rows_b}
     out = []

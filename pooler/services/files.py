@@ -9,6 +9,16 @@ from typing import Iterable
 from pooler.errors import UsageError
 
 
+def input_file(path: Path, what: str) -> Path:
+    """`path`, when it is a file to read; else a usage error naming it (a missing file, a folder)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder, not a {what}")
+    if not path.exists():
+        raise UsageError(f"no {what} at {path}")
+    return path
+
+
 def write_atomic(path: Path, content: str | Iterable[str], *, mode: int | None = None) -> None:
     """Write `content` (text, or chunks of text streamed one by one) to `path` through a temporary
     file in the same folder and a rename, so that a reader never sees half a file and a failure

@@ -16,6 +16,7 @@ from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot
 from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.services.context import Context
+from pooler.services.files import input_file
 
 if TYPE_CHECKING:
     from pooler.core.plan import Change, Plan
@@ -101,7 +102,7 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
     from pooler.core.plan import make_plan, merge
     from pooler.io.manifest import load_manifest
 
-    desired = load_manifest(path, allow_usage=False)
+    desired = load_manifest(input_file(path, "manifest file"), allow_usage=False)
     start = _rates_from(ctx, desired, rates_from)
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()

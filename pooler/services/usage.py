@@ -28,6 +28,7 @@ from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
 from pooler.io.usage import EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map
 from pooler.services.context import Context
+from pooler.services.files import input_file
 from pooler.services.heap import collector_paused
 from pooler.services.registry import open_ledger
 from pooler.services.usage_read import ReadJob, rows_of, second_process_pays
@@ -103,8 +104,9 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
     """Import a usage file (`fmt` "csv" or "sacct") as one `usage.import` entry with its lines."""
     if fmt not in FORMATS:
         raise UsageError(f"--format: {fmt!r} is not a usage format (csv or sacct)")
-    if not path.is_file():
-        raise UsageError(f"no usage file at {path}")
+    input_file(path, "usage file")
+    if map_path is not None:
+        input_file(map_path, "map file")
     if map_path is not None and fmt != "sacct":
         raise UsageError("--map: a map translates Slurm accounts and partitions; it applies to --format sacct only")
     if include_running and fmt != "sacct":

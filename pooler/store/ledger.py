@@ -170,15 +170,18 @@ class Reader:
         for kind in ("project", "pool"):
             table = RECORD_TABLES[kind].__table__
             ids.append(frozenset(self._conn.execute(select(table.c.id)).scalars()))
+        return self.period_kind(), ids[0], ids[1]
+
+    def period_kind(self) -> str:
+        """The consortium's period kind (month, week or quarter), read from its projection row alone."""
         table = RECORD_TABLES["consortium"].__table__
         rows = [dict(row) for row in self._conn.execute(select(table)).mappings().all()]
         if not rows:
-            return Consortium().period, ids[0], ids[1]
+            return Consortium().period
         try:
-            period = _row_record("consortium", rows[0]).record.period  # type: ignore[attr-defined]
+            return _row_record("consortium", rows[0]).record.period  # type: ignore[attr-defined]
         except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError):
-            return self.state().consortium.period, ids[0], ids[1]  # reports the damage as `state()` does
-        return period, ids[0], ids[1]
+            return self.state().consortium.period  # reports the damage as `state()` does
 
     def record_states(self, kind: str, include_retired: bool = False) -> tuple[RecordState, ...]:
         """Records of `kind` (also "consortium" or "policy") with their seqs, sorted by id."""
