@@ -667,3 +667,62 @@ def test_quota_bars_give_way_at_80_columns_instead_of_being_cut():
     assert len({len(b) for b in narrow}) == 1 and 3 <= len(narrow[0]) < 10
     assert set(narrow[1]) == {"█"} and set(narrow[2]) == {"·"}
     assert "█" in narrow[0] and "·" in narrow[0]  # two thirds: part full, part empty
+
+
+def test_tables_and_explain_show_small_amounts_and_stakes_as_they_are(cli, tmp_path):
+    """A consortium counting in units: demand 2.6 showed as "3" and 2.7 allocated as "3"; a stake of
+    0.0001% as "0%"; a zero-demand project had a full bar beside "-"; "1 pools qualify"."""
+    text, _ = CLASSIC["max-min water-filling"]
+    text += '\n[[projects]]\nid = "idle"\nsponsors = { a = 1 }\ndemand = 0\nweight = 1\n'
+    manifest = tmp_path / "case.toml"
+    manifest.write_text(text, encoding="utf-8")
+    shown = cli("alloc", "solve", manifest, db_path=None)
+    assert shown.exit_code == 0, shown.stderr
+    rows = {line.split()[0]: line.split() for line in shown.stdout.splitlines() if line.strip()[:2] in ("j1", "j2", "j3", "j4", "id")}
+    assert rows["j2"][1:3] == ["2.6", "2.6"] and rows["j3"][1:3] == ["4", "2.7"] and rows["j4"][1:3] == ["5", "2.7"]
+    assert rows["idle"] == ["idle", "0", "0", "-", "demand"]  # no bar for a demand of nothing
+
+    unequal = tmp_path / "unequal.toml"
+    unequal.write_text("""[policy]
+contribution_weight = 1
+[[accelerators]]
+id = "g"
+rate = 1
+[[members]]
+id = "big"
+name = "Big"
+[[members]]
+id = "zero"
+name = "Zero"
+[[pools]]
+id = "big-g"
+member = "big"
+accelerator = "g"
+capacity = 1000
+[[projects]]
+id = "big-main"
+sponsors = { big = 1 }
+demand = 5000
+[[projects]]
+id = "unequal"
+sponsors = { big = 1000, zero = 0.001 }
+demand = 400
+[[projects]]
+id = "nowhere"
+sponsors = { big = 1 }
+demand = 10
+speed = { h100 = 1 }
+[[accelerators]]
+id = "h100"
+rate = 2
+""", encoding="utf-8")
+    assert cli("init").exit_code == 0
+    assert cli("apply", unequal).exit_code == 0
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    words = " ".join(cli("alloc", "explain", "unequal").stdout.split())
+    assert "zero (stake 0.0001%, share 0.00%)" in words
+    assert "a share of 0: served from what the members with a share leave" in words
+    assert "1 pool qualifies" in words and "level per unit of share -" not in words
+    nowhere = " ".join(cli("alloc", "explain", "nowhere").stdout.split())
+    assert "It got nothing: no pool qualifies for it" in nowhere and "0 pools qualify" in nowhere
+    assert "are exhausted" not in nowhere

@@ -17,6 +17,17 @@ def _pct(part: float, whole: float) -> str:
     return f"{part / whole * 100:.1f}%" if whole > 0 else "-"
 
 
+def _qty(value: float) -> str:
+    from pooler.services.alloc import amount_text
+
+    return amount_text(value)
+
+
+def _served_bar(got: float, want: float):
+    """The bar of what was served of a demand; none for a demand of nothing."""
+    return bar(got / want, 10) if want > 0 else ""
+
+
 def render_result(data: dict, *, title: str,
                   sections: tuple[str, ...] = ("members", "projects", "pools")) -> None:
     """Quotas by member, project and pool, with bars, from a section-4 result."""
@@ -35,9 +46,8 @@ def _members(data: dict, unit: str) -> None:
     members = sorted(data["members"].items(), key=lambda kv: (-kv[1]["allocated"], kv[0]))
     out.print(table(
         f"Members ({unit})", ["member", "share", "demand", "allocated", "served", ""],
-        [(m, f"{v['share'] * 100:.2f}%", number(v["demand"]),
-          number(v["allocated"]), _pct(v["allocated"], v["demand"]),
-          bar(v["allocated"] / v["demand"] if v["demand"] > 0 else 0.0, 10))
+        [(m, f"{v['share'] * 100:.2f}%", _qty(v["demand"]),
+          _qty(v["allocated"]), _pct(v["allocated"], v["demand"]), _served_bar(v["allocated"], v["demand"]))
          for m, v in members],
         numeric=["share", "demand", "allocated", "served"],
     ))
@@ -47,8 +57,8 @@ def _projects(data: dict, unit: str) -> None:
     projects = sorted(data["projects"].items(), key=lambda kv: kv[0])
     out.print(table(
         f"Projects ({unit})", ["project", "demand", "allocated", "served", "bottleneck", ""],
-        [(p, number(v["demand"]), number(v["allocated"]), _pct(v["allocated"], v["demand"]),
-          v["bottleneck"], bar(v["allocated"] / v["demand"] if v["demand"] > 0 else 1.0, 10))
+        [(p, _qty(v["demand"]), _qty(v["allocated"]), _pct(v["allocated"], v["demand"]),
+          v["bottleneck"], _served_bar(v["allocated"], v["demand"]))
          for p, v in projects],
         numeric=["demand", "allocated", "served"],
     ))
@@ -57,11 +67,11 @@ def _projects(data: dict, unit: str) -> None:
 def _pools(data: dict) -> None:
     pools = sorted(data["pools"].items(), key=lambda kv: kv[0])
     out.print(table(
-        "Pools (device-hours)", ["pool", "capacity", "granted", "used", ""],
-        [(p, number(v["capacity"]), number(v["granted"]), _pct(v["granted"], v["capacity"]),
+        "Pools (device-hours)", ["pool", "capacity", "granted", "% granted", ""],
+        [(p, _qty(v["capacity"]), _qty(v["granted"]), _pct(v["granted"], v["capacity"]),
           bar(v["granted"] / v["capacity"] if v["capacity"] > 0 else 0.0, 10))
          for p, v in pools],
-        numeric=["capacity", "granted", "used"],
+        numeric=["capacity", "granted", "% granted"],
     ))
 
 

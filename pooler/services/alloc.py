@@ -489,6 +489,20 @@ def preview_changes(outcome: RunOutcome, committed: RunView | None) -> dict[str,
 # --- explanations in words --------------------------------------------------------------------------
 
 
+def amount_text(value: float) -> str:
+    """An amount in words and tables: whole numbers with thousands separators, small fractional ones
+    to three significant digits (a demand of 2.6 is not "3"; a consortium may count in units)."""
+    if value >= 100 or value == round(value) or value <= 0:
+        return f"{value:,.0f}"
+    return "< 0.001" if value < 0.001 else f"{value:.3g}"
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage that does not round a small one to nothing (0.0001%, not 0%)."""
+    value = fraction * 100
+    return f"{value:.0f}%" if value >= 1 or value == 0 else f"{value:.2g}%"
+
+
 def _lowest_holder_level(d: dict[str, Any]) -> float | None:
     """The lowest level among the other projects holding pools `d`'s project can use (None when a
     holder has no level, such as a project of weight 0, or nobody holds them)."""
@@ -543,12 +557,10 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     unit = d.get("unit") or "units"
     served = d["allocated"] / d["demand"] if d["demand"] > 0 else 1.0
     lines = [(f"{d['project']} in {d['period']} (run #{d['run']})", "bold")]
-    got = f"{d['allocated']:,.0f}"
-    if d["allocated"] > 0 and got == "0":
-        got = "less than 1"
-    lines.append((f"It asked for {d['demand']:,.0f} {unit} and got {got} ({served * 100:.1f}%).", ""))
+    lines.append((f"It asked for {amount_text(d['demand'])} {unit} and got {amount_text(d['allocated'])} "
+                  f"({served * 100:.1f}%).", ""))
     sponsors = ", ".join(
-        f"{s['member']} (stake {s['stake']:.0%}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
+        f"{s['member']} (stake {_percent(s['stake'])}, share {s['share'] * 100:.2f}%)" for s in d["sponsors"]
     )
     lines.append((f"Its sponsors are {sponsors}; with its own weight {d['raw_weight']:g} that gives "
                   f"it a fair-share weight of {d['weight']:.6f}.", ""))
@@ -561,6 +573,8 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
     reserved = any(p["owner_keeps"] and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
+    if d["bottleneck"] == "capacity" and not d["pools"]:
+        reason = "It got nothing: no pool qualifies for it (below)."
     if d["bottleneck"] == "capacity" and reserved:
         reason += (" Where a pool's owner keeps a reserve for its own projects, only the part the owner "
                    "lends is open to it; what the owner's projects hold there is theirs, whatever their level.")
@@ -582,7 +596,7 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
         headline, figures = _limit_reason(limit, unit)
         reason = f"{reason} {figures}" if zero else f"{headline} {figures}"
     if d["level"] is not None and not zero:
-        reason += f" Its level (allocated / weight) is {d['level']:,.0f}."
+        reason += f" Its level (allocated / weight) is {amount_text(d['level'])}."
         lowest = _lowest_holder_level(d)
         if (d["bottleneck"] == "fairness" and not found and lowest is not None
                 and lowest > d["level"] * (1 + 1e-6)):
@@ -592,14 +606,14 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
                           if reserved else "or in their members' totals."))
     lines.append((reason, ""))
     for s in d["sponsors"]:
-        level = f"{s['member_level']:,.0f}" if s["member_level"] is not None else "-"
-        lines.append((f"  {s['member']}: received {s['member_allocated']:,.0f} of "
-                      f"{s['member_demand']:,.0f} {unit} demanded over its projects; "
-                      f"level per unit of share {level}.", ""))
+        level = (f"level per unit of share {s['member_level']:,.0f}" if s["member_level"] is not None
+                 else "a share of 0: served from what the members with a share leave")
+        lines.append((f"  {s['member']}: received {amount_text(s['member_allocated'])} of "
+                      f"{amount_text(s['member_demand'])} {unit} demanded over its projects; {level}.", ""))
     where = "any region" if d["regions"] is None else ", ".join(d["regions"]) or "no region"
     lines.append((f"It may run in {where}" + (
         "" if d["speed"] is None else " on " + ", ".join(f"{a} (speed {s:g})" for a, s in d["speed"].items())
-    ) + f"; {len(d['pools'])} pools qualify.", ""))
+    ) + (f"; {len(d['pools'])} pools qualify." if len(d["pools"]) != 1 else "; 1 pool qualifies."), ""))
     if not d["pools"]:
         lines.append(("No pool qualifies, so it can get nothing: check its speed table, regions "
                       "and the residency of its datasets and models.", "red"))
