@@ -182,7 +182,9 @@ def snapshots(draw, *, usage: bool = True) -> Snapshot:
             size["capacity"] = draw(amounts())
         else:
             size["devices"] = draw(amounts(max_digits=5))
-            size["hours"] = draw(_HOURS)
+            hours = draw(_HOURS)
+            # a device runs at most the period's hours (a rule of the manifest)
+            size["hours"] = hours if hours is None else min(hours, consortium.hours)
         pools.append(_record(
             Pool,
             id=pool_id,

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pooler.core.model import Pool, Snapshot
+from pooler.core.model import Consortium, Pool, Snapshot
 from pooler.io.manifest import (
     ManifestError,
     Problem,
@@ -138,6 +138,14 @@ CASES = [
      ("pools", 1, "pcl-cb", "capacity", 'give "capacity" or "devices", not both')),
     ("hours without devices", [("devices = 100", "capacity = 72000\nhours = 300")],
      ("pools", 1, "pcl-cb", "hours", 'only meaningful with "devices"')),
+    ("hours beyond the period", [("devices = 100", "devices = 100\nhours = 721")],
+     ("pools", 1, "pcl-cb", "hours", "721 is more than the 720 hours of a period (the consortium's period_hours)")),
+    ("hours beyond a week", [('name = "Test Alliance"', 'name = "Test Alliance"\nperiod = "week"'),
+                             ("devices = 100", "devices = 100\nhours = 300")],
+     ("pools", 1, "pcl-cb", "hours", "300 is more than the 168 hours of a period")),
+    ("hours beyond period_hours", [('name = "Test Alliance"', 'name = "Test Alliance"\nperiod_hours = 700'),
+                                   ("devices = 100", "devices = 100\nhours = 700.5")],
+     ("pools", 1, "pcl-cb", "hours", "700.5 is more than the 700 hours of a period")),
     ("missing dataset member", [('member = "baai"\n', "")], ("datasets", 1, "wudao", "member", "is required")),
     ("missing model member", [('member = "pcl"\naccess = ["pcl"]', 'access = ["pcl"]')],
      ("models", 1, "pangu", "member", "is required")),
@@ -569,6 +577,18 @@ def test_wrong_shapes_never_raise_anything_but_manifest_error(data):
 
 
 # -- helpers for the registry ----------------------------------------------------------------------------
+
+
+def test_a_pool_may_run_the_whole_period_and_a_ledger_keeps_its_own_period_hours():
+    whole = parse_manifest(BASE.replace("devices = 100", "devices = 100\nhours = 720"), "t.toml")
+    assert whole.pools[0].device_hours(whole.consortium.hours) == 72000
+    # without [consortium] the file leaves the ledger's setting, which may allow more hours: the
+    # check then comes with the ledger's state (`check_state`), not from the default of 720
+    without = BASE.replace('[consortium]\nname = "Test Alliance"\n', "").replace("devices = 100", "devices = 100\nhours = 744")
+    snapshot = parse_manifest(without, "t.toml")
+    assert check_state(snapshot.replace(consortium=Consortium(period_hours=Decimal(744))), "ledger") == []
+    [problem] = check_state(snapshot, "ledger")
+    assert problem.key == "hours" and "744 is more than the 720 hours" in problem.message
 
 
 def test_check_state_applies_the_manifest_rules_to_a_snapshot():

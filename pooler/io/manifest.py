@@ -401,6 +401,9 @@ class _Checker:
         self.ids: dict[str, set[str]] = {table: set() for table in _CLASSES}
         # Cleaned values of well-formed records, for the cross-record checks of projects.
         self.clean: dict[str, dict[str, dict[str, Any]]] = {table: {} for table in _CLASSES}
+        # Hours in a period, when the manifest says (a manifest without [consortium] leaves a ledger's
+        # own setting, which the check of the ledger's state after the change then applies).
+        self.period_hours: Decimal | None = None
 
     def add(self, message: str, *, table: str | None = None, index: int | None = None,
             id: str | None = None, key: str | None = None) -> None:
@@ -418,6 +421,8 @@ class _Checker:
                 self.add(f"unknown table{_suggest(key, _TABLES)}", key=key)
 
         consortium = self._singleton(data, "consortium")
+        if "consortium" in data:
+            self.period_hours = Consortium.from_record(consortium).hours
         policy = self._singleton(data, "policy")
         records: dict[str, list[Record]] = {}
         for table in _CLASSES:  # dependency order: references always point to earlier tables
@@ -513,6 +518,10 @@ class _Checker:
             element.add("capacity", 'give "capacity" or "devices", not both')
         if "hours" in raw and not has_devices:
             element.add("hours", 'is only meaningful with "devices"')
+        hours = clean.get("hours")
+        if has_devices and isinstance(hours, Decimal) and self.period_hours is not None and hours > self.period_hours:
+            element.add("hours", f"{plain_number(hours)} is more than the {plain_number(self.period_hours)} "
+                                 "hours of a period (the consortium's period_hours)")
         if not has_capacity and not has_devices:
             element.add(None, 'needs "capacity" (device-hours per period) or "devices"')
 
