@@ -196,7 +196,7 @@ def _show_number(value: Decimal) -> str:
     # Canonical text for ordinary figures; scientific for extreme ones, which would be pages long.
     if -30 < value.adjusted() < 30:
         return dec_str(value)
-    return str(value)
+    return f"{value:.6g}"  # (str() writes every digit of an integer: a 400-digit one in full)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,6 +324,8 @@ def _decode_toml(text: str, filename: str) -> tuple[Any, list[Problem]]:
             else:
                 line = text.count("\n") + (0 if text.endswith("\n") else 1)
                 message = f"{head} (at the end of the file)"
+        if text.lstrip().startswith(("{", "[{")):
+            message += "; the file looks like JSON: name it .json"
         return _UNREADABLE, [Problem(filename, message=f"TOML syntax error: {message}", line=line)]
     except RecursionError:
         return _UNREADABLE, [Problem(filename, message="TOML syntax error: values nested too deeply")]
