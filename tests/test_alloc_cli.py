@@ -598,8 +598,7 @@ reserve = 0.8
 id = "huge"
 member = "b"
 accelerator = "big"
-devices = 1.247
-hours = 11270000
+capacity = 14053690  # 1.247 devices x 11,270,000 hours, which a period of 0.098 hours no longer allows
 
 [[projects]]
 id = "fast"
@@ -726,3 +725,19 @@ rate = 2
     nowhere = " ".join(cli("alloc", "explain", "nowhere").stdout.split())
     assert "It got nothing: no pool qualifies for it" in nowhere and "0 pools qualify" in nowhere
     assert "are exhausted" not in nowhere
+
+
+def test_tables_show_journal_times_to_the_second_and_an_empty_list_says_so(ledger):
+    """ISO times with microseconds (27 characters) wrapped mid-value at 80 columns; the JSON keeps them."""
+    import re
+
+    cli = ledger
+    empty = cli("alloc", "list")
+    assert empty.exit_code == 0 and empty.stdout == "" and "No allocation has been recorded yet" in empty.stderr
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    for args in (("alloc", "list"), ("ledger", "log", "--limit", "3"), ("alloc", "show")):
+        text = cli(*args).stdout
+        assert re.search(r"\b\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\b", text), args
+        assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}Z", text), args
+    [run] = cli("alloc", "list", "--json").json()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", run["time"])

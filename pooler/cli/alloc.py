@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from pooler.cli.output import bar, message, number, out, print_json, table
+from pooler.cli.output import bar, message, number, out, print_json, table, when
 
 
 def _pct(part: float, whole: float) -> str:
@@ -160,7 +160,7 @@ def register(app: typer.Typer) -> None:
             print_json(data)
             return
         render_result(data, title=f"Allocation for {view.period} (entry #{view.entry.seq}, "
-                                  f"{view.entry.time}, {view.entry.actor})")
+                                  f"{when(view.entry.time)} UTC, {view.entry.actor})")
         if view.earlier:
             message(f"Supersedes earlier runs: {', '.join(f'#{s}' for s in view.earlier)}.")
 
@@ -179,10 +179,13 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(runs)
             return
-        out.print(table(None, ["period", "entry", "time", "actor", "status", "reason"],
-                        [(r["period"], f"#{r['seq']}", r["time"], r["actor"],
+        if not runs:
+            message("No allocation has been recorded yet (pooler alloc run --period P).")
+            return
+        out.print(table(None, ["period", "entry", "time (UTC)", "actor", "status", "reason"],
+                        [(r["period"], f"#{r['seq']}", when(r["time"]), r["actor"],
                           "committed" if r["committed"] else "superseded", r["reason"] or "")
-                         for r in runs]))
+                         for r in runs], numeric=["time (UTC)"]))
 
     @alloc_app.command("explain")
     def explain_cmd(

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from pooler.cli.output import message, out, print_json, table
+from pooler.cli.output import message, out, print_json, table, when
 from pooler.errors import PoolerError, UsageError
 
 
@@ -40,9 +40,9 @@ def register(app: typer.Typer) -> None:
             print_json([e.to_dict() for e in entries])
             return
         out.print(table(
-            None, ["seq", "time", "actor", "kind", "subject", "hash"],
-            [(e.seq, e.time, e.actor, e.kind, service.subject(e), e.hash[:12]) for e in entries],
-            numeric=["seq"],
+            None, ["seq", "time (UTC)", "actor", "kind", "subject", "hash"],
+            [(e.seq, when(e.time), e.actor, e.kind, service.subject(e), e.hash[:12]) for e in entries],
+            numeric=["seq", "time (UTC)"],  # (a time is never wrapped)
         ))
 
     @ledger_app.command("verify")

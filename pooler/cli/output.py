@@ -131,6 +131,12 @@ def bar_text(fraction: float, width: int) -> Text:
     return text
 
 
+def when(iso: str) -> str:
+    """A journal time for a table: to the second, in UTC ("2026-11-29 13:10:43"), as the dashboard
+    shows it; JSON keeps the full ISO text with microseconds."""
+    return iso[:19].replace("T", " ")
+
+
 def number(value: float | None, places: int = 0) -> str:
     """Thousands separators; blank for None."""
     if value is None:
