@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
     def solve_cmd(
         file: Path = typer.Argument(..., metavar="FILE",
                                     help="A manifest, TOML or JSON, with an optional [usage] table."),
-        period: Optional[str] = typer.Option(None, "--period", help="Label for the result."),
+        period: Optional[str] = typer.Option(None, "--period", help="Label the result with a period of the "
+                                             "manifest's kind, e.g. 2026-11 (default: none, \"period\": null)."),
         as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     ) -> None:
         """Allocate a manifest without any ledger: the manifest in, the allocation out.
