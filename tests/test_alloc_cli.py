@@ -741,3 +741,35 @@ def test_tables_show_journal_times_to_the_second_and_an_empty_list_says_so(ledge
         assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}Z", text), args
     [run] = cli("alloc", "list", "--json").json()
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", run["time"])
+
+
+def test_a_table_too_wide_for_the_terminal_is_printed_whole_never_cut(monkeypatch):
+    """At 80 columns Rich cut the audit's tables as a last resort: `own use` 29,312 read "29,", a
+    fair-share factor "0.", ids lost their ends without a sign. Now text folds (to 16 characters at
+    least) and what still does not fit is printed wider than the terminal, every figure whole."""
+    import io
+
+    from rich.console import Console
+
+    from pooler.cli import output
+
+    console = Console(width=80, file=io.StringIO(), color_system=None, soft_wrap=False)
+    monkeypatch.setattr(output, "out", console)
+    columns = ["member", "name", "share", "contributed", "entitled", "allocated", "used", "own use",
+               "lent", "borrowed", "balance"]
+    figures = ["11.1%", "1,446,912", "1,359,823", "1,500,000", "1,265,177", "29,312", "310,417",
+               "2,998,839", "-2,688,422"]
+    rows = [("tencent-cloud-shenzhen", "Tencent Cloud Computing (Beijing) Co.", *figures)]
+    output.show(output.table("Member statements", columns, rows, numeric=columns[2:]))
+    text = console.file.getvalue()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) > 80  # wider than the terminal, as it must be
+    body = "".join(lines[3:])
+    for figure in figures:
+        assert f" {figure}" in body
+    assert "tencent-cloud-sh" in body and "enzhen" in body  # the id folds, whole
+    assert console.width == 80  # the console is left as it was
+    # a table that fits is printed as before, within the terminal
+    console.file = io.StringIO()
+    output.show(output.table("Small", ["member", "share"], [("pcl", "24.4%")], numeric=["share"]))
+    assert max(len(line) for line in console.file.getvalue().splitlines()) <= 80

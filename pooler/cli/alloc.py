@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from pooler.cli.output import bar, message, number, out, print_json, table, when
+from pooler.cli.output import bar, message, number, out, print_json, show, table, when
 
 
 def _pct(part: float, whole: float) -> str:
@@ -44,7 +44,7 @@ def render_result(data: dict, *, title: str,
 
 def _members(data: dict, unit: str) -> None:
     members = sorted(data["members"].items(), key=lambda kv: (-kv[1]["allocated"], kv[0]))
-    out.print(table(
+    show(table(
         f"Members ({unit})", ["member", "share", "demand", "allocated", "served", ""],
         [(m, f"{v['share'] * 100:.2f}%", _qty(v["demand"]),
           _qty(v["allocated"]), _pct(v["allocated"], v["demand"]), _served_bar(v["allocated"], v["demand"]))
@@ -55,7 +55,7 @@ def _members(data: dict, unit: str) -> None:
 
 def _projects(data: dict, unit: str) -> None:
     projects = sorted(data["projects"].items(), key=lambda kv: kv[0])
-    out.print(table(
+    show(table(
         f"Projects ({unit})", ["project", "demand", "allocated", "served", "bottleneck", ""],
         [(p, _qty(v["demand"]), _qty(v["allocated"]), _pct(v["allocated"], v["demand"]),
           v["bottleneck"], _served_bar(v["allocated"], v["demand"]))
@@ -66,7 +66,7 @@ def _projects(data: dict, unit: str) -> None:
 
 def _pools(data: dict) -> None:
     pools = sorted(data["pools"].items(), key=lambda kv: kv[0])
-    out.print(table(
+    show(table(
         "Pools (device-hours)", ["pool", "capacity", "granted", "% granted", ""],
         [(p, _qty(v["capacity"]), _qty(v["granted"]), _pct(v["granted"], v["capacity"]),
           bar(v["granted"] / v["capacity"] if v["capacity"] > 0 else 0.0, 10))
@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
         if not runs:
             message("No allocation has been recorded yet (pooler alloc run --period P).")
             return
-        out.print(table(None, ["period", "entry", "time (UTC)", "actor", "status", "reason"],
+        show(table(None, ["period", "entry", "time (UTC)", "actor", "status", "reason"],
                         [(r["period"], f"#{r['seq']}", when(r["time"]), r["actor"],
                           "committed" if r["committed"] else "superseded", r["reason"] or "")
                          for r in runs], numeric=["time (UTC)"]))
@@ -233,7 +233,7 @@ def register(app: typer.Typer) -> None:
         names = [data["first"], data["second"]]
         for key, title in (("member", "Members"), ("project", "Projects")):
             rows = data[f"{key}s"]
-            out.print(table(f"{title} ({unit})", [key, *names, "change"],
+            show(table(f"{title} ({unit})", [key, *names, "change"],
                             [(r[key], number(r["first"]), number(r["second"]), _signed(r["change"]))
                              for r in rows], numeric=[*names, "change"]))
 

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from pooler.cli.output import message, out, print_json, table, when
+from pooler.cli.output import message, out, print_json, show, table, when
 from pooler.errors import PoolerError, UsageError
 
 
@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json([e.to_dict() for e in entries])
             return
-        out.print(table(
+        show(table(
             None, ["seq", "time (UTC)", "actor", "kind", "subject", "hash"],
             [(e.seq, when(e.time), e.actor, e.kind, service.subject(e), e.hash[:12]) for e in entries],
             numeric=["seq", "time (UTC)"],  # (a time is never wrapped)

@@ -32,7 +32,7 @@ def cell(value: Any) -> str:
 
 
 def render_list(kind: str, records: list[dict[str, Any]], show_retired: bool) -> None:
-    from pooler.cli.output import out, table
+    from pooler.cli.output import show, table
 
     columns = list(LIST_COLUMNS[kind]) + (["retired"] if show_retired else [])
     rows = [
@@ -40,5 +40,5 @@ def render_list(kind: str, records: list[dict[str, Any]], show_retired: bool) ->
          for c in columns]
         for r in records
     ]
-    out.print(table(f"{len(records)} {kind}{'s' if len(records) != 1 else ''}", columns, rows,
+    show(table(f"{len(records)} {kind}{'s' if len(records) != 1 else ''}", columns, rows,
                     numeric=[c for c in columns if c in NUMERIC]))

@@ -61,6 +61,11 @@ def message(text: str, style: str | None = None) -> None:
     _console("err").print(Text(text, style=style or ""))
 
 
+# Below this many characters (or its longest, if shorter) a text column is not folded further: a
+# table that would need it is printed wider than the terminal instead (`show`)
+_TEXT_AT_LEAST = 16
+
+
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]], *,
           numeric: Sequence[str] = ()) -> Table:
     from rich import box
@@ -73,23 +78,47 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     cells = [[v if isinstance(v, (Text, Bar)) else Text("" if v is None else str(v)) for v in row]
              for row in rows]
     bars = {i for i in range(len(columns)) if any(i < len(c) and isinstance(c[i], Bar) for c in cells)}
+    need = 3 * (len(columns) - 1) + 2  # the columns' gaps and the edges (SIMPLE_HEAD, pad_edge off)
     for i, name in enumerate(columns):
         is_number = name in numeric
         if i in bars:
             # a bar gives way first when the terminal is narrow: drawn shorter, never cut off
             t.add_column(name, no_wrap=False)
+            need += 3
             continue
-        # Numbers never wrap nor shrink (a cropped figure misreads); ids do not wrap; other text
-        # wraps when the terminal is narrow (not beside a bar, which gives way instead).
+        # Numbers never wrap nor shrink (a cropped figure misreads). Text, ids included, folds
+        # when the terminal is narrow (kept whole, over two lines), except beside a bar, which
+        # gives way instead; what still does not fit makes `show` print wider than the terminal.
         longest = max([len(name), *(c[i].cell_len for c in cells if i < len(c))])
         # Short text columns (a status word) keep their width too, so they are never squeezed away.
         width = longest if is_number or longest <= 12 else len(name)
+        no_wrap = is_number or name == "" or bool(bars)
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
-                     no_wrap=is_number or i == 0 or name == "" or bool(bars), min_width=width)
+                     no_wrap=no_wrap, min_width=width)
+        need += longest if no_wrap else min(longest, _TEXT_AT_LEAST)
+    t.need = need  # type: ignore[attr-defined] - the narrowest it is drawn at (see `show`)
     for row in cells:
         # Text, not str: an id like "[red]x" must be shown verbatim, not as markup.
         t.add_row(*row)
     return t
+
+
+def show(renderable: Any) -> None:
+    """Print a `table` on stdout whole: where the terminal (or a pipe, at 80 columns) is narrower
+    than the table can be drawn with every figure whole and its text folded to no less than
+    `_TEXT_AT_LEAST` characters, at the width that needs instead: lines longer than the terminal
+    rather than numbers cut off without a sign (Rich's last resort)."""
+    console = _console("out")
+    need = getattr(renderable, "need", 0)
+    width = console.width
+    if need <= width:
+        console.print(renderable)
+        return
+    console.width = need  # (print's own width may only narrow the console's)
+    try:
+        console.print(renderable)
+    finally:
+        console.width = width
 
 
 class Bar:

@@ -9,7 +9,7 @@ import typer
 
 # The listing (columns, cells, table) is shared with the quick path of `pooler.cli.fast`.
 from pooler.cli.listing import LIST_COLUMNS, NUMERIC, cell, render_list  # noqa: F401
-from pooler.cli.output import message, out, print_json, table, when
+from pooler.cli.output import message, print_json, show, table, when
 from pooler.errors import UsageError
 
 
@@ -47,9 +47,9 @@ def words(values: list[str]) -> Optional[list[str]]:
 
 def render_show(kind: str, record: dict[str, Any]) -> None:
     rows = [(k, cell(v)) for k, v in record.items() if k != "history"]
-    out.print(table(f'{kind} "{record["id"]}"', ["field", "value"], rows))
+    show(table(f'{kind} "{record["id"]}"', ["field", "value"], rows))
     history = record.get("history") or []
-    out.print(table("History", ["seq", "time (UTC)", "actor", "entry"],
+    show(table("History", ["seq", "time (UTC)", "actor", "entry"],
                     [(e["seq"], when(e["time"]), e["actor"], e["kind"]) for e in history],
                     numeric=["seq", "time (UTC)"]))
 

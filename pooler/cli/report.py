@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.text import Text
 
-from pooler.cli.output import message, out, table
+from pooler.cli.output import message, out, show, table
 from pooler.errors import UsageError
 
 FORMAT_HELP = "table (terminal), md, json, csv or html."
@@ -39,7 +39,7 @@ def _print_tables(report: dict, sections: list[dict]) -> None:
             out.print(Text(f"{s['title']}: none", style="bold"))
             continue
         rows = [tuple(Text(c, style="bold red") if c == "IDLE" else c for c in row) for row in s["rows"]]
-        out.print(table(s["title"], s["columns"], rows, numeric=s["numeric"]))
+        show(table(s["title"], s["columns"], rows, numeric=s["numeric"]))
     for note in report.get("notes", []):
         message(f"Note: {note}", style="yellow")
 

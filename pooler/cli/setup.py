@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.text import Text
 
-from pooler.cli.output import err, message, out, print_json, table
+from pooler.cli.output import err, message, out, print_json, show, table
 from pooler.core.plan import Plan
 
 _SYMBOL = {"add": ("+", "green"), "change": ("~", "yellow"), "set": ("~", "yellow"),
@@ -130,13 +130,13 @@ def register(app: typer.Typer) -> None:
             f"datasets, {len(state.models)} models, {len(state.projects)} projects; "
             f"{result.entries} journal entries, chain verified."
         ))
-        out.print(table(
+        show(table(
             f"Contributions ({unit} per {state.consortium.period})",
             ["member", "pools", "compute", "data+models", "total", "of all"],
             result.member_rows,
             numeric=["pools", "compute", "data+models", "total", "of all"],
         ))
-        out.print(table(
+        show(table(
             "Capacity by region", ["region", "device-hours by accelerator", unit],
             result.region_rows, numeric=[unit],
         ))

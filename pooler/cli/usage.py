@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from pooler.cli.output import message, number, out, print_json, table
+from pooler.cli.output import message, number, print_json, show, table
 
 
 def _progress_bar(path: Path):
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
                 rest = outcome.device_hours - sum((hours for _, hours in top), Decimal(0))
                 rows.append((f"... {len(pairs) - _SHOWN} more pairs (--json lists all)", "", _hours(float(rest))))
             rows.append(("total", "", _hours(float(outcome.device_hours))))
-            out.print(table(f"Usage in {file.name}", ["project", "pool", "device-hours"], rows,
+            show(table(f"Usage in {file.name}", ["project", "pool", "device-hours"], rows,
                             numeric=["device-hours"]))
             for p in outcome.skipped[:_SHOWN]:
                 message(f"Skipped line {p.line}: {p.reason}", style="yellow")
@@ -128,7 +128,7 @@ def fairshare_cmd(
     if as_json:
         print_json(data)
         return
-    out.print(table(
+    show(table(
         f"Fair share for {data['period']} ({data['unit']}; half-life {data['half_life_days']:g} days)",
         ["member", "raw shares", "norm shares", "raw usage", "effective usage", "fairshare"],
         [(m["member"], number(m["raw_shares"]), f"{m['norm_shares']:.6f}", number(m["raw_usage"], 2),
