@@ -324,3 +324,30 @@ def test_audit_html_with_usage_has_used_bars(cli, usage_db, tmp_path):
     _audit(cli, usage_db, "--format", "html", "-o", target)
     text = target.read_text(encoding="utf-8")
     assert "IDLE" in text and 'class="flagged"' in text
+
+
+def test_the_audit_of_a_ledger_that_does_not_verify_says_so_first_and_exits_1(cli, example_db, tmp_path):
+    """Review: `verified_through` named the head (76) while entry #73 was the one tampered with, the
+    only trace was the last section, and the exit code was 0."""
+    from tests.backends import tamper
+
+    db = tmp_path / "tampered.db"
+    shutil.copy(example_db, db)
+    with open_ledger(_ctx(db)) as ledger, ledger.reader() as reader:
+        head = reader.head()[0]
+        run = reader.entries_of_kind("alloc.run")[-1].seq
+    tamper(db, "update alloc_grant set device_hours = device_hours + 1 where line = 1")
+    result = cli("report", "audit", "--period", PERIOD, "--format", "json", db_path=db)
+    assert result.exit_code == 1 and "Error: the ledger does not verify" in result.stderr
+    data = json.loads(result.stdout)  # the report is still given, saying so
+    ledger = data["ledger"][0]
+    assert ledger["verified"] is False and ledger["head_seq"] == head
+    assert ledger["verified_through"] == run - 1 and f"entry #{run}" in ledger["problems"]
+    assert data["notes"][0].startswith(f"THE LEDGER DOES NOT VERIFY (entry #{run}: ")
+    table = cli("report", "audit", "--period", PERIOD, db_path=db)
+    assert table.exit_code == 1 and table.stderr.startswith("THE LEDGER DOES NOT VERIFY")
+    member = cli("report", "member", "pcl", "--period", PERIOD, "--format", "md", db_path=db)
+    assert member.exit_code == 1 and "THE LEDGER DOES NOT VERIFY" in member.stdout
+    # untouched, it verifies through its head
+    good = _audit(cli, example_db, "--format", "json").json()["ledger"][0]
+    assert good["verified"] is True and good["verified_through"] == good["head_seq"]

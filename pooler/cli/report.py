@@ -15,32 +15,42 @@ FORMAT_HELP = "table (terminal), md, json, csv or html."
 
 
 def _emit(report: dict, fmt: str, output: Optional[Path]) -> None:
+    """Print or write the report; of a ledger that does not verify, then say so and exit 1 (the
+    report, which says so as well, is still given: it shows what the damaged ledger holds)."""
     from pooler.services import report as service
 
     if fmt == "table":
         if output is not None:
             raise UsageError("-o: the table format is for the terminal; choose md, json, csv or html")
         _print_tables(report, service.display_sections(report))
-        return
-    text = service.render(report, fmt)
-    if output is None:
-        typer.echo(text, nl=False)
     else:
-        from pooler.services.files import write_atomic
+        text = service.render(report, fmt)
+        if output is None:
+            typer.echo(text, nl=False)
+        else:
+            from pooler.services.files import write_atomic
 
-        write_atomic(output, text)
-        message(f"Wrote the {fmt} report for {report['period']} to {output}.")
+            write_atomic(output, text)
+            message(f"Wrote the {fmt} report for {report['period']} to {output}.")
+    ledger = (report.get("ledger") or [{}])[0]
+    if ledger.get("verified") is False:
+        message(f"Error: the ledger does not verify (it verifies through entry #{ledger['verified_through']}): "
+                "the report's figures cannot be trusted; see pooler ledger verify", style="red")
+        raise typer.Exit(1)
 
 
 def _print_tables(report: dict, sections: list[dict]) -> None:
     out.print(Text(report["title"], style="bold"))
+    notes = list(report.get("notes", []))
+    if notes and (report.get("ledger") or [{}])[0].get("verified") is False:
+        message(notes.pop(0), style="bold red")  # before the figures it puts in doubt
     for s in sections:
         if not s["rows"]:
             out.print(Text(f"{s['title']}: none", style="bold"))
             continue
         rows = [tuple(Text(c, style="bold red") if c == "IDLE" else c for c in row) for row in s["rows"]]
         show(table(s["title"], s["columns"], rows, numeric=s["numeric"]))
-    for note in report.get("notes", []):
+    for note in notes:
         message(f"Note: {note}", style="yellow")
 
 

@@ -151,7 +151,14 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
             used = used_device_hours(reader, view.period)
             head = reader.head()
         report = audit_of(view, snapshot, used, head)
-        report["ledger"] = [_ledger_info(head, verification.result())]
+        checked = verification.result()
+        report["ledger"] = [_ledger_info(head, checked)]
+        if not checked.ok:
+            through = report["ledger"][0]["verified_through"]
+            report["notes"] = [
+                f"THE LEDGER DOES NOT VERIFY ({checked.problem}; the journal verifies through entry "
+                f"#{through}): the figures of this report are read from the ledger as it stands and "
+                "cannot be trusted. Run `pooler ledger verify` for every problem."] + report["notes"]
     return report, snapshot
 
 
@@ -202,9 +209,16 @@ def _ledger_info(head: tuple[int, str], verification=None) -> dict[str, Any]:
         "head_seq": head_seq, "head_hash": head_hash,
         "entries": verification.entries if verification is not None else None,
         "verified": verification.ok if verification is not None else None,
-        "verified_through": verification.head_seq if verification is not None else None,
+        "verified_through": _verified_through(verification) if verification is not None else None,
         "problems": "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""),
     }
+
+
+def _verified_through(verification) -> int:
+    """The last entry the verification found nothing wrong with, or before: the head when it passed,
+    else the entry before the first one blamed (the head when only tables are to blame)."""
+    blamed = [p.seq for p in verification.problems if p.seq is not None]
+    return min(blamed) - 1 if blamed else verification.head_seq
 
 
 def member(ctx: Context, member_id: str, period: str | None = None) -> dict[str, Any]:
