@@ -190,7 +190,8 @@ def test_show_explain_and_diff_check_the_period_labels_as_run_does(ledger):
                        (("alloc", "show", "--period", ""), "--period"),
                        (("alloc", "explain", "legal-llm", "--period", "2026-W47"), "--period"),
                        (("alloc", "diff", "2026-13", "2026-11"), "P1"),
-                       (("alloc", "diff", "2026-11", "2026-W47"), "P2")):
+                       (("alloc", "diff", "2026-11", "2026-W47"), "P2"),
+                       (("tui", "--period", "2026-13"), "--period")):  # before the screen opens
         result = cli(*args)
         assert result.exit_code == 2, (args, result.stderr)
         assert result.stderr.startswith(f"Error: {what}: "), result.stderr

@@ -24,6 +24,14 @@ def register(app: typer.Typer) -> None:
 
         Example: pooler --db consortium.db tui --period 2026-11
         """
+        if period is not None:
+            from pooler.core.period import PeriodError, parse_period
+            from pooler.errors import UsageError
+
+            try:  # a label that is no period at all is refused here (exit 2), before the screen
+                parse_period(period)
+            except PeriodError as exc:
+                raise UsageError(f"--period: {exc}") from None
         from tui.start import run
 
         raise typer.Exit(run(context(ctx).db, period=period, ctx=context(ctx)))
