@@ -117,6 +117,10 @@ def test_audit_json_parses_back_with_every_section(cli, example_db):
         assert float(m["allocated"]) == pytest.approx(run["members"][m["member"]]["allocated"])
     assert data["summary"][0]["idle_basis"] == "granted"
     assert any("No usage is recorded" in n for n in data["notes"])
+    # an auditor recomputes entitlements from the shares: exactly (they were rounded to 1e-6)
+    pooled = Decimal(data["summary"][0]["capacity_units"])
+    for m in data["members"]:
+        assert Decimal(m["share"]) * pooled == Decimal(m["entitled"])
 
 
 def test_audit_head_hash_is_the_ledgers(cli, example_db):

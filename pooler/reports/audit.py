@@ -43,7 +43,8 @@ def _ratio(part: Decimal, whole: Decimal) -> Decimal | None:
 
 
 def _q(value: Decimal, places: int = 6) -> Decimal:
-    """Ratios are reported to 1e-6; quantities stay exact."""
+    """Derived ratios (served, idle and granted shares) are reported to 1e-6; quantities, and the
+    shares the settlement multiplies, stay exact."""
     return value.quantize(Decimal(1).scaleb(-places))
 
 
@@ -82,7 +83,7 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         })
 
     member_rows = [{
-        "member": b.member, "name": names.get(b.member, ""), "share": _q(b.share),
+        "member": b.member, "name": names.get(b.member, ""), "share": b.share,  # exact: entitled = share x pooled
         "contributed": b.contributed, "entitled": b.entitled, "allocated": b.allocated, "used": b.used,
         "own_use": b.own_use, "lent": b.lent, "borrowed": b.borrowed, "balance": b.balance,
     } for b in settlement.members]
