@@ -206,7 +206,7 @@ def test_enter_on_a_project_opens_its_grants_and_explanation(ledger):
 
 
 def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
-    from textual.widgets import Input
+    from textual.widgets import Input, TabbedContent
 
     from tui.screens import CommitScreen
 
@@ -234,6 +234,18 @@ def test_allocate_previews_in_a_worker_then_commits_with_a_reason(ledger):
         await pilot.press(*"december run", "enter")
         await _settle(app, pilot)
         assert app.overview.period == "2026-12"
+        # the keys that switch views work at once (review: focus went to the Period field, which
+        # took them as text)
+        assert not isinstance(app.focused, Input)
+        await pilot.press("1")
+        assert app.query_one(TabbedContent).active == "overview"
+        # and in the Period field, Esc leaves it
+        await pilot.press("6")
+        box.focus()
+        await pilot.press("2")
+        assert box.value.endswith("2") and app.query_one(TabbedContent).active == "allocate"
+        await pilot.press("escape", "2")
+        assert app.query_one(TabbedContent).active == "members"
 
     drive(_app(ledger), steps)
     runs = alloc.periods(_ctx(ledger))

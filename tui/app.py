@@ -91,6 +91,8 @@ class PoolerApp(App[int]):
         Binding("v", "verify", "Verify"),
         Binding("t", "theme", "Theme", show=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
+        # in the Allocate view's Period field every key is typed into it: Esc leaves it
+        Binding("escape", "leave_field", "Leave the field", show=False),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -376,6 +378,11 @@ class PoolerApp(App[int]):
         elif tab == "allocate":
             self.query_one("#alloc-preview", Button).focus()
 
+    def action_leave_field(self) -> None:
+        """Esc in the Allocate view's Period field: focus goes to Preview, and the keys work again."""
+        if isinstance(self.focused, Input) and self.focused.id == "alloc-period":
+            self.query_one("#alloc-preview", Button).focus()
+
     def action_filter(self) -> None:
         table = self.active_table()
         if table is not None:
@@ -573,6 +580,9 @@ class PoolerApp(App[int]):
         self.preview = None
         self.period = outcome.period
         self.verification = None
+        # focus leaves the Commit button, now disabled, for Preview (not the Period field, which
+        # would take the keys that switch views)
+        self.query_one("#alloc-preview", Button).focus()
         self.load()
 
     # --- for tests and the benchmark ---

@@ -22,6 +22,7 @@ KEYS = (
     ("↑ ↓ PgUp PgDn", "move in a table"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
     ("/", "filter the current table (words that must all appear); Esc clears it"),
+    ("Esc", "leave the Allocate view's Period field (where the other keys are typed in)"),
     ("s", "cycle the sort of the current table"),
     ("[ ]", "previous / next page of a long table"),
     ("p", "choose the period (of the recorded runs)"),
