@@ -428,3 +428,37 @@ def test_screenshot(ledger, svg, key, view):
 
     drive(_app(ledger), steps)
     assert shots[0] == svg
+
+
+def test_the_overview_lays_itself_out_again_when_the_terminal_is_resized(ledger):
+    """Review: resized from 120 to 80 columns the region and accelerator panels stayed side by side
+    (their figures cut to "1…"), and resized back to 120 they went stacked: the layout followed the
+    size before the resize."""
+    def regions() -> str:  # the panel as drawn, at the width it has on screen
+        import io
+
+        from rich.console import Console
+
+        panel = app.query_one("#ov-regions")
+        console = Console(width=panel.size.width, file=io.StringIO(), record=True, color_system=None)
+        console.print(panel.content)
+        return console.export_text()
+
+    async def steps(app, pilot):
+        groups = app.query_one("#ov-groups")
+        assert not groups.has_class("narrow")
+        wide = regions()
+        await pilot.resize_terminal(80, 24)
+        await _settle(app, pilot)
+        assert groups.has_class("narrow")
+        narrow = regions()
+        assert narrow != wide and "1.37M" in narrow and narrow.count("100.0%") == wide.count("100.0%")
+        await pilot.press("r")
+        await _settle(app, pilot)
+        assert groups.has_class("narrow") and regions() == narrow
+        await pilot.resize_terminal(120, 40)
+        await _settle(app, pilot)
+        assert not groups.has_class("narrow") and regions() == wide
+
+    app = _app(ledger)
+    drive(app, steps, size=(120, 40))

@@ -100,6 +100,7 @@ class PoolerApp(App[int]):
                  verify_on_open: bool = True, early: EarlyOverview | None = None) -> None:
         super().__init__()
         self._early = early  # the Overview already being read (see tui.start), for the first load
+        self._width = 0  # the terminal's width as the last resize gave it (0: none yet)
         self.ctx = ctx if ctx is not None else Context(db=db) if db is not None else Context()
         self.period = period
         self.verify_on_open = verify_on_open
@@ -158,8 +159,11 @@ class PoolerApp(App[int]):
         self.load()
 
     def on_resize(self, event) -> None:  # noqa: ANN001 - Textual's event
-        self.query_one("#ov-groups").set_class(self.size.width < 120, "narrow")
-        bar_width = 6 if self.size.width < 100 else 10 if self.size.width < 140 else 16
+        # the event's size: the app's own may still be the old one here (review: after a resize
+        # to 80 columns the panels stayed side by side, and went stacked when resized back to 120)
+        self._width = event.size.width
+        self.query_one("#ov-groups").set_class(self._width < 120, "narrow")
+        bar_width = 6 if self._width < 100 else 10 if self._width < 140 else 16
         for table in self.query(TableView):
             if table.bar_width != bar_width:
                 table.bar_width = bar_width
@@ -294,8 +298,9 @@ class PoolerApp(App[int]):
         note.update(o.note or "")
         note.display = bool(o.note)
         self.query_one("#ov-totals", Static).update(views.overview_totals(o, colours))
-        narrow = self.size.width < 120
-        width = self.size.width if narrow else self.size.width // 2
+        full = self._width or self.size.width
+        narrow = full < 120
+        width = full if narrow else full // 2
         regions, types = views.overview_groups(o, width, colours)
         self.query_one("#ov-regions", Static).update(regions)
         self.query_one("#ov-types", Static).update(types if o.by_accelerator else "")
