@@ -190,7 +190,7 @@ def test_audit_html_is_self_contained_with_charts(cli, example_db, tmp_path):
     assert {"Consortium summary", "Member statements", "Pool utilisation", "Ledger"} <= set(page.h2)
 
 
-def test_member_statement_in_three_formats(cli, example_db):
+def test_member_statement_in_every_format(cli, example_db, tmp_path):
     data = cli("report", "member", "pcl", "--period", PERIOD, "--format", "json", db_path=example_db).json()
     assert data["member"] == "pcl" and data["statement"][0]["member"] == "pcl"
     assert {p["project"] for p in data["projects"]} >= {"pengcheng-mind-2"}
@@ -199,6 +199,20 @@ def test_member_statement_in_three_formats(cli, example_db):
     assert md.exit_code == 0 and "## Statement" in md.stdout and "## Projects sponsored" in md.stdout
     table = cli("report", "member", "pcl", "--period", PERIOD, db_path=example_db)
     assert table.exit_code == 0 and "Statement" in table.stdout
+    # CSV and HTML as DESIGN section 7 lists them for member statements too (review: refused)
+    target = tmp_path / "pcl.csv"
+    wrote = cli("report", "member", "pcl", "--period", PERIOD, "--format", "csv", "-o", target, db_path=example_db)
+    assert wrote.exit_code == 0, wrote.stderr
+    rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))
+    [statement] = [r for r in rows if r["section"] == "statement"]
+    assert statement["member"] == "pcl" and statement["balance"] == data["statement"][0]["balance"]
+    assert {r["project"] for r in rows if r["section"] == "projects"} == {p["project"] for p in data["projects"]}
+    page = _Page()
+    html = cli("report", "member", "pcl", "--period", PERIOD, "--format", "html", db_path=example_db)
+    assert html.exit_code == 0
+    page.feed(html.stdout)
+    assert "script" not in page.tags and page.urls == []
+    assert {"Statement", "Projects sponsored"} <= set(page.h2)
 
 
 def test_audit_table_is_the_default(cli, example_db):

@@ -98,7 +98,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         member: str = typer.Argument(..., metavar="MEMBER"),
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
-        fmt: str = typer.Option("table", "--format", "-f", help="table (terminal), md or json."),
+        fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
         output: Optional[Path] = typer.Option(None, "-o", "--output",
                                               help="Write to FILE (atomically) instead of stdout."),
     ) -> None:
@@ -108,5 +108,5 @@ def register(app: typer.Typer) -> None:
         """
         from pooler.services import report as service
 
-        _check_format(fmt, ("table", "md", "json"))
+        _check_format(fmt, ("table", "md", "json", "csv", "html"))
         _emit(service.member(context(ctx), member, period), fmt, output)
