@@ -563,6 +563,15 @@ def test_an_edited_projection_row_is_named(ledger, path):
     assert "'Mallory Labs' in the table" in problem.reason
 
 
+def test_a_cell_emptied_behind_pooler_s_back_reads_empty_not_none(ledger, path):
+    """Review: "capacity is '1' in the table but None in the journal" (Python's None)."""
+    populate(ledger)
+    raw(path).execute("UPDATE member SET region = NULL WHERE id = 'pcl'")
+    (problem,) = ledger.verify().problems
+    assert "region is empty in the table but 'gba' in the journal" in problem.reason
+    assert "None" not in problem.reason
+
+
 @pytest.mark.parametrize("statement,table,key", [
     ("DELETE FROM project_sponsor WHERE member = 'huawei'", "project_sponsor", "mind-2/huawei"),
     ("INSERT INTO member VALUES ('ghost', 'Ghost', NULL, NULL, 1, 1, NULL)", "member", "ghost"),

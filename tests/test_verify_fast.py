@@ -117,6 +117,9 @@ def ref_replayed_record(kind: str, raw: Any) -> Record:
 
 
 def ref_compare_rows(expected, actual):
+    def shown(value):
+        return "empty" if value is None else repr(value)
+
     problems = []
     for row_type in projection.PROJECTION_TABLES:
         table = row_type.__table__
@@ -130,7 +133,8 @@ def ref_compare_rows(expected, actual):
                 problems.append((table.name, label, "the table has a row the journal never wrote"))
             else:
                 diffs = [
-                    f"{name} is {have[key].get(name)!r} in the table but {want[key].get(name)!r} in the journal"
+                    f"{name} is {shown(have[key].get(name))} in the table but {shown(want[key].get(name))} "
+                    "in the journal"
                     for name in table.c.keys() if have[key].get(name) != want[key].get(name)
                 ]
                 if diffs:

@@ -130,7 +130,7 @@ def register(app: typer.Typer) -> None:
     @ledger_app.command("export")
     def export_cmd(
         ctx: typer.Context,
-        fmt: str = typer.Option("toml", "--format", "-f", help="toml (current state) or jsonl (journal)."),
+        fmt: str = typer.Option("toml", "--format", "-f", help="toml or json (the current state, as a manifest) or jsonl (the journal)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
     ) -> None:
         """Export the current state as a manifest (toml) or the whole journal (jsonl).

@@ -126,7 +126,8 @@ def compare_rows(expected: Rows, actual: Rows) -> list[tuple[str, str, str]]:
                 problems.append((table.name, label, "the table has a row the journal never wrote"))
             else:
                 diffs = [
-                    f"{name} is {have[key].get(name)!r} in the table but {want[key].get(name)!r} in the journal"
+                    f"{name} is {_shown(have[key].get(name))} in the table but {_shown(want[key].get(name))} "
+                    "in the journal"
                     for name in table.c.keys() if have[key].get(name) != want[key].get(name)
                 ]
                 if diffs:
@@ -179,3 +180,8 @@ def write_changes(conn: Connection, old: LedgerState, new: LedgerState) -> None:
         previous = old.rates.get(accelerator, ())
         if versions is not previous and len(versions) > len(previous):
             conn.execute(insert(rates), [rate_row(v) for v in versions[len(previous):]])
+
+
+def _shown(value: Any) -> str:
+    """A projection cell in a message: quoted text, or "empty" (NULL; not Python's `None`)."""
+    return "empty" if value is None else repr(value)
