@@ -229,8 +229,8 @@ def test_errors_are_one_line(cli, example_db, tmp_path):
     assert bad.exit_code == 2
     table_to_file = cli("report", "audit", "-o", tmp_path / "x.txt", db_path=example_db)
     assert table_to_file.exit_code == 2 and not (tmp_path / "x.txt").exists()
-    member_html = cli("report", "member", "pcl", "--format", "html", db_path=example_db)
-    assert member_html.exit_code == 2
+    member_xml = cli("report", "member", "pcl", "--format", "xml", db_path=example_db)
+    assert member_xml.exit_code == 2 and member_xml.stderr.startswith("Error: --format: ")
 
 
 def test_output_is_written_atomically(cli, example_db, tmp_path):

@@ -86,13 +86,14 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
             t.add_column(name, no_wrap=False)
             need += 3
             continue
-        # Numbers never wrap nor shrink (a cropped figure misreads). Text, ids included, folds
-        # when the terminal is narrow (kept whole, over two lines), except beside a bar, which
-        # gives way instead; what still does not fit makes `show` print wider than the terminal.
+        # Numbers never wrap nor shrink (a cropped figure misreads); nor do the ids of the first
+        # column (copied and pasted whole). Other text folds when the terminal is narrow (kept
+        # whole, over two lines), except beside a bar, which gives way instead; what still does
+        # not fit makes `show` print wider than the terminal.
         longest = max([len(name), *(c[i].cell_len for c in cells if i < len(c))])
         # Short text columns (a status word) keep their width too, so they are never squeezed away.
         width = longest if is_number or longest <= 12 else len(name)
-        no_wrap = is_number or name == "" or bool(bars)
+        no_wrap = is_number or i == 0 or name == "" or bool(bars)
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
                      no_wrap=no_wrap, min_width=width)
         need += longest if no_wrap else min(longest, _TEXT_AT_LEAST)
