@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -416,3 +417,69 @@ def test_export_to_an_unwritable_place_is_a_usage_error(cli, applied, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.stderr
     result = cli("ledger", "export", "-o", tmp_path)
     assert result.exit_code == 2 and "directory" in result.stderr
+
+
+def _recheck(lines) -> list[str]:
+    """An auditor's own check of `ledger export --format jsonl --rows`, as README (The ledger) gives
+    it: every entry's hash from the one before, every attached table's row count and digest."""
+    import hashlib
+
+    def canon(value) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    problems, prev, entries, rows = [], "0" * 64, {}, {}
+    for line in lines:
+        item = json.loads(line)
+        if "attached_to" in item:
+            rows.setdefault((item["attached_to"], item["table"]), []).append(canon(item["row"]))
+            continue
+        body = {k: item[k] for k in ("seq", "time", "actor", "kind", "payload")}
+        if item["prev_hash"] != prev or hashlib.sha256((prev + canon(body)).encode()).hexdigest() != item["hash"]:
+            problems.append(f"entry #{item['seq']}: hash")
+        prev, entries[item["seq"]] = item["hash"], item
+    for seq, item in entries.items():
+        payload = item["payload"] if isinstance(item["payload"], dict) else {}
+        for table, declared in (payload.get("attachments") or {}).items():
+            got = rows.get((seq, table), [])
+            digest = hashlib.sha256("".join(r + "\n" for r in got).encode()).hexdigest()
+            if len(got) != declared["rows"] or digest != declared["digest"]:
+                problems.append(f"entry #{seq}: {table}")
+    return problems
+
+
+def test_the_journal_export_with_rows_lets_an_auditor_recompute_every_hash_and_digest(cli, applied, tmp_path,
+                                                                                       monkeypatch):
+    """Review: the jsonl export had the attachments' digests but not their rows, so grants and usage
+    could not be checked from it. With --rows they can, by the recipe README gives."""
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    usage = tmp_path / "use.csv"
+    usage.write_text("project,pool,device_hours,start,end\n"
+                     "mind,pcl-a800,12.5,2026-11-02T00:00:00Z,2026-11-02T10:00:00Z\n"
+                     "mind,pcl-a800,3,2026-11-03T00:00:00Z,2026-11-03T01:00:00Z\n", encoding="utf-8")
+    assert cli("usage", "import", usage, "--format", "csv").exit_code == 0
+    target = tmp_path / "journal.jsonl"
+    assert cli("ledger", "export", "--format", "jsonl", "--rows", "-o", target).exit_code == 0
+    lines = target.read_text(encoding="utf-8").splitlines()
+    # README's recipe, as printed there, runs on it
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    recipe = re.search(r"Checking a ledger without pooler.*?```python\n(.*?)```", readme, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(recipe, "README.md", "exec"), scope)  # noqa: S102 - the documented recipe itself
+    assert scope["prev"] == [json.loads(x) for x in lines if '"attached_to"' not in x][-1]["hash"]
+    tables = {json.loads(line)["table"] for line in lines if "attached_to" in json.loads(line)}
+    assert {"alloc_grant", "alloc_member", "alloc_project", "alloc_pool", "usage_line"} <= tables
+    assert _recheck(lines) == []
+    # the recipe finds an edited row, and an edited entry
+    row = next(i for i, line in enumerate(lines) if '"table": "usage_line"' in line and '"12.5"' in line)
+    edited = lines[:row] + [lines[row].replace('"12.5"', '"125"')] + lines[row + 1:]
+    assert edited != lines and _recheck(edited) == [f"entry #{json.loads(lines[row])['attached_to']}: usage_line"]
+    first = json.loads(lines[1])
+    first["actor"] = "mallory"
+    assert _recheck([lines[0], json.dumps(first)] + lines[2:])[0] == f"entry #{first['seq']}: hash"
+    # without --rows the journal alone, as before; --rows is for jsonl only
+    plain = cli("ledger", "export", "--format", "jsonl").stdout.splitlines()
+    assert plain == [line for line in lines if '"attached_to"' not in line]
+    assert cli("ledger", "export", "--format", "toml", "--rows").exit_code == 2

@@ -132,10 +132,13 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         fmt: str = typer.Option("toml", "--format", "-f", help="toml or json (the current state, as a manifest) or jsonl (the journal)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
+        rows: bool = typer.Option(False, "--rows", help="With jsonl: each entry's attached rows (grants, "
+                                  "usage lines) after it, so that an auditor can recompute every digest."),
     ) -> None:
         """Export the current state as a manifest (toml) or the whole journal (jsonl).
 
-        `pooler apply` of the TOML export into a new ledger gives the same state.
+        `pooler apply` of the TOML export into a new ledger gives the same state. The jsonl export
+        with --rows holds all that the hash chain covers: README (The ledger) says how to check it.
 
         Example: pooler ledger export --format toml -o state.toml
         """
@@ -143,12 +146,14 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("toml", "json", "jsonl"):
             raise UsageError(f"--format: {fmt!r} is not one of toml, json, jsonl")
+        if rows and fmt != "jsonl":
+            raise UsageError("--rows: the attached rows go with the journal: --format jsonl")
         c = context(ctx)
         if output is None:
-            for chunk in service.export(c, fmt):
+            for chunk in service.export(c, fmt, rows=rows):
                 print(chunk, end="")
             return
         from pooler.services.files import write_atomic
 
-        write_atomic(output, service.export(c, fmt))
+        write_atomic(output, service.export(c, fmt, rows=rows))
         message(f"Wrote {output}")

@@ -35,11 +35,28 @@ def verify(ctx: Context):
         return ledger.verify()
 
 
-def export(ctx: Context, fmt: str) -> Iterator[str]:
-    """The current state as a manifest (toml, json) or the whole journal, one JSON line per entry."""
+def export(ctx: Context, fmt: str, *, rows: bool = False) -> Iterator[str]:
+    """The current state as a manifest (toml, json) or the whole journal, one JSON line per entry;
+    with `rows` (jsonl), each entry's attached rows after it, one line each:
+    `{"attached_to": seq, "table": name, "row": {...}}`, the row as its digest covers it (decimals as
+    their exact text), in line order: the digests in the payloads can be recomputed from the file."""
     with open_ledger(ctx) as ledger:
         if fmt in ("toml", "json"):
             yield dump_manifest(ledger.snapshot(), fmt)
             return
-        for entry in ledger.entries():
-            yield json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+        if not rows:
+            for entry in ledger.entries():
+                yield json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+            return
+        from pooler.store.attachments import attachment_table
+
+        with ledger.reader() as reader:  # the entries and their rows as one moment saw them
+            for entry in reader.entries():
+                yield json.dumps(entry.to_dict(), ensure_ascii=False, sort_keys=True) + "\n"
+                payload = entry.payload
+                attached = payload.get("attachments") if isinstance(payload, dict) else None
+                for table in sorted(attached or {}):
+                    names = [name for name, _ in attachment_table(table).columns]
+                    for values in reader.attachment_stream(table, names, equal={"seq": entry.seq}):
+                        yield json.dumps({"attached_to": entry.seq, "table": table, "row": dict(zip(names, values))},
+                                         ensure_ascii=False, sort_keys=True) + "\n"
