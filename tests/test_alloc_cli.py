@@ -723,6 +723,14 @@ rate = 2
     assert "zero (stake 0.0001%, share 0.00%)" in words
     assert "a share of 0: served from what the members with a share leave" in words
     assert "1 pool qualifies" in words and "level per unit of share -" not in words
+    # its 0.1 units are the solver's tolerance times the stake ratio: not a tie with big-main at
+    # level 2,000 (review: "level with others ... whose claim is as strong as its own")
+    limit = cli("alloc", "explain", "unequal", "--json").json()["limit"]
+    assert limit["kind"] == "tie" and [x["id"] for x in limit["losers"]] == ["big-main"]
+    assert limit["losers"][0]["level"] > 1000
+    assert "level with others" not in words
+    assert ("It stopped where the solver's tolerance leaves it, amplified by its sponsors' very unequal "
+            "stakes (one 1,000,000 times another)") in words
     nowhere = " ".join(cli("alloc", "explain", "nowhere").stdout.split())
     assert "It got nothing: no pool qualifies for it" in nowhere and "0 pools qualify" in nowhere
     assert "are exhausted" not in nowhere
