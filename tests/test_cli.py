@@ -483,3 +483,19 @@ def test_the_journal_export_with_rows_lets_an_auditor_recompute_every_hash_and_d
     plain = cli("ledger", "export", "--format", "jsonl").stdout.splitlines()
     assert plain == [line for line in lines if '"attached_to"' not in line]
     assert cli("ledger", "export", "--format", "toml", "--rows").exit_code == 2
+
+
+@pytest.mark.sqlite_only
+def test_verify_gives_the_head_hash_on_one_line_in_a_narrow_terminal(cli, applied):
+    """Review: at 80 columns (a pipe) the OK line was broken before the hash, so a hash copied from
+    it missed a part. Through a real process, whose console takes the width from COLUMNS."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "pooler.cli", "--db", str(cli.db), "ledger", "verify"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "80"})
+    assert done.returncode == 0, done.stderr
+    [line] = done.stdout.splitlines()
+    head = cli("ledger", "log", "--limit", "1", "--json").json()[0]["hash"]
+    assert line.startswith("OK: ") and line.endswith(f"head {head}") and len(line) > 80

@@ -78,14 +78,15 @@ def register(app: typer.Typer) -> None:
         if not report.ok:
             raise VerificationFailed(f"verification failed: {report.problem}")
         if not as_json:
+            # soft_wrap: the line goes out whole (a hash copied from it is never broken by a newline)
             out.print(Text(f"OK: {report.entries} entries verified; head {report.head_hash}",
-                           style="green"))
+                           style="green"), soft_wrap=True)
             if kept is not None:
                 signed = (f"; signed by {kept['signer'] or 'an unnamed signer'} "
                           f"with key {kept['public_key']}"
                           if kept["signed"] else "; unsigned")
                 out.print(Text(f"The journal extends the checkpoint at entry #{kept['seq']}{signed}.",
-                               style="green"))
+                               style="green"), soft_wrap=True)
 
     @ledger_app.command("checkpoint")
     def checkpoint_cmd(
