@@ -784,3 +784,26 @@ def test_a_table_too_wide_for_the_terminal_is_printed_whole_never_cut(monkeypatc
     console.file = io.StringIO()
     output.show(output.table("Small", ["member", "share"], [("pcl", "24.4%")], numeric=["share"]))
     assert max(len(line) for line in console.file.getvalue().splitlines()) <= 80
+
+
+def test_grant_units_are_device_hours_times_the_decimal_rate_exactly(cli):
+    """Review: a grant's units carried the binary product's noise (521,391 x 0.95 read
+    495321.44999999995); an auditor recomputing them from the manifest's decimal rates and speeds
+    now gets the very figure."""
+    from decimal import Decimal
+
+    from pooler.io.manifest import load_manifest
+
+    snapshot = load_manifest(EXAMPLES / "c2net.toml")
+    rate = {a.id: a.rate for a in snapshot.accelerators}
+    accelerator = {p.id: p.accelerator for p in snapshot.pools}
+    speed = {j.id: dict(j.speed) if j.speed is not None else None for j in snapshot.projects}
+    data = cli("alloc", "solve", EXAMPLES / "c2net.toml", "--json", db_path=None).json()
+    noisy = 0
+    for g in data["grants"]:
+        a = accelerator[g["pool"]]
+        factor = Decimal(1) if speed[g["project"]] is None else speed[g["project"]][a]
+        exact = Decimal(g["device_hours"]) * rate[a] * factor
+        assert Decimal(repr(g["units"])) == exact.normalize() or float(exact) == g["units"]
+        noisy += len(repr(g["units"]).split(".")[-1]) > 6
+    assert noisy == 0 and any(rate[accelerator[g["pool"]]] % 1 for g in data["grants"])

@@ -677,9 +677,11 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
     speed_on = np.array([1.0 if s is None else s[inp.pool_t[q]] for s, q in
                          zip((inp.speed[j] for j in proj.tolist()), pool.tolist())]) if proj.size else np.zeros(0)
     grant_units = dh_out * inp.pool_rate[pool] * speed_on
+    if integer_grants and proj.size:
+        grant_units = _exact_units(dh_out, inp.pool_rate[pool], speed_on)
     grants = tuple(
         Grant(pid[j], poid[q], int(round(d)) if integer_grants else float(d), float(u))
-        for j, q, d, u in zip(proj.tolist(), pool.tolist(), dh_out.tolist(), grant_units.tolist())
+        for j, q, d, u in zip(proj.tolist(), pool.tolist(), dh_out.tolist(), list(grant_units))
         if d > 0
     )
     granted = np.bincount(pool, weights=dh_out, minlength=P) if proj.size else np.zeros(P)
@@ -715,6 +717,25 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
         members=MappingProxyType(members), projects=MappingProxyType(projects), pools=MappingProxyType(pools),
         grants=grants, metrics=metrics, solver=SolverStats(time.perf_counter() - started, lp_solves),
     )
+
+
+def _exact_units(device_hours: np.ndarray, rate: np.ndarray, speed: np.ndarray) -> list[float]:
+    """Whole device-hours x rate x speed in decimal arithmetic, then as floats: 521,391 x 0.95 is
+    495,321.45, where the binary product gives 495,321.44999999995, and an auditor recomputing a
+    grant's units from the manifest's decimal rates gets the same figure. (A rate or a speed is a
+    decimal of a few digits, which its float's shortest repr gives back exactly.)"""
+    from decimal import Decimal
+
+    memo: dict[float, Decimal] = {}
+
+    def exact(x: float) -> Decimal:
+        d = memo.get(x)
+        if d is None:
+            d = memo[x] = Decimal(repr(x))
+        return d
+
+    return [float(Decimal(int(round(d))) * exact(r) * exact(s))
+            for d, r, s in zip(device_hours.tolist(), rate.tolist(), speed.tolist())]
 
 
 def _within_pools(inp: _Inputs, proj: np.ndarray, pool: np.ndarray, dh: np.ndarray) -> np.ndarray:
