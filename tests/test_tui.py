@@ -150,6 +150,14 @@ def test_s_cycles_the_sort(ledger):
         allocated = {m["member"]: m["allocated"] for m in app.details.report["members"]}
         assert second == sorted(allocated, key=lambda m: (-allocated[m], m)) and second != first
         assert "sorted by allocated" in str(app.table("members").query_one(".status").render())
+        # a new order starts at its top, wherever the cursor was (review: the view stayed scrolled)
+        await pilot.press("5", "pagedown", "pagedown")
+        await pilot.pause()
+        table = app.table("ledger").data_table
+        assert table.cursor_row > 20 and table.scroll_y > 0
+        await pilot.press("s")
+        await pilot.pause()
+        assert table.cursor_row == 0 and table.scroll_y == 0
 
     drive(_app(ledger), steps)
 
@@ -434,12 +442,12 @@ def test_the_overview_lays_itself_out_again_when_the_terminal_is_resized(ledger)
     """Review: resized from 120 to 80 columns the region and accelerator panels stayed side by side
     (their figures cut to "1…"), and resized back to 120 they went stacked: the layout followed the
     size before the resize."""
-    def regions() -> str:  # the panel as drawn, at the width it has on screen
+    def regions(which: str = "#ov-regions") -> str:  # the panel as drawn, at its width on screen
         import io
 
         from rich.console import Console
 
-        panel = app.query_one("#ov-regions")
+        panel = app.query_one(which)
         console = Console(width=panel.size.width, file=io.StringIO(), record=True, color_system=None)
         console.print(panel.content)
         return console.export_text()
@@ -462,3 +470,25 @@ def test_the_overview_lays_itself_out_again_when_the_terminal_is_resized(ledger)
 
     app = _app(ledger)
     drive(app, steps, size=(120, 40))
+
+
+def test_the_overview_panels_keep_their_heading_on_one_line(tmp_path):
+    """Review: side by side (from 120 columns, 60 each) and before usage is imported, the accelerator
+    panel's heading, as the table's title, wrapped "not granted" onto the column headings."""
+    import io
+
+    from rich.console import Console
+
+    from tui import views
+
+    ctx = _ctx(tmp_path / "l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    alloc.run(ctx, "2026-11")
+    o = dashboard.overview(ctx)
+    assert not o.has_usage
+    for panel in views.overview_groups(o, 60, {}):
+        console = Console(width=60, file=io.StringIO(), record=True, color_system=None)
+        console.print(panel)
+        first, second = console.export_text().splitlines()[:2]
+        assert first.rstrip().endswith("█ granted ▒ not granted") and "granted" in second.split()[-1]

@@ -156,6 +156,9 @@ class TableView(Vertical):
     def cycle_sort(self) -> None:
         self.model.cycle_sort()
         self.render_page()
+        # the new order starts at its top (review: "sorted by # ↑" showed #34 first, scrolled)
+        self.data_table.move_cursor(row=0, animate=False)
+        self.data_table.scroll_home(animate=False)
 
     def turn(self, step: int) -> None:
         if self.model.turn(step):

@@ -128,14 +128,17 @@ def diff_rows(diff: Mapping[str, Any]) -> list[Row]:
 
 
 def _groups_table(title: str, groups, unit: str, width: int, colours: Mapping[str, str],
-                  has_usage: bool) -> Table:
+                  has_usage: bool) -> RichGroup:
     """One row per region or accelerator: a bar as long as its capacity (against the largest) whose
-    solid part is the share granted (or used, once usage is imported)."""
+    solid part is the share granted (or used, once usage is imported), under a heading line."""
     largest = max((float(g.capacity_units) for g in groups), default=0.0)
     bar_width = max(6, min(30, width - 52))
     what = "used" if has_usage else "granted"
-    table = Table(title=f"{title}: capacity, █ {what} ▒ not {what}", title_justify="left",
-                  title_style="bold", box=None, padding=(0, 1), header_style="bold", expand=False)
+    # the heading is a line of its own: as the table's title it wrapped to the table's width (review:
+    # "not granted" fell onto the column headings at 120 columns)
+    heading = Text(f"{title}: capacity, █ {what} ▒ not {what}", style="bold", no_wrap=True,
+                   overflow="ellipsis")
+    table = Table(box=None, padding=(0, 1), header_style="bold", expand=False)
     table.add_column("", no_wrap=True, overflow="ellipsis", max_width=18 if width < 100 else 26)
     table.add_column(f"{unit}", justify="right", no_wrap=True)
     table.add_column("", no_wrap=True)
@@ -153,7 +156,7 @@ def _groups_table(title: str, groups, unit: str, width: int, colours: Mapping[st
         table.add_row(*cells)
     if not groups:
         table.add_row("(no pools)", "", "", "")
-    return table
+    return RichGroup(heading, table)
 
 
 def overview_header(o) -> Text:
@@ -193,7 +196,7 @@ def overview_totals(o, colours: Mapping[str, str]) -> RichGroup:
     return RichGroup(grid)
 
 
-def overview_groups(o, width: int, colours: Mapping[str, str]) -> tuple[Table, Table]:
+def overview_groups(o, width: int, colours: Mapping[str, str]) -> tuple[RichGroup, RichGroup]:
     return (_groups_table("By region", o.by_region, o.unit, width, colours, o.has_usage),
             _groups_table("By accelerator", o.by_accelerator, o.unit, width, colours, o.has_usage))
 
