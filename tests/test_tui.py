@@ -340,6 +340,17 @@ def _note(app) -> str:
     return str(app.query_one("#ov-note").render())
 
 
+def test_a_period_of_the_wrong_kind_is_a_message_without_the_option_s_name(ledger):
+    """`pooler tui --period 2026-W47` on a ledger of months: the app says so, in its own words (it
+    said "Error: --period: ..." after the command line's option)."""
+    async def steps(app, pilot):
+        note = _note(app)
+        assert "period '2026-W47' is a week, but this consortium's periods are months" in note
+        assert "--period" not in note
+
+    drive(_app(ledger, period="2026-W47"), steps)
+
+
 def test_a_missing_ledger_is_a_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
 

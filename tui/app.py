@@ -42,7 +42,9 @@ LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
 
 def _error_text(exc: BaseException) -> str:
     if isinstance(exc, PoolerError):
-        return str(exc)
+        text = str(exc)
+        # the command line's option name means nothing here: the period is the one asked for
+        return "period " + text[len("--period: "):] if text.startswith("--period: ") else text
     return f"unexpected {type(exc).__name__}: {exc}"
 
 

@@ -211,7 +211,8 @@ def ledger_status(o, verification: Mapping[str, Any] | None, colours: Mapping[st
     elif verification.get("error"):
         text.append(f"could not verify: {verification['error']}", style=colours.get("error", "red"))
     elif verification["ok"]:
-        text.append(f"✓ verifies ({verification['entries']:,} entries)", style=colours.get("ok", "green"))
+        n = verification["entries"]
+        text.append(f"✓ verifies ({n:,} {'entry' if n == 1 else 'entries'})", style=colours.get("ok", "green"))
     else:
         text.append(f"✗ DOES NOT VERIFY: {verification['problem']}", style=f"bold {colours.get('error', 'red')}")
     return text
