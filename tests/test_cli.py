@@ -499,3 +499,26 @@ def test_verify_gives_the_head_hash_on_one_line_in_a_narrow_terminal(cli, applie
     [line] = done.stdout.splitlines()
     head = cli("ledger", "log", "--limit", "1", "--json").json()[0]["hash"]
     assert line.startswith("OK: ") and line.endswith(f"head {head}") and len(line) > 80
+
+
+def test_a_ledger_that_already_holds_a_pool_beyond_the_period_can_be_put_right(cli, applied, tmp_path):
+    """Pools of `devices` with `hours` beyond the period's are refused now; one recorded before
+    (here written past the registry's checks) does not lock the ledger: adds that check pools name
+    it, and `apply` of a manifest with its hours corrected puts it right."""
+    from pooler.core.model import Pool
+    from pooler.services.context import Context
+    from pooler.services.registry import open_ledger
+
+    with open_ledger(Context(db=str(cli.db))) as ledger, ledger.writer("before@old") as w:
+        w.append("pool.add", {"record": Pool("old-gz", member="pcl", accelerator="a800", devices=8,
+                                             hours=5000)})
+    assert cli("member", "add", "newcomer", "--name", "Newcomer").exit_code == 0
+    refused = cli("project", "add", "later", "--sponsor", "pcl=1", "--demand", "5")
+    assert refused.exit_code == 1 and '"old-gz": hours: 5000 is more than the 720 hours' in refused.stderr
+    fixed = tmp_path / "fix.toml"
+    fixed.write_text(applied.read_text(encoding="utf-8") + '\n[[pools]]\nid = "old-gz"\nmember = "pcl"\n'
+                     'accelerator = "a800"\ndevices = 8\nhours = 700\n', encoding="utf-8")
+    result = cli("apply", fixed)
+    assert result.exit_code == 0, result.stderr
+    assert "Recorded 1 journal entry (#" in result.stderr
+    assert cli("project", "add", "later", "--sponsor", "pcl=1", "--demand", "5").exit_code == 0

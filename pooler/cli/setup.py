@@ -101,8 +101,9 @@ def register(app: typer.Typer) -> None:
         if dry_run and not result.plan.empty:
             message("Dry run: nothing recorded.")
         elif result.recorded:
-            message(f"Recorded {len(result.recorded)} journal entries "
-                    f"(#{result.recorded[0]} to #{result.recorded[-1]}).")
+            n = len(result.recorded)
+            message(f"Recorded {n} journal entries (#{result.recorded[0]} to #{result.recorded[-1]})." if n > 1
+                    else f"Recorded 1 journal entry (#{result.recorded[0]}).")
 
     @app.command("demo")
     def demo_cmd(
