@@ -780,6 +780,15 @@ def test_a_table_too_wide_for_the_terminal_is_printed_whole_never_cut(monkeypatc
     assert "tencent-cloud-shenzhen" in body  # the id whole, on one line
     assert "Tencent Cloud" in body and "Co." in body  # other text folds
     assert console.width == 80  # the console is left as it was
+    # a text column whose heading is longer than the 16 characters text folds to (review: `pooler
+    # demo` at 60 columns cut 1,367,040 to "1,367")
+    console.file = io.StringIO()
+    console.width = 60
+    output.show(output.table("Capacity by region", ["region", "device-hours by accelerator", "NCU"],
+                             [("beijing-tianjin-hebei", "a100 76,800, h800 368,640, mlu370 737,280", "1,367,040")],
+                             numeric=["NCU"]))
+    assert "1,367,040" in console.file.getvalue() and console.width == 60
+    console.width = 80
     # a table that fits is printed as before, within the terminal
     console.file = io.StringIO()
     output.show(output.table("Small", ["member", "share"], [("pcl", "24.4%")], numeric=["share"]))
@@ -807,3 +816,47 @@ def test_grant_units_are_device_hours_times_the_decimal_rate_exactly(cli):
         assert Decimal(repr(g["units"])) == exact.normalize() or float(exact) == g["units"]
         noisy += len(repr(g["units"]).split(".")[-1]) > 6
     assert noisy == 0 and any(rate[accelerator[g["pool"]]] % 1 for g in data["grants"])
+
+
+def test_runs_recorded_before_the_period_kind_changed_are_still_read(ledger, tmp_path):
+    """Review: with labels checked against the consortium's kind, a ledger that moved from months to
+    quarters could no longer show, explain or audit its recorded months. A recorded run's label is
+    taken whatever the kind is now; other labels are checked against it."""
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    quarters = tmp_path / "quarters.toml"
+    quarters.write_text('[consortium]\nname = "China Computing NET (illustrative)"\nperiod = "quarter"\n',
+                        encoding="utf-8")
+    changed = cli("apply", quarters)
+    assert changed.exit_code == 0, changed.stderr
+    for args in (("alloc", "show", "--period", "2026-11"), ("alloc", "explain", "aquila-3", "--period", "2026-11"),
+                 ("alloc", "diff", "2026-11", " 2026-11"), ("report", "audit", "--period", "2026-11")):
+        result = cli(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+    other = cli("alloc", "show", "--period", "2026-10")
+    assert other.exit_code == 2 and "is a month, but this consortium's periods are quarters" in other.stderr
+
+
+def test_a_damaged_period_kind_is_one_error_line_and_recorded_runs_still_read(ledger):
+    """Review: a consortium row whose period reads 'decade' (behind pooler's back) made `alloc show
+    --period` a KeyError traceback."""
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    tamper(cli.db, "update consortium set period = 'decade'")
+    assert cli("alloc", "show", "--period", "2026-11").exit_code == 0
+    for args in (("alloc", "run", "--dry-run"), ("alloc", "show", "--period", "2026-10")):
+        result = cli(*args)
+        assert result.exit_code in (1, 2) and result.stderr.startswith("Error: ")
+        assert "'decade'" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_alloc_solve_of_a_file_without_consortium_checks_hours_against_the_default_period(cli, tmp_path):
+    """Review: the file is the whole consortium to `alloc solve`; without [consortium] its pools'
+    hours were not checked, and 8 devices x 5,000 h gave 40,000 device-hours in a 720-hour month."""
+    path = tmp_path / "nocons.toml"
+    path.write_text('[[accelerators]]\nid = "g"\nrate = 1\n[[members]]\nid = "a"\nname = "A"\n'
+                    '[[pools]]\nid = "p"\nmember = "a"\naccelerator = "g"\ndevices = 8\nhours = 5000\n'
+                    '[[projects]]\nid = "j"\nsponsors = { a = 1 }\ndemand = 10\n', encoding="utf-8")
+    result = cli("alloc", "solve", path, "--json", db_path=None)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert '"p": hours: 5000 is more than the 720 hours of a period' in result.stderr

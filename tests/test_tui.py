@@ -503,3 +503,39 @@ def test_the_overview_panels_keep_their_heading_on_one_line(tmp_path):
         console.print(panel)
         first, second = console.export_text().splitlines()[:2]
         assert first.rstrip().endswith("█ granted ▒ not granted") and "granted" in second.split()[-1]
+
+
+def test_the_view_keys_work_while_a_commit_solves(ledger, monkeypatch):
+    """Review: while a commit solved (minutes at 10,000 projects) the focus sat in the Period field,
+    which took `3` as text instead of switching to the Projects view."""
+    import time as clock
+
+    from textual.widgets import Input, TabbedContent
+
+    real_run = alloc.run
+
+    def slow_run(*args, **kw):
+        if not kw.get("dry_run"):
+            clock.sleep(1.5)
+        return real_run(*args, **kw)
+
+    monkeypatch.setattr(alloc, "run", slow_run)
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        app.query_one("#alloc-period", Input).value = "2026-12"
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        await pilot.click("#alloc-commit")
+        await pilot.pause()
+        await pilot.press(*"dec", "enter")
+        await pilot.pause(0.2)
+        assert any(w.is_running for w in app.workers)  # still committing
+        assert not isinstance(app.focused, Input)
+        await pilot.press("3")
+        assert app.query_one(TabbedContent).active == "projects"
+        assert app.query_one("#alloc-period", Input).value == "2026-12"
+        await _settle(app, pilot)
+
+    drive(_app(ledger), steps)
+    assert [r["period"] for r in alloc.periods(_ctx(ledger))] == ["2026-11", "2026-12"]

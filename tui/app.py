@@ -466,7 +466,7 @@ class PoolerApp(App[int]):
     def start_preview(self) -> None:
         period = self.query_one("#alloc-period", Input).value.strip() or None
         self.preview = None
-        self.query_one("#alloc-commit", Button).disabled = True
+        self._disable_commit()
         self.query_one("#alloc-status", Static).update(
             f"Solving {period or 'the current period'} in the background (a dry run: nothing is recorded)… "
             "the other views stay usable.")
@@ -552,6 +552,15 @@ class PoolerApp(App[int]):
         self.query_one("#alloc-commit", Button).disabled = False
         self.query_one("#diff-table", TableView).set_rows(views.diff_rows(changes))
 
+    def _disable_commit(self) -> None:
+        """Disable Commit; focus on it goes to Preview first: Textual would hand it to the Period
+        field, which then takes the keys that switch views as text (for the minutes a commit of
+        10,000 projects solves)."""
+        commit = self.query_one("#alloc-commit", Button)
+        if self.focused is commit or self.focused is None:
+            self.query_one("#alloc-preview", Button).focus()
+        commit.disabled = True
+
     def ask_commit(self) -> None:
         outcome = self.preview
         if outcome is None:
@@ -559,7 +568,7 @@ class PoolerApp(App[int]):
 
         def confirmed(reason: str | None) -> None:
             if reason:
-                self.query_one("#alloc-commit", Button).disabled = True
+                self._disable_commit()
                 self.query_one("#alloc-status", Static).update(f"Committing {outcome.period}…")
                 self._commit(outcome.period, reason)
 

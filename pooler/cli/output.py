@@ -96,7 +96,8 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
         no_wrap = is_number or i == 0 or name == "" or bool(bars)
         t.add_column(name, justify="right" if is_number else "left", overflow="fold",
                      no_wrap=no_wrap, min_width=width)
-        need += longest if no_wrap else min(longest, _TEXT_AT_LEAST)
+        # (a column is never narrower than its min_width, its heading when that is longer)
+        need += longest if no_wrap else max(width, min(longest, _TEXT_AT_LEAST))
     t.need = need  # type: ignore[attr-defined] - the narrowest it is drawn at (see `show`)
     for row in cells:
         # Text, not str: an id like "[red]x" must be shown verbatim, not as markup.

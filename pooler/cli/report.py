@@ -34,8 +34,8 @@ def _emit(report: dict, fmt: str, output: Optional[Path]) -> None:
             message(f"Wrote the {fmt} report for {report['period']} to {output}.")
     ledger = (report.get("ledger") or [{}])[0]
     if ledger.get("verified") is False:
-        message(f"Error: the ledger does not verify (it verifies through entry #{ledger['verified_through']}): "
-                "the report's figures cannot be trusted; see pooler ledger verify", style="red")
+        message(f"Error: the ledger does not verify ({ledger['problems']}): the report's figures cannot "
+                "be trusted; see pooler ledger verify", style="red")
         raise typer.Exit(1)
 
 

@@ -14,6 +14,9 @@ _WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
 _QUARTER = re.compile(r"^(\d{4})-Q([1-4])$")
 
 
+_EXAMPLE = {"month": "2026-11", "week": "2026-W47", "quarter": "2026-Q4"}
+
+
 class PeriodError(ValueError):
     """A period label that is malformed or of the wrong kind."""
 
@@ -50,8 +53,11 @@ def parse_period(label: str, kind: str | None = None) -> Period:
             raise
         # date() knows the years 1 to 9999 only: 0000-01, or 9999-12 (whose end is in 10000)
         raise PeriodError(f"{label!r} is out of range (periods lie within the years 0001 to 9999)") from None
+    if kind is not None and kind not in _EXAMPLE:
+        raise PeriodError(f"the consortium's period kind {kind!r} is none of month, week and quarter "
+                          "(a damaged ledger? pooler ledger verify says)")
     if kind is not None and found != kind:
-        example = {"month": "2026-11", "week": "2026-W47", "quarter": "2026-Q4"}[kind]
+        example = _EXAMPLE[kind]
         raise PeriodError(f"{label!r} is a {found}, but this consortium's periods are {kind}s (e.g. {example})")
     return Period(_utc(start), _utc(end), text, found)
 

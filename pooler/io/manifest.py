@@ -203,12 +203,15 @@ def _show_number(value: Decimal) -> str:
 # Reading
 
 
-def load_manifest(path: Path, *, allow_usage: bool = True) -> Snapshot:
-    """Read and validate the manifest at `path` (format from its suffix). Raises `ManifestError`."""
-    return parse_manifest(_read_text(path), str(path), allow_usage=allow_usage)
+def load_manifest(path: Path, *, allow_usage: bool = True, standalone: bool = False) -> Snapshot:
+    """Read and validate the manifest at `path` (format from its suffix). Raises `ManifestError`.
+    `standalone`: the file is the whole consortium (`alloc solve`), its defaults included: no ledger
+    settings stand behind a table it leaves out."""
+    return parse_manifest(_read_text(path), str(path), allow_usage=allow_usage, standalone=standalone)
 
 
-def parse_manifest(text: str, filename: str, fmt: str | None = None, *, allow_usage: bool = True) -> Snapshot:
+def parse_manifest(text: str, filename: str, fmt: str | None = None, *, allow_usage: bool = True,
+                   standalone: bool = False) -> Snapshot:
     """Validate manifest `text` (named `filename` in problems) and return its snapshot.
 
     `fmt` is "toml" or "json"; when None it comes from the file name's suffix, and for other names
@@ -217,6 +220,7 @@ def parse_manifest(text: str, filename: str, fmt: str | None = None, *, allow_us
     """
     data, problems, locate = _decode(text, filename, fmt)
     checker = _Checker(filename, locate)
+    checker.standalone = standalone
     checker.problems.extend(problems)
     snapshot = checker.check(data, allow_usage=allow_usage)
     if checker.problems:
@@ -406,6 +410,7 @@ class _Checker:
         # Hours in a period, when the manifest says (a manifest without [consortium] leaves a ledger's
         # own setting, which the check of the ledger's state after the change then applies).
         self.period_hours: Decimal | None = None
+        self.standalone = False  # the file is the whole consortium (see `load_manifest`)
 
     def add(self, message: str, *, table: str | None = None, index: int | None = None,
             id: str | None = None, key: str | None = None) -> None:
@@ -423,7 +428,7 @@ class _Checker:
                 self.add(f"unknown table{_suggest(key, _TABLES)}", key=key)
 
         consortium = self._singleton(data, "consortium")
-        if "consortium" in data:
+        if "consortium" in data or self.standalone:
             self.period_hours = Consortium.from_record(consortium).hours
         policy = self._singleton(data, "policy")
         records: dict[str, list[Record]] = {}

@@ -105,7 +105,7 @@ def progress_text(p: Any) -> str:
 
 def solve_file(path: Path, period: str | None = None, *, progress=None) -> dict[str, Any]:
     """`alloc solve`: a manifest (with its optional `[usage]`) in, the DESIGN section-4 result out."""
-    snapshot = load_manifest(input_file(path, "manifest file"), allow_usage=True)
+    snapshot = load_manifest(input_file(path, "manifest file"), allow_usage=True, standalone=True)
     if period is not None:
         _parse(period, snapshot.consortium.period)
     result = _allocate(snapshot, progress)
@@ -186,7 +186,10 @@ class _Inputs:
 
 def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_run: bool) -> _Inputs:
     kind = reader.period_kind()
-    label = _parse(period, kind).label if period is not None else period_of(ctx.clock(), kind).label
+    try:
+        label = _parse(period, kind).label if period is not None else period_of(ctx.clock(), kind).label
+    except PeriodError as exc:  # the ledger's own kind is none (a damaged projection)
+        raise AllocError(str(exc)) from None
     snapshot = reader.snapshot(label)
     # Decayed usage of the lines recorded before the period starts (DESIGN 3); none at half-life 0.
     from pooler.services.usage import with_usage
@@ -330,11 +333,14 @@ def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
 
 def pick_entry(reader, period: str | None, what: str = "--period") -> tuple[Entry, tuple[int, ...]]:
     """The committed run entry of `period` (the latest recorded one for it), or of the latest period,
-    with the seqs of the earlier runs it supersedes; its rows are not read. A label that names no
-    period of the consortium's kind is a usage error about `what`."""
-    if period is not None:
-        period = _parse(period, reader.period_kind(), what).label
+    with the seqs of the earlier runs it supersedes; its rows are not read. A label of a recorded
+    run is taken whatever the consortium's period kind is now (it may have changed since); any other
+    that names no period of the consortium's kind is a usage error about `what`."""
     runs = _runs(reader)
+    if period is not None:
+        period = period.strip()
+        if not any(e.payload["period"] == period for e in runs):
+            period = _parse(period, reader.period_kind(), what).label
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
     if period is None:
