@@ -28,6 +28,8 @@ def register(app: typer.Typer) -> None:
             from pooler.core.period import PeriodError, parse_period
             from pooler.errors import UsageError
 
+            # (`services.alloc.period_option` says the same, but importing it costs 80 ms before
+            # the screen; the dashboard checks the label against the ledger's kind itself)
             try:  # a label that is no period at all is refused here (exit 2), before the screen
                 parse_period(period)
             except PeriodError as exc:

@@ -676,12 +676,11 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
         dh_out = dh
     speed_on = np.array([1.0 if s is None else s[inp.pool_t[q]] for s, q in
                          zip((inp.speed[j] for j in proj.tolist()), pool.tolist())]) if proj.size else np.zeros(0)
-    grant_units = dh_out * inp.pool_rate[pool] * speed_on
-    if integer_grants and proj.size:
-        grant_units = _exact_units(dh_out, inp.pool_rate[pool], speed_on)
+    grant_units = (_exact_units(dh_out, inp.pool_rate[pool], speed_on) if integer_grants and proj.size
+                   else (dh_out * inp.pool_rate[pool] * speed_on).tolist())
     grants = tuple(
         Grant(pid[j], poid[q], int(round(d)) if integer_grants else float(d), float(u))
-        for j, q, d, u in zip(proj.tolist(), pool.tolist(), dh_out.tolist(), list(grant_units))
+        for j, q, d, u in zip(proj.tolist(), pool.tolist(), dh_out.tolist(), grant_units)
         if d > 0
     )
     granted = np.bincount(pool, weights=dh_out, minlength=P) if proj.size else np.zeros(P)

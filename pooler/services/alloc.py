@@ -107,13 +107,14 @@ def solve_file(path: Path, period: str | None = None, *, progress=None) -> dict[
     """`alloc solve`: a manifest (with its optional `[usage]`) in, the DESIGN section-4 result out."""
     snapshot = load_manifest(input_file(path, "manifest file"), allow_usage=True, standalone=True)
     if period is not None:
-        _parse(period, snapshot.consortium.period)
+        period_option(period, snapshot.consortium.period)
     result = _allocate(snapshot, progress)
     return result.to_json_dict(period, snapshot.consortium.unit)
 
 
-def _parse(period: str, kind: str, what: str = "--period"):
-    """The period `period` names, of `kind`; else a usage error about `what` (the option or argument)."""
+def period_option(period: str, kind: str | None = None, what: str = "--period"):
+    """The period `period` names (of `kind`, when given); else a usage error about `what` (the option
+    or argument that gave it)."""
     try:
         return parse_period(period, kind)
     except PeriodError as exc:
@@ -187,7 +188,7 @@ class _Inputs:
 def _inputs(reader, ctx: Context, period: str | None, reason: str | None, dry_run: bool) -> _Inputs:
     kind = reader.period_kind()
     try:
-        label = _parse(period, kind).label if period is not None else period_of(ctx.clock(), kind).label
+        label = period_option(period, kind).label if period is not None else period_of(ctx.clock(), kind).label
     except PeriodError as exc:  # the ledger's own kind is none (a damaged projection)
         raise AllocError(str(exc)) from None
     snapshot = reader.snapshot(label)
@@ -340,7 +341,7 @@ def pick_entry(reader, period: str | None, what: str = "--period") -> tuple[Entr
     if period is not None:
         period = period.strip()
         if not any(e.payload["period"] == period for e in runs):
-            period = _parse(period, reader.period_kind(), what).label
+            period = period_option(period, reader.period_kind(), what).label
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
     if period is None:

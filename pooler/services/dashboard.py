@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from pooler.core.contrib import pool_capacity, pool_region
 from pooler.core.model import Snapshot
-from pooler.core.period import PeriodError, parse_period, period_of
-from pooler.errors import NotFound, UsageError
+from pooler.core.period import period_of
+from pooler.errors import NotFound
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
 from pooler.store import LedgerState, replay
@@ -112,10 +112,9 @@ class Details:
 
 def _check(period: str | None) -> None:
     if period is not None:
-        try:
-            parse_period(period)
-        except PeriodError as exc:
-            raise UsageError(f"--period: {exc}") from None
+        from pooler.services.alloc import period_option
+
+        period_option(period)
 
 
 def overview(ctx: Context, period: str | None = None) -> Overview:

@@ -18,7 +18,6 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.period import PeriodError, parse_period
 from pooler.core.settle import MemberFigures, settle
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
@@ -28,7 +27,7 @@ from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
 from pooler.reports.text import human, is_numeric, label
-from pooler.services.alloc import pick_run
+from pooler.services.alloc import period_option, pick_run
 from pooler.services.beside import Beside
 from pooler.services.context import Context
 from pooler.services.heap import collector_paused
@@ -128,10 +127,7 @@ def _nanohours(text: Any) -> int | None:
 
 def _check_period(period: str | None) -> None:
     if period is not None:
-        try:
-            parse_period(period)
-        except PeriodError as exc:
-            raise UsageError(f"--period: {exc}") from None
+        period_option(period)
 
 
 def audit(ctx: Context, period: str | None = None) -> dict[str, Any]:
