@@ -539,3 +539,50 @@ def test_the_view_keys_work_while_a_commit_solves(ledger, monkeypatch):
 
     drive(_app(ledger), steps)
     assert [r["period"] for r in alloc.periods(_ctx(ledger))] == ["2026-11", "2026-12"]
+
+
+def test_the_header_fits_at_80_columns_giving_up_the_reason_first(ledger):
+    """Review: at 80 columns the header was cut after "run #73 of", so the run's date and who ran it
+    were lost without a sign. The reason, then who ran it, then the date now give way, in that
+    order, and what is left is cut with an ellipsis only when even the run's number does not fit."""
+    from tui import views
+
+    def header_text(app) -> str:
+        return str(app.query_one("#header").content)
+
+    async def steps(app, pilot):
+        wide = header_text(app)
+        assert "period 2026-11" in wide and "run #" in wide and " by admin@consortium" in wide
+        await pilot.resize_terminal(80, 24)
+        await _settle(app, pilot)
+        narrow = header_text(app)
+        assert len(narrow) <= 78 and "period 2026-11" in narrow and "run #" in narrow
+        assert " by " not in narrow and not narrow.endswith("…")
+
+    drive(_app(ledger), steps, size=(120, 40))
+    import dataclasses
+
+    o = dashboard.overview(_ctx(ledger))
+    o = dataclasses.replace(o, run=dict(o.run, reason="pool outage fixed"))
+    full = views.overview_header(o).plain
+    assert full.endswith(" by admin@consortium (pool outage fixed)")
+    for width in range(10, len(full) + 2):
+        text = views.overview_header(o, width).plain
+        assert len(text) <= width
+        if width >= len(full):
+            assert text == full
+        elif "(pool" in text:  # the reason goes first, whole
+            raise AssertionError(text)
+    assert views.overview_header(o, 20).plain.endswith("…")
+
+
+def test_a_pool_idle_over_30_percent_is_marked_in_words(ledger):
+    """Review: the Pools view marked a pool idle over 30% (the audit's flag) only in bold, which a
+    terminal without bold, or a reader, does not see. It now says IDLE, as the audit does."""
+    from tui import views
+
+    base = {"pool": "p", "member": "m", "accelerator": "a", "region": "r", "capacity": 100.0,
+            "granted": 100.0, "used": 50.0}
+    idle, busy = views.pool_rows({"pools": [dict(base, idle_share=0.5, flagged=True),
+                                            dict(base, pool="q", idle_share=0.2, flagged=False)]})
+    assert idle.cells[6].plain == "50.0% IDLE" and busy.cells[6].plain == "20.0%"

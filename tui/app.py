@@ -292,15 +292,15 @@ class PoolerApp(App[int]):
         o = self.overview
         assert o is not None
         colours = self.palette()
+        full = self._width or self.size.width
         header = Text("pooler · ", style="bold")
-        header.append_text(views.overview_header(o))
+        header.append_text(views.overview_header(o, full - 2 - len(header)))  # the header's padding
         self.query_one("#header", Static).update(header)
         note = self.query_one("#ov-note", Static)
         note.remove_class("error")
         note.update(o.note or "")
         note.display = bool(o.note)
         self.query_one("#ov-totals", Static).update(views.overview_totals(o, colours))
-        full = self._width or self.size.width
         narrow = full < 120
         width = full if narrow else full // 2
         regions, types = views.overview_groups(o, width, colours)

@@ -91,7 +91,9 @@ def pool_rows(report: Mapping[str, Any]) -> list[Row]:
         idle = _f(p["idle_share"])
         used = _f(p["used"])
         share = (granted / capacity if capacity else None, used / granted if granted else 0.0)
-        idle_text = Text(pct(idle), justify="right", style="bold" if p.get("flagged") else "")
+        # a pool idle over 30% is marked in words, as in the audit, not by bold alone
+        idle_text = (Text(f"{pct(idle)} IDLE", justify="right", style="bold") if p.get("flagged")
+                     else Text(pct(idle), justify="right"))
         out.append(row(p["pool"], (
             p["pool"], p["member"], p["accelerator"], capacity, granted, used, idle_text, share,
         ), {"pool": p["pool"], "capacity": capacity, "idle": idle, "member": p["member"],
@@ -159,15 +161,24 @@ def _groups_table(title: str, groups, unit: str, width: int, colours: Mapping[st
     return RichGroup(heading, table)
 
 
-def overview_header(o) -> Text:
-    text = Text()
-    text.append(o.consortium, style="bold")
+def overview_header(o, width: int | None = None) -> Text:
+    """The consortium, the period and its run; in `width` cells the reason, then who ran it, then
+    when, give way before anything is cut."""
+    run = o.run or {}
+    parts = [("", o.consortium)]
     if o.period is not None:
-        run = o.run or {}
-        text.append(f"  ·  period {o.period}  ·  run #{run.get('seq')} of {run.get('time', '')[:10]} "
-                    f"by {run.get('actor')}")
+        parts += [("  ·  ", f"period {o.period}"), ("  ·  ", f"run #{run.get('seq')}"),
+                  (" of ", run.get("time", "")[:10]), (" by ", str(run.get("actor")))]
         if run.get("reason"):
-            text.append(f" ({run['reason']})")
+            parts.append((" ", f"({run['reason']})"))
+    while width is not None and len(parts) > 3 and sum(len(a) + len(b) for a, b in parts) > width:
+        parts.pop()
+    text = Text(no_wrap=True, overflow="ellipsis")
+    for n, (sep, piece) in enumerate(parts):
+        text.append(sep)
+        text.append(piece, style="bold" if n == 0 else "")
+    if width is not None:
+        text.truncate(width, overflow="ellipsis")
     return text
 
 
