@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from decimal import Decimal
 from difflib import get_close_matches
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -239,12 +239,14 @@ def check_state(state: Snapshot, source: str) -> list[Problem]:
     """The manifest rules applied to a snapshot (say, a ledger's state after a change); [] when valid.
 
     The snapshot is checked as if it were written as a manifest named `source`, so problems read the
-    same as a manifest's (without lines; `index` counts records in id order). Usage is not checked:
-    a ledger's usage history may name members retired since.
+    same as a manifest's, without lines and without an index: a record is named by its id alone, as
+    a position in the state (which holds records the file does not list, in id order) would send a
+    reader to the wrong record of the file. Usage is not checked: a ledger's usage history may name
+    members retired since.
     """
     checker = _Checker(source, None)
     checker.check(_manifest_data(state.replace(usage=())), allow_usage=True)
-    return checker.problems
+    return [replace(p, index=None) if p.id is not None else p for p in checker.problems]
 
 
 def check_added(state: Snapshot, table: str, record: Record, source: str) -> list[Problem]:
@@ -345,15 +347,16 @@ class _NonFinite:
 
 
 def _decode_json(text: str, filename: str) -> tuple[Any, list[Problem]]:
-    problems: list[Problem] = []
-
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        # JSON parsers keep the last of repeated keys silently; TOML refuses them, and so do we.
-        out: dict[str, Any] = {}
+        # JSON parsers keep the last of repeated keys silently; TOML refuses them, and so do we (once
+        # the whole file is read, so that the problem can name the table and record it is in)
+        out = _JsonObject()
+        twice: list[str] = []
         for key, value in items:
-            if key in out:
-                problems.append(Problem(filename, key=key, message="key given twice in the same JSON object"))
+            if key in out and key not in twice:
+                twice.append(key)
             out[key] = value
+        out.twice = tuple(twice)
         return out
 
     try:
@@ -370,7 +373,49 @@ def _decode_json(text: str, filename: str) -> tuple[Any, list[Problem]]:
         return _UNREADABLE, [Problem(filename, message="JSON syntax error: values nested too deeply")]
     except ValueError as exc:
         return _UNREADABLE, [Problem(filename, message=f"JSON syntax error: {exc}")]
-    return data, problems
+    return data, list(_given_twice(data, filename))
+
+
+class _JsonObject(dict):
+    """A JSON object as read; `twice` names the keys it held more than once (the last value is kept)."""
+
+    twice: tuple[str, ...] = ()
+
+
+def _given_twice(data: Any, filename: str) -> Iterator[Problem]:
+    """A problem for every key given twice in one JSON object, naming the table, the record and the
+    key it lies under."""
+    message = "key given twice in the same JSON object"
+
+    def inside(value: Any, where: dict[str, Any], under: str) -> Iterator[Problem]:
+        if isinstance(value, dict):
+            for key in getattr(value, "twice", ()):
+                yield Problem(filename, **where, key=under, message=f"key {_quote(key)} given twice in the same JSON object")
+            for v in value.values():
+                yield from inside(v, where, under)
+        elif isinstance(value, list):
+            for v in value:
+                yield from inside(v, where, under)
+
+    def record(value: dict, where: dict[str, Any]) -> Iterator[Problem]:
+        for key in getattr(value, "twice", ()):
+            yield Problem(filename, **where, key=key, message=message)
+        for key, v in value.items():
+            yield from inside(v, where, key)
+
+    if not isinstance(data, dict):
+        return
+    for key in getattr(data, "twice", ()):
+        yield Problem(filename, table=key, message="table given twice in the same JSON object")
+    for table, value in data.items():
+        if isinstance(value, dict):
+            yield from record(value, {"table": table})
+        elif isinstance(value, list):
+            for n, element in enumerate(value, start=1):
+                if isinstance(element, dict):
+                    ident = element.get("id")
+                    yield from record(element, {"table": table, "index": n,
+                                                "id": ident if isinstance(ident, str) else None})
 
 
 # --------------------------------------------------------------------------------------------------
