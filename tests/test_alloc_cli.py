@@ -138,6 +138,10 @@ def test_run_records_one_entry_and_show_reads_it_back(ledger):
     for key in ("members", "projects", "pools", "grants", "metrics"):
         assert shown[key] == run[key]
     assert shown["run"]["seq"] == run["recorded"]
+    # the run as `alloc show` names it (review: `run` had `recorded` and `supersedes`, `show` a `run`
+    # object, so a script read the time and digest of the run it just made with a second command)
+    assert run["run"] == shown["run"] and run["run"]["time"] == log[0]["time"]
+    assert run["run"]["inputs_digest"] == log[0]["payload"]["inputs_digest"]
     assert cli("ledger", "verify").exit_code == 0
     table = cli("alloc", "show")
     assert table.exit_code == 0 and "pengcheng-mind-2" in table.stdout
@@ -150,6 +154,7 @@ def test_second_run_needs_a_reason_and_both_stay(ledger):
     assert refused.exit_code == 1 and "--reason" in refused.stderr and f"#{first}" in refused.stderr
     second = cli("alloc", "run", "--period", "2026-11", "--reason", "pool outage fixed", "--json").json()
     assert second["supersedes"] == first
+    assert second["run"]["supersedes"] == first and second["run"]["reason"] == "pool outage fixed"
     runs = cli("alloc", "list", "--json").json()
     assert [(r["seq"], r["committed"]) for r in runs] == [(first, False), (second["recorded"], True)]
     assert cli("alloc", "show", "--json").json()["run"]["reason"] == "pool outage fixed"
@@ -159,7 +164,7 @@ def test_dry_run_records_nothing(ledger):
     cli = ledger
     before = digest(cli.db)
     result = cli("alloc", "run", "--period", "2026-11", "--dry-run", "--json")
-    assert result.exit_code == 0 and result.json()["recorded"] is None
+    assert result.exit_code == 0 and result.json()["recorded"] is None and result.json()["run"] is None
     assert digest(cli.db) == before
 
 

@@ -133,7 +133,8 @@ def register(app: typer.Typer) -> None:
         with solving() as progress:
             outcome = alloc.run(context(ctx), period, dry_run=dry_run, reason=reason, progress=progress)
         if as_json:
-            print_json({**outcome.result, "recorded": outcome.seq, "supersedes": outcome.supersedes})
+            print_json({**outcome.result, "recorded": outcome.seq, "supersedes": outcome.supersedes,
+                        "run": outcome.run})
             return
         render_result(outcome.result, title=f"Allocation for {outcome.period}")
         if outcome.seq is None:

@@ -131,6 +131,7 @@ class RunOutcome:
     seq: int | None  # the recorded entry; None on a dry run
     supersedes: int | None
     previous: "RunView | None" = None
+    run: dict[str, Any] | None = None  # the recorded run as `alloc show --json` names it; None on a dry run
 
 
 def _runs(reader, period: str | None = None) -> list[Entry]:
@@ -265,7 +266,8 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
                                "seconds": _exact(round(result.solver.seconds, 6))},
                 }
                 entry = writer.append(RUN_KIND, payload, attachments=_rows(result))
-            return RunOutcome(as_json, now.label, entry.seq, payload["supersedes"], previous_view)
+            return RunOutcome(as_json, now.label, entry.seq, payload["supersedes"], previous_view,
+                              _run_fields(entry))
     raise AllocError(f"the ledger's inputs for the period changed during each of {SOLVE_ATTEMPTS} solves "
                      "(other admins are writing to it); nothing recorded: run it again")
 
@@ -315,10 +317,16 @@ class RunView:
                         "satisfied_projects": payload["metrics"]["satisfied_projects"]},
             "solver": {"seconds": float(payload["solver"]["seconds"]),
                        "lp_solves": payload["solver"]["lp_solves"]},
-            "run": {"seq": self.entry.seq, "time": self.entry.time, "actor": self.entry.actor,
-                    "reason": payload.get("reason"), "supersedes": payload.get("supersedes"),
-                    "state_seq": payload.get("state_seq"), "inputs_digest": payload.get("inputs_digest")},
+            "run": _run_fields(self.entry),
         }
+
+
+def _run_fields(entry: Entry) -> dict[str, Any]:
+    """A recorded run's entry as the JSON of `alloc show` and `alloc run` names it."""
+    payload = entry.payload
+    return {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
+            "reason": payload.get("reason"), "supersedes": payload.get("supersedes"),
+            "state_seq": payload.get("state_seq"), "inputs_digest": payload.get("inputs_digest")}
 
 
 def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
