@@ -212,6 +212,8 @@ def test_apply_missing_file_is_a_usage_error(cli):
     (["usage", "import", "{csv}", "--format", "sacct", "--map", "{tmp}"], "is a folder, not a map file"),
     (["usage", "import", "{csv}", "--format", "sacct", "--map", "{tmp}/none.toml"], "no map file at"),
     (["report", "audit", "--format", "md", "-o", "{tmp}"], "it is a directory"),
+    (["ledger", "export", "--format", "toml", "-o", ""], "cannot write .: it is a directory"),
+    (["ledger", "checkpoint", "-o", ""], "cannot write .: it is a directory"),
 ])
 def test_a_missing_input_or_a_folder_is_one_error_line(cli, applied, tmp_path, args, words):
     (tmp_path / "use.csv").write_text("project,pool,device_hours,start,end\n", encoding="utf-8")
@@ -307,6 +309,40 @@ def test_bad_adds_are_refused_and_write_nothing(cli, applied, args, fragment):
 def test_usage_errors_exit_2(cli, applied, args):
     result = cli(*args)
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("option, value", [
+    ("--rate", "inf"), ("--rate", "sNaN"), ("--capacity", "-Infinity"), ("--devices", "inf"),
+    ("--hours", "nan"), ("--reserve", "NaN"), ("--cost", "Infinity"), ("--demand", "inf"),
+    ("--weight", "inf"), ("--sponsor", "pcl=inf"), ("--speed", "a800=inf"), ("--credit", "inf"),
+    ("--rate", "\u0663"), ("--capacity", "0x10"), ("--demand", "1__0"),
+])
+def test_non_finite_and_foreign_numbers_are_usage_errors(cli, applied, option, value):
+    """Review: "inf" or "sNaN" given to any number option of an `add` command was a traceback
+    (Python's Decimal takes them, and other scripts' digits too); each is now one Error line naming
+    the option, exit 2, nothing written."""
+    args = {
+        "--rate": ["accelerator", "add", "x"],
+        "--capacity": ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800"],
+        "--devices": ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800"],
+        "--hours": ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--devices", "2"],
+        "--reserve": ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "5"],
+        "--cost": ["pool", "add", "p", "--member", "pcl", "--accelerator", "a800", "--capacity", "5"],
+        "--demand": ["project", "add", "j", "--sponsor", "pcl=1"],
+        "--weight": ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5"],
+        "--sponsor": ["project", "add", "j", "--demand", "5"],
+        "--speed": ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5"],
+        "--credit": ["dataset", "add", "d", "--member", "pcl"],
+    }[option]
+    before = digest(cli.db)
+    result = cli(*args, option, value)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    number = value.rpartition("=")[2]
+    assert result.stderr.strip() == f"Error: {option}: {number!r} is not a " + (
+        "finite number" if number.isascii() and number.lstrip("+-").isalpha() else "number")
+    assert digest(cli.db) == before
+    # a number in decimal notation (underscores between digits, as TOML has them) is no usage error
+    assert cli(*args, option, "1_0" if "=" not in value else value.replace("inf", "1")).exit_code != 2
 
 
 def test_retire_refused_while_named_in_an_access_list(cli, applied):

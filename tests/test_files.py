@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +39,12 @@ def test_a_named_pipe_is_written_into_not_replaced(tmp_path):
 def test_a_folder_is_refused_by_name(tmp_path):
     with pytest.raises(UsageError, match="cannot write .*: it is a directory"):
         write_atomic(tmp_path, "x")
+
+
+def test_an_empty_path_is_the_current_folder_and_refused_by_name(tmp_path, monkeypatch):
+    """Review: `-o ""` (a path of no characters, which is the current folder) was a ValueError
+    traceback from every command that writes a file."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UsageError, match=r"cannot write \.: it is a directory"):
+        write_atomic(Path(""), "x")
+    assert list(tmp_path.iterdir()) == []

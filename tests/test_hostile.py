@@ -151,7 +151,25 @@ def test_ids_with_quotes_sql_and_unicode_are_stored_and_shown_verbatim(cli, tmp_
         assert listed[i] == f"named {i}"
         shown = cli("member", "show", "--json", "--", i)  # "--": an id may start with "-"
         assert shown.exit_code == 0 and shown.json()["id"] == i
+        table = cli("member", "show", "--", i)  # its title names the id: verbatim, never as markup
+        assert table.exit_code == 0 and "".join(i.split()) in "".join(table.stdout.split())
     assert cli("ledger", "verify").exit_code == 0
+
+
+def test_an_id_that_looks_like_markup_is_shown_verbatim_in_a_title(cli, tmp_path):
+    """Review: `member show '[/]'` was a Rich markup error (a traceback) and `member show '[b]x[/b]'`
+    titled the table `member "x"`: the title of every `show` took the id as markup."""
+    doc = base_manifest()
+    doc["members"] += [{"id": "[/]", "name": "closing"}, {"id": "[b]x[/b]", "name": "bold"}]
+    path = tmp_path / "ids.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    if cli("ledger", "verify").exit_code != 0:
+        assert cli("init").exit_code == 0
+    assert cli("apply", path).exit_code == 0
+    for i in ("[/]", "[b]x[/b]"):
+        result = cli("member", "show", "--", i)
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.splitlines()[0].strip() == f'member "{i}"'
 
 
 CSV_GOOD = ["mind,gz-a800,12.5,2026-11-02T00:00:00Z,2026-11-02T06:00:00Z",

@@ -73,8 +73,9 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     from rich.text import Text
 
     # A light box: at 80 columns every character of border is a character taken from the figures.
-    t = Table(title=title, title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
-              pad_edge=False)
+    # the title as Text too: it may hold an id (`member show '[/]'` was a markup error)
+    t = Table(title=None if title is None else Text(title, style="table.title"), title_justify="left",
+              header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     cells = [[v if isinstance(v, (Text, Bar)) else Text("" if v is None else str(v)) for v in row]
              for row in rows]
     bars = {i for i in range(len(columns)) if any(i < len(c) and isinstance(c[i], Bar) for c in cells)}

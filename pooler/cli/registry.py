@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from typing import Any, Optional
 
@@ -13,15 +14,25 @@ from pooler.cli.output import message, print_json, show, table, when
 from pooler.errors import UsageError
 
 
+# Decimal notation in ASCII digits, underscores between digits as TOML allows them: Python's Decimal
+# also takes "inf", "sNaN" and other scripts' digits ("٣"), which no admin means on a command line
+_DIGITS = "[0-9](?:_?[0-9])*"
+_NUMBER = re.compile(rf"[+-]?(?:{_DIGITS}(?:\.(?:{_DIGITS})?)?|\.{_DIGITS})(?:[eE][+-]?{_DIGITS})?")
+
+
 def number(option: str, value: Optional[str]) -> Optional[Decimal]:
-    """A CLI number, exactly; a bad one is a usage error naming the option."""
+    """A CLI number, exactly; a bad one (not decimal notation, or not finite) is a usage error naming
+    the option."""
     if value is None:
         return None
+    text = value.strip()
+    if not _NUMBER.fullmatch(text):
+        what = "a finite number" if text.lower().lstrip("+-") in ("inf", "infinity", "nan", "snan") else "a number"
+        raise UsageError(f"{option}: {value!r} is not {what}")
     try:
-        result = Decimal(value)
-    except InvalidOperation:
-        raise UsageError(f"{option}: {value!r} is not a number") from None
-    return result
+        return Decimal(text)
+    except InvalidOperation:  # an exponent beyond Decimal's range
+        raise UsageError(f"{option}: {value!r} is out of range") from None
 
 
 def pairs(option: str, values: list[str]) -> Optional[dict[str, Decimal]]:

@@ -33,10 +33,10 @@ def write_atomic(path: Path, content: str | Iterable[str], *, mode: int | None =
     if path.exists() and not path.is_file() and not path.is_dir():
         _write_through(path, content)
         return
+    if path.is_dir():  # ("" is the current folder: `-o ""` was a traceback, review)
+        raise UsageError(f"cannot write {path}: it is a directory")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        if path.is_dir():
-            raise IsADirectoryError(21, "it is a directory")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             for chunk in [content] if isinstance(content, str) else content:
