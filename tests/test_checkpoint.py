@@ -65,8 +65,20 @@ def test_keygen_sign_verify_round_trip(ledger, tmp_path, key):
     result = ledger("ledger", "verify", "--checkpoint", path)
     assert result.exit_code == 0, result.stderr
     assert f"extends the checkpoint at entry #{data['seq']}" in result.stdout and public in result.stdout
+    assert "the file names the signer 'ana@pcl'" in result.stdout and "signed by" not in result.stdout
     as_json = ledger("ledger", "verify", "--checkpoint", path, "--json").json()
     assert as_json["ok"] and as_json["checkpoint"]["signed"] and as_json["checkpoint"]["signer"] == "ana@pcl"
+
+
+def test_a_null_signature_is_unsigned(ledger, tmp_path):
+    """Review: a checkpoint whose "signature" is null was reported as signed (`"signed": true`, "signed
+    by an unnamed signer with key None"), which fooled a script checking `checkpoint.signed`."""
+    path, data = _checkpoint(ledger, tmp_path)
+    path.write_text(json.dumps({**data, "signature": None}), encoding="utf-8")
+    result = ledger("ledger", "verify", "--checkpoint", path)
+    assert result.exit_code == 0 and "; unsigned." in result.stdout and "key None" not in result.stdout
+    as_json = ledger("ledger", "verify", "--checkpoint", path, "--json").json()
+    assert as_json["checkpoint"]["signed"] is False and as_json["checkpoint"]["public_key"] is None
 
 
 def test_keygen_never_overwrites(cli, key):

@@ -414,6 +414,31 @@ def test_export_jsonl_is_the_whole_journal(cli, applied):
     assert all(len(e["hash"]) == 64 for e in entries)
 
 
+def test_a_file_without_consortium_or_policy_keeps_each_and_dates_rates_in_the_ledger_s_periods(cli, tmp_path):
+    """Review: on a weekly consortium, a manifest without [consortium] could not change a rate (its
+    change was dated by months, and `--rates-from 2026-W50` was refused as "periods are months"),
+    and a manifest with only [policy] reset the consortium's name, unit and period kind to the
+    defaults."""
+    cli("init")
+    week = tmp_path / "week.toml"
+    week.write_text('[consortium]\nname = "W"\nperiod = "week"\nunit = "GPUh"\n'
+                    '[[accelerators]]\nid = "a100"\nrate = 1\n', encoding="utf-8")
+    assert cli("apply", week).exit_code == 0
+    rate = tmp_path / "rate.toml"
+    rate.write_text('[[accelerators]]\nid = "a100"\nrate = 2\n', encoding="utf-8")
+    changed = cli("apply", rate, "--rates-from", "2026-W50")
+    assert changed.exit_code == 0, changed.stderr
+    month = cli("apply", rate, "--rates-from", "2026-12")
+    assert month.exit_code == 2 and "this consortium's periods are weeks" in month.stderr
+    policy = tmp_path / "policy.toml"
+    policy.write_text("[policy]\ncontribution_weight = 0.5\n", encoding="utf-8")
+    assert cli("apply", policy).exit_code == 0
+    state = json.loads(cli("ledger", "export", "--format", "json").stdout)
+    assert state["consortium"]["name"] == "W" and state["consortium"]["period"] == "week"
+    assert state["consortium"]["unit"] == "GPUh" and state["policy"]["contribution_weight"] == 0.5
+    assert cli("ledger", "verify").exit_code == 0
+
+
 def test_demo_builds_the_example_and_says_what_next(cli, tmp_path):
     folder = tmp_path / "demo"
     result = cli("demo", "--dir", folder, db_path=None)

@@ -82,9 +82,11 @@ def register(app: typer.Typer) -> None:
             out.print(Text(f"OK: {report.entries} entries verified; head {report.head_hash}",
                            style="green"), soft_wrap=True)
             if kept is not None:
-                signed = (f"; signed by {kept['signer'] or 'an unnamed signer'} "
-                          f"with key {kept['public_key']}"
-                          if kept["signed"] else "; unsigned")
+                # the signature covers seq and hash only: the key is proven, the name beside it is
+                # whatever the file says (review: an edited signer read "signed by mallory")
+                named = f" (the file names the signer {kept['signer']!r})" if kept["signer"] else ""
+                signed = (f"; signed with key {kept['public_key']}{named}" if kept["signed"]
+                          else "; unsigned")
                 out.print(Text(f"The journal extends the checkpoint at entry #{kept['seq']}{signed}.",
                                style="green"), soft_wrap=True)
 

@@ -186,7 +186,8 @@ class CheckpointVerification:
 
     @property
     def signed(self) -> bool:
-        return "signature" in self.checkpoint
+        # (review: a file with "signature": null was reported as signed, by "an unnamed signer")
+        return self.checkpoint.get("signature") is not None
 
     def to_dict(self) -> dict[str, Any]:
         signature = self.checkpoint.get("signature") or {}

@@ -103,11 +103,16 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
     from pooler.io.manifest import load_manifest
 
     desired = load_manifest(input_file(path, "manifest file"), allow_usage=False)
-    start = _rates_from(ctx, desired, rates_from)
     with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
         current = writer.snapshot()
-        if not desired_has_settings(path):
-            desired = desired.replace(consortium=current.consortium, policy=current.policy)
+        given = settings_given(path)
+        if "consortium" not in given:
+            desired = desired.replace(consortium=current.consortium)
+        if "policy" not in given:
+            desired = desired.replace(policy=current.policy)
+        # in the periods of the consortium as it will be (the ledger's, unless the file sets it):
+        # a weekly consortium's rate change from a file without [consortium] was dated by months
+        start = _rates_from(ctx, desired, rates_from)
         plan = make_plan(current, desired, prune=prune)
         _check_retired_ids(writer, plan)
         _check_result(merge(current, desired, prune=prune), str(path))
@@ -118,15 +123,17 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
     return ApplyResult(plan, seqs, dry_run)
 
 
-def desired_has_settings(path: Path) -> bool:
-    """Whether the manifest names the consortium or the policy at all.
+def settings_given(path: Path) -> set[str]:
+    """Which of `consortium` and `policy` the manifest names at all.
 
-    A manifest without `[consortium]` and `[policy]` leaves the ledger's settings as they are,
-    instead of resetting them to the defaults.
+    A manifest without `[consortium]` leaves the ledger's consortium settings as they are, and one
+    without `[policy]` its policy, instead of resetting them to the defaults (a file with only
+    `[policy]` used to turn a weekly consortium into a monthly one). Keys left out of a table that is
+    given take their defaults, as everywhere in a manifest.
     """
     from pooler.io.manifest import manifest_tables
 
-    return bool({"consortium", "policy"} & manifest_tables(path))
+    return {"consortium", "policy"} & manifest_tables(path)
 
 
 def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
