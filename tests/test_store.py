@@ -658,6 +658,20 @@ def test_a_newer_schema_is_refused(ledger, path):
     assert "upgrade pooler" in str(info.value) and str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["2x", "-1", "0", "", "\u0662"])
+def test_a_damaged_schema_version_is_one_error_and_touches_nothing(ledger, path, value):
+    """Review: a schema version of "2x" was a ValueError traceback from every command, `ledger verify`
+    included, and "-1" made `open` try to create the schema again over the tables."""
+    from pooler.store.errors import StoreError
+
+    raw(path).execute(f"UPDATE meta SET value = '{value}' WHERE key = 'schema_version'")
+    before = path.read_bytes()
+    for action in (Ledger.open, lambda p: Ledger.init(p, actor="t")):
+        with pytest.raises(StoreError, match=r"the ledger's schema version is damaged \(meta schema_version = "):
+            action(path)
+    assert path.read_bytes() == before
+
+
 def add_note_table(conn, backend) -> None:
     """A stand-in for a future release's migration: one function, appended to MIGRATIONS."""
     conn.exec_driver_sql("CREATE TABLE note (seq INTEGER PRIMARY KEY REFERENCES journal (seq), text TEXT)")

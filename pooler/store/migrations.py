@@ -19,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from pooler.store.errors import StoreError
+
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
@@ -121,7 +123,14 @@ def read_version(conn: Connection) -> int | None:
         return None
     meta = MetaRow.__table__
     value = conn.execute(select(meta.c.value).where(meta.c.key == VERSION_KEY)).scalar()
-    return int(value) if value is not None else None
+    if value is None:
+        return None
+    if not (isinstance(value, str) and value.isascii() and value.isdigit() and int(value) >= 1):
+        # (review: "2x" was a ValueError traceback from every command, `ledger verify` included, and
+        # "-1" tried to create the schema again over the existing tables)
+        raise StoreError(f"the ledger's schema version is damaged (meta {VERSION_KEY} = {value!r}, where "
+                         f"a whole number from 1 up belongs): restore the ledger from a copy")
+    return int(value)
 
 
 def run_migrations(conn: Connection, backend: Backend, migrations: Sequence[Migration],
