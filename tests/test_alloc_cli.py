@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -145,6 +146,81 @@ def test_run_records_one_entry_and_show_reads_it_back(ledger):
     assert cli("ledger", "verify").exit_code == 0
     table = cli("alloc", "show")
     assert table.exit_code == 0 and "pengcheng-mind-2" in table.stdout
+
+
+def test_a_run_s_inputs_are_rebuilt_as_a_manifest_that_solves_to_the_run(ledger, tmp_path):
+    """An auditor recomputes a recorded run without trusting the ledger's figures: `alloc inputs`
+    writes the manifest it was solved from (the registry as of the run, its period's rates, the
+    decayed usage it used), whose JSON form hashes to the run's inputs_digest, and `alloc solve` of
+    it gives the run's allocation again, whatever the ledger recorded since."""
+    import hashlib
+
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    grants = cli("alloc", "show", "--json").json()["grants"]
+    lines = tmp_path / "used.csv"
+    lines.write_text("project,pool,device_hours,start,end\n" + "".join(
+        f"{g['project']},{g['pool']},{g['device_hours'] * (0.3 + 0.1 * (n % 5))},"
+        "2026-11-02T00:00:00Z,2026-11-20T00:00:00Z\n" for n, g in enumerate(grants)), encoding="utf-8")
+    assert cli("usage", "import", lines, "--format", "csv", "--period", "2026-11").exit_code == 0
+    ran = cli("alloc", "run", "--period", "2026-12", "--json").json()
+    assert ran["run"]["inputs_digest"]
+    # the ledger moves on: a new project, a rate from 2027-01, more usage
+    assert cli("project", "add", "late", "--sponsor", "pcl=1", "--demand", "5000").exit_code == 0
+    changed = tmp_path / "rate.toml"
+    changed.write_text((EXAMPLES / "c2net.toml").read_text(encoding="utf-8").replace("rate = 1.0", "rate = 1.7", 1),
+                       encoding="utf-8")
+    assert cli("apply", changed, "--rates-from", "2027-01").exit_code == 0
+    lines.write_text(lines.read_text(encoding="utf-8").replace("2026-11-", "2026-12-"), encoding="utf-8")
+    assert cli("usage", "import", lines, "--format", "csv", "--period", "2026-12").exit_code == 0
+
+    as_json = tmp_path / "inputs.json"
+    wrote = cli("alloc", "inputs", "--period", "2026-12", "-f", "json", "-o", as_json)
+    assert wrote.exit_code == 0, wrote.stderr
+    assert hashlib.sha256(as_json.read_bytes()).hexdigest() == ran["run"]["inputs_digest"]
+    toml_text = cli("alloc", "inputs", "--period", "2026-12").stdout
+    assert "[usage]" in toml_text and '"late"' not in toml_text
+    as_toml = tmp_path / "inputs.toml"
+    as_toml.write_text(toml_text, encoding="utf-8")
+    shown = cli("alloc", "show", "--period", "2026-12", "--json").json()
+    for path in (as_json, as_toml):
+        solved = cli("alloc", "solve", path, "--period", "2026-12", "--json", db_path=None)
+        assert solved.exit_code == 0, solved.stderr
+        solved = solved.json()
+        for key in ("members", "projects", "pools", "grants", "metrics"):
+            assert solved[key] == shown[key], key
+    # the usage made a difference (else the check above would not show that [usage] is carried)
+    without = json.loads(as_json.read_text(encoding="utf-8"))
+    assert without.pop("usage")
+    as_json.write_text(json.dumps(without), encoding="utf-8")
+    unused = cli("alloc", "solve", as_json, "--json", db_path=None).json()
+    assert any(unused["members"][m]["share"] != v["share"] for m, v in shown["members"].items())
+
+
+def test_inputs_of_no_run_or_a_bad_format_are_one_error(ledger):
+    cli = ledger
+    none = cli("alloc", "inputs")
+    assert none.exit_code == 1 and none.stderr.startswith("Error: no allocation has been recorded yet")
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    for args, code, words in ((("--period", "2026-10"), 1, "no recorded run for 2026-10"),
+                              (("--period", "2026-13"), 2, "--period"),
+                              (("--format", "yaml"), 2, "--format: 'yaml' is not one of toml, json")):
+        result = cli("alloc", "inputs", *args)
+        assert result.exit_code == code and words in result.stderr and result.stdout == ""
+
+
+def test_inputs_that_no_longer_hash_to_the_run_s_digest_are_refused(ledger):
+    """The check behind `alloc inputs`: should the journal not rebuild what the run hashed (a damaged
+    run entry, say), it says so instead of writing a manifest that would solve to something else."""
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    seq = cli("alloc", "show", "--json").json()["run"]["seq"]
+    tamper(cli.db, "UPDATE journal SET payload = replace(payload, '\"inputs_digest\":\"', "
+                   f"'\"inputs_digest\":\"00') WHERE seq = {seq}")
+    result = cli("alloc", "inputs")
+    assert result.exit_code == 1 and result.stdout == ""
+    assert f"the inputs of run #{seq} (2026-11) rebuilt from the journal hash to" in result.stderr
+    assert "ledger verify" in result.stderr
 
 
 def test_second_run_needs_a_reason_and_both_stay(ledger):

@@ -11,6 +11,7 @@ import typer
 from rich.text import Text
 
 from pooler.cli.output import bar, message, number, out, print_json, show, table, when
+from pooler.errors import UsageError
 
 
 def _pct(part: float, whole: float) -> str:
@@ -165,6 +166,36 @@ def register(app: typer.Typer) -> None:
                                   f"{when(view.entry.time)} UTC, {view.entry.actor})")
         if view.earlier:
             message(f"Supersedes earlier runs: {', '.join(f'#{s}' for s in view.earlier)}.")
+
+    @alloc_app.command("inputs")
+    def inputs_cmd(
+        ctx: typer.Context,
+        period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
+        fmt: str = typer.Option("toml", "--format", "-f", help="toml or json (json: the text the run's "
+                                "inputs_digest is the SHA-256 of)."),
+        output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
+    ) -> None:
+        """Write what a recorded run was solved from, as a manifest for `pooler alloc solve`.
+
+        The registry as of the run, the accelerator rates of its period and the decayed usage it
+        used ([usage]), rebuilt from the journal and checked against the run's inputs_digest. Solving
+        the file gives the run's allocation again, whatever the ledger holds since.
+
+        Example: pooler alloc inputs --period 2026-11 -f json -o inputs.json
+        """
+        from pooler.services import alloc
+
+        if fmt not in ("toml", "json"):
+            raise UsageError(f"--format: {fmt!r} is not one of toml, json")
+        inputs = alloc.run_inputs(context(ctx), period)
+        text = inputs.manifest(fmt)
+        if output is None:
+            print(text, end="")
+            return
+        from pooler.services.files import write_atomic
+
+        write_atomic(output, text)
+        message(f"Wrote the inputs of run #{inputs.entry.seq} ({inputs.period}) to {output}")
 
     @alloc_app.command("list")
     def list_cmd(

@@ -374,6 +374,42 @@ def show(ctx: Context, period: str | None = None) -> RunView:
         return pick_run(reader, period)
 
 
+@dataclass(frozen=True)
+class RunInputs:
+    """What a recorded run was solved from, rebuilt from the journal: the registry as of the run's
+    `state_seq`, the accelerator rates of its period, and the decayed usage it recorded."""
+
+    entry: Entry
+    snapshot: Snapshot
+
+    @property
+    def period(self) -> str:
+        return self.entry.payload["period"]
+
+    def manifest(self, fmt: str) -> str:
+        """The inputs as a manifest for `alloc solve`; the JSON form is the text `inputs_digest` hashes."""
+        return dump_manifest(self.snapshot, fmt)
+
+
+def run_inputs(ctx: Context, period: str | None = None) -> RunInputs:
+    """The inputs of the committed run of `period` (default: the latest period with a run), checked
+    against the digest the run recorded: an `AllocError` when they do not hash to it (the journal
+    would then not hold what the run was solved from)."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        entry, _ = pick_entry(reader, period)
+        payload = entry.payload
+        snapshot = reader.state_at(payload["state_seq"]).snapshot(payload["period"])
+    used = payload.get("usage") or {}
+    snapshot = snapshot.replace(usage=tuple((m, Decimal(str(u))) for m, u in used.items()))
+    digest = inputs_digest(snapshot)
+    if digest != payload.get("inputs_digest"):
+        raise AllocError(
+            f"the inputs of run #{entry.seq} ({payload['period']}) rebuilt from the journal hash to "
+            f"{digest[:16]}…, not to the {str(payload.get('inputs_digest'))[:16]}… the run recorded: "
+            "run `pooler ledger verify`")
+    return RunInputs(entry, snapshot)
+
+
 def periods(ctx: Context) -> list[dict[str, Any]]:
     """Every recorded run, oldest first: period, seq, time, actor, reason, superseded or not."""
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
