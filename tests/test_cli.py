@@ -414,6 +414,30 @@ def test_export_jsonl_is_the_whole_journal(cli, applied):
     assert all(len(e["hash"]) == 64 for e in entries)
 
 
+def test_rates_that_change_over_time_are_shown_and_the_export_warns_of_them(cli, applied, tmp_path):
+    """Review: `accelerator show` gave only the latest rate decided, even one that starts in a later
+    period, and `ledger export` dropped the earlier rates without a word, so a ledger made from the
+    export charged the later rate in every period."""
+    quiet = cli("ledger", "export", "--format", "toml")
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    applied.write_text(SMALL.replace("rate = 1.2", "rate = 1.3"), encoding="utf-8")
+    assert cli("apply", applied).exit_code == 0  # (no --rates-from: from the current period)
+    applied.write_text(SMALL.replace("rate = 1.2", "rate = 2.4"), encoding="utf-8")
+    assert cli("apply", applied, "--rates-from", "2027-01").exit_code == 0
+    shown = cli("accelerator", "show", "a800", "--json").json()
+    assert shown["rate"] == "2.4"
+    assert [(r["from"], r["rate"]) for r in shown["rates"]][-1] == ("2027-01", "2.4")
+    assert shown["rates"][0] == {"from": None, "rate": "1.2", "seq": shown["history"][0]["seq"]}
+    table = cli("accelerator", "show", "a800")
+    assert "1.2 from the start (#" in table.stdout and "2.4 from 2027-01 (#" in table.stdout
+    for fmt in ("toml", "json"):
+        warned = cli("ledger", "export", "--format", fmt, "-o", tmp_path / f"state.{fmt}")
+        assert warned.exit_code == 0
+        assert warned.stderr.startswith("Warning: accelerator 'a800' has rates that change over time (1.2 from")
+        assert "the latest decided (2.4)" in warned.stderr and "--rates-from" in warned.stderr
+    assert "Warning" not in cli("ledger", "export", "--format", "jsonl").stderr
+
+
 def test_a_file_without_consortium_or_policy_keeps_each_and_dates_rates_in_the_ledger_s_periods(cli, tmp_path):
     """Review: on a weekly consortium, a manifest without [consortium] could not change a rate (its
     change was dated by months, and `--rates-from 2026-W50` was refused as "periods are months"),

@@ -140,7 +140,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export the current state as a manifest (toml) or the whole journal (jsonl).
 
-        `pooler apply` of the TOML export into a new ledger gives the same state. The jsonl export
+        `pooler apply` of the TOML export into a new ledger gives the same state, except rates that
+        change over time (a manifest holds one rate each: export warns, naming them). The jsonl export
         with --rows holds all that the hash chain covers: README (The ledger) says how to check it.
 
         Example: pooler ledger export --format toml -o state.toml
@@ -152,6 +153,18 @@ def register(app: typer.Typer) -> None:
         if rows and fmt != "jsonl":
             raise UsageError("--rows: the attached rows go with the journal: --format jsonl")
         c = context(ctx)
+        if fmt != "jsonl":
+            from pooler.cli.registry import rate_versions
+            from pooler.core.model import dec_str
+            from pooler.services import registry
+
+            for name, versions in registry.rate_histories(c).items():
+                message(f"Warning: accelerator {name!r} has rates that change over time ("
+                        + rate_versions([{"rate": dec_str(v.rate), "from": v.from_period, "seq": v.seq}
+                                         for v in versions])
+                        + f"); a manifest holds one rate, the latest decided ({dec_str(versions[-1].rate)}"
+                        "), and a ledger made from it has that rate in every period: apply the others "
+                        "to it with `pooler apply FILE --rates-from PERIOD`", style="yellow")
         if output is None:
             for chunk in service.export(c, fmt, rows=rows):
                 print(chunk, end="")

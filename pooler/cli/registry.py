@@ -56,8 +56,13 @@ def words(values: list[str]) -> Optional[list[str]]:
     return items or None
 
 
+def rate_versions(versions: list[dict[str, Any]]) -> str:
+    """An accelerator's rate versions in words: "1.2 from the start (#3); 2.4 from 2026-12 (#15)"."""
+    return "; ".join(f"{v['rate']} from {v['from'] or 'the start'} (#{v['seq']})" for v in versions)
+
+
 def render_show(kind: str, record: dict[str, Any]) -> None:
-    rows = [(k, cell(v)) for k, v in record.items() if k != "history"]
+    rows = [(k, rate_versions(v) if k == "rates" else cell(v)) for k, v in record.items() if k != "history"]
     show(table(f'{kind} "{record["id"]}"', ["field", "value"], rows))
     history = record.get("history") or []
     show(table("History", ["seq", "time (UTC)", "actor", "entry"],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot
+from pooler.core.model import COLLECTIONS, RECORD_TYPES, Snapshot, dec_str
 from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.errors import NotFound, PoolerError, UsageError
 from pooler.services.context import Context
@@ -240,8 +240,34 @@ def show(ctx: Context, kind: str, record_id: str) -> dict[str, Any]:
                     {"seq": e.seq, "time": e.time, "actor": e.actor, "kind": e.kind}
                     for e in reader.entries_for(kind, record_id)
                 ]
+                if kind == "accelerator":
+                    # `rate` is the latest decision; which rate applies to which period is here
+                    # (review: a rate decided from a later period read as today's)
+                    record = {**record, "rates": [
+                        {"from": v.from_period, "rate": dec_str(v.rate), "seq": v.seq}
+                        for v in reader.rates(record_id)]}
                 return {**record, "history": history}
     raise NotFound(f'no {kind} "{record_id}" in this ledger')
+
+
+def rate_histories(ctx: Context) -> dict[str, list[Any]]:
+    """The accelerators whose rate changes over time (more than one rate version), with the versions
+    in the order they were decided: what a manifest, which holds one rate each, cannot carry."""
+    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        state = reader.state()
+        active = {a.id for a in state.snapshot().accelerators}
+        out: dict[str, list[Any]] = {}
+        for version in reader.rates():
+            if version.accelerator in active:
+                out.setdefault(version.accelerator, []).append(version)
+        varying = {}
+        for name, versions in out.items():
+            first = [v for v in versions if v.from_period is None]
+            rates = {max(first, key=lambda v: v.seq).rate} if first else set()
+            rates |= {state.rate_as_of(name, v.from_period) for v in versions if v.from_period is not None}
+            if len(rates) > 1:  # (a correction from the start alone changes no period's rate)
+                varying[name] = versions
+    return varying
 
 
 def snapshot(ctx: Context, period: str | None = None) -> Snapshot:
