@@ -240,8 +240,10 @@ def snapshots(draw, *, usage: bool = True) -> Snapshot:
         if project_regions is not None and allowed is not None and not allowed & set(project_regions):
             project_regions.append(sorted(allowed)[0])
         speed = None
-        if draw(st.booleans()):
+        if accelerator_ids and draw(st.booleans()):
+            # a table runs the project on its types above speed 0: at least one (else it runs nowhere)
             speed = {a: draw(amounts(max_digits=2)) for a in _subset(draw, accelerator_ids, max_size=3)}
+            speed[draw(st.sampled_from(sorted(accelerator_ids)))] = draw(amounts(positive=True, max_digits=2))
         projects.append(_record(
             Project,
             id=project_id,

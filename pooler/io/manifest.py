@@ -604,6 +604,11 @@ class _Checker:
         if allowed is not None and not allowed:
             key = "regions" if "regions" in clean else ("datasets" if limits[0].startswith("dataset") else "models")
             element.add(key, "can run nowhere: no region is in all of " + ", ".join(limits))
+        if "speed" in clean and not any(v > 0 for v in clean["speed"].values()):
+            # a speed table names the types a project runs on: with none at a speed above 0 it runs on
+            # none (review: `speed = {}` was taken, and listed like no table at all)
+            element.add("speed", "can run nowhere: no accelerator type in it has a speed above 0 "
+                                 "(leave the table out to run on every type at speed 1)")
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:
