@@ -345,6 +345,35 @@ def test_non_finite_and_foreign_numbers_are_usage_errors(cli, applied, option, v
     assert cli(*args, option, "1_0" if "=" not in value else value.replace("inf", "1")).exit_code != 2
 
 
+@pytest.mark.parametrize("args", [
+    ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5", "--region", ""],
+    ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5", "--region", "greater-bay,"],
+    ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5", "--dataset", " "],
+    ["project", "add", "j", "--sponsor", "pcl=1", "--demand", "5", "--model", ""],
+    ["dataset", "add", "d", "--member", "pcl", "--residency", ""],
+    ["dataset", "add", "d", "--member", "pcl", "--access", ""],
+    ["model", "add", "m", "--member", "pcl", "--access", "pcl,,tiny"],
+])
+def test_an_empty_list_value_is_a_usage_error(cli, applied, args):
+    """Review: `project add --region ""` stored a project with no region limit at all (a manifest's
+    `regions = [""]` is refused), and `--access ""` made a dataset open to the consortium."""
+    before = digest(cli.db)
+    result = cli(*args)
+    option = next(a for a in args if a.startswith("--") and a not in ("--sponsor", "--demand", "--member"))
+    assert result.exit_code == 2 and result.stderr.strip() == f"Error: {option}: an empty value (leave the option out for none)"
+    assert digest(cli.db) == before
+
+
+def test_a_dataset_option_takes_each_value_as_one_id(cli, applied):
+    """Ids may hold commas (a manifest takes them): `--dataset` and `--model` no longer split on them."""
+    assert cli("dataset", "add", "corpus,v2", "--member", "pcl").exit_code == 0
+    added = cli("project", "add", "j", "--sponsor", "pcl=1", "--demand", "5", "--dataset", "corpus,v2")
+    assert added.exit_code == 0, added.stderr
+    assert cli("project", "show", "j", "--json").json()["datasets"] == ["corpus,v2"]
+    regions = cli("project", "add", "k", "--sponsor", "pcl=1", "--demand", "5", "--region", "a, b", "--region", "c")
+    assert regions.exit_code == 0 and cli("project", "show", "k", "--json").json()["regions"] == ["a", "b", "c"]
+
+
 def test_retire_refused_while_named_in_an_access_list(cli, applied):
     """A member named only in a dataset's or model's access list is still in use: retiring it left a
     list naming a member that no longer exists, and later adds and applies tripped over it."""

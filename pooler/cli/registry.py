@@ -50,9 +50,14 @@ def pairs(option: str, values: list[str]) -> Optional[dict[str, Decimal]]:
     return result
 
 
-def words(values: list[str]) -> Optional[list[str]]:
-    """Repeatable or comma-separated list options; None when none are given."""
-    items = [w.strip() for v in values for w in v.split(",") if w.strip()]
+def words(option: str, values: list[str], *, commas: bool = False) -> Optional[list[str]]:
+    """A repeatable list option, each value one id (ids may hold commas: `--dataset` and `--model`),
+    or with `commas` also comma-separated (regions, access lists); None when the option is not given.
+    An empty value is a usage error (review: `--region ""` stored no region limit at all, where a
+    manifest's `regions = [""]` is refused)."""
+    items = [w.strip() for v in values for w in (v.split(",") if commas else [v])]
+    if any(not w for w in items):
+        raise UsageError(f"{option}: an empty value (leave the option out for none)")
     return items or None
 
 
@@ -201,14 +206,14 @@ def register(app: typer.Typer) -> None:
                 "consortium", "--access", help='"open", "consortium" or member ids, comma-separated.'
             ),
             residency: list[str] = typer.Option(
-                [], "--residency", help="Regions where it may be processed (repeatable)."
+                [], "--residency", help="Regions where it may be processed (repeatable, or comma-separated)."
             ),
             credit: Optional[str] = typer.Option(None, "--credit", metavar="NUMBER", help="Units credited per period."),
         ) -> None:
-            access_value: Any = access if access in ("open", "consortium") else words([access])
+            access_value: Any = access if access in ("open", "consortium") else words("--access", [access], commas=True)
             _added(ctx, kind, {
                 "id": asset_id, "member": member, "access": access_value,
-                "residency": words(residency), "credit": number("--credit", credit),
+                "residency": words("--residency", residency, commas=True), "credit": number("--credit", credit),
             })
 
         add_asset.__doc__ = (
@@ -229,9 +234,9 @@ def register(app: typer.Typer) -> None:
         demand: str = typer.Option(..., "--demand", metavar="NUMBER", help="Normalised units per period."),
         weight: Optional[str] = typer.Option(None, "--weight", metavar="NUMBER", help="Default 1."),
         speed: list[str] = typer.Option([], "--speed", metavar="TYPE=SPEED", help="ACCELERATOR=SPEED (repeatable)."),
-        region: list[str] = typer.Option([], "--region", help="Allowed regions (repeatable)."),
-        dataset: list[str] = typer.Option([], "--dataset", help="Datasets used (repeatable)."),
-        model: list[str] = typer.Option([], "--model", help="Models used (repeatable)."),
+        region: list[str] = typer.Option([], "--region", help="Allowed regions (repeatable, or comma-separated)."),
+        dataset: list[str] = typer.Option([], "--dataset", help="A dataset used (repeatable; each value one id)."),
+        model: list[str] = typer.Option([], "--model", help="A model used (repeatable; each value one id)."),
     ) -> None:
         """Register a pooled project.
 
@@ -240,8 +245,8 @@ def register(app: typer.Typer) -> None:
         _added(ctx, "project", {
             "id": project_id, "sponsors": pairs("--sponsor", sponsor),
             "demand": number("--demand", demand), "weight": number("--weight", weight),
-            "speed": pairs("--speed", speed), "regions": words(region),
-            "datasets": words(dataset) or [], "models": words(model) or [],
+            "speed": pairs("--speed", speed), "regions": words("--region", region, commas=True),
+            "datasets": words("--dataset", dataset) or [], "models": words("--model", model) or [],
         })
 
     for kind, sub in groups.items():
