@@ -249,7 +249,31 @@ def test_member_add_list_show_retire(cli):
     assert cli("member", "retire", "pcl").exit_code == 0
     assert cli("member", "list", "--json").json() == []
     reuse = cli("member", "add", "pcl", "--name", "Again")
-    assert reuse.exit_code == 1 and "retired" in reuse.stderr
+    assert reuse.exit_code == 1
+    assert reuse.stderr.startswith('Error: pooler member add: [[members]] "pcl": id: was retired; ids are never reused')
+
+
+def test_a_manifest_re_adding_a_retired_id_names_the_file_and_table(cli, applied):
+    """Review: `apply` of a manifest that adds a retired id said `project "x" was retired...`,
+    naming neither the file nor the table."""
+    assert cli("project", "retire", "mind").exit_code == 0
+    before = digest(cli.db)
+    again = cli("apply", applied)
+    assert again.exit_code == 1
+    assert again.stderr.startswith(f'Error: {applied}: [[projects]] "mind": id: was retired; ids are never reused')
+    assert digest(cli.db) == before
+
+
+def test_an_actor_that_is_not_one_printable_line_is_refused(cli, applied, monkeypatch):
+    """Review: POOLER_ACTOR with a newline was recorded in the journal, breaking every line showing it."""
+    before = digest(cli.db)
+    for actor in ("ana\nmallory", "ana\x1b[31m", " ana"):
+        monkeypatch.setenv("POOLER_ACTOR", actor)
+        result = cli("member", "add", "x", "--name", "X")
+        assert result.exit_code == 2 and result.stderr.startswith("Error: POOLER_ACTOR must be one line")
+    assert digest(cli.db) == before
+    monkeypatch.setenv("POOLER_ACTOR", "ana@pcl (lab)")
+    assert cli("member", "add", "x", "--name", "X").exit_code == 0
 
 
 def test_duplicate_add_is_refused(cli):

@@ -74,15 +74,19 @@ def _rates_from(ctx: Context, snapshot: Snapshot, requested: str | None) -> str:
         raise UsageError(f"--rates-from: {exc}") from None
 
 
-def _check_retired_ids(writer: Any, plan: Plan) -> None:
-    problems = []
-    for change in plan.changes:
-        if change.action == "add" and change.id in writer.retired_ids(change.kind):
-            problems.append(
-                f'{change.kind} "{change.id}" was retired; ids are never reused (choose a new id)'
-            )
+def _check_retired_ids(writer: Any, plan: Plan, source: str) -> None:
+    """A manifest that adds an id retired before is refused, naming the file, table, id and key
+    (review: the error named neither the file nor the table)."""
+    from pooler.io.manifest import ManifestError, Problem
+
+    problems = [
+        Problem(source, table=COLLECTIONS[change.kind], id=change.id, key="id",
+                message="was retired; ids are never reused (choose a new id)")
+        for change in plan.changes
+        if change.action == "add" and change.id in writer.retired_ids(change.kind)
+    ]
     if problems:
-        raise RegistryError("; ".join(problems))
+        raise ManifestError(problems)
 
 
 def _check_result(state: Snapshot, source: str) -> None:
@@ -114,7 +118,7 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
         # a weekly consortium's rate change from a file without [consortium] was dated by months
         start = _rates_from(ctx, desired, rates_from)
         plan = make_plan(current, desired, prune=prune)
-        _check_retired_ids(writer, plan)
+        _check_retired_ids(writer, plan, str(path))
         _check_result(merge(current, desired, prune=prune), str(path))
         if dry_run or plan.empty:
             writer.rollback()
@@ -147,7 +151,7 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
         if record.id in current.by_id(kind):
             raise RegistryError(f'{kind} "{record.id}" already exists (use `pooler apply` to change it)')
         change = Change("add", kind, record.id, None, record.to_record())
-        _check_retired_ids(writer, Plan((change,)))
+        _check_retired_ids(writer, Plan((change,)), f"pooler {kind} add")
         from pooler.io.manifest import ManifestError, check_added
 
         problems = check_added(current, COLLECTIONS[kind], record, f"pooler {kind} add")
