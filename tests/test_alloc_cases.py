@@ -870,3 +870,44 @@ def test_a_borrower_of_a_tiny_reserve_beside_a_huge_class_still_stopped_at_capac
     assert res.projects["b"].allocated == pytest.approx(5, rel=1e-5)
     assert res.projects["a"].level > res.projects["b"].level
     assert res.projects["b"].bottleneck == "capacity"
+
+
+# -- bottleneck labels of projects whose weight counts as 0 ---------------------------------------------
+
+
+@pytest.mark.parametrize("b_pool", [None, "0.001"])
+def test_a_zero_weight_project_beside_one_at_its_demand_stopped_at_capacity(b_pool):
+    """Auditor's review: B contributes nothing (share 0, so its project's weight is 0) and gets what A's
+    project, at its demand, leaves of A's pool. Every device-hour it could use is granted, and the
+    rest is held by a project served before it: `capacity`, as with a share just above the 1e-6
+    rule (a pool of 0.001), where it read `capacity` and with none `fairness`."""
+    pools = [pool("pa", "A", 10)] + ([pool("pb", "B", b_pool)] if b_pool else [])
+    res = allocate(consortium(["A", "B"], pools, [project("ja", "A", 5), project("jb", "B", 1e9)]))
+    assert res.projects["ja"].bottleneck == "demand"
+    assert res.projects["jb"].allocated == pytest.approx(5 + float(b_pool or 0), rel=1e-9)
+    assert (res.projects["jb"].weight == 0) is (b_pool is None)
+    assert res.projects["jb"].bottleneck == "capacity"
+
+
+def test_a_project_held_back_by_a_zero_weight_project_of_a_tied_member_stopped_at_fairness():
+    """Auditor's review: A and B stand level in step 1 (Y/S 1,000,001.5 each), B's projects' weights
+    fall under the 1e-6 rule, and B's jb2 holds the rest of B's pool: more for ja would lower B's
+    total, fixed by step 1, so `fairness` (it read `capacity`, zero weights counting as the weakest
+    holders); with B's pool of 3 (no weight cut) it reads `fairness` as well."""
+    for b_cap in ("1.5", "3"):
+        res = allocate(consortium(["A", "B"], [pool("pa", "A", 1_000_000), pool("pb", "B", b_cap)],
+                                  [project("ja", "A", 1e9), project("jb1", "B", 0.2), project("jb2", "B", 1e9)],
+                                  policy=Policy(contribution_weight=D(1), usage_half_life_days=D(0))))
+        assert (res.projects["jb2"].weight == 0) is (b_cap == "1.5")
+        assert res.projects["ja"].allocated == pytest.approx(1_000_000, rel=1e-9)
+        assert res.projects["ja"].bottleneck == "fairness"
+
+
+def test_a_zero_share_member_s_project_left_nothing_stopped_at_capacity():
+    """Auditor's review: C contributes nothing; A's and B's projects meet their demands with every
+    device-hour of both pools; C's project gets nothing, and read `fairness`."""
+    res = allocate(consortium(["A", "B", "C"], [pool("pa", "A", 20), pool("pb", "B", 10)],
+                              [project("ja", "A", 25), project("jb", "B", 5), project("jc", "C", 100)]))
+    assert [res.projects[j].bottleneck for j in ("ja", "jb")] == ["demand", "demand"]
+    assert res.projects["jc"].allocated == pytest.approx(0, abs=1e-8)
+    assert res.projects["jc"].bottleneck == "capacity"

@@ -781,11 +781,17 @@ def _bottlenecks(inp: _Inputs, value, met, proj, pool, dh) -> list[str]:
     out = ["demand" if met[j] else "capacity" for j in range(J)]
     if not proj.size:
         return out
-    # claim of a project: zero-weight projects rank below the others; then its level
+    # where a project stands: projects with a weight by their level y / w, and above them all the
+    # projects whose weight counts as 0 (served after every other, equally: y / 0 is infinite for
+    # any y > 0), by their value. A holder standing as high as the project or higher keeps what it
+    # holds for a reason other than a stronger claim (fairness); one standing lower was served first
+    # (auditor's review: with zero-weight projects ranked lowest instead, a weight-0 project beside a
+    # project at its demand read `fairness`, and a project held back by a weight-0 project of
+    # another member, whose total step 1 fixed, read `capacity`)
     w = inp.weight
     with np.errstate(divide="ignore", invalid="ignore"):
         lvl = np.where(w > 0, value / np.where(w > 0, w, 1.0), value)
-    tier = (w > 0).astype(float)
+    tier = (w <= 0).astype(float)
     C = len(net.class_pools)
     pool_class = np.full(len(inp.pool_ids), -1)
     for c, ps in enumerate(net.class_pools):

@@ -648,6 +648,11 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
     # a pool it may borrow from whose owner keeps a reserve: lending stops there, whoever stands where
     reserved = any(p["owner_keeps"] and not p["own_pool"] for p in d["pools"])
     zero = d["weight"] <= 0
+    if d["bottleneck"] == "capacity" and zero:
+        reason = ("It stopped because the pools it can use are exhausted: its fair-share weight counts "
+                  "as 0, so it is served only from what the projects with a weight leave (step 2 serves "
+                  "weight-0 projects last), and they, or weight-0 projects with no more than it, hold "
+                  "every device-hour it could run on.")
     if d["bottleneck"] == "capacity" and not d["pools"]:
         reason = "It got nothing: no pool qualifies for it (below)."
     if d["bottleneck"] == "capacity" and reserved:
@@ -727,8 +732,9 @@ def explanation_lines(d: dict[str, Any], *, all_pools: bool = False) -> list[tup
 
 def _contested(pool: dict[str, Any], d: dict[str, Any]) -> tuple[int, float]:
     """How contested `pool` is for `d`'s project, lowest first: a pool others hold before one nobody
-    else holds, then by the lowest level among those others (a holder without a level is a project
-    of weight 0, served last: it stands lowest)."""
+    else holds, then by the lowest level among those others; first of all a pool held by a project
+    of weight 0 (no level): served after all others, it is the first a project would take from, so
+    why it did not is worth showing."""
     levels = [h.get("level") for h in pool["holders"] if h["project"] != d["project"]]
     if not levels:
         return (1, 0.0)
