@@ -628,6 +628,24 @@ def test_opening_a_database_that_is_no_ledger_is_ledger_not_found(tmp_path):
         Ledger.open(other)
 
 
+def test_init_in_a_database_holding_other_tables_is_refused_and_adds_none(tmp_path):
+    """Review: `init` of an SQLite file holding another program's tables added pooler's tables to it
+    and said "Created an empty ledger"; only tables named like pooler's were refused."""
+    other = tmp_path / "other.db"
+    raw(other).execute("CREATE TABLE notes (x)")
+    with pytest.raises(StoreError, match=r"other.db is not empty \(it has tables notes\) and is not a pooler ledger"):
+        Ledger.init(other, actor="t")
+    assert [r[0] for r in raw(other).execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["notes"]
+
+
+@pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
+def test_an_in_memory_database_is_no_place_for_a_ledger(url):
+    """Review: `--db sqlite:// init` said "Created an empty ledger at sqlite://", gone at once."""
+    for action in (lambda: Ledger.init(url, actor="t"), lambda: Ledger.open(url)):
+        with pytest.raises(StoreError, match=r"an in-memory SQLite database \(sqlite://\) is gone"):
+            action()
+
+
 def test_init_on_an_existing_ledger_is_ledger_exists(ledger, path):
     with pytest.raises(LedgerExists, match=str(path)):
         Ledger.init(path, actor="t")

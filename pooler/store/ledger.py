@@ -887,6 +887,14 @@ def _rows_per_statement(conn: Connection, columns: int) -> int:
 # --- the ledger ----------------------------------------------------------------------------------
 
 
+def _refuse_memory(url: URL) -> None:
+    """An in-memory SQLite database is gone when the process ends: no place for a ledger (review:
+    `--db sqlite:// init` said "Created an empty ledger at sqlite://")."""
+    if url.get_backend_name() == "sqlite" and (url.database or "") in ("", ":memory:"):
+        raise StoreUnavailable("an in-memory SQLite database (sqlite://) is gone when the command ends: "
+                               "give --db a file path")
+
+
 class Ledger:
     """A ledger database. Create one with `Ledger.init`, open one with `Ledger.open`; `close()` it (or
     use it as a context manager) when done. Not to be shared between processes: open it in each."""
@@ -917,6 +925,7 @@ class Ledger:
         url = database_url(target)
         backend = backend_for(url)
         path = sqlite_file(url)
+        _refuse_memory(url)
         if path is not None:
             if path.is_dir():
                 raise StoreUnavailable(f"cannot create a ledger at {path}: it is a directory")
@@ -931,9 +940,13 @@ class Ledger:
                         f"{ledger.name} already holds a pooler ledger (schema version {version}); "
                         "use it as it is, or choose another --db"
                     )
-                clash = sorted(set(inspect(conn).get_table_names()) & set(metadata.tables))
-                if clash:
-                    raise StoreError(f"{ledger.name} is not empty (it has tables {', '.join(clash)}) "
+                # any table at all: a ledger is made in a database of its own, not beside another
+                # program's tables (review: `init` of an unrelated SQLite file added pooler's tables
+                # to it and said "Created an empty ledger")
+                tables = sorted(inspect(conn).get_table_names())
+                if tables:
+                    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+                    raise StoreError(f"{ledger.name} is not empty (it has tables {shown}) "
                                      "and is not a pooler ledger; choose another --db")
                 run_migrations(conn, backend, migrations, 0)
                 Writer(conn, actor, ledger._clock).append("ledger.init", {"schema_version": migrations[-1].version})
@@ -954,6 +967,7 @@ class Ledger:
         url = database_url(target)
         backend = backend_for(url)
         path = sqlite_file(url)
+        _refuse_memory(url)
         if path is not None and not path.exists():
             # Checked before connecting: SQLite would otherwise create an empty file.
             raise LedgerNotFound(
