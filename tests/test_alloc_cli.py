@@ -918,6 +918,22 @@ def test_runs_recorded_before_the_period_kind_changed_are_still_read(ledger, tmp
     assert other.exit_code == 2 and "is a month, but this consortium's periods are quarters" in other.stderr
 
 
+def test_the_latest_period_is_the_latest_in_time_whatever_the_kind(ledger, tmp_path):
+    """Review: "the latest recorded period" was the largest label as text, so after a move from months
+    to weeks `alloc show` and `alloc inputs` picked 2026-W40 (September) over 2026-12."""
+    cli = ledger
+    assert cli("alloc", "run", "--period", "2026-12").exit_code == 0
+    weeks = tmp_path / "weeks.toml"
+    weeks.write_text('[consortium]\nname = "China Computing NET (illustrative)"\nperiod = "week"\n'
+                     "period_hours = 720\n", encoding="utf-8")  # (the example's pools run up to 720 h)
+    assert cli("apply", weeks).exit_code == 0
+    assert cli("alloc", "run", "--period", "2026-W40").exit_code == 0
+    assert cli("alloc", "show", "--json").json()["period"] == "2026-12"
+    assert cli("alloc", "inputs", "-f", "json").stdout == cli("alloc", "inputs", "-f", "json", "--period", "2026-12").stdout
+    missing = cli("alloc", "show", "--period", "2026-W41")
+    assert missing.exit_code == 1 and "(recorded: 2026-W40, 2026-12)" in missing.stderr
+
+
 def test_a_damaged_period_kind_is_one_error_line_and_recorded_runs_still_read(ledger):
     """Review: a consortium row whose period reads 'decade' (behind pooler's back) made `alloc show
     --period` a KeyError traceback."""

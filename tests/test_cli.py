@@ -265,12 +265,15 @@ def test_a_manifest_re_adding_a_retired_id_names_the_file_and_table(cli, applied
 
 
 def test_an_actor_that_is_not_one_printable_line_is_refused(cli, applied, monkeypatch):
-    """Review: POOLER_ACTOR with a newline was recorded in the journal, breaking every line showing it."""
+    """Review: POOLER_ACTOR with a newline was recorded in the journal, breaking every line showing it.
+    It is refused where an entry would be written; commands that write nothing still run."""
     before = digest(cli.db)
     for actor in ("ana\nmallory", "ana\x1b[31m", " ana"):
         monkeypatch.setenv("POOLER_ACTOR", actor)
         result = cli("member", "add", "x", "--name", "X")
-        assert result.exit_code == 2 and result.stderr.startswith("Error: POOLER_ACTOR must be one line")
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f"Error: the actor {actor!r} is not one line of printable text")
+        assert cli("ledger", "verify").exit_code == 0 and cli("member", "list").exit_code == 0
     assert digest(cli.db) == before
     monkeypatch.setenv("POOLER_ACTOR", "ana@pcl (lab)")
     assert cli("member", "add", "x", "--name", "X").exit_code == 0
@@ -340,6 +343,7 @@ def test_usage_errors_exit_2(cli, applied, args):
     ("--hours", "nan"), ("--reserve", "NaN"), ("--cost", "Infinity"), ("--demand", "inf"),
     ("--weight", "inf"), ("--sponsor", "pcl=inf"), ("--speed", "a800=inf"), ("--credit", "inf"),
     ("--rate", "\u0663"), ("--capacity", "0x10"), ("--demand", "1__0"),
+    ("--rate", "1e1000000"), ("--demand", "1e-999999999"),
 ])
 def test_non_finite_and_foreign_numbers_are_usage_errors(cli, applied, option, value):
     """Review: "inf" or "sNaN" given to any number option of an `add` command was a traceback
@@ -362,11 +366,42 @@ def test_non_finite_and_foreign_numbers_are_usage_errors(cli, applied, option, v
     result = cli(*args, option, value)
     assert result.exit_code == 2, result.stdout + result.stderr
     number = value.rpartition("=")[2]
-    assert result.stderr.strip() == f"Error: {option}: {number!r} is not a " + (
-        "finite number" if number.isascii() and number.lstrip("+-").isalpha() else "number")
+    assert result.stderr.strip() == f"Error: {option}: {number!r} is " + (
+        "out of range" if "e" in number and number[0].isdigit() else
+        "not a finite number" if number.isascii() and number.lstrip("+-").isalpha() else "not a number")
     assert digest(cli.db) == before
     # a number in decimal notation (underscores between digits, as TOML has them) is no usage error
     assert cli(*args, option, "1_0" if "=" not in value else value.replace("inf", "1")).exit_code != 2
+
+
+def test_a_project_whose_speed_table_runs_it_nowhere_is_refused_when_added_or_changed(cli, applied, tmp_path):
+    """Review: `speed = {}` or a table of zeros was taken, and `project list` showed it like no table
+    (which runs on every type). It is refused where a project is added or its table changed; a
+    ledger that holds one from before is not blocked on other changes, and `alloc solve` (which must
+    solve a recorded run's inputs as they were) solves it: the project gets nothing."""
+    before = digest(cli.db)
+    refused = cli("project", "add", "z", "--sponsor", "pcl=1", "--demand", "5", "--speed", "a800=0")
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith('Error: pooler project add: [[projects]] "z": speed: can run nowhere: no '
+                                     "accelerator type in its speed table has a speed above 0")
+    for table in ("speed = {}", "speed = { a800 = 0 }"):
+        applied.write_text(SMALL.replace("demand = 5000\n", f"demand = 5000\n{table}\n"), encoding="utf-8")
+        result = cli("apply", applied)
+        assert result.exit_code == 1
+        assert result.stderr.startswith(f'Error: {applied}: [[projects]] "mind": speed: can run nowhere')
+    assert digest(cli.db) == before
+    # a ledger holding one from before the rule (written as the store takes it)
+    from pooler.services.context import Context
+    from pooler.services.registry import open_ledger
+
+    with open_ledger(Context(db=str(cli.db), actor="old@pooler")) as ledger, ledger.writer("old@pooler") as w:
+        w.append("project.add", {"record": {"id": "old", "sponsors": {"pcl": "1"}, "demand": "5", "speed": {}}})
+    applied.write_text(SMALL.replace("rate = 1.2", "rate = 1.4"), encoding="utf-8")
+    assert cli("apply", applied).exit_code == 0  # not blocked by "old"
+    solved = tmp_path / "state.json"
+    assert cli("ledger", "export", "--format", "json", "-o", solved).exit_code == 0
+    result = cli("alloc", "solve", solved, "--json", db_path=None)
+    assert result.exit_code == 0 and result.json()["projects"]["old"]["allocated"] == 0
 
 
 @pytest.mark.parametrize("args", [
@@ -505,6 +540,8 @@ def test_a_file_without_consortium_or_policy_keeps_each_and_dates_rates_in_the_l
     rate.write_text('[[accelerators]]\nid = "a100"\nrate = 2\n', encoding="utf-8")
     changed = cli("apply", rate, "--rates-from", "2026-W50")
     assert changed.exit_code == 0, changed.stderr
+    rates = cli("accelerator", "show", "a100", "--json").json()["rates"]
+    assert [(r["from"], r["rate"]) for r in rates] == [(None, "1"), ("2026-W50", "2")]
     month = cli("apply", rate, "--rates-from", "2026-12")
     assert month.exit_code == 2 and "this consortium's periods are weeks" in month.stderr
     policy = tmp_path / "policy.toml"

@@ -574,6 +574,15 @@ def test_the_header_fits_at_80_columns_giving_up_the_reason_first(ledger):
         elif "(pool" in text:  # the reason goes first, whole
             raise AssertionError(text)
     assert views.overview_header(o, 20).plain.endswith("…")
+    # in terminal cells: a name of two-cell characters gives way as whole pieces too
+    from rich.cells import cell_len
+
+    wide = dataclasses.replace(o, consortium="粤港澳大湾区人工智能算力网络联盟")
+    for width in (70, 80):  # (at 60 even the run's number does not fit whole: cut, with an ellipsis)
+        text = views.overview_header(wide, width).plain
+        whole = views.overview_header(wide).plain
+        assert cell_len(text) <= width and not text.endswith("…") and whole.startswith(text)
+        assert whole[len(text):].startswith((" of ", " by ", " (")) and f"run #{o.run['seq']}" in text
 
 
 def test_a_pool_idle_over_30_percent_is_marked_in_words(ledger):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from rich.cells import cell_len
 from rich.console import Group as RichGroup
 from rich.table import Table
 from rich.text import Text
@@ -171,7 +172,9 @@ def overview_header(o, width: int | None = None) -> Text:
                   (" of ", run.get("time", "")[:10]), (" by ", str(run.get("actor")))]
         if run.get("reason"):
             parts.append((" ", f"({run['reason']})"))
-    while width is not None and len(parts) > 3 and sum(len(a) + len(b) for a, b in parts) > width:
+    # in terminal cells: a Chinese name takes two a character (review: measured in characters, the
+    # date stayed and was cut in the middle)
+    while width is not None and len(parts) > 3 and sum(cell_len(a) + cell_len(b) for a, b in parts) > width:
         parts.pop()
     text = Text(no_wrap=True, overflow="ellipsis")
     for n, (sep, piece) in enumerate(parts):

@@ -604,11 +604,20 @@ class _Checker:
         if allowed is not None and not allowed:
             key = "regions" if "regions" in clean else ("datasets" if limits[0].startswith("dataset") else "models")
             element.add(key, "can run nowhere: no region is in all of " + ", ".join(limits))
-        if "speed" in clean and not any(v > 0 for v in clean["speed"].values()):
-            # a speed table names the types a project runs on: with none at a speed above 0 it runs on
-            # none (review: `speed = {}` was taken, and listed like no table at all)
-            element.add("speed", "can run nowhere: no accelerator type in it has a speed above 0 "
-                                 "(leave the table out to run on every type at speed 1)")
+
+
+NOWHERE_SPEED = ("can run nowhere: no accelerator type in its speed table has a speed above 0 (leave the "
+                 "table out to run on every type at speed 1)")
+
+
+def runs_nowhere_by_speed(project: Any) -> bool:
+    """Whether a project's speed table (given, as opposed to absent) has no type above speed 0.
+
+    Refused for a project being added or changed (`apply`, `project add`), not in a manifest as
+    such: a ledger may hold one from before the rule, and `alloc solve` of a run's inputs must solve
+    what the run solved (it gets nothing there)."""
+    speed = getattr(project, "speed", None)
+    return speed is not None and not any(v > 0 for _, v in speed)
 
 
 def _suggest(key: str, known: Iterable[str]) -> str:

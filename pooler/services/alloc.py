@@ -340,6 +340,15 @@ def _view(reader, entry: Entry, superseded_by: int | None = None) -> RunView:
     )
 
 
+def period_order(label: str) -> tuple:
+    """A sort key of recorded period labels by when the period starts, whatever its kind (a
+    consortium that moved from months to weeks: "2026-W40" is not after "2026-12", as text has it)."""
+    try:
+        return (0, parse_period(label).start, label)
+    except PeriodError:  # not a label this code reads: after every period it does, by text
+        return (1, label, label)
+
+
 def pick_entry(reader, period: str | None, what: str = "--period") -> tuple[Entry, tuple[int, ...]]:
     """The committed run entry of `period` (the latest recorded one for it), or of the latest period,
     with the seqs of the earlier runs it supersedes; its rows are not read. A label of a recorded
@@ -353,10 +362,10 @@ def pick_entry(reader, period: str | None, what: str = "--period") -> tuple[Entr
     if not runs:
         raise NotFound("no allocation has been recorded yet (pooler alloc run --period P)")
     if period is None:
-        period = max(e.payload["period"] for e in runs)
+        period = max((e.payload["period"] for e in runs), key=period_order)
     chosen = [e for e in runs if e.payload["period"] == period]
     if not chosen:
-        recorded = sorted({e.payload["period"] for e in runs})
+        recorded = sorted({e.payload["period"] for e in runs}, key=period_order)
         raise NotFound(f"no recorded run for {period} (recorded: {', '.join(recorded)})")
     return chosen[-1], tuple(e.seq for e in chosen[:-1])
 

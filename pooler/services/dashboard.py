@@ -128,7 +128,7 @@ def overview(ctx: Context, period: str | None = None) -> Overview:
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         head_seq, head_hash = reader.head()
         runs = reader.entries_of_kind(alloc.RUN_KIND)
-        periods = tuple(sorted({e.payload["period"] for e in runs}))
+        periods = tuple(sorted({e.payload["period"] for e in runs}, key=alloc.period_order))
         entry = None
         if runs:
             entry, _ = alloc.pick_entry(reader, period)

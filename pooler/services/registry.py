@@ -89,6 +89,24 @@ def _check_retired_ids(writer: Any, plan: Plan, source: str) -> None:
         raise ManifestError(problems)
 
 
+def _check_speed_tables(plan: Plan, desired: Snapshot, source: str) -> None:
+    """A project added, or whose speed table changes, must run somewhere: a table with no type above
+    speed 0 is refused (review: `speed = {}` was taken, and listed like no table at all). A ledger
+    that holds such a project from before is not refused for it on other changes."""
+    from pooler.io.manifest import NOWHERE_SPEED, ManifestError, Problem, runs_nowhere_by_speed
+
+    projects = desired.by_id("project")
+    problems = [
+        Problem(source, table="projects", id=change.id, key="speed", message=NOWHERE_SPEED)
+        for change in plan.changes
+        if change.kind == "project" and change.id in projects
+        and (change.action == "add" or (change.action == "change" and "speed" in change.changed_keys))
+        and runs_nowhere_by_speed(projects[change.id])
+    ]
+    if problems:
+        raise ManifestError(problems)
+
+
 def _check_result(state: Snapshot, source: str) -> None:
     from pooler.io.manifest import ManifestError, check_state
 
@@ -119,6 +137,7 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
         start = _rates_from(ctx, desired, rates_from)
         plan = make_plan(current, desired, prune=prune)
         _check_retired_ids(writer, plan, str(path))
+        _check_speed_tables(plan, desired, str(path))
         _check_result(merge(current, desired, prune=prune), str(path))
         if dry_run or plan.empty:
             writer.rollback()
@@ -152,6 +171,8 @@ def add(ctx: Context, kind: str, fields: dict[str, Any]) -> Change:
             raise RegistryError(f'{kind} "{record.id}" already exists (use `pooler apply` to change it)')
         change = Change("add", kind, record.id, None, record.to_record())
         _check_retired_ids(writer, Plan((change,)), f"pooler {kind} add")
+        _check_speed_tables(Plan((change,)), current.replace(**{COLLECTIONS[kind]: (record,)}),
+                            f"pooler {kind} add")
         from pooler.io.manifest import ManifestError, check_added
 
         problems = check_added(current, COLLECTIONS[kind], record, f"pooler {kind} add")

@@ -482,14 +482,23 @@ def stored_decimal(text: Any) -> Decimal:
     return number
 
 
+def check_actor(actor: object) -> None:
+    """Who writes an entry: one line of printable text, without spaces around it (review: a newline
+    in POOLER_ACTOR was recorded, and broke every journal line that shows it)."""
+    if not isinstance(actor, str) or not actor.strip():
+        raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
+    if not actor.isprintable() or actor != actor.strip():
+        raise EntryRejected(f"the actor {actor!r} is not one line of printable text without spaces "
+                            "around it (POOLER_ACTOR sets it)")
+
+
 class Writer(Reader):
     """One writer transaction. Appends are applied to the state in memory and written at once; the
     transaction commits when the `with` block ends and rolls back if it raises."""
 
     def __init__(self, conn: Connection, actor: str, clock: Clock) -> None:
         super().__init__(conn)
-        if not isinstance(actor, str) or not actor.strip():
-            raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
+        check_actor(actor)
         self.actor = actor
         self._clock = clock
         self._head: tuple[int, str] | None = None
@@ -919,9 +928,7 @@ class Ledger:
         `ledger.init` with the schema version. `LedgerExists` if one is already there. `migrations`
         is for tests and tools (a ledger as an older release made it)."""
         check_migrations(migrations)
-        if not isinstance(actor, str) or not actor.strip():
-            # Checked before the file is created, so that a bad call leaves nothing behind.
-            raise EntryRejected("every entry needs an actor (who is writing, e.g. ana@pcl)")
+        check_actor(actor)  # before the file is created, so that a bad call leaves nothing behind
         url = database_url(target)
         backend = backend_for(url)
         path = sqlite_file(url)
