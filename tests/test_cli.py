@@ -553,6 +553,18 @@ def test_a_file_without_consortium_or_policy_keeps_each_and_dates_rates_in_the_l
     assert cli("ledger", "verify").exit_code == 0
 
 
+def test_init_names_a_postgresql_ledger_without_its_password(cli):
+    """Review: `init` printed the --db URL with its password, twice."""
+    if not str(cli.db).startswith("postgresql"):
+        pytest.skip("a PostgreSQL URL")
+    from sqlalchemy.engine import make_url
+
+    url = make_url(str(cli.db)).set(password="Sekr1tPW").render_as_string(hide_password=False)
+    result = cli("init", db_path=url)  # (the test server trusts loopback: any password is let in)
+    assert result.exit_code == 0, result.stderr
+    assert "Sekr1tPW" not in result.stderr and result.stderr.count(":***@") == 2
+
+
 def test_demo_builds_the_example_and_says_what_next(cli, tmp_path):
     folder = tmp_path / "demo"
     result = cli("demo", "--dir", folder, db_path=None)

@@ -392,3 +392,31 @@ def test_every_result_and_connection_is_freed(hostile_url, monkeypatch):
         libpq.connect(_conninfo(hostile_url))
     assert counting.made["conn"] == 4 and counting.made["result"] >= 15
     assert counting.made == counting.freed
+
+
+def test_a_role_without_privileges_gets_one_error_line_that_says_so(hostile_url):
+    """Review: `member list` as a role that may not read the ledger's tables was a traceback (the quick
+    path handed over to the store, whose driver error nothing caught), and `member add` blamed the
+    ledger ("may be damaged") for a missing privilege."""
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    role = f"nopriv_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(need_postgres(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD 'Sekr1tPW'")
+    try:
+        url = make_url(hostile_url).set(username=role, password="Sekr1tPW").render_as_string(hide_password=False)
+        for args in (["member", "list"], ["project", "list", "--json"], ["member", "add", "x", "--name", "X"]):
+            done = subprocess.run([sys.executable, "-m", "pooler.cli", "--db", url, *args], capture_output=True,
+                                  text=True, cwd=ROOT, env=_clean_env(COLUMNS="100"), timeout=120, check=False)
+            assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+            assert done.stderr.startswith("Error: the database refused a statement of pooler's: ")
+            assert "permission denied" in done.stderr and "may not do this" in done.stderr
+            assert "Sekr1tPW" not in done.stderr and done.stderr.count("\n") == 1
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+        admin.dispose()

@@ -1298,3 +1298,50 @@ def test_plain_json_is_the_careful_walk_whichever_way_it_goes(value):
         except EntryRejected as exc:
             return "refused", str(exc)
     assert outcome(plain_json) == outcome(_plain_json)
+
+
+@pytest.mark.parametrize("url, words", [
+    ("postgresql+psycopg://alice:Sekr1tPW@127.0.0.1:notaport/db", "its port is not a number"),
+    ("postgresql+psycopg://alice:p@Sekr1tPW@127.0.0.1/db", "its password holds an '@'; write it as %40"),
+])
+def test_a_bad_database_url_is_one_error_without_its_password(url, words):
+    """Review: a port that is no number was a ValueError traceback while the message was being made,
+    and an unescaped '@' in the password sent the driver to a host named after the rest of it, which
+    its message then printed."""
+    from pooler.store.db import database_url
+
+    with pytest.raises(StoreError) as info:
+        database_url(url)
+    assert words in str(info.value) and "Sekr1tPW" not in str(info.value) and "alice:***@" in str(info.value)
+
+
+def test_shown_db_hides_a_password_whole():
+    from pooler.store.urls import shown_db
+
+    assert shown_db("./pooler.db") == "./pooler.db"
+    assert shown_db("sqlite:////tmp/a:b@c/x.db") == "sqlite:////tmp/a:b@c/x.db"
+    assert shown_db("postgresql+psycopg://alice@h/db") == "postgresql+psycopg://alice@h/db"
+    for secret in ("s3cret", "p@ss", "pa/ss", "a:b"):
+        assert shown_db(f"postgresql+psycopg://alice:{secret}@127.0.0.1:5432/db") == \
+            "postgresql+psycopg://alice:***@127.0.0.1:5432/db"
+
+
+def test_a_connection_lost_mid_read_is_one_error_that_says_so():
+    """Review: `ledger verify` while the PostgreSQL server stopped was a traceback
+    (PendingRollbackError), and an import lost its connection with two lines, one of psycopg's."""
+    import logging
+
+    from sqlalchemy import create_engine, text
+
+    with postgres_database() as url:
+        Ledger.init(url, actor="t").close()
+        admin = create_engine(url, isolation_level="AUTOCOMMIT")
+        with Ledger.open(url, actor="t") as ledger:
+            with pytest.raises(StoreError, match="the connection to the database was lost"):
+                with ledger.reader() as reader:
+                    pid = reader._conn.execute(text("SELECT pg_backend_pid()")).scalar()
+                    with admin.connect() as conn:
+                        conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+                    reader.entries()
+        admin.dispose()
+    assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("psycopg").handlers)

@@ -364,6 +364,21 @@ def test_a_missing_ledger_is_a_message(tmp_path, monkeypatch):
     assert not (tmp_path / "nothing.db").exists()
 
 
+def test_a_ledger_url_s_password_is_not_shown(tmp_path, monkeypatch):
+    """Review: the header and the ledger line showed the --db URL with its password (a wrong one
+    beside an Error line that hid it)."""
+    monkeypatch.chdir(tmp_path)
+
+    async def steps(app, pilot):
+        assert "Error:" in _note(app)
+        header = str(app.query_one("#header").content)
+        assert header == "pooler · postgresql+psycopg://alice:***@127.0.0.1:1/ledger"
+        assert "Sekr1tPW" not in _note(app)
+        await pilot.press("q")
+
+    drive(_app("postgresql+psycopg://alice:Sekr1tPW@127.0.0.1:1/ledger"), steps)
+
+
 def test_an_empty_ledger_is_a_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     registry.init(_ctx("empty.db"))

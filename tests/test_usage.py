@@ -164,6 +164,33 @@ def test_sacct_unknown_account_or_pool_is_a_bad_line(ledger, tmp_path):
     assert [s["line"] for s in skipped.json()["skipped"]] == [3, 5, 15, 17]
 
 
+def test_a_nul_in_a_job_id_is_a_bad_line_on_every_database(ledger, tmp_path):
+    """Review: a NUL in a Slurm JobIDRaw (or a CSV job column) was recorded on SQLite and, on
+    PostgreSQL, whose text takes none, the whole import failed with "the database refused a
+    statement ... may be damaged". It is now a bad line on both, with its number."""
+    lines = (GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8").splitlines()
+    lines[1] = "10\x0002" + lines[1][4:]
+    sacct = tmp_path / "nul.txt"
+    sacct.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = tmp_path / "map.toml"
+    mapping.write_text(MAP, encoding="utf-8")
+    csv_file = tmp_path / "nul.csv"
+    csv_file.write_text("project,pool,device_hours,start,end,job\nmind,gz-a800,1,1790000000,1790003600,a\x00b\n"
+                        "mind,gz-a800,1,2026-10-01T00:00:00,2026-10-01T01:00:00,c\x00d\n", encoding="utf-8")
+    before = digest(ledger.db)
+    refused = ledger("usage", "import", sacct, "--format", "sacct", "--map", mapping)
+    assert refused.exit_code == 1 and "line 2: job '10\\x0002': JobIDRaw holds a NUL character" in refused.stderr
+    refused = ledger("usage", "import", csv_file, "--format", "csv")
+    text = " ".join(refused.stderr.split())
+    assert refused.exit_code == 1 and "line 2: the job holds a NUL character" in text
+    assert "line 3: the job holds a NUL character" in text
+    assert digest(ledger.db) == before
+    kept = ledger("usage", "import", sacct, "--format", "sacct", "--map", mapping, "--skip-bad", "--json")
+    assert kept.exit_code == 0, kept.stderr
+    assert [s["line"] for s in kept.json()["skipped"]] == [2]
+    assert ledger("ledger", "verify").exit_code == 0
+
+
 CSV_GOOD = """project,pool,device_hours,start,end
 mind,gz-a800,10,2026-10-01T00:00:00,2026-10-02T00:00:00
 ernie,nm-h800,2.5,1790000000,1790003600

@@ -261,7 +261,7 @@ class PoolerApp(App[int]):
 
     def _failed(self, message: str) -> None:
         self.overview = None
-        self.query_one("#header", Static).update(Text(f"pooler · {self.ctx.db}", style="bold"))
+        self.query_one("#header", Static).update(Text(f"pooler · {self.ctx.shown_db}", style="bold"))
         note = self.query_one("#ov-note", Static)
         note.update(f"Error: {message}")
         note.add_class("error")
@@ -307,7 +307,7 @@ class PoolerApp(App[int]):
         self.query_one("#ov-regions", Static).update(regions)
         self.query_one("#ov-types", Static).update(types if o.by_accelerator else "")
         self.query_one("#ov-ledger", Static).update(
-            views.ledger_status(o, self.verification, colours, self.ctx.db))
+            views.ledger_status(o, self.verification, colours, self.ctx.shown_db))
 
     def _show_ledger(self, entries: list, error: str | None, head_seq: int) -> None:
         from pooler.services import ledger as ledger_service  # imported already by `_load_tables`
@@ -367,7 +367,7 @@ class PoolerApp(App[int]):
             self._paint_overview()
         table = self.table("ledger")
         if table.loaded:
-            line = views.ledger_status(self.overview, result, self.palette(), self.ctx.db) \
+            line = views.ledger_status(self.overview, result, self.palette(), self.ctx.shown_db) \
                 if self.overview else Text(str(result))
             table.query_one(".status").update(line)
         if not result.get("error") and not result["ok"]:

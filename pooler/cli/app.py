@@ -70,26 +70,14 @@ class PoolerGroup(LazyGroup):
             message(f"Error: {exc}", style="red")
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:
-            refused = _database_refusal(exc)
+            from pooler.cli.output import database_refusal, message
+
+            refused = database_refusal(exc)
             if refused is None:
                 raise
-            from pooler.cli.output import message
 
             message(f"Error: {refused}", style="red")
             raise typer.Exit(1) from None
-
-
-def _database_refusal(exc: BaseException) -> str | None:
-    """One line for an error the database driver raised that the store did not word (a table of the
-    ledger missing or renamed behind pooler's back, a privilege taken away): the database's own first
-    line, not a traceback. None for anything else (a fault in pooler keeps its traceback)."""
-    errors = sys.modules.get("sqlalchemy.exc")  # loaded whenever a database was used
-    if errors is None or not isinstance(exc, errors.DBAPIError):
-        return None
-    detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
-    return (f"the database refused a statement of pooler's: {detail[0] if detail else type(exc).__name__}. "
-            "The ledger may be damaged, changed behind pooler's back, or not a pooler ledger; nothing "
-            "was written")
 
 
 app = typer.Typer(

@@ -229,6 +229,14 @@ def _list(kind: str, db: str, include_retired: bool, as_json: bool) -> NoReturn:
 
         message(f"Error: {exc}", style="red")
         sys.exit(exc.exit_code)
+    except Exception as exc:  # a driver's error the store did not word, as `PoolerGroup.invoke`
+        from pooler.cli.output import database_refusal, message
+
+        refused = database_refusal(exc)
+        if refused is None:
+            raise
+        message(f"Error: {refused}", style="red")
+        sys.exit(1)
 
 
 def _finish(run, code: int) -> NoReturn:  # noqa: ANN001

@@ -7,6 +7,7 @@ before: JSON output (`print_json`) needs none of it (issue #6).
 from __future__ import annotations
 
 import json
+import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -174,3 +175,22 @@ def number(value: float | None, places: int = 0) -> str:
     if value is None:
         return ""
     return f"{value:,.{places}f}"
+
+
+def database_refusal(exc: BaseException) -> str | None:
+    """One line for an error the database driver raised that the store did not word (a table of the
+    ledger missing or renamed behind pooler's back, a privilege taken away): the database's own first
+    line, not a traceback. None for anything else (a fault in pooler keeps its traceback)."""
+    errors = sys.modules.get("sqlalchemy.exc")  # loaded whenever a database was used
+    if errors is None or not isinstance(exc, errors.DBAPIError):
+        return None
+    detail = str(exc.orig if exc.orig is not None else exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    if "permission denied" in first.lower() or "readonly database" in first.lower():
+        # (review: a role without the privileges read "The ledger may be damaged")
+        return (f"the database refused a statement of pooler's: {first}. The role (or user) in --db may "
+                "not do this on the ledger's tables: use the ledger database's owner, or have it grant "
+                "the privileges; nothing was written")
+    return (f"the database refused a statement of pooler's: {first}. "
+            "The ledger may be damaged, changed behind pooler's back, or not a pooler ledger; nothing "
+            "was written")

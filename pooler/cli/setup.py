@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         c = context(ctx)
         registry.init(c)
-        message(f"Created an empty ledger at {c.db}. Next: pooler --db {c.db} apply MANIFEST.toml")
+        message(f"Created an empty ledger at {c.shown_db}. Next: pooler --db {c.shown_db} apply MANIFEST.toml")
 
     @app.command("apply")
     def apply_cmd(

@@ -234,6 +234,9 @@ def _csv_line(number: int, row: list[str], width: int, projects, pools, period) 
     project, pool, hours_text, start_text, end_text = (c.strip() for c in row[:5])
     job = row[5].strip() or None if width == 6 else None
     reasons = []
+    if job is not None and "\x00" in job:
+        # PostgreSQL's text takes no NUL, SQLite's does: refused on both (review)
+        reasons.append("the job holds a NUL character")
     if not project:
         reasons.append("the project is empty")
     elif project not in projects:
@@ -496,7 +499,7 @@ def scan_csv(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset
             project = fast_projects.get(project)
             pool = fast_pools.get(pool)
             if (known is not None and project is not None and pool is not None and start.isdigit()
-                    and end.isdigit()):
+                    and end.isdigit() and (job is None or "\x00" not in job)):
                 try:
                     start = int(start)
                     end = int(end)
@@ -629,6 +632,10 @@ def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozens
             yield LineProblem(number, f"expected {width} fields separated by |, found {len(fields)}")
             continue
         job = fields[index["JobIDRaw"]].strip()
+        if "\x00" in job:
+            # PostgreSQL's text takes no NUL, SQLite's does: refused on both (review)
+            yield LineProblem(number, f"job {job!r}: JobIDRaw holds a NUL character")
+            continue
         if "." in job:
             stats.ignore("job steps")
             continue

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from pooler.store.urls import shown_db
+
 DEFAULT_DB = "./pooler.db"
 
 
@@ -41,6 +43,11 @@ class Context:
     @property
     def url(self) -> str:
         return db_url(self.db)
+
+    @property
+    def shown_db(self) -> str:
+        """The ledger as messages and screens name it (a URL's password hidden)."""
+        return shown_db(self.db)
 
 
 def db_url(db: str) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from pooler.store.errors import StoreUnavailable
+from pooler.store.urls import shown_db
 
 BUSY_TIMEOUT_SECONDS = 30
 # Execution option set on a writer's connection; the `begin` hook reads it to choose BEGIN IMMEDIATE.
@@ -36,10 +37,19 @@ def database_url(target: str | os.PathLike[str] | URL) -> URL:
         return target
     value = os.fspath(target)
     if "://" in value:
+        shown = shown_db(value)
         try:
-            return make_url(value)
+            url = make_url(value)
         except ArgumentError as exc:
-            raise StoreUnavailable(f"{value!r} is not a database URL: {exc}") from None
+            raise StoreUnavailable(f"{shown!r} is not a database URL: {str(exc).replace(value, shown)}") from None
+        except ValueError:  # (review: a port that is no number was a traceback, naming the password)
+            raise StoreUnavailable(f"{shown!r} is not a database URL: its port is not a number") from None
+        if url.host and "@" in url.host:
+            # an unescaped "@" in the password: the driver would look for a host named after the rest
+            # of it, and print that (review)
+            raise StoreUnavailable(f"{shown!r} is not a database URL that pooler can use: its password holds "
+                                   "an '@'; write it as %40 (and ':' as %3A, '/' as %2F)")
+        return url
     path = Path(value).expanduser().absolute()
     return URL.create("sqlite+pysqlite", database=str(path))
 
@@ -186,6 +196,16 @@ class PostgreSQLBackend(Backend):
     name = "postgresql"
     # Any constant will do; it only has to be the same for every pooler writer on the database.
     _WRITE_LOCK_KEY = 0x706F6F6C  # "pool"
+
+    def configure(self, engine: Engine) -> None:
+        import logging
+
+        # psycopg logs what it ignores while cleaning up after a lost connection ("error ignored
+        # terminating <psycopg.Copy>"); with no handler, Python printed it beside pooler's own Error
+        # line (review: two lines when the server stopped during an import)
+        log = logging.getLogger("psycopg")
+        if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+            log.addHandler(logging.NullHandler())
 
     def reader_options(self) -> dict[str, object]:
         return {"isolation_level": "REPEATABLE READ"}

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, Integer, String, func, insert, inspect, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError, PendingRollbackError
 
 from pooler.core.model import Consortium, Snapshot, dec
 from pooler.store.attachments import RowChunks, attachment_table, attachment_tables, digest_stored_rows
@@ -1037,12 +1037,20 @@ class Ledger:
                     yield conn
         except OperationalError as exc:
             raise StoreUnavailable(self._explain(exc)) from exc
+        except PendingRollbackError as exc:
+            # a statement after the connection was lost, past a first error caught on the way
+            # (review: `ledger verify` while the server stopped was a traceback)
+            raise StoreUnavailable(f"cannot use the ledger {self.name}: the connection to the database "
+                                   "was lost (did the server stop?); try again") from exc
 
     def _explain(self, exc: OperationalError) -> str:
         detail = str(exc.orig) if exc.orig is not None else str(exc)
         if "locked" in detail or "busy" in detail:
             return (f"the ledger {self.name} stayed busy for more than {BUSY_TIMEOUT_SECONDS} s "
                     "(another pooler is writing to it); try again")
+        if "connection is closed" in detail or "connection is lost" in detail or "terminating connection" in detail:
+            return (f"cannot use the ledger {self.name}: the connection to the database was lost (did the "
+                    f"server stop?): {detail.splitlines()[0]}")
         return f"cannot use the ledger {self.name}: {detail}"
 
     @contextmanager

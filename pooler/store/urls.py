@@ -1,0 +1,15 @@
+"""How a `--db` value is shown: without SQLAlchemy, for messages and screens that start fast."""
+
+from __future__ import annotations
+
+
+def shown_db(db: str) -> str:
+    """`db` as messages and screens show it: a URL's password as `***` (review: `init` and the
+    dashboard printed it). The password is everything between the user's `:` and the last `@`, so a
+    password holding an unescaped `@` or `/` is hidden whole as well."""
+    scheme, sep, rest = db.partition("://")
+    if not sep or "@" not in rest or scheme.startswith("sqlite"):  # (a file path may hold ":" and "@")
+        return db
+    userinfo, _, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
