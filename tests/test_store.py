@@ -1345,3 +1345,33 @@ def test_a_connection_lost_mid_read_is_one_error_that_says_so():
                     reader.entries()
         admin.dispose()
     assert any(isinstance(h, logging.NullHandler) for h in logging.getLogger("psycopg").handlers)
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopq://u@127.0.0.1/db", "postgresql+psycopg2://u@127.0.0.1/db",
+                                 "postgres+psycopg://u@127.0.0.1/db"])
+def test_a_postgresql_url_with_another_driver_says_what_to_write(url):
+    """Review: a typo in the driver gave "Can't load plugin: sqlalchemy.dialects:postgresql.psycopq",
+    psycopg2 "No module named 'psycopg2'", and `postgres://` was "not SQLite or PostgreSQL"."""
+    with pytest.raises(StoreError, match=r"reaches PostgreSQL through psycopg \(version 3\): write "
+                                         r"postgresql\+psycopg://USER@HOST/DBNAME"):
+        Ledger.open(url)
+
+
+def test_a_postgresql_url_without_a_driver_means_psycopg():
+    from pooler.store.db import database_url
+
+    for url in ("postgresql://u@h/db", "postgres://u@h/db"):
+        assert database_url(url).drivername == "postgresql+psycopg"
+    with pytest.raises(StoreError, match=r"a mysql database: --db takes a file path, sqlite:///PATH, or "):
+        Ledger.open("mysql://u@h/db")
+
+
+def test_a_missing_postgresql_database_says_to_create_it():
+    from sqlalchemy.engine import make_url
+
+    from tests.backends import need_postgres
+
+    url = make_url(need_postgres()).set(database="pooler_no_such_db").render_as_string(hide_password=False)
+    for action in (lambda: Ledger.open(url), lambda: Ledger.init(url, actor="t")):
+        with pytest.raises(StoreError, match=r"does not exist \(create the database first, e.g. `createdb DBNAME`"):
+            action()

@@ -379,6 +379,24 @@ def test_a_ledger_url_s_password_is_not_shown(tmp_path, monkeypatch):
     drive(_app("postgresql+psycopg://alice:Sekr1tPW@127.0.0.1:1/ledger"), steps)
 
 
+def test_a_refresh_that_cannot_read_the_ledger_says_so_on_the_overview(ledger, tmp_path):
+    """Review: with the PostgreSQL server stopped, `r` left the Overview blank (its error went into a
+    line hidden since the first paint); the other views said it."""
+    async def steps(app, pilot):
+        assert not app.query_one("#ov-note").display
+        (tmp_path / "pooler.db").rename(tmp_path / "away.db")
+        await pilot.press("r")
+        await _settle(app, pilot)
+        note = app.query_one("#ov-note")
+        assert note.display and "Error: no ledger at" in _note(app)
+        (tmp_path / "away.db").rename(tmp_path / "pooler.db")
+        await pilot.press("r")
+        await _settle(app, pilot)
+        assert not app.query_one("#ov-note").display and app.overview is not None
+
+    drive(_app(ledger), steps)
+
+
 def test_an_empty_ledger_is_a_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     registry.init(_ctx("empty.db"))

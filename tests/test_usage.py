@@ -164,6 +164,19 @@ def test_sacct_unknown_account_or_pool_is_a_bad_line(ledger, tmp_path):
     assert [s["line"] for s in skipped.json()["skipped"]] == [3, 5, 15, 17]
 
 
+def test_the_log_names_an_import_by_its_file_and_lines(ledger, tmp_path):
+    """Review: `ledger log` and the dashboard's Ledger view gave a usage import the subject "None"."""
+    path = tmp_path / "usage.csv"
+    path.write_text(CSV_GOOD, encoding="utf-8")
+    assert ledger("usage", "import", path, "--format", "csv").exit_code == 0
+    from pooler.services import ledger as service
+    from pooler.services.context import Context
+
+    [entry] = service.log(Context(db=str(ledger.db), actor="t"), limit=1)
+    assert entry.kind == "usage.import" and service.subject(entry) == "usage.csv (3 lines)"
+    assert "usage.csv (3 lines)" in ledger("ledger", "log", "--limit", "1").stdout
+
+
 def test_a_nul_in_a_job_id_is_a_bad_line_on_every_database(ledger, tmp_path):
     """Review: a NUL in a Slurm JobIDRaw (or a CSV job column) was recorded on SQLite and, on
     PostgreSQL, whose text takes none, the whole import failed with "the database refused a

@@ -265,6 +265,8 @@ class PoolerApp(App[int]):
         note = self.query_one("#ov-note", Static)
         note.update(f"Error: {message}")
         note.add_class("error")
+        note.display = True  # (hidden by an Overview painted before without a note: review, a refresh
+        #                       while the server was down left the Overview blank)
         self.query_one("#ov-totals", Static).update("")
         self.query_one("#ov-regions", Static).update("")
         self.query_one("#ov-types", Static).update("")

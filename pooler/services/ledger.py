@@ -25,7 +25,12 @@ def subject(entry) -> str:
             return str(payload["record"].get("id", ""))
         if "id" in payload:
             return str(payload["id"])
-        if "period" in payload:
+        if entry.kind == "usage.import" and "file" in payload:
+            # (review: the subject read "None", the import's --period when none was given)
+            lines = payload.get("recorded")
+            return f"{payload['file']} ({lines:,} {'line' if lines == 1 else 'lines'})" if isinstance(lines, int) \
+                else str(payload["file"])
+        if payload.get("period") is not None:
             return str(payload["period"])
     return ""
 

@@ -44,6 +44,9 @@ def database_url(target: str | os.PathLike[str] | URL) -> URL:
             raise StoreUnavailable(f"{shown!r} is not a database URL: {str(exc).replace(value, shown)}") from None
         except ValueError:  # (review: a port that is no number was a traceback, naming the password)
             raise StoreUnavailable(f"{shown!r} is not a database URL: its port is not a number") from None
+        if url.drivername in ("postgresql", "postgres"):
+            # no driver named: psycopg (version 3), the one pooler installs, not SQLAlchemy's default
+            url = url.set(drivername="postgresql+psycopg")
         if url.host and "@" in url.host:
             # an unescaped "@" in the password: the driver would look for a host named after the rest
             # of it, and print that (review)
@@ -231,13 +234,29 @@ class PostgreSQLBackend(Backend):
         return {name for (name,) in rows}
 
 
+# what to write instead, for the URLs an admin gets wrong (review: "Can't load plugin ...psycopq",
+# "No module named 'psycopg2'", and `postgres://` "is not SQLite or PostgreSQL")
+_URL_FORMS = "a file path, sqlite:///PATH, or postgresql+psycopg://USER@HOST/DBNAME"
+
+
+def connection_hint(detail: str) -> str:
+    """What to do about a connection the server refused, when it is plain (else "")."""
+    if "database" in detail and "does not exist" in detail:
+        # `init` makes the tables, not the database (README, PostgreSQL)
+        return " (create the database first, e.g. `createdb DBNAME`, then `pooler init`)"
+    return ""
+
+
 def backend_for(url: URL) -> Backend:
     name = url.get_backend_name()
     if name == "sqlite":
         return SQLiteBackend()
-    if name == "postgresql":
+    if name in ("postgresql", "postgres"):
+        if url.drivername != "postgresql+psycopg":  # (read as text: loading another dialect may fail)
+            raise StoreUnavailable(f"{describe(url)!r}: pooler reaches PostgreSQL through psycopg (version 3): "
+                                   "write postgresql+psycopg://USER@HOST/DBNAME")
         return PostgreSQLBackend()
-    raise StoreUnavailable(f"pooler cannot keep a ledger in a {name} database (use SQLite or PostgreSQL)")
+    raise StoreUnavailable(f"pooler cannot keep a ledger in a {name} database: --db takes {_URL_FORMS}")
 
 
 def open_engine(url: URL, backend: Backend) -> Engine:
@@ -253,6 +272,6 @@ def open_engine(url: URL, backend: Backend) -> Engine:
     try:
         engine = create_engine(url, connect_args=connect_args)
     except (ArgumentError, ImportError) as exc:
-        raise StoreUnavailable(f"cannot use {describe(url)}: {exc}") from None
+        raise StoreUnavailable(f"cannot use {describe(url)}: {exc} (--db takes {_URL_FORMS})") from None
     backend.configure(engine)
     return engine

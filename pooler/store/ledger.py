@@ -36,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError, PendingRollbackError
 from pooler.core.model import Consortium, Snapshot, dec
 from pooler.store.attachments import RowChunks, attachment_table, attachment_tables, digest_stored_rows
 from pooler.store.db import (
-    BUSY_TIMEOUT_SECONDS, WRITE_OPTION, Backend, backend_for, database_url, describe, open_engine,
+    BUSY_TIMEOUT_SECONDS, WRITE_OPTION, Backend, backend_for, connection_hint, database_url, describe, open_engine,
     sqlite_file,
 )
 from pooler.store.errors import (
@@ -1051,7 +1051,7 @@ class Ledger:
         if "connection is closed" in detail or "connection is lost" in detail or "terminating connection" in detail:
             return (f"cannot use the ledger {self.name}: the connection to the database was lost (did the "
                     f"server stop?): {detail.splitlines()[0]}")
-        return f"cannot use the ledger {self.name}: {detail}"
+        return f"cannot use the ledger {self.name}: {detail}{connection_hint(detail)}"
 
     @contextmanager
     def reader(self) -> Iterator[Reader]:

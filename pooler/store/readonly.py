@@ -172,14 +172,14 @@ def _psycopg(url: str, conninfo: str) -> _Connection | None:
 
 def _unavailable(url: str, detail: str) -> Exception:
     """The error `Ledger` raises when it cannot connect (`Ledger._explain`)."""
-    from pooler.store.db import database_url, describe
+    from pooler.store.db import connection_hint, database_url, describe
     from pooler.store.errors import StoreUnavailable
 
     name = describe(database_url(url))
     if _busy(detail):
         return StoreUnavailable(f"the ledger {name} stayed busy for more than {BUSY_TIMEOUT_SECONDS} s "
                                 "(another pooler is writing to it); try again")
-    return StoreUnavailable(f"cannot use the ledger {name}: {detail}")
+    return StoreUnavailable(f"cannot use the ledger {name}: {detail}{connection_hint(detail)}")
 
 
 def _read(opened: _Connection, tables: set[str] | None = None) -> Rows | None:
