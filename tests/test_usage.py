@@ -164,6 +164,36 @@ def test_sacct_unknown_account_or_pool_is_a_bad_line(ledger, tmp_path):
     assert [s["line"] for s in skipped.json()["skipped"]] == [3, 5, 15, 17]
 
 
+def test_typed_gpus_charged_to_a_pool_of_another_accelerator_are_warned_of(ledger, tmp_path):
+    """Review: a map key without a type (`gpuhub/hub-gz`) charged a job's H800 hours to an A800 pool in
+    silence. The import still records them (Slurm's type names are the site's own), and warns, once
+    per (type, pool), naming the key that chose the pool; a typed key, or a type the pool's
+    accelerator names, is no warning."""
+    loose = tmp_path / "loose.toml"
+    loose.write_text(MAP.replace('"gpuhub/hub-gz/ascend910b" = "gz-ascend910b"\n"gpuhub/hub-gz/a800" = "gz-a800"\n'
+                                 '"gpuhub/hub-gz/h800" = "gz-h800"\n', '"gpuhub/hub-gz" = "gz-a800"\n'),
+                     encoding="utf-8")
+    result = ledger("usage", "import", GPU / "sacct_gpu_epoch.txt", "--format", "sacct", "--map", loose, "--json")
+    assert result.exit_code == 0, result.stderr
+    warned = result.json()["type_warnings"]
+    assert {(w["gpu_type"], w["pool"], w["accelerator"]) for w in warned} == {
+        ("ascend910b", "gz-a800", "a800"), ("h800", "gz-a800", "a800")}
+    assert all(w["via"] == "map key 'gpuhub/hub-gz'" and w["lines"] >= 1 for w in warned)
+    expected = sum(1 for job in TRUTH["jobs"] if job["partition"] == "hub-gz" and job["state"] != "RUNNING"
+                   and "h800" in job["alloc_gpu_by_type"])
+    assert next(w["lines"] for w in warned if w["gpu_type"] == "h800") == expected
+    # the same on a terminal, and nothing at all with the typed map
+    again = tmp_path / "again.txt"
+    again.write_text((GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    words = ledger("usage", "import", again, "--format", "sacct", "--map", loose)
+    assert words.exit_code == 0 and "Warning: " in words.stderr
+    assert "GPUs of type 'h800' were charged to pool 'gz-a800', whose accelerator is 'a800'" in " ".join(words.stderr.split())
+    typed = tmp_path / "typed.txt"
+    typed.write_text(again.read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    clean = ledger("usage", "import", typed, "--format", "sacct", "--map", tmp_path / "map.toml", "--json")
+    assert clean.exit_code == 0 and clean.json()["type_warnings"] == []
+
+
 def test_the_log_names_an_import_by_its_file_and_lines(ledger, tmp_path):
     """Review: `ledger log` and the dashboard's Ledger view gave a usage import the subject "None"."""
     path = tmp_path / "usage.csv"

@@ -93,6 +93,10 @@ def register(app: typer.Typer) -> None:
             if len(outcome.skipped) > _SHOWN:
                 message(f"... and {len(outcome.skipped) - _SHOWN} more skipped lines (--json lists all)",
                         style="yellow")
+        for w in outcome.type_warnings:
+            message(f"Warning: {w['lines']:,} job line(s) with GPUs of type {w['gpu_type']!r} were charged to "
+                    f"pool {w['pool']!r}, whose accelerator is {w['accelerator']!r} (found by the {w['via']}); "
+                    "if they ran on another pool, map CLUSTER/PARTITION/TYPE to it", style="yellow")
         ignored = "".join(f"; {n} {what} ignored" for what, n in sorted(outcome.ignored.items()))
         periods = ", ".join(sorted(outcome.periods))
         if outcome.seq is None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
 
 from pooler.core.period import Period, period_of
 from pooler.core.usage import (
@@ -77,6 +77,10 @@ class ReadStats:
 
     lines: int = 0                     # data lines read (header and blank lines excluded)
     ignored: dict[str, int] = field(default_factory=dict)   # reason -> count (steps, no GPU...)
+    # Slurm: (GPU type, pool, how the pool was found) -> job lines, for typed GPUs charged to a pool
+    # found by a key that names no type (`cluster/partition`, `cluster`, a partition or cluster name):
+    # the import then checks that pool's accelerator against the type (`type_mismatches`)
+    untyped: dict[tuple[str, str, str], int] = field(default_factory=dict)
 
     def ignore(self, reason: str) -> None:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
@@ -102,7 +106,7 @@ class UsageMap:
         return self.projects.get(account, account)
 
     def pool_candidates(self, cluster: str, partition: str, gpu_type: str | None) -> list[tuple[str, str]]:
-        """(how, pool id) to try in order."""
+        """(how, pool id) to try in order; `how` names the map key, or the partition or cluster name."""
         keys = ([f"{cluster}/{partition}/{gpu_type}"] if gpu_type else []) + [f"{cluster}/{partition}", cluster]
         for key in keys:
             if key in self.pools:
@@ -702,12 +706,16 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
     lines = []
     for gpu_type in sorted(gpus, key=lambda t: t or ""):
         candidates = usage_map.pool_candidates(cluster, partition, gpu_type)
-        pool = next((p for _, p in candidates if p in pools), None)
-        if pool is None:
+        found = next(((how, p) for how, p in candidates if p in pools), None)
+        if found is None:
             where = "/".join(x for x in (cluster, partition, gpu_type) if x)
             tried = ", ".join(f"{p!r} ({how})" for how, p in candidates)
             reasons.append(f"{where} maps to no pool in the ledger (tried {tried})")
             continue
+        how, pool = found
+        if gpu_type and f"{cluster}/{partition}/{gpu_type}" not in usage_map.pools:  # (a typed key: the map says so)
+            key = (gpu_type, pool, how)
+            stats.untyped[key] = stats.untyped.get(key, 0) + 1
         lines.append((gpu_type, pool))
     if start is not None and end is not None and elapsed is not None:
         if end < start:
@@ -725,6 +733,28 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
     for gpu_type, pool in lines:
         yield UsageLine(number, project, pool, label, device_hours_from_seconds(gpus[gpu_type], elapsed),
                         start, end, job)
+
+
+def _plain_name(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
+def type_mismatches(untyped: Mapping[tuple[str, str, str], int],
+                    accelerator_of: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The charges of typed GPUs to a pool of another accelerator, found by a key naming no type:
+    the GPU type and the pool's accelerator id, lower-cased and without punctuation, neither inside
+    the other ("a100" charged to an "a800" pool; "h800" to "nvidia-h800-80g" is taken as the same).
+    Slurm's type names are the site's own, so this is a warning, not a refusal (review: such a job
+    was charged to the other pool in silence)."""
+    out = []
+    for (gpu_type, pool, how), n in sorted(untyped.items()):
+        accelerator = accelerator_of.get(pool)
+        if accelerator is None:
+            continue
+        a, t = _plain_name(accelerator), _plain_name(gpu_type)
+        if t and a and t not in a and a not in t:
+            out.append({"gpu_type": gpu_type, "pool": pool, "accelerator": accelerator, "via": how, "lines": n})
+    return out
 
 
 def reader_for(fmt: str) -> Callable[..., Iterator[UsageLine | LineProblem]]:

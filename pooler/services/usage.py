@@ -26,7 +26,9 @@ from pooler.core.period import PeriodError, parse_period, period_of
 from pooler.core.usage import ChargedLine, FairShareRow, MemberUsage, fairshare_rows, member_usage
 from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
-from pooler.io.usage import EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map
+from pooler.io.usage import (
+    EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map, type_mismatches,
+)
 from pooler.services.context import Context
 from pooler.services.files import input_file
 from pooler.services.heap import collector_paused
@@ -64,6 +66,8 @@ class ImportOutcome:
     by_project_pool: Mapping[tuple[str, str], Decimal] = field(default_factory=dict)
     periods: dict[str, dict[str, Any]] = field(default_factory=dict)
     seq: int | None = None
+    # Slurm: typed GPUs charged to a pool of another accelerator (`io.usage.type_mismatches`)
+    type_warnings: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -80,6 +84,7 @@ class ImportOutcome:
             "file_digest": self.file_digest,
             "format": self.format,
             "seq": self.seq,
+            "type_warnings": self.type_warnings,
         }
 
 
@@ -139,6 +144,8 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             # Called by the writer once every line has been read (and the good ones inserted).
             outcome.lines = stats.lines
             outcome.ignored = dict(stats.ignored)
+            if stats.untyped:
+                outcome.type_warnings = type_mismatches(stats.untyped, writer.pool_accelerators())
             problems = tally.problems
             if problems and not skip_bad:
                 raise UsageImportError(_problem_text(path, problems, len(problems)), tuple(problems))

@@ -172,6 +172,11 @@ class Reader:
             ids.append(frozenset(self._conn.execute(select(table.c.id)).scalars()))
         return self.period_kind(), ids[0], ids[1]
 
+    def pool_accelerators(self) -> dict[str, str]:
+        """Every pool's accelerator (retired pools too), from the pool projection alone."""
+        table = RECORD_TABLES["pool"].__table__
+        return dict(self._conn.execute(select(table.c.id, table.c.accelerator)).all())
+
     def period_kind(self) -> str:
         """The consortium's period kind (month, week or quarter), read from its projection row alone."""
         table = RECORD_TABLES["consortium"].__table__
