@@ -32,7 +32,7 @@ ROOT_HELP = (
 # The root options: `--db` (its default, environment variable, metavar and help) and `--version`.
 DB_ENVVAR = "POOLER_DB"
 DB_METAVAR = "PATH|URL"
-DB_HELP = "The ledger: a SQLite file path or an SQLAlchemy URL."
+DB_HELP = "The ledger: a SQLite file path, or a URL (sqlite:///PATH, postgresql+psycopg://USER@HOST/DB)."
 VERSION_HELP = "Print the version and exit."
 
 # Every command and group, in the order `pooler --help` lists them: the file that registers it, and

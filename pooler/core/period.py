@@ -52,7 +52,8 @@ def parse_period(label: str, kind: str | None = None) -> Period:
         if isinstance(exc, PeriodError):
             raise
         # date() knows the years 1 to 9999 only: 0000-01, or 9999-12 (whose end is in 10000)
-        raise PeriodError(f"{label!r} is out of range (periods lie within the years 0001 to 9999)") from None
+        raise PeriodError(f"{label!r} is out of range (a period must start in the year 0001 or later and end "
+                          "before the year 10000)") from None
     if kind is not None and kind not in _EXAMPLE:
         raise PeriodError(f"the consortium's period kind {kind!r} is none of month, week and quarter "
                           "(a damaged ledger? pooler ledger verify says)")
