@@ -1375,3 +1375,29 @@ def test_a_missing_postgresql_database_says_to_create_it():
     for action in (lambda: Ledger.open(url), lambda: Ledger.init(url, actor="t")):
         with pytest.raises(StoreError, match=r"does not exist \(create the database first, e.g. `createdb DBNAME`"):
             action()
+
+
+def test_a_password_given_as_a_query_parameter_is_hidden_too():
+    """Review: `?password=` (and `sslpassword=`) was shown by `init`, in errors and in checkpoints."""
+    from pooler.store.db import database_url, describe
+    from pooler.store.urls import shown_db
+
+    url = "postgresql+psycopg://pooler@127.0.0.1:5432/p3?password=TopSecret9&sslpassword=Other7&connect_timeout=3"
+    for shown in (shown_db(url), describe(database_url(url))):
+        assert "TopSecret9" not in shown and "Other7" not in shown and "connect_timeout=3" in shown
+
+
+@pytest.mark.parametrize("detail, hint", [
+    ('FATAL:  database "nosuchdb" does not exist', True), ('FATAL:  role "database_admin" does not exist', False),
+    ('could not translate host name "database-1": does not exist', False),
+])
+def test_the_create_it_hint_is_for_a_missing_database_only(detail, hint):
+    from pooler.store.db import connection_hint
+
+    assert bool(connection_hint(detail)) is hint
+
+
+@pytest.mark.parametrize("url", ["sqlite:///file::memory:?uri=true", "sqlite:///file:m?mode=memory&uri=true"])
+def test_an_in_memory_database_named_as_a_uri_is_refused_too(url):
+    with pytest.raises(StoreError, match=r"an in-memory SQLite database"):
+        Ledger.init(url, actor="t")

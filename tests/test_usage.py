@@ -194,6 +194,40 @@ def test_typed_gpus_charged_to_a_pool_of_another_accelerator_are_warned_of(ledge
     assert clean.exit_code == 0 and clean.json()["type_warnings"] == []
 
 
+def test_the_type_warning_counts_recorded_lines_only(ledger, tmp_path):
+    """Review: the warning counted a job's line before its other checks, so lines skipped as bad (or
+    a file with nothing to record) were said to be charged."""
+    loose = tmp_path / "loose.toml"
+    loose.write_text(MAP.replace('"gpuhub/hub-gz/h800" = "gz-h800"\n', '"gpuhub/hub-gz" = "gz-a800"\n'),
+                     encoding="utf-8")
+    h800 = [line for line in (GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8").splitlines()
+            if "|hub-gz|" in line and "gpu:h800" in line and "|COMPLETED" in line]
+    assert len(h800) >= 2
+    bad = h800[0].split("|")
+    bad[2] = "nobody"  # an account no project has: a bad line
+    path = tmp_path / "some.txt"
+    path.write_text("\n".join(["|".join(bad), *h800[1:]]) + "\n", encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "sacct", "--map", loose, "--skip-bad", "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert [s["line"] for s in data["skipped"]] == [1]
+    [warned] = data["type_warnings"]
+    assert warned["gpu_type"] == "h800" and warned["lines"] == len(h800) - 1 == data["recorded"]
+
+
+@pytest.mark.parametrize("gpu_type, accelerator, same", [
+    ("h800", "nvidia-h800-80g", True), ("ascend910b", "ascend-910b", True), ("910b", "ascend-910b", True),
+    ("nvidia_a100-sxm4-80gb", "a100-80g", True), ("h20", "h200", False), ("a10", "a100", False),
+    ("l4", "l40s", False), ("a100", "a800", False), ("gpu", "a800", None), ("tesla", "h800", None),
+])
+def test_which_slurm_types_name_an_accelerator(gpu_type, accelerator, same):
+    """Review: a substring test took h20 for h200 and a10 for a100, and warned of Slurm's own
+    detected names (nvidia_a100-sxm4-80gb) and of the plain type gpu."""
+    from pooler.io.usage import same_accelerator
+
+    assert same_accelerator(gpu_type, accelerator) is same
+
+
 def test_the_log_names_an_import_by_its_file_and_lines(ledger, tmp_path):
     """Review: `ledger log` and the dashboard's Ledger view gave a usage import the subject "None"."""
     path = tmp_path / "usage.csv"

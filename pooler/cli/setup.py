@@ -66,7 +66,9 @@ def register(app: typer.Typer) -> None:
 
         c = context(ctx)
         registry.init(c)
-        message(f"Created an empty ledger at {c.shown_db}. Next: pooler --db {c.shown_db} apply MANIFEST.toml")
+        # (a URL whose password is hidden cannot be pasted back: the next step names it in words)
+        db = c.shown_db if c.shown_db == c.db else "THE-SAME-URL"
+        message(f"Created an empty ledger at {c.shown_db}. Next: pooler --db {db} apply MANIFEST.toml")
 
     @app.command("apply")
     def apply_cmd(

@@ -713,14 +713,14 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
             reasons.append(f"{where} maps to no pool in the ledger (tried {tried})")
             continue
         how, pool = found
-        if gpu_type and f"{cluster}/{partition}/{gpu_type}" not in usage_map.pools:  # (a typed key: the map says so)
-            key = (gpu_type, pool, how)
-            stats.untyped[key] = stats.untyped.get(key, 0) + 1
-        lines.append((gpu_type, pool))
+        # (a typed key: the map says so; else counted below, once the line is recorded)
+        untyped = (gpu_type, pool, how) if gpu_type and f"{cluster}/{partition}/{gpu_type}" not in usage_map.pools \
+            else None
+        lines.append((gpu_type, pool, untyped))
     if start is not None and end is not None and elapsed is not None:
         if end < start:
             reasons.append("End is before Start")
-        for gpu_type, _ in lines:
+        for gpu_type, _, _ in lines:
             hours = device_hours_from_seconds(gpus[gpu_type], elapsed)
             why = line_problem(hours, start, max(end, start + elapsed))
             if why:
@@ -730,7 +730,9 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
         yield LineProblem(number, f"job {job}: " + "; ".join(dict.fromkeys(reasons)))
         return
     label = period(start, end)
-    for gpu_type, pool in lines:
+    for gpu_type, pool, untyped in lines:
+        if untyped is not None:
+            stats.untyped[untyped] = stats.untyped.get(untyped, 0) + 1
         yield UsageLine(number, project, pool, label, device_hours_from_seconds(gpus[gpu_type], elapsed),
                         start, end, job)
 
@@ -739,20 +741,33 @@ def _plain_name(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
+def _model_tokens(name: str) -> set[str]:
+    """The words of a name that hold a digit ("nvidia_a100-sxm4-80gb": a100, sxm4, 80gb)."""
+    return {w for w in re.split(r"[^0-9a-z]+", name.lower()) if any(c.isdigit() for c in w)}
+
+
+def same_accelerator(gpu_type: str, accelerator: str) -> bool | None:
+    """Whether a Slurm GPU type names the accelerator: the same letters and digits ("ascend910b",
+    "ascend-910b"), or a word with a digit in common ("h800" and "nvidia-h800-80g"; "nvidia_a100-sxm4-80gb"
+    and "a100-80g"); "h20" is not "h200", nor "a10" "a100". None for a type without a digit ("gpu",
+    "tesla"), which names no model to compare."""
+    if not any(c.isdigit() for c in gpu_type):
+        return None
+    if _plain_name(gpu_type) == _plain_name(accelerator):
+        return True
+    type_words = _model_tokens(gpu_type)
+    return bool(type_words & _model_tokens(accelerator))
+
+
 def type_mismatches(untyped: Mapping[tuple[str, str, str], int],
                     accelerator_of: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The charges of typed GPUs to a pool of another accelerator, found by a key naming no type:
-    the GPU type and the pool's accelerator id, lower-cased and without punctuation, neither inside
-    the other ("a100" charged to an "a800" pool; "h800" to "nvidia-h800-80g" is taken as the same).
-    Slurm's type names are the site's own, so this is a warning, not a refusal (review: such a job
-    was charged to the other pool in silence)."""
+    """The recorded charges of typed GPUs to a pool of another accelerator (`same_accelerator` false),
+    found by a key naming no type. Slurm's type names are the site's own, so this is a warning, not a
+    refusal (review: such a job was charged to the other pool in silence)."""
     out = []
     for (gpu_type, pool, how), n in sorted(untyped.items()):
         accelerator = accelerator_of.get(pool)
-        if accelerator is None:
-            continue
-        a, t = _plain_name(accelerator), _plain_name(gpu_type)
-        if t and a and t not in a and a not in t:
+        if accelerator is not None and same_accelerator(gpu_type, accelerator) is False:
             out.append({"gpu_type": gpu_type, "pool": pool, "accelerator": accelerator, "via": how, "lines": n})
     return out
 

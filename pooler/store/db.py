@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import sqlite3
 import time
 from pathlib import Path
@@ -38,6 +39,12 @@ def database_url(target: str | os.PathLike[str] | URL) -> URL:
     value = os.fspath(target)
     if "://" in value:
         shown = shown_db(value)
+        scheme, _, rest = value.partition("://")
+        if not scheme.startswith("sqlite") and rest.partition("?")[0].count("@") > 1:
+            # an unescaped "@" in the password: the URL would be read with part of the password as
+            # its host, which the driver's message would then print (review)
+            raise StoreUnavailable(f"{shown!r} is not a database URL that pooler can use: its password holds "
+                                   "an '@'; write it as %40 (and ':' as %3A, '/' as %2F)")
         try:
             url = make_url(value)
         except ArgumentError as exc:
@@ -68,9 +75,10 @@ def sqlite_file(url: URL) -> Path | None:
 
 
 def describe(url: URL) -> str:
-    """How error messages name a ledger: its path, or its URL without the password."""
+    """How error messages name a ledger: its path, or its URL without the password (in the URL's
+    user part or as a query parameter)."""
     path = sqlite_file(url)
-    return str(path) if path is not None else url.render_as_string(hide_password=True)
+    return str(path) if path is not None else shown_db(url.render_as_string(hide_password=True))
 
 
 class Backend:
@@ -241,7 +249,7 @@ _URL_FORMS = "a file path, sqlite:///PATH, or postgresql+psycopg://USER@HOST/DBN
 
 def connection_hint(detail: str) -> str:
     """What to do about a connection the server refused, when it is plain (else "")."""
-    if "database" in detail and "does not exist" in detail:
+    if re.search(r'database "[^"]*" does not exist', detail):
         # `init` makes the tables, not the database (README, PostgreSQL)
         return " (create the database first, e.g. `createdb DBNAME`, then `pooler init`)"
     return ""

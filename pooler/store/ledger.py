@@ -904,7 +904,9 @@ def _rows_per_statement(conn: Connection, columns: int) -> int:
 def _refuse_memory(url: URL) -> None:
     """An in-memory SQLite database is gone when the process ends: no place for a ledger (review:
     `--db sqlite:// init` said "Created an empty ledger at sqlite://")."""
-    if url.get_backend_name() == "sqlite" and (url.database or "") in ("", ":memory:"):
+    database = url.database or ""
+    if url.get_backend_name() == "sqlite" and (database in ("", ":memory:") or (database.startswith("file:") and (
+            ":memory:" in database or url.query.get("mode") == "memory"))):
         raise StoreUnavailable("an in-memory SQLite database (sqlite://) is gone when the command ends: "
                                "give --db a file path")
 

@@ -95,7 +95,10 @@ def _connect(db: str) -> _Connection | None:
         keys = [item.partition("=")[0] for item in query.split("&") if item]
         # libpq reads the same URL as SQLAlchemy does, except that SQLAlchemy unquotes only some parts
         # and turns a repeated key into a list (several hosts): leave those to it.
-        if "%" in db or "#" in db or len(keys) != len(set(keys)):
+        # A "/" or "?" in the user part (an unescaped password) SQLAlchemy reads as written and libpq
+        # does not (review: `member list` failed to resolve host 'dave' where `member show` worked).
+        userinfo = rest.rpartition("@")[0]
+        if "%" in db or "#" in db or len(keys) != len(set(keys)) or any(c in userinfo for c in "/?"):
             return None
         return _postgresql(db, "postgresql://" + rest)
     return None
