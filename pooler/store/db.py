@@ -41,8 +41,8 @@ def database_url(target: str | os.PathLike[str] | URL) -> URL:
         shown = shown_db(value)
         scheme, _, rest = value.partition("://")
         if not scheme.startswith("sqlite") and rest.partition("?")[0].count("@") > 1:
-            # an unescaped "@" in the password: the URL would be read with part of the password as
-            # its host, which the driver's message would then print (review)
+            # an unescaped "@" in the password (checked on the text: once parsed, part of the password
+            # is the host, which the driver's message would then print; review)
             raise StoreUnavailable(f"{shown!r} is not a database URL that pooler can use: its password holds "
                                    "an '@'; write it as %40 (and ':' as %3A, '/' as %2F)")
         try:
@@ -54,11 +54,6 @@ def database_url(target: str | os.PathLike[str] | URL) -> URL:
         if url.drivername in ("postgresql", "postgres"):
             # no driver named: psycopg (version 3), the one pooler installs, not SQLAlchemy's default
             url = url.set(drivername="postgresql+psycopg")
-        if url.host and "@" in url.host:
-            # an unescaped "@" in the password: the driver would look for a host named after the rest
-            # of it, and print that (review)
-            raise StoreUnavailable(f"{shown!r} is not a database URL that pooler can use: its password holds "
-                                   "an '@'; write it as %40 (and ':' as %3A, '/' as %2F)")
         return url
     path = Path(value).expanduser().absolute()
     return URL.create("sqlite+pysqlite", database=str(path))
