@@ -681,7 +681,8 @@ def test_version_1_creates_the_schema_sqlmodel_created(tmp_path):
     from pooler.store import Ledger
     from pooler.store.migrations import version_1_metadata
 
-    # Version 1 as released; a new SQLite ledger is still exactly that (version 2 changes no SQLite table).
+    # Version 1 as released; a new SQLite ledger is still exactly that (version 2 changes no SQLite table),
+    # plus version 3's index of the usage lines by job.
     for name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
         ddl = _ddl(version_1_metadata(), dialect)
         assert hashlib.sha256(ddl.encode()).hexdigest() == VERSION_1_DDL[name], f"{name} DDL changed:\n{ddl}"
@@ -689,6 +690,9 @@ def test_version_1_creates_the_schema_sqlmodel_created(tmp_path):
     con = sqlite3.connect(tmp_path / "l.db")
     rows = [list(r) for r in con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name")]
     con.close()
+    assert ["index", "usage_line_job", "usage_line",
+            'CREATE INDEX usage_line_job ON usage_line (job, "start") WHERE job IS NOT NULL'] in rows
+    rows = [r for r in rows if r[1] != "usage_line_job"]
     assert hashlib.sha256(json.dumps(rows).encode()).hexdigest() == VERSION_1_SQLITE_MASTER, rows
 
 

@@ -740,7 +740,7 @@ LATE = 3_000_000_000  # 2065-01-24: past the last moment of a 32-bit time (2038-
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_a_version_1_ledger_migrates_to_version_2(backend, tmp_path):
+def test_a_version_1_ledger_migrates_to_the_latest_version(backend, tmp_path):
     """A ledger as release 1 made it, usage lines and all: opening it with today's code records one
     `ledger.migrate` entry; on PostgreSQL the usage times become 64-bit and the per-row journal key goes
     (SQLite's integers were 64-bit already and its table stays as it was); the chain verifies, and
@@ -756,14 +756,17 @@ def test_a_version_1_ledger_migrates_to_version_2(backend, tmp_path):
             with old._engine.connect() as conn:
                 assert _usage_columns(conn) == ({"start": "INTEGER", "end": "INTEGER"}, ["journal"])
         with Ledger.open(target, actor="upgrader", clock=Clock()) as new:
-            assert new.schema_version() == SCHEMA_VERSION == 2
+            assert new.schema_version() == SCHEMA_VERSION == 3
             migrate = new.entry(head[0] + 1)
             assert (migrate.kind, migrate.prev_hash) == ("ledger.migrate", head[1])
-            assert migrate.payload["from_version"] == 1 and migrate.payload["to_version"] == 2
+            assert migrate.payload["from_version"] == 1 and migrate.payload["to_version"] == 3
             with new._engine.connect() as conn:
                 expected = ({"start": "INTEGER", "end": "INTEGER"}, ["journal"]) if backend == "sqlite" else (
                     {"start": "BIGINT", "end": "BIGINT"}, [])
                 assert _usage_columns(conn) == expected
+                assert _job_index(conn) == ["job", "start"]
+            # the lines recorded before the index are found through it
+            assert new.usage_of_jobs(["77", "78"]) == [("77", "pcl-brain", USAGE_ROW["start"], "2.5")]
             late = {**USAGE_ROW, "start": LATE, "end": LATE + 3600, "job": None}
             with new.writer("t") as w:
                 w.append("usage.import", {"file": "b.csv"}, attachments={"usage_line": [USAGE_ROW, late]})
@@ -786,6 +789,16 @@ def test_a_new_ledger_is_built_by_every_migration_in_turn(db_target):
         postgres = "://" in str(db_target)
         assert types == ({"start": "BIGINT", "end": "BIGINT"} if postgres else {"start": "INTEGER", "end": "INTEGER"})
         assert keys == ([] if postgres else ["journal"])
+        with ledger._engine.connect() as conn:
+            assert _job_index(conn) == ["job", "start"]
+
+
+def _job_index(conn) -> list[str]:
+    """The columns of the usage lines' job index (migration 3)."""
+    from sqlalchemy import inspect
+
+    found = [ix for ix in inspect(conn).get_indexes("usage_line") if ix["name"] == "usage_line_job"]
+    return list(found[0]["column_names"]) if found else []
 
 
 def test_usage_lines_of_no_entry_are_reported_on_postgresql():

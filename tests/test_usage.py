@@ -3,7 +3,9 @@ numbers, all-or-nothing recording, duplicates, --include-running, and the pure u
 
 from __future__ import annotations
 
+
 import json
+import re
 from decimal import Decimal
 
 import pytest
@@ -184,7 +186,9 @@ def test_typed_gpus_charged_to_a_pool_of_another_accelerator_are_warned_of(ledge
     assert next(w["lines"] for w in warned if w["gpu_type"] == "h800") == expected
     # the same on a terminal, and nothing at all with the typed map
     again = tmp_path / "again.txt"
-    again.write_text((GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8") + "\n", encoding="utf-8")
+    # (other jobs: the same ones are recorded once only)
+    again.write_text(re.sub(r"(?m)^1(\d{3})\|", r"9\1|", (GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8")),
+                     encoding="utf-8")
     words = ledger("usage", "import", again, "--format", "sacct", "--map", loose)
     assert words.exit_code == 0 and "Warning: " in words.stderr
     assert "GPUs of type 'h800' were charged to pool 'gz-a800', whose accelerator is 'a800'" in " ".join(words.stderr.split())
@@ -266,6 +270,112 @@ def test_a_nul_in_a_job_id_is_a_bad_line_on_every_database(ledger, tmp_path):
     assert kept.exit_code == 0, kept.stderr
     assert [s["line"] for s in kept.json()["skipped"]] == [2]
     assert ledger("ledger", "verify").exit_code == 0
+
+
+def _fairshare_usage(ledger) -> dict[str, float]:
+    result = ledger("usage", "fairshare", "--period", "2026-12", "--json")
+    assert result.exit_code == 0, result.stderr
+    return {row["member"]: row["raw_usage"] for row in result.json()["members"]}
+
+
+def test_the_same_slurm_jobs_are_recorded_once(ledger, tmp_path):
+    """Review (twice): only a byte-identical file was refused, so overlapping `sacct` windows, the same
+    jobs saved in another form (ISO times, a header, with steps) or a job twice in one file counted
+    again. A job is known by its JobIDRaw and Start, per pool: recorded once."""
+    mapping = tmp_path / "map.toml"
+    first = ledger("usage", "import", GPU / "sacct_gpu_epoch.txt", "--format", "sacct", "--map", mapping, "--json")
+    assert first.exit_code == 0, first.stderr
+    assert first.json()["recorded"] == 17
+    usage_before = _fairshare_usage(ledger)
+    for name in ("sacct_gpu_iso_header.txt", "sacct_gpu_steps.txt", "sacct_gpu_all.txt"):
+        again = ledger("usage", "import", GPU / name, "--format", "sacct", "--map", mapping, "--json")
+        assert again.exit_code == 0, again.stderr
+        data = again.json()
+        assert data["recorded"] == 0 and data["seq"] is None, name
+        assert data["ignored"]["jobs already recorded"] == 15, name
+    words = ledger("usage", "import", GPU / "sacct_gpu_iso_header.txt", "--format", "sacct", "--map", mapping)
+    assert words.exit_code == 0 and "15 jobs already recorded ignored; " in " ".join(words.stderr.split())
+    assert _fairshare_usage(ledger) == usage_before
+    # one job twice in one file, beside a new one: the new one alone is recorded
+    lines = (GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8").splitlines()
+    twice = tmp_path / "twice.txt"
+    twice.write_text("\n".join([lines[1].replace("1002|", "2002|", 1)] * 2 + [lines[2]]) + "\n", encoding="utf-8")
+    data = ledger("usage", "import", twice, "--format", "sacct", "--map", mapping, "--json").json()
+    assert data["recorded"] == 1 and data["ignored"]["jobs already recorded"] == 2
+    assert ledger("ledger", "verify").exit_code == 0
+
+
+def test_a_job_recorded_while_running_gets_only_the_rest_once_it_ended(ledger, tmp_path):
+    """Review: `--include-running` recorded a running job's hours so far, and the finished job later
+    counted again in full. Now only the rest is recorded, charged to the period of the job's end;
+    a later import of the same running job records only what it ran since."""
+    mapping = tmp_path / "map.toml"
+    job = "1001|gpuhub|iflytek|dave|hub-nm|normal|billing=1,cpu=1,gres/gpu:ascend910b=2,gres/gpu=2,node=1"
+    start = 1795677402  # 2026-11-26
+    files = {"early": f"{job}|1800|{start}|Unknown|RUNNING", "later": f"{job}|3600|{start}|Unknown|RUNNING",
+             "ended": f"{job}|86400|{start}|{start + 86400}|COMPLETED"}
+    got = {}
+    for name, text in files.items():
+        (tmp_path / f"{name}.txt").write_text(text + "\n", encoding="utf-8")
+        result = ledger("usage", "import", tmp_path / f"{name}.txt", "--format", "sacct", "--map", mapping,
+                        "--include-running", "--json")
+        assert result.exit_code == 0, result.stderr
+        got[name] = result.json()
+    assert got["early"]["device_hours"] == 1.0 and got["early"]["topped_up"] == 0
+    assert got["later"]["device_hours"] == 1.0 and got["later"]["topped_up"] == 1
+    assert got["ended"]["device_hours"] == 46.0 and got["ended"]["topped_up"] == 1
+    assert set(got["ended"]["periods"]) == {"2026-11"}
+    assert _fairshare_usage(ledger)["iflytek"] == 48.0  # 2 GPUs x 24 hours, ascend910b's rate 1
+    words = ledger("usage", "import", tmp_path / "ended.txt", "--format", "sacct", "--map", mapping)
+    assert words.exit_code == 1 and "already imported" in words.stderr  # the same file: refused as ever
+    (tmp_path / "ended2.txt").write_text(files["ended"] + "\n\n", encoding="utf-8")
+    words = ledger("usage", "import", tmp_path / "ended2.txt", "--format", "sacct", "--map", mapping)
+    assert words.exit_code == 0 and "1 jobs already recorded ignored" in " ".join(words.stderr.split())
+
+
+def test_every_attempt_of_a_requeued_job_counts(ledger, tmp_path):
+    """Review: `sacct -D` lists every attempt of a requeued job; the attempts that ended are in state
+    REQUEUED with an End, and were dropped as unfinished. Each attempt held its GPUs: each counts
+    (they differ by Start), and a requeued record without an End is still unfinished."""
+    mapping = tmp_path / "map.toml"
+    job = "2020|gpuhub|ali|dave|hub-gz|normal|billing=1,cpu=1,gres/gpu:a800=1,gres/gpu=1,node=1"
+    lines = [f"{job}|3600|2026-11-10T00:00:00|2026-11-10T01:00:00|REQUEUED",
+             f"{job}|1800|2026-11-10T02:00:00|2026-11-10T02:30:00|REQUEUED",
+             f"{job}|7200|2026-11-10T03:00:00|2026-11-10T05:00:00|COMPLETED",
+             f"{job}|0|Unknown|Unknown|REQUEUED"]
+    attempts = tmp_path / "attempts.txt"
+    attempts.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = ledger("usage", "import", attempts, "--format", "sacct", "--map", mapping, "--json")
+    assert result.exit_code == 0, result.stderr
+    data = result.json()
+    assert data["recorded"] == 3 and data["device_hours"] == 3.5
+    assert data["ignored"] == {"unfinished jobs": 1}
+
+
+def test_a_file_that_is_not_sacct_output_is_refused(ledger, tmp_path):
+    """Review: sshare's output imported with --format sacct read as 17 jobs without GPUs, exit 0.
+    A first line that is neither sacct's header nor a job line is one error; a job id that is not
+    Slurm's is a bad line."""
+    mapping = tmp_path / "map.toml"
+    before = digest(ledger.db)
+    refused = ledger("usage", "import", GPU / "sshare_gpu.txt", "--format", "sacct", "--map", mapping)
+    assert refused.exit_code == 1, refused.stdout
+    assert "sshare_gpu.txt: line 1 is neither a sacct header" in " ".join(refused.stderr.split())
+    assert "Traceback" not in refused.stderr
+    lines = (GPU / "sacct_gpu_epoch.txt").read_text(encoding="utf-8").splitlines()
+    odd = tmp_path / "odd.txt"
+    odd.write_text("\n".join([lines[0], "x" + lines[1], lines[2].replace("1003|", "1003 |", 1)]) + "\n",
+                   encoding="utf-8")
+    refused = ledger("usage", "import", odd, "--format", "sacct", "--map", mapping)
+    text = " ".join(refused.stderr.split())
+    assert refused.exit_code == 1 and "line 2: JobIDRaw 'x1002' is not a Slurm job id" in text
+    assert digest(ledger.db) == before
+    # every form of job id sacct prints is one
+    from pooler.io.usage import _JOB_ID
+    for job in ("1", "123_4", "123_[4-9%2]", "123+0", "123.batch", "123.0", "123_4.extern", "123+1.0"):
+        assert _JOB_ID.match(job), job
+    for job in ("", "a1", "1a", "1_", "1.", "-1", "1 2"):
+        assert not _JOB_ID.match(job), job
 
 
 CSV_GOOD = """project,pool,device_hours,start,end

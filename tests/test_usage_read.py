@@ -95,19 +95,31 @@ def test_a_second_process_reports_progress_to_the_end(ctx, tmp_path, second_proc
 
 
 def test_slurm_output_read_by_a_second_process(ctx, tmp_path, monkeypatch):
-    lines = ["JobIDRaw|Cluster|Account|User|Partition|QOS|AllocTRES|ElapsedRaw|Start|End|State"]
-    for i in range(200):
-        lines += [f"{100 + i}|c|j1|u|pa|normal|cpu=8,gres/gpu=2|3600|{OCT + i}|{OCT + i + 3600}|COMPLETED",
-                  f"{100 + i}.batch|c|j1|u|pa|normal|cpu=8|3600|{OCT + i}|{OCT + i + 3600}|COMPLETED"]
+    def sacct(first_job: int) -> list[str]:
+        lines = ["JobIDRaw|Cluster|Account|User|Partition|QOS|AllocTRES|ElapsedRaw|Start|End|State"]
+        for i in range(200):
+            job = first_job + i
+            lines += [f"{job}|c|j1|u|pa|normal|cpu=8,gres/gpu=2|3600|{OCT + i}|{OCT + i + 3600}|COMPLETED",
+                      f"{job}.batch|c|j1|u|pa|normal|cpu=8|3600|{OCT + i}|{OCT + i + 3600}|COMPLETED"]
+        return lines
+
+    # other jobs in each file (the same jobs are recorded once), the same figures
     here_path, there_path = tmp_path / "here.txt", tmp_path / "there.txt"
-    here_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    there_path.write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    here_path.write_text("\n".join(sacct(100)) + "\n", encoding="utf-8")
+    there_path.write_text("\n".join(sacct(1000)) + "\n\n", encoding="utf-8")
     here = usage.import_usage(ctx, here_path, "sacct")
     monkeypatch.setattr(usage_read, "SECOND_PROCESS_BYTES", 0)
     there = usage.import_usage(ctx, there_path, "sacct")
     assert _comparable(there) == _comparable(here) and here.recorded == 200
     assert here.ignored == {"job steps": 200}
-    assert _entry(ctx, there.seq)[1] == _entry(ctx, here.seq)[1]
+    rows_here, rows_there = _entry(ctx, here.seq)[1], _entry(ctx, there.seq)[1]
+    assert [r["job"] for r in rows_there] == [str(1000 + i) for i in range(200)]
+    assert [{**r, "job": None} for r in rows_there] == [{**r, "job": None} for r in rows_here]
+    # and a second process skips jobs recorded before as the importing process does
+    again_path = tmp_path / "again.txt"
+    again_path.write_text("\n".join(sacct(100)[:101]) + "\n" + "\n".join(sacct(5000)[1:21]) + "\n", encoding="utf-8")
+    again = usage.import_usage(ctx, again_path, "sacct")
+    assert again.recorded == 10 and again.ignored == {"job steps": 60, "jobs already recorded": 50}
 
 
 def _children(pid: int) -> list[int]:

@@ -98,6 +98,9 @@ def register(app: typer.Typer) -> None:
                     f"pool {w['pool']!r}, whose accelerator is {w['accelerator']!r} (found by the {w['via']}); "
                     "if they ran on another pool, map CLUSTER/PARTITION/TYPE to it", style="yellow")
         ignored = "".join(f"; {n} {what} ignored" for what, n in sorted(outcome.ignored.items()))
+        if outcome.topped_up:
+            ignored += (f"; {outcome.topped_up} job(s) recorded before while running: only the rest of "
+                        "their use recorded")
         periods = ", ".join(sorted(outcome.periods))
         if outcome.seq is None:
             message(f"Read {outcome.lines} line(s){ignored}; nothing to record.")

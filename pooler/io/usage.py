@@ -28,6 +28,7 @@ import heapq
 import marshal
 import re
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
@@ -49,6 +50,12 @@ UNFINISHED_STATES = frozenset({
     "PENDING", "RUNNING", "SUSPENDED", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESIZING",
     "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "STOPPED",
 })
+# ... except that a record in a requeue state with an End is an attempt that ended (`sacct -D` lists
+# every attempt of a requeued job; each held its GPUs until its End)
+REQUEUE_STATES = frozenset({"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED"})
+# Slurm job ids as JobIDRaw prints them: 123, a step 123.batch or 123.0, an array task 123_4, a pending
+# array's tasks 123_[4-9%2], a heterogeneous job's component 123+0
+_JOB_ID = re.compile(r"^[0-9]+(?:_(?:[0-9]+|\[[^\]|]*\]))?(?:\+[0-9]+)?(?:\.[^|]+)?$")
 _NO_TIME = frozenset({"", "unknown", "none", "n/a"})
 
 
@@ -81,6 +88,9 @@ class ReadStats:
     # found by a key that names no type (`cluster/partition`, `cluster`, a partition or cluster name):
     # the import then checks that pool's accelerator against the type (`type_mismatches`)
     untyped: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # Slurm: jobs recorded before (by an earlier import or earlier in the file) with less use than
+    # now, of which only the difference is recorded (see `read_sacct`)
+    topped_up: int = 0
 
     def ignore(self, reason: str) -> None:
         self.ignored[reason] = self.ignored.get(reason, 0) + 1
@@ -610,9 +620,83 @@ def _count(value: str) -> int:
     return int(value)
 
 
+def _sacct_layout(fields: list[str], number: int) -> tuple[dict[str, int], int, bool]:
+    """From the first line of a sacct file: where each field is, how many fields a line has, and
+    whether the line is the header (else it is the first job line, in `SACCT_FIELDS` order)."""
+    if fields[0].strip().lower() in ("jobidraw", "jobid") or "JobIDRaw" in fields:
+        names = [f.strip() for f in fields]
+        missing = [f for f in _SACCT_NEEDED if f not in names]
+        if missing:
+            raise FileProblem(f"line {number}: the header has no {', '.join(missing)} "
+                              f"(sacct -P -o {','.join(SACCT_FIELDS)})")
+        return {name: names.index(name) for name in SACCT_FIELDS if name in names}, len(names), True
+    if not _JOB_ID.match(fields[0].strip()):
+        # another program's output (sshare, sacct with other fields): not a file of bad jobs
+        raise FileProblem(f"line {number} is neither a sacct header (naming JobIDRaw) nor a job "
+                          f"line starting with a job id (sacct -P -n -o {','.join(SACCT_FIELDS)})")
+    return {name: i for i, name in enumerate(SACCT_FIELDS)}, len(SACCT_FIELDS), False
+
+
+def job_hash(job: str, start: int) -> int:
+    """A stable 64-bit number for a job's (JobIDRaw, Start), the same in every process: for finding
+    the jobs a file lists twice without holding every job's id (`sacct_job_keys`)."""
+    return (zlib.crc32(job.encode("utf-8")) << 32) | (start & 0xFFFFFFFF)
+
+
+def sacct_job_keys(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
+    """(JobIDRaw, Start) of every job line of sacct output whose Start is a time (steps left out):
+    what an import looks up before it reads the file with `read_sacct`. Lines it cannot read are
+    passed over (`read_sacct` reports them); a file that is not sacct output is a FileProblem."""
+    index: dict[str, int] | None = None
+    width = 0
+    for number, text in enumerate(lines, start=1):
+        text = text.rstrip("\r\n")
+        if not text.strip():
+            continue
+        fields = text.split("|")
+        if index is None:
+            index, width, header = _sacct_layout(fields, number)
+            if header:
+                continue
+        if len(fields) != width:
+            continue
+        job = fields[index["JobIDRaw"]].strip()
+        if "." in job or not _JOB_ID.match(job):
+            continue
+        try:
+            start = parse_time(fields[index["Start"]].strip())
+        except ValueError:
+            continue
+        yield job, start
+
+
+@dataclass
+class Seen:
+    """What a Slurm import knows of its file's jobs before it reads it (see `read_sacct`): the
+    device-hours recorded per (job, pool, start) by earlier imports, and the `job_hash`es of the jobs
+    the file lists more than once. It is updated as the file is read."""
+
+    recorded: dict[tuple[str, str, int], Decimal] = field(default_factory=dict)
+    twice: frozenset[int] = frozenset()
+
+    def __post_init__(self) -> None:
+        self.known = {(job, start) for job, _, start in self.recorded}
+
+    def watched(self, job: str, start: int) -> bool:
+        return (job, start) in self.known or (bool(self.twice) and job_hash(job, start) in self.twice)
+
+
 def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozenset[str], period: PeriodOf,
-               usage_map: UsageMap, include_running: bool, stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
-    """Parse `sacct -P` output (an iterable of text lines)."""
+               usage_map: UsageMap, include_running: bool, stats: ReadStats,
+               seen: Seen | None = None) -> Iterator[UsageLine | LineProblem]:
+    """Parse `sacct -P` output (an iterable of text lines).
+
+    A job is known by its JobIDRaw and Start (every attempt of a requeued job starts anew): per pool,
+    one recorded before (`seen`, by an earlier import or earlier in the file) with as much use is not
+    recorded again (overlapping `sacct` windows, the same jobs saved twice), and one recorded with
+    less, while it ran (`--include-running`), gets only the rest of its use."""
+    if seen is None:
+        seen = Seen()
     index: dict[str, int] | None = None
     width = len(SACCT_FIELDS)
     for number, text in enumerate(lines, start=1):
@@ -621,16 +705,9 @@ def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozens
             continue
         fields = text.split("|")
         if index is None:
-            if fields[0].strip().lower() in ("jobidraw", "jobid") or "JobIDRaw" in fields:
-                names = [f.strip() for f in fields]
-                missing = [f for f in _SACCT_NEEDED if f not in names]
-                if missing:
-                    raise FileProblem(f"line {number}: the header has no {', '.join(missing)} "
-                                      f"(sacct -P -o {','.join(SACCT_FIELDS)})")
-                index = {name: names.index(name) for name in SACCT_FIELDS if name in names}
-                width = len(names)
+            index, width, header = _sacct_layout(fields, number)
+            if header:
                 continue
-            index = {name: i for i, name in enumerate(SACCT_FIELDS)}
         stats.lines += 1
         if len(fields) != width:
             yield LineProblem(number, f"expected {width} fields separated by |, found {len(fields)}")
@@ -640,15 +717,19 @@ def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozens
             # PostgreSQL's text takes no NUL, SQLite's does: refused on both (review)
             yield LineProblem(number, f"job {job!r}: JobIDRaw holds a NUL character")
             continue
+        if not _JOB_ID.match(job):
+            yield LineProblem(number, f"JobIDRaw {job!r} is not a Slurm job id")
+            continue
         if "." in job:
             stats.ignore("job steps")
             continue
         yield from _sacct_job(number, job, fields, index, projects=projects, pools=pools, period=period,
-                              usage_map=usage_map, include_running=include_running, stats=stats)
+                              usage_map=usage_map, include_running=include_running, stats=stats, seen=seen)
 
 
 def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], *, projects, pools, period,
-               usage_map: UsageMap, include_running: bool, stats: ReadStats) -> Iterator[UsageLine | LineProblem]:
+               usage_map: UsageMap, include_running: bool, stats: ReadStats,
+               seen: Seen) -> Iterator[UsageLine | LineProblem]:
     def get(name: str) -> str:
         return fields[index[name]].strip()
 
@@ -662,7 +743,7 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
         return
     state = get("State").split(" ", 1)[0].upper()
     end_text = get("End")
-    unfinished = state in UNFINISHED_STATES or end_text.lower() in _NO_TIME
+    unfinished = end_text.lower() in _NO_TIME or (state in UNFINISHED_STATES and state not in REQUEUE_STATES)
     if unfinished and not include_running:
         stats.ignore("unfinished jobs")
         return
@@ -730,11 +811,43 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
         yield LineProblem(number, f"job {job}: " + "; ".join(dict.fromkeys(reasons)))
         return
     label = period(start, end)
-    for gpu_type, pool, untyped in lines:
+    new = [(t, p, u, device_hours_from_seconds(gpus[t], elapsed)) for t, p, u in lines]
+    if seen.watched(job, start):
+        new = _unrecorded(job, start, new, seen.recorded, stats)
+    for _, pool, untyped, hours in new:
         if untyped is not None:
             stats.untyped[untyped] = stats.untyped.get(untyped, 0) + 1
-        yield UsageLine(number, project, pool, label, device_hours_from_seconds(gpus[gpu_type], elapsed),
-                        start, end, job)
+        yield UsageLine(number, project, pool, label, hours, start, end, job)
+
+
+def _unrecorded(job: str, start: int, lines: list[tuple], recorded: dict[tuple[str, str, int], Decimal],
+                stats: ReadStats) -> list[tuple]:
+    """Of a job's lines (GPU type, pool, untyped key, device-hours), what is not recorded yet: per
+    pool, all of them for a job not seen before; one line of the difference for a job recorded with
+    less (it was running then); nothing for one recorded with as much. `recorded` is updated."""
+    by_pool: dict[str, list[tuple]] = {}
+    for line in lines:
+        by_pool.setdefault(line[1], []).append(line)
+    out: list[tuple] = []
+    topped = False
+    for pool, group in by_pool.items():
+        key = (job, pool, start)
+        total = Decimal(0)
+        for line in group:
+            total = EXACT.add(total, line[3])
+        before = recorded.get(key)
+        if before is None:
+            out.extend(group)
+        elif total > before:
+            gpu_type, _, untyped, _ = group[0]
+            out.append((gpu_type, pool, untyped, EXACT.subtract(total, before)))
+            topped = True
+        recorded[key] = total if before is None else max(before, total)
+    if topped:
+        stats.topped_up += 1
+    elif not out:
+        stats.ignore("jobs already recorded")
+    return out
 
 
 def _plain_name(name: str) -> str:

@@ -16,6 +16,7 @@ line's last second of use (stored per line, so one import may span several perio
 from __future__ import annotations
 
 import hashlib
+from array import array
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -27,13 +28,14 @@ from pooler.core.usage import ChargedLine, FairShareRow, MemberUsage, fairshare_
 from pooler.core.contrib import contributions
 from pooler.errors import PoolerError, UsageError
 from pooler.io.usage import (
-    EXACT, FileProblem, LineProblem, ReadStats, Tally, UsageMap, load_map, type_mismatches,
+    EXACT, FileProblem, LineProblem, ReadStats, Seen, Tally, UsageMap, job_hash, load_map, sacct_job_keys,
+    type_mismatches,
 )
 from pooler.services.context import Context
 from pooler.services.files import input_file
 from pooler.services.heap import collector_paused
 from pooler.services.registry import open_ledger
-from pooler.services.usage_read import ReadJob, rows_of, second_process_pays
+from pooler.services.usage_read import ReadJob, rows_of, second_process_pays, text_lines
 from pooler.store import LedgerState, RowChunks
 
 IMPORT_KIND = "usage.import"
@@ -68,6 +70,8 @@ class ImportOutcome:
     seq: int | None = None
     # Slurm: typed GPUs charged to a pool of another accelerator (`io.usage.type_mismatches`)
     type_warnings: list[dict[str, Any]] = field(default_factory=list)
+    # Slurm: jobs recorded before while running, of which only the rest of their use was recorded
+    topped_up: int = 0
 
     def to_json_dict(self) -> dict[str, Any]:
         return {
@@ -85,6 +89,7 @@ class ImportOutcome:
             "format": self.format,
             "seq": self.seq,
             "type_warnings": self.type_warnings,
+            "topped_up": self.topped_up,
         }
 
 
@@ -135,7 +140,13 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
                 raise UsageImportError(
                     f"{path.name} was already imported as entry #{entry.seq} ({entry.time} by {entry.actor}; "
                     f"same SHA-256 {digest[:12]}...); nothing recorded")
-        job = ReadJob(path, fmt, projects, pools, kind, period, usage_map, include_running, skip_bad)
+        try:
+            seen = _seen_jobs(writer, path) if fmt == "sacct" else None
+        except FileProblem as exc:
+            raise UsageImportError(f"{path.name}: {exc}") from None
+        except UnicodeDecodeError:
+            raise UsageImportError(f"{path.name} is not UTF-8 text") from None
+        job = ReadJob(path, fmt, projects, pools, kind, period, usage_map, include_running, skip_bad, seen)
         stats = ReadStats()
         tally = Tally(skip_bad)
         read = rows_of(job, stats, tally, progress, apart=apart)
@@ -144,6 +155,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             # Called by the writer once every line has been read (and the good ones inserted).
             outcome.lines = stats.lines
             outcome.ignored = dict(stats.ignored)
+            outcome.topped_up = stats.topped_up
             if stats.untyped:
                 outcome.type_warnings = type_mismatches(stats.untyped, writer.pool_accelerators())
             problems = tally.problems
@@ -167,6 +179,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
                 "ignored": dict(sorted(stats.ignored.items())),
                 "device_hours": outcome.device_hours,
                 "include_running": include_running,
+                "topped_up": stats.topped_up,
                 "map_digest": file_digest(map_path) if map_path is not None else None,
             }
 
@@ -184,6 +197,43 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
             read.close()  # a reading process, if any, is ended now even if the append stopped early
         outcome.seq = entry.seq
     return outcome
+
+
+def _seen_jobs(reader, path: Path) -> Seen:
+    """What a Slurm import must know of its file's jobs before it reads them (`io.usage.Seen`): one
+    quick pass over the file gives every job's (JobIDRaw, Start); those recorded before are looked up
+    through the job index (only when some usage line names a job at all), and the jobs listed twice
+    are found by sorting their `job_hash`es, so neither costs memory per job of the file."""
+    import numpy as np  # (not on the paths of commands that start fast)
+
+    from pooler.store.ledger import stored_decimal  # SQLAlchemy: the writer has loaded it already
+
+    look = reader.has_jobs()
+    hashes = array("Q")
+    recorded: dict[tuple[str, str, int], Decimal] = {}
+    batch: set[tuple[str, int]] = set()
+
+    def lookup() -> None:
+        for job, pool, start, hours in reader.usage_of_jobs(sorted({job for job, _ in batch})):
+            if (job, int(start)) in batch:
+                key = (job, pool, int(start))
+                recorded[key] = EXACT.add(recorded.get(key, _ZERO), stored_decimal(hours))
+        batch.clear()
+
+    for job, start in sacct_job_keys(text_lines(path, None)):
+        hashes.append(job_hash(job, start))
+        if look:
+            batch.add((job, start))
+            if len(batch) >= _LOOKUP_JOBS:
+                lookup()
+    if batch:
+        lookup()
+    ordered = np.sort(np.frombuffer(hashes, dtype=np.uint64))
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    return Seen(recorded, frozenset(int(h) for h in np.unique(twice)))
+
+
+_LOOKUP_JOBS = 5000  # jobs of a file looked up together (`Reader.usage_of_jobs` splits them again)
 
 
 class _NothingToRecord(Exception):

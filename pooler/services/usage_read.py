@@ -23,6 +23,7 @@ then take turns on one core.
 
 from __future__ import annotations
 
+import copy
 import multiprocessing
 import os
 import pickle
@@ -33,7 +34,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pooler.io.usage import PeriodOf, ReadStats, Tally, UsageMap, read_sacct, scan_csv, scan_items
+from pooler.io.usage import PeriodOf, ReadStats, Seen, Tally, UsageMap, read_sacct, scan_csv, scan_items
 
 BLOCK_CHARS = 1 << 20  # characters read per block (and between progress reports)
 # Files at least this big are read in a second process (about 60,000 CSV lines).
@@ -58,6 +59,8 @@ class ReadJob:
     usage_map: UsageMap
     include_running: bool
     skip_bad: bool
+    # Slurm: the file's jobs recorded before, and those it lists twice (`io.usage.Seen`)
+    seen: Seen | None = None
 
 
 def text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[str]:
@@ -88,7 +91,7 @@ def read_rows(job: ReadJob, stats: ReadStats, tally: Tally,
     if job.fmt == "csv":
         return scan_csv(lines, tally=tally, **common)
     return scan_items(read_sacct(lines, usage_map=job.usage_map, include_running=job.include_running,
-                                 **common), tally)
+                                 seen=copy.deepcopy(job.seen), **common), tally)
 
 
 def rows_of(job: ReadJob, stats: ReadStats, tally: Tally, progress: Callable[[int], None] | None = None, *,

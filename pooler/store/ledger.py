@@ -172,6 +172,23 @@ class Reader:
             ids.append(frozenset(self._conn.execute(select(table.c.id)).scalars()))
         return self.period_kind(), ids[0], ids[1]
 
+    def has_jobs(self) -> bool:
+        """Whether any usage line names a job (one probe of the job index)."""
+        t = attachment_table("usage_line").table
+        return self._conn.execute(select(t.c.job).where(t.c.job.is_not(None)).limit(1)).first() is not None
+
+    def usage_of_jobs(self, jobs: Sequence[str]) -> list[tuple[str, str, int, str]]:
+        """(job, pool, start, device-hours as stored) of every usage line of these jobs, through the
+        job index, a few hundred jobs a query."""
+        t = attachment_table("usage_line").table
+        out: list[tuple[str, str, int, str]] = []
+        for i in range(0, len(jobs), _JOBS_PER_QUERY):
+            part = list(jobs[i:i + _JOBS_PER_QUERY])
+            query = select(t.c.job, t.c.pool, t.c.start, t.c.device_hours).where(t.c.job.is_not(None),
+                                                                                  t.c.job.in_(part))
+            out.extend(tuple(row) for row in self._conn.execute(query))
+        return out
+
     def pool_accelerators(self) -> dict[str, str]:
         """Every pool's accelerator (retired pools too), from the pool projection alone."""
         table = RECORD_TABLES["pool"].__table__
@@ -464,6 +481,8 @@ class Reader:
             filters.append(t.c[name] <= bound)
         return filters
 
+
+_JOBS_PER_QUERY = 500  # job ids per `usage_of_jobs` query (SQLite takes up to 32,766 parameters)
 
 # Sums of finite decimals in this context are exact: no precision limit is ever reached.
 _EXACT = DecimalContext(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
@@ -1126,6 +1145,10 @@ class Ledger:
     def attachment_rows(self, seq: int, table: str) -> list[dict[str, Any]]:
         with self.reader() as r:
             return r.attachment_rows(seq, table)
+
+    def usage_of_jobs(self, jobs: Sequence[str]) -> list[tuple[str, str, int, str]]:
+        with self.reader() as r:
+            return r.usage_of_jobs(jobs)
 
     def entries(self, after: int = 0, limit: int | None = None, reverse: bool = False,
                 before: int | None = None) -> Iterator[Entry]:

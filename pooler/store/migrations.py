@@ -98,10 +98,22 @@ def widen_usage_times(conn: Connection, backend: Backend) -> None:
     conn.execute(text('ALTER TABLE usage_line ALTER COLUMN "start" TYPE BIGINT, ALTER COLUMN "end" TYPE BIGINT'))
 
 
+def index_usage_jobs(conn: Connection, backend: Backend) -> None:
+    """An index of the usage lines that name a job, by job and start: a Slurm import looks up whether
+    the jobs of its file were recorded before (`Reader.usage_of_jobs`). Lines without a job (most CSV
+    lines) are left out of it, so their imports maintain no index."""
+    from sqlalchemy import text
+
+    conn.execute(text('CREATE INDEX IF NOT EXISTS usage_line_job ON usage_line (job, "start") '
+                      "WHERE job IS NOT NULL"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the journal, the projections and the allocation tables", create_version_1),
     Migration(2, "usage times as 64-bit integers and no per-row journal key for usage lines on PostgreSQL",
               widen_usage_times),
+    Migration(3, "an index of usage lines by job, for Slurm imports that skip the jobs recorded before",
+              index_usage_jobs),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
