@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import os
 import re
 import shlex
@@ -96,7 +97,9 @@ def h(key: str, n: int = 10) -> str:
 B_SLURM = f"b-corp-{h('member:B.Corp')}"
 ROOT_SLURM = f"root-{h('member:root')}"
 BIG_SLURM = f"big-project-{h('project:Big Project')}"
-H800_SLURM = f"h800-sxm-{h('accelerator:H800 SXM')}"
+# "H800 SXM" cannot be a GRES type (a space): the Slurm export needs its gres.conf name.
+GRES = ("--gres-type", "H800 SXM=h800")
+SLURM = ("export", "slurm", "--period", "2026-11", *GRES)
 
 
 @pytest.fixture
@@ -124,7 +127,7 @@ def _commands(script: str) -> list[str]:
 
 
 def test_slurm_script_lines(ledger):
-    result = ledger("export", "slurm", "--period", "2026-11")
+    result = ledger(*SLURM)
     assert result.exit_code == 0, result.stderr
     script = result.stdout
     head = ledger("ledger", "log", "--limit", "1", "--json").json()[0]
@@ -147,14 +150,14 @@ def test_slurm_script_lines(ledger):
         f"set_account {ROOT_SLURM} Fairshare=1667",
         f"account_exists {BIG_SLURM} || sacctmgr -i add account {BIG_SLURM} Parent=a-lab "
         "Description='project Big Project' Organization=a-lab",
-        f"set_account {BIG_SLURM} Parent=a-lab GrpTRESMins=gres/gpu=48000,gres/gpu:gpu-a=48000",
+        f"set_account {BIG_SLURM} Parent=a-lab GrpTRESMins=gres/gpu=48000,gres/gpu:gpu-a=48000,gres/gpu:h800=0",
         # A tie of stakes goes to the smaller id: "B.Corp" < "a-lab".
         f"account_exists proj-1 || sacctmgr -i add account proj-1 Parent={B_SLURM} "
         "Description='project proj-1' Organization=B.Corp",
-        f"set_account proj-1 Parent={B_SLURM} GrpTRESMins=gres/gpu=90000,gres/gpu:gpu-a=90000",
+        f"set_account proj-1 Parent={B_SLURM} GrpTRESMins=gres/gpu=90000,gres/gpu:gpu-a=90000,gres/gpu:h800=0",
         f"account_exists proj-2 || sacctmgr -i add account proj-2 Parent={ROOT_SLURM} "
         "Description='project proj-2' Organization=root",
-        f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=6000,gres/gpu:{H800_SLURM}=6000",
+        f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=6000,gres/gpu:gpu-a=0,gres/gpu:h800=6000",
     ]
     for line in _commands(script):
         shlex.split(line)  # every line is well-quoted shell
@@ -163,7 +166,7 @@ def test_slurm_script_lines(ledger):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 def test_slurm_script_is_valid_bash(ledger, tmp_path):
     out = tmp_path / "accounts.sh"
-    result = ledger("export", "slurm", "--period", "2026-11", "-o", out)
+    result = ledger(*SLURM, "-o", out)
     assert result.exit_code == 0 and f"Wrote {out}" in result.stderr
     assert result.stdout == ""
     check = subprocess.run(["bash", "-n", str(out)], capture_output=True, text=True)
@@ -208,7 +211,7 @@ def test_slurm_script_runs_twice_against_a_fake_sacctmgr(ledger, tmp_path):
     import sys
 
     out = tmp_path / "accounts.sh"
-    assert ledger("export", "slurm", "--period", "2026-11", "-o", out).exit_code == 0
+    assert ledger(*SLURM, "-o", out).exit_code == 0
     bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
     bin_dir.mkdir()
     state.mkdir()
@@ -225,7 +228,7 @@ def test_slurm_script_runs_twice_against_a_fake_sacctmgr(ledger, tmp_path):
     root_add = next(c for c in adds if ROOT_SLURM in c)
     assert 'Description=Root\'s "Co-op"' in root_add  # one argument, quotes intact
     assert json.loads((state / "proj-2.set").read_text()) == [
-        f"Parent={ROOT_SLURM}", f"GrpTRESMins=gres/gpu=6000,gres/gpu:{H800_SLURM}=6000"]
+        f"Parent={ROOT_SLURM}", "GrpTRESMins=gres/gpu=6000,gres/gpu:gpu-a=0,gres/gpu:h800=6000"]
     # A failure other than "Nothing modified" stops the script.
     fake.write_text("#!/bin/sh\necho 'sacctmgr: error: Problem talking to the database' >&2\nexit 1\n")
     failed = subprocess.run(["bash", str(out)], capture_output=True, text=True, env=env)
@@ -249,8 +252,8 @@ def test_slurm_names_are_safe_deterministic_and_distinct():
     for key, name in names.items():
         assert re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", name), (key, name)
     assert names[("member", "a_b")] == "a_b" and names[("member", "a-b")] == "a-b"
-    # The same id as member and project: neither keeps the bare name.
-    assert names[("member", "pcl")] != "pcl" and names[("project", "pcl")] != "pcl"
+    # The same id as member and project: the member keeps the bare name, the project is hashed.
+    assert names[("member", "pcl")] == "pcl" and names[("project", "pcl")] == f"pcl-{h('project:pcl')}"
     assert names[("member", "root")] == f"root-{h('member:root')}"
     # An id that looks like a hashed name is hashed itself, so it cannot take another id's name.
     assert names[("member", f"pcl-{h('member:PCL')}")] != f"pcl-{h('member:PCL')}"
@@ -327,14 +330,16 @@ def test_kueue_documents_validate_against_the_crds(ledger):
     assert queues["proj-1"]["spec"] == {
         "cohortName": b_corp, "namespaceSelector": {},
         "resourceGroups": [{"coveredResources": [gpu], "flavors": [
-            {"name": "gpu-a", "resources": [{"name": gpu, "nominalQuota": 3}]}]}],  # 1500 / 720 -> 3
+            # 1500 / 720 = 2.08 and 800 / 720 = 1.11 make 3.19 -> 3 devices: 2 and 1, not 3 and 2
+            {"name": "gpu-a", "resources": [{"name": gpu, "nominalQuota": 2}]}]}],
     }
     assert queues["Big Project"]["metadata"]["name"] == f"big-project-{h('project:Big Project')}"
     assert queues["Big Project"]["spec"]["cohortName"] == "a-lab"
-    assert queues["Big Project"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == 2
+    assert queues["Big Project"]["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] == 1
     assert queues["proj-2"]["spec"]["cohortName"] == "root"
+    # 100 / 720 = 0.14 device rounds to none: the flavor stays, with 0, so proj-2 can borrow.
     assert queues["proj-2"]["spec"]["resourceGroups"][0]["flavors"] == [
-        {"name": h800, "resources": [{"name": gpu, "nominalQuota": 1}]}]
+        {"name": h800, "resources": [{"name": gpu, "nominalQuota": 0}]}]
     # Every reference names an object of the export.
     names = {kind: {d["metadata"]["name"] for d in items.values()} for kind, items in by_kind.items()}
     for queue in queues.values():
@@ -399,9 +404,10 @@ def test_period_without_a_run_is_one_clear_error(ledger, kind):
 
 @pytest.mark.parametrize("kind", ["slurm", "kueue"])
 def test_unwritable_output_is_a_clear_error(ledger, tmp_path, kind):
-    missing = ledger("export", kind, "--period", "2026-11", "-o", tmp_path / "no" / "such" / "dir.txt")
+    extra = GRES if kind == "slurm" else ()
+    missing = ledger("export", kind, "--period", "2026-11", *extra, "-o", tmp_path / "no" / "such" / "dir.txt")
     assert missing.exit_code == 2 and missing.stderr.startswith("Error: cannot write")
-    folder = ledger("export", kind, "--period", "2026-11", "-o", tmp_path)
+    folder = ledger("export", kind, "--period", "2026-11", *extra, "-o", tmp_path)
     assert folder.exit_code == 2 and "directory" in folder.stderr
     assert list(tmp_path.glob(".*.tmp")) == []
 
@@ -410,3 +416,344 @@ def test_unwritable_output_is_a_clear_error(ledger, tmp_path, kind):
 def test_export_help_has_an_example(cli, args):
     result = cli(*args, "--help", db_path=None)
     assert result.exit_code == 0 and "Example" in result.stdout
+
+
+# --- review fixes -----------------------------------------------------------------------------------
+# Each test below failed before its fix (see the commit that brought it).
+
+from pooler.core.alloc import entitlement  # noqa: E402
+from pooler.errors import UsageError  # noqa: E402
+from pooler.io.export_kueue import flavor_quotas  # noqa: E402
+from pooler.io.export_slurm import ExportError, RunExport, gres_types, slurm_script  # noqa: E402
+from pooler.io.manifest import parse_manifest  # noqa: E402
+
+
+def _run_export(manifest: str = MANIFEST, *, shares=None, grants=(), projects=None, retired=()) -> RunExport:
+    """A RunExport straight from a manifest, for tests that need no ledger."""
+    snap = parse_manifest(manifest, "m.toml")
+    return RunExport(
+        snapshot=snap, period="2026-11", run_seq=9, head_seq=9, head_hash="0" * 64,
+        shares=shares or {m.id: Decimal(1) / len(snap.members) for m in snap.members},
+        projects=tuple(sorted(projects if projects is not None else (p.id for p in snap.projects))),
+        grants=tuple(grants), retired_projects=tuple(sorted(retired)),
+    )
+
+
+def _fake_slurm(tmp_path):
+    """A PATH and a state folder with the fake sacctmgr; returns (env, state)."""
+    import sys
+
+    bin_dir, state = tmp_path / "bin", tmp_path / "slurm"
+    bin_dir.mkdir(exist_ok=True)
+    state.mkdir(exist_ok=True)
+    fake = bin_dir / "sacctmgr"
+    fake.write_text(FAKE_SACCTMGR.replace("/usr/bin/env python3", sys.executable), encoding="utf-8")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_SLURM": str(state)}, state
+
+
+# 1. Every project is limited on every type of the run; retired projects' limits go to 0.
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_slurm_limits_cover_every_type_and_retired_projects_go_to_zero(ledger, tmp_path):
+    """Review: a project got `gres/gpu:TYPE=` only for types it was granted, so it could spend its
+    total on any other type, and the limits of a retired project (or of an earlier period) stayed."""
+    import json
+
+    env, state = _fake_slurm(tmp_path)
+    november = tmp_path / "2026-11.sh"
+    assert ledger(*SLURM, "-o", november).exit_code == 0
+    assert subprocess.run(["bash", str(november)], capture_output=True, text=True, env=env).returncode == 0
+    assert json.loads((state / "proj-2.set").read_text())[1] == \
+        "GrpTRESMins=gres/gpu=6000,gres/gpu:gpu-a=0,gres/gpu:h800=6000"  # gpu-a capped at 0 too
+    # proj-2 retires; "ghost" is added and retired before any export, so no account of it exists.
+    assert ledger("project", "retire", "proj-2").exit_code == 0
+    added = ledger("project", "add", "ghost", "--sponsor", "a-lab=1", "--demand", "10")
+    assert added.exit_code == 0, added.stderr
+    assert ledger("project", "retire", "ghost").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    # Retired after December's run was solved: still a project of that run, not zeroed.
+    assert ledger("project", "retire", "proj-1").exit_code == 0
+    result = ledger("export", "slurm", "--period", "2026-12", *GRES)
+    assert result.exit_code == 0, result.stderr
+    commands = _commands(result.stdout)
+    zero = "GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0,gres/gpu:h800=0"
+    assert commands[-2:] == [
+        f"if account_exists ghost; then set_account ghost {zero}; fi",
+        f"if account_exists proj-2; then set_account proj-2 {zero}; fi",
+    ]
+    assert not any("add account proj-2" in c or "add account ghost" in c for c in commands)
+    assert any(c.startswith("set_account proj-1 ") and "gres/gpu:h800=0" in c for c in commands)
+    december = tmp_path / "2026-12.sh"
+    december.write_text(result.stdout, encoding="utf-8")
+    done = subprocess.run(["bash", str(december)], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr  # a missing account is no failure, even on the last line
+    assert json.loads((state / "proj-2.set").read_text()) == [zero]
+    assert not (state / "ghost").exists() and not (state / "ghost.set").exists()  # never created
+
+
+def test_slurm_limits_list_every_type_of_the_run_even_when_nothing_was_granted():
+    run = _run_export(grants=[("proj-1", "a-pool", 10)])
+    lines = [line for line in slurm_script(run, {"H800 SXM": "h800"}).splitlines()
+             if line.startswith("set_account") and "GrpTRESMins" in line]
+    assert lines == [
+        f"set_account {BIG_SLURM} Parent=a-lab GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0,gres/gpu:h800=0",
+        f"set_account proj-1 Parent={B_SLURM} GrpTRESMins=gres/gpu=600,gres/gpu:gpu-a=600,gres/gpu:h800=0",
+        f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0,gres/gpu:h800=0",
+    ]
+
+
+# 2. Names: members before projects (Slurm), the root cohort before members before projects (Kueue).
+
+def test_a_project_with_a_members_id_never_renames_the_member():
+    """Review: a project added with a member's id made both hashed, renaming the member's account."""
+    members = [("member", m) for m in ("pcl", "baai", "Big Lab", "root")]
+    alone = slurm_names(members)
+    both = slurm_names(members + [("project", "pcl"), ("project", "baai-x"), ("project", "Big Lab")])
+    assert {k: both[k] for k in alone} == alone
+    assert both[("member", "pcl")] == "pcl" and both[("project", "pcl")] == f"pcl-{h('project:pcl')}"
+    assert both[("project", "baai-x")] == "baai-x"
+    # Kueue: the root cohort wins over a member of the same name, a member over a project.
+    keys = [("consortium", "pcl"), ("member", "pcl"), ("project", "pcl"), ("member", "ok")]
+    names = dns_names(keys)
+    assert names[("consortium", "pcl")] == "pcl"
+    assert names[("member", "pcl")] == f"pcl-{h('member:pcl')}"
+    assert names[("project", "pcl")] == f"pcl-{h('project:pcl')}"
+    assert dns_names(keys[1:])[("member", "pcl")] == "pcl"
+
+
+def test_names_stay_when_lower_kinds_are_added_on_random_ids():
+    from hypothesis import given, settings, strategies as st
+
+    ident = st.text(alphabet="abcAB9 _-.", min_size=1, max_size=12)
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(ident, max_size=8, unique=True), st.lists(ident, max_size=8, unique=True))
+    def check(members, projects):
+        for names_of, safe in ((slurm_names, r"[a-z0-9][a-z0-9_-]{0,63}"),
+                               (dns_names, r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")):
+            alone = names_of([("member", m) for m in members])
+            keys = [("member", m) for m in members] + [("project", p) for p in projects]
+            names = names_of(keys)
+            assert {k: names[k] for k in alone} == alone          # stable
+            assert names == names_of(list(reversed(keys)))        # deterministic
+            assert len(set(names.values())) == len(keys)          # distinct
+            assert all(re.fullmatch(safe, n) for n in names.values())
+            plain = {n for (_, i), n in names.items() if n == i}
+            hashed = set(names.values()) - plain
+            assert not plain & hashed
+
+    check()
+
+
+def test_project_named_like_a_member_keeps_the_member_account_end_to_end(ledger):
+    added = ledger("project", "add", "a-lab", "--sponsor", "a-lab=1", "--demand", "10")
+    assert added.exit_code == 0, added.stderr
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    script = ledger("export", "slurm", "--period", "2026-12", *GRES).stdout
+    assert "account_exists a-lab || sacctmgr -i add account a-lab Description='A Lab'" in script
+    assert f"account_exists a-lab-{h('project:a-lab')} || " in script
+    text = ledger("export", "kueue", "--period", "2026-12").stdout
+    cohort = next(d for d in yaml.safe_load_all(text) if d["kind"] == "Cohort"
+                  and d["metadata"]["annotations"]["pooler.io/id"] == "a-lab")
+    assert cohort["metadata"]["name"] == "a-lab"
+
+
+# 3. GRES type names: the id itself, or --gres-type; never hashed.
+
+@pytest.mark.parametrize("types,mapping,expected", [
+    (["NVIDIA_A100", "ascend-910b", "v1.5"], {}, {"NVIDIA_A100": "NVIDIA_A100", "ascend-910b": "ascend-910b",
+                                                   "v1.5": "v1.5"}),
+    (["ascend-910b", "H800 SXM"], {"ascend-910b": "ascend910b", "H800 SXM": "h800"},
+     {"ascend-910b": "ascend910b", "H800 SXM": "h800"}),
+])
+def test_gres_types_are_the_ids_or_the_mapping(types, mapping, expected):
+    assert gres_types(types, mapping) == expected
+
+
+@pytest.mark.parametrize("types,mapping,error,words", [
+    (["H800 SXM", "a:b", "100", "ok"], {}, ExportError, ['"H800 SXM", "a:b", "100"', "--gres-type"]),
+    (["é100"], {}, ExportError, ['"é100"', "--gres-type"]),
+    (["ok"], {"nope": "x"}, UsageError, ['"nope" is not an accelerator type of the run (ok)']),
+    (["ok"], {"ok": "a b"}, UsageError, ['"a b" is not a GRES type name']),
+    (["ok"], {"ok": "gpu:x"}, UsageError, ['"gpu:x"']),
+    (["ok"], {"ok": "x=1,gres/gpu"}, UsageError, ['"x=1,gres/gpu"']),
+    (["ok"], {"ok": "910"}, UsageError, ['"910"']),  # digits alone read as a count in --gres=gpu:910
+])
+def test_gres_types_refuse_what_cannot_match_gres_conf(types, mapping, error, words):
+    with pytest.raises(error) as caught:
+        gres_types(types, mapping)
+    assert type(caught.value) is error
+    for word in words:
+        assert word in str(caught.value)
+
+
+def test_gres_types_that_differ_only_in_case_are_one_tres():
+    """Slurm finds TRES names without regard to case: A100 and a100 are one limit, their sum."""
+    manifest = MANIFEST.replace('id = "H800 SXM"', 'id = "GPU-A"').replace('"H800 SXM"', '"GPU-A"')
+    run = _run_export(manifest, grants=[("proj-1", "a-pool", 10), ("proj-2", "b-pool", 5)])
+    script = slurm_script(run)
+    assert "#   gres/gpu:GPU-A: accelerator types GPU-A, gpu-a" in script
+    assert f"set_account proj-1 Parent={B_SLURM} GrpTRESMins=gres/gpu=600,gres/gpu:GPU-A=600" in script
+    assert f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=300,gres/gpu:GPU-A=300" in script
+
+
+def test_gres_type_option_on_the_command_line(ledger, tmp_path):
+    out = tmp_path / "accounts.sh"
+    unnamed = ledger("export", "slurm", "--period", "2026-11", "-o", out)
+    assert unnamed.exit_code == 1 and not out.exists()
+    assert unnamed.stderr.count("Error:") == 1 and unnamed.stderr.startswith("Error:")
+    assert '"H800 SXM"' in unnamed.stderr and "--gres-type" in unnamed.stderr
+    assert "h800-sxm-" not in unnamed.stderr  # no hashed name offered
+    named = ledger(*SLURM, "--gres-type", "gpu-a=a100_40g", "-o", out)
+    assert named.exit_code == 0, named.stderr
+    assert "gres/gpu:a100_40g=90000,gres/gpu:h800=0" in out.read_text()
+    for bad, words in [
+        (["--gres-type", "nope=x"], ['"nope" is not an accelerator type of the run']),
+        (["--gres-type", "gpu-a"], ["'gpu-a' is not ACCEL=TYPE"]),
+        (["--gres-type", "=x"], ["'=x' is not ACCEL=TYPE"]),
+        (["--gres-type", "gpu-a="], ["'gpu-a=' is not ACCEL=TYPE"]),
+        (["--gres-type", "gpu-a=a b"], ['"a b" is not a GRES type name']),
+        (["--gres-type", "gpu-a=x", "--gres-type", "gpu-a=y"], ['"gpu-a" is given twice (\'x\' and \'y\')']),
+    ]:
+        target = tmp_path / "bad.sh"
+        result = ledger("export", "slurm", "--period", "2026-11", *bad, "-o", target)
+        assert result.exit_code == 2, (bad, result.stderr)
+        assert result.stderr.startswith("Error: --gres-type:") and result.stderr.count("Error:") == 1
+        for word in words:
+            assert word in result.stderr, (bad, result.stderr)
+        assert not target.exists()
+
+
+def test_kueue_resource_given_twice_is_a_usage_error(ledger, tmp_path):
+    """Review: `--resource T=a --resource T=b` silently used b."""
+    target = tmp_path / "q.yaml"
+    twice = ledger("export", "kueue", "--period", "2026-11", "--resource", "gpu-a=example.com/a",
+                   "--resource", "gpu-a=example.com/b", "-o", target)
+    assert twice.exit_code == 2 and "--resource" in twice.stderr and '"gpu-a" is given twice' in twice.stderr
+    assert not target.exists()
+    same = ledger("export", "kueue", "--period", "2026-11", "--resource", "gpu-a=example.com/a",
+                  "--resource", " gpu-a = example.com/a ")
+    assert same.exit_code == 2  # even with the same value: one option per type
+
+
+# 4. Fairshare and fair-sharing weights from the entitlement, before usage history.
+
+@pytest.mark.parametrize("policy,contributed,expected", [
+    ("contribution_weight = 0.5", {"a": 10000, "b": 10000, "c": 0}, {"a": 5 / 12, "b": 5 / 12, "c": 1 / 6}),
+    ('entitlement = "equal"', {"a": 10000, "b": 0, "c": 0}, {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}),
+    ("contribution_weight = 1", {"a": 0, "b": 0, "c": 0}, {"a": 1 / 3, "b": 1 / 3, "c": 1 / 3}),  # nobody
+    # alpha = 1: c's 1e-9 of the largest is under the 1e-6 rule and counts as zero.
+    ("contribution_weight = 1", {"a": 10 ** 9, "b": 10 ** 9, "c": 1}, {"a": 0.5, "b": 0.5, "c": 0.0}),
+])
+def test_entitlement_is_the_share_without_usage(policy, contributed, expected):
+    pools = "".join(f'\n[[pools]]\nid = "{m}-pool"\nmember = "{m}"\naccelerator = "g"\ncapacity = {k}\n'
+                    for m, k in contributed.items() if k)
+    manifest = (f"[policy]\n{policy}\nusage_half_life_days = 30\n[[accelerators]]\nid = \"g\"\nrate = 1\n"
+                + "".join(f'[[members]]\nid = "{m}"\nname = "{m}"\n' for m in contributed) + pools
+                + "[usage]\na = 1000000\n")  # heavy usage by a: it must not matter
+    got = entitlement(parse_manifest(manifest, "m.toml"))
+    assert got == pytest.approx(expected, abs=1e-15)
+
+
+def test_exports_weigh_members_by_entitlement_not_the_share_after_usage(cli, tmp_path):
+    """Review: Fairshare and fairSharing.weight came from the run's share, which already carries
+    pooler's usage factor; Slurm and Kueue weigh usage again, so heavy users paid twice."""
+    manifest = tmp_path / "m.toml"
+    manifest.write_text(MANIFEST.replace("usage_half_life_days = 0", "usage_half_life_days = 30"), encoding="utf-8")
+    usage = tmp_path / "u.csv"
+    usage.write_text("project,pool,device_hours,start,end\n"
+                     "proj-1,a-pool,5000,2026-10-20T00:00:00,2026-10-21T00:00:00\n", encoding="utf-8")
+    assert cli("init").exit_code == 0 and cli("apply", manifest).exit_code == 0
+    assert cli("usage", "import", usage, "--format", "csv").exit_code == 0
+    ran = cli("alloc", "run", "--period", "2026-11", "--json").json()
+    assert ran["members"]["a-lab"]["share"] < 0.4  # the usage factor took a-lab's share down
+    script = cli("export", "slurm", "--period", "2026-11", *GRES).stdout
+    for name, fs in (("a-lab", 4167), (B_SLURM, 4167), (ROOT_SLURM, 1667)):  # 5/12, 5/12, 1/6
+        assert f"set_account {name} Fairshare={fs}" in script
+    assert "# member a-lab: entitlement 0.4166666666666667 (the run's share after usage history: 0.34" in script
+    docs = list(yaml.safe_load_all(cli("export", "kueue", "--period", "2026-11").stdout))
+    weights = {d["metadata"]["annotations"]["pooler.io/id"]: d["spec"]["fairSharing"]["weight"]
+               for d in docs if d["kind"] == "Cohort" and d["spec"]}
+    assert weights == {"a-lab": "0.416667", "B.Corp": "0.416667", "root": "0.166667"}
+
+
+def test_entitlement_of_a_member_missing_from_the_state_is_an_export_error():
+    run = _run_export(shares={"a-lab": Decimal("0.5"), "gone": Decimal("0.5")})
+    with pytest.raises(ExportError, match="gone"):
+        run.entitlement()
+
+
+# 5. The header says how to keep GrpTRESMins from decaying.
+
+def test_slurm_header_asks_for_no_decay_and_a_reset_per_period():
+    script = slurm_script(_run_export(), {"H800 SXM": "h800"})
+    header = " ".join(line[2:] for line in script.splitlines() if line.startswith("# "))
+    assert "PriorityDecayHalfLife=0" in header and "PriorityUsageResetPeriod=MONTHLY" in header
+    assert "NoDecay flag is a QOS flag" in header
+    weekly = MANIFEST.replace('unit = "NCU"', 'unit = "NCU"\nperiod = "week"')
+    assert "PriorityUsageResetPeriod=WEEKLY" in slurm_script(_run_export(weekly), {"H800 SXM": "h800"})
+
+
+# 6. Kueue quotas: largest remainder per flavor, never above the flavor's devices.
+
+@pytest.mark.parametrize("hours,capacity,expected", [
+    ({"p1": 1500, "Big": 800}, 10000, {"p1": 2, "Big": 1}),           # 2.08 + 1.11 = 3.19 -> 3
+    ({"b": 360, "a": 360}, 10000, {"a": 1, "b": 0}),                  # 0.5 + 0.5 = 1: the tie goes to "a"
+    ({"a": 360}, 10000, {"a": 1}),                                    # 0.5 rounds half up
+    ({"a": 359}, 10000, {"a": 0}),                                    # 0.499 rounds to no device
+    ({"a": 719, "b": 719, "c": 719}, 2157, {"a": 1, "b": 1, "c": 0}),  # 2.996 -> 3, but 2157 h = 2.996 devices
+    ({"a": 1440, "b": 0}, 1440, {"a": 2, "b": 0}),
+    ({}, 720, {}),
+])
+def test_flavor_quotas(hours, capacity, expected):
+    assert flavor_quotas(hours, Decimal(720), Decimal(capacity)) == expected
+
+
+@pytest.mark.parametrize("period_hours", [Decimal(0), Decimal(-1)])
+def test_flavor_quotas_need_positive_period_hours(period_hours):
+    with pytest.raises(ExportError, match="period_hours"):
+        flavor_quotas({"a": 1}, period_hours, Decimal(10))
+
+
+def test_flavor_quotas_on_random_grants():
+    import math
+    from fractions import Fraction
+
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.dictionaries(st.sampled_from("abcdefgh"), st.integers(0, 5000), max_size=8),
+           st.integers(1, 1000), st.integers(0, 3000))
+    def check(hours, period, spare):
+        capacity = sum(hours.values()) + spare  # grants never exceed the pools
+        quotas = flavor_quotas(hours, Decimal(period), Decimal(capacity))
+        exact = {p: Fraction(h, period) for p, h in hours.items()}
+        total = sum(exact.values(), Fraction(0))
+        assert set(quotas) == set(hours)
+        assert sum(quotas.values()) == min(math.floor(total + Fraction(1, 2)), capacity // period)
+        for p, q in quotas.items():
+            assert math.floor(exact[p]) <= q <= math.floor(exact[p]) + 1
+
+    check()
+
+
+def test_kueue_quotas_of_the_c2net_example_never_exceed_the_devices(cli):
+    """Review: rounding every project up gave ascend-910b 7170 devices of quota for 7168 devices."""
+    assert cli("init").exit_code == 0
+    assert cli("apply", EXAMPLES / "c2net.toml").exit_code == 0
+    assert cli("alloc", "run", "--period", "2026-11").exit_code == 0
+    _, docs = _kueue(cli)
+    total: dict[str, int] = {}
+    for doc in docs:
+        if doc["kind"] == "ClusterQueue":
+            for group in doc["spec"]["resourceGroups"]:
+                for flavor in group["flavors"]:
+                    total[flavor["name"]] = total.get(flavor["name"], 0) + flavor["resources"][0]["nominalQuota"]
+    snapshot = parse_manifest((EXAMPLES / "c2net.toml").read_text(encoding="utf-8"), "c2net.toml")
+    devices = {}
+    for pool in snapshot.pools:
+        devices[pool.accelerator] = devices.get(pool.accelerator, 0) + pool.device_hours(Decimal(720)) / 720
+    assert total["ascend-910b"] == 7168 == devices["ascend-910b"]
+    for flavor, quota in total.items():
+        assert quota <= math.floor(devices[flavor]), flavor

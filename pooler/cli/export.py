@@ -35,18 +35,25 @@ def register(app: typer.Typer) -> None:
     def slurm_cmd(
         ctx: typer.Context,
         period: str = typer.Option(..., "--period", help="The recorded period, e.g. 2026-11."),
+        gres_type: List[str] = typer.Option(
+            [], "--gres-type", metavar="ACCEL=TYPE",
+            help="The gres.conf Type of an accelerator type when it is not the accelerator id itself "
+                 "(e.g. ascend-910b=ascend910b); repeatable.",
+        ),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
     ) -> None:
-        """Write an idempotent sacctmgr script: an account per member (Fairshare from its share) and a
-        sub-account per project under its lead sponsor (GrpTRESMins from its grants).
+        """Write an idempotent sacctmgr script: an account per member (Fairshare from its entitlement,
+        the share before usage history) and a sub-account per project under its lead sponsor
+        (GrpTRESMins from its grants, for every accelerator type; retired projects' limits go to 0).
 
-        Run it again at will: existing accounts are kept and their settings set again.
+        Run it again at will: existing accounts are kept and their settings set again. GPU types are
+        written as the accelerator ids; an id that cannot be a GRES type name needs --gres-type.
 
-        Example: pooler export slurm --period 2026-11 -o accounts.sh && bash accounts.sh
+        Example: pooler export slurm --period 2026-11 --gres-type ascend-910b=ascend910b -o accounts.sh
         """
         from pooler.services import export
 
-        _emit(export.slurm(context(ctx), period), output)
+        _emit(export.slurm(context(ctx), period, export.parse_gres_types(gres_type)), output)
 
     @export_app.command("kueue")
     def kueue_cmd(
@@ -54,13 +61,15 @@ def register(app: typer.Typer) -> None:
         period: str = typer.Option(..., "--period", help="The recorded period, e.g. 2026-11."),
         resource: List[str] = typer.Option(
             [], "--resource", metavar="TYPE=RESOURCE",
-            help="The Kubernetes resource of an accelerator type (default nvidia.com/gpu); repeatable.",
+            help="The Kubernetes resource of an accelerator type (default nvidia.com/gpu); repeatable, "
+                 "once per type.",
         ),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
     ) -> None:
         """Write Kueue v1beta2 YAML: a ResourceFlavor per accelerator type, a Cohort for the consortium
-        and one per member (fair-sharing weight = share), a ClusterQueue per project with its granted
-        devices as nominal quota.
+        and one per member (fair-sharing weight = entitlement, the share before usage history), a
+        ClusterQueue per project with its granted devices as nominal quota (rounded per flavor so that
+        no flavor's quotas exceed its devices).
 
         Example: pooler export kueue --period 2026-11 --resource ascend-910b=huawei.com/Ascend910 -o kueue.yaml
         """

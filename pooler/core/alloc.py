@@ -26,13 +26,14 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 from pooler.core.alloc_fair import FairNetwork, NumericalFailure, Progress, solve_fair
 from pooler.core.alloc_place import PlaceNetwork, largest_remainder, place, transport
-from pooler.core.model import Snapshot
+from pooler.core.contrib import contributions
+from pooler.core.model import Policy, Snapshot
 from pooler.core.usage import shares
 
 _SMALL = 1e-6  # shares and weights below this fraction of the largest count as zero (DESIGN 3)
@@ -146,6 +147,35 @@ def allocate(snapshot: Snapshot, *, integer_grants: bool = True,
                    lp_solves, started)
 
 
+def member_shares(member_ids: Sequence[str], contributed: Sequence[Decimal], policy: Policy,
+                  usage: Mapping[str, Decimal]) -> np.ndarray:
+    """S_m of DESIGN section 3, in `member_ids` order: the alpha blend, the usage-history factor (when
+    `usage` sums to more than 0 and the policy's half-life is not 0), the 1e-6 rule, normalised to 1."""
+    M = len(member_ids)
+    # The alpha blend is the one the fair-share report shows (exact, in `core.usage`).
+    blend = shares(dict(zip(member_ids, contributed)), policy.alpha)
+    share = np.array([float(blend[m]) for m in member_ids])
+    if policy.usage_half_life_days != 0 and M:
+        u = np.array([float(usage.get(m, 0)) for m in member_ids])
+        if u.sum() > 0:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                factor = np.exp2(-(u / u.sum()) / share)
+            share = np.where(share > 0, share * factor, 0.0)  # a share of 0 stays 0
+    if M and share.max() > 0:
+        share = np.where(share < _SMALL * share.max(), 0.0, share)
+        share = share / share.sum()
+    return share
+
+
+def entitlement(snapshot: Snapshot) -> dict[str, float]:
+    """Each member's share before usage history: S_m of DESIGN section 3 with no usage (the alpha
+    blend of contributions, the 1e-6 rule, normalised). What a scheduler that weighs usage itself
+    (Slurm's Fairshare, Kueue's fair sharing) should be given, so that usage is not counted twice."""
+    ids = [m.id for m in snapshot.members]
+    k = contributions(snapshot)
+    return dict(zip(ids, (float(s) for s in member_shares(ids, [k[m] for m in ids], snapshot.policy, {}))))
+
+
 class _Inputs:
     """The snapshot as float arrays: shares, weights, capacities, eligibility."""
 
@@ -196,21 +226,7 @@ class _Inputs:
             assets[(d.record_kind, d.id)] = d
         self.contributed = np.array([float(k) for k in contributed])
 
-        # shares
-        # The alpha blend is the one the fair-share report shows (exact, in `core.usage`).
-        blend = shares(dict(zip(self.member_ids, contributed)), snap.policy.alpha)
-        share = np.array([float(blend[m]) for m in self.member_ids])
-        if snap.policy.usage_half_life_days != 0 and M:
-            usage = dict(snap.usage)
-            u = np.array([float(usage.get(m, 0)) for m in self.member_ids])
-            if u.sum() > 0:
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    factor = np.exp2(-(u / u.sum()) / share)
-                share = np.where(share > 0, share * factor, 0.0)  # a share of 0 stays 0
-        if M and share.max() > 0:
-            share = np.where(share < _SMALL * share.max(), 0.0, share)
-            share = share / share.sum()
-        self.share = share
+        self.share = share = member_shares(self.member_ids, contributed, snap.policy, dict(snap.usage))
 
         # projects: stakes, demand, weight, where they may run
         projects = snap.projects

@@ -3,10 +3,13 @@
 - one ResourceFlavor per accelerator type of the run's pools, selecting nodes labelled
   `pooler.io/accelerator: <flavor name>`;
 - a root Cohort for the consortium, and one Cohort per member under it whose
-  `fairSharing.weight` is the member's share;
+  `fairSharing.weight` is the member's entitlement: its share before usage history (the run's share
+  carries pooler's usage factor, and Kueue's fair sharing weighs usage itself);
 - one ClusterQueue per project in its lead sponsor's cohort (the largest stake, ties by id), open to
   every namespace, with a nominal quota per accelerator type it was granted: the granted device-hours
-  over the consortium's period hours, rounded up to whole devices.
+  over the consortium's period hours in whole devices, rounded per flavor by largest remainder so that
+  a flavor's quotas add up to its rounded total and never exceed the devices its pools have. A project
+  whose share of a flavor rounds to no device keeps the flavor with a quota of 0, so it can borrow.
 
 Every accelerator type counts as the extended resource `nvidia.com/gpu` unless a resource name is given
 for it (e.g. `huawei.com/Ascend910` for an Ascend type). Types sharing a resource name form one resource
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 import re
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from typing import Any, Mapping
 
 import yaml
@@ -40,6 +44,9 @@ RESOURCE_NAME = re.compile(
 )
 # Fair-sharing weights keep six decimals: finer than any share worth telling apart.
 _WEIGHT_STEP = Decimal("0.000001")
+# Cohorts and ClusterQueues share one namespace: the root cohort keeps its name first, then members,
+# then projects, so adding a project never renames a member's cohort.
+KUEUE_PRIORITY = ("consortium", "member", "project")
 
 
 def _dns_plain(value: str) -> bool:
@@ -56,8 +63,9 @@ def _dns_hashed(value: str, digest: str) -> str:
 
 
 def dns_names(keys) -> dict[tuple[str, str], str]:
-    """DNS-1123 label names (lower case, [a-z0-9-], alphanumeric ends, at most 63) for (kind, id) keys."""
-    return assign_names(keys, _dns_plain, _dns_hashed)
+    """DNS-1123 label names (lower case, [a-z0-9-], alphanumeric ends, at most 63) for (kind, id) keys,
+    claimed in `KUEUE_PRIORITY` order."""
+    return assign_names(keys, _dns_plain, _dns_hashed, KUEUE_PRIORITY)
 
 
 def weight(share: Decimal) -> str:
@@ -68,14 +76,27 @@ def weight(share: Decimal) -> str:
     return dec_str(rounded)
 
 
-def devices(device_hours: int, period_hours: Decimal) -> int:
-    """Whole devices that deliver `device_hours` in one period, rounded up."""
+def flavor_quotas(device_hours: Mapping[str, int], period_hours: Decimal, capacity: Decimal) -> dict[str, int]:
+    """Whole devices per project for one flavor, from its granted `device_hours`: each project's exact
+    devices (device-hours / period hours) rounded down, then one more for the largest remainders (ties
+    by project id) until the flavor's total is its exact total rounded half up, but never above the
+    devices the flavor's pools have (`capacity` device-hours / period hours, rounded down). Rounding
+    every project up instead can promise more devices than exist."""
     if period_hours <= 0:  # a consortium cannot set this, but 0/0 must not reach the YAML
         raise ExportError("the consortium's period_hours must be positive to count devices")
-    return math.ceil(Decimal(device_hours) / Decimal(period_hours))
+    hours = Fraction(Decimal(period_hours))
+    exact = {p: Fraction(h) / hours for p, h in device_hours.items()}
+    quotas = {p: math.floor(x) for p, x in exact.items()}
+    target = min(math.floor(sum(exact.values(), Fraction(0)) + Fraction(1, 2)),
+                 math.floor(Fraction(Decimal(capacity)) / hours))
+    by_remainder = sorted((p for p in exact if exact[p] > quotas[p]), key=lambda p: (-(exact[p] - quotas[p]), p))
+    for p in by_remainder[:max(target - sum(quotas.values()), 0)]:
+        quotas[p] += 1
+    return quotas
 
 
 def check_resources(resources: Mapping[str, str], types: list[str]) -> None:
+    """A `--resource` for a type not in the run, or a name that is no resource name, is an `ExportError`."""
     problems = []
     for accelerator, name in sorted(resources.items()):
         if accelerator not in types:
@@ -101,6 +122,14 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
     root_key = ("consortium", _slug(run.consortium) or "consortium")
     names = dns_names([root_key] + [("member", m) for m in members] + [("project", p) for p in run.projects])
     root = names[root_key]
+    entitled = run.entitlement()
+    # Quotas are rounded per flavor, across the projects granted that type.
+    granted = {p: run.granted_by_type(p) for p in run.projects}
+    quota: dict[tuple[str, str], int] = {}
+    for t in types:
+        hours = {p: g[t] for p, g in granted.items() if t in g}
+        for p, n in flavor_quotas(hours, run.period_hours, run.type_capacity(t)).items():
+            quota[(p, t)] = n
     labels = {"app.kubernetes.io/managed-by": "pooler", "pooler.io/period": run.period}
 
     def metadata(name: str, original: str) -> dict[str, Any]:
@@ -117,7 +146,7 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
     for member_id in members:
         docs.append({
             "apiVersion": API_VERSION, "kind": "Cohort", "metadata": metadata(names[("member", member_id)], member_id),
-            "spec": {"parentName": root, "fairSharing": {"weight": weight(run.shares[member_id])}},
+            "spec": {"parentName": root, "fairSharing": {"weight": weight(entitled[member_id])}},
         })
     for project_id in run.projects:
         lead = run.lead_sponsor(project_id)
@@ -125,10 +154,10 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
             raise ExportError(f'the lead sponsor "{lead}" of project "{project_id}" has no share in the '
                               f"{run.period} run")
         groups: dict[str, list[dict[str, Any]]] = {}
-        for t, hours in run.granted_by_type(project_id).items():
+        for t in granted[project_id]:
             groups.setdefault(resource_of[t], []).append({
                 "name": flavor[t],
-                "resources": [{"name": resource_of[t], "nominalQuota": devices(hours, run.period_hours)}],
+                "resources": [{"name": resource_of[t], "nominalQuota": quota[(project_id, t)]}],
             })
         spec: dict[str, Any] = {"cohortName": names[("member", lead)], "namespaceSelector": {}}
         # A project granted nothing gets no resource group: it can admit no accelerator workload.
@@ -148,7 +177,14 @@ def kueue_yaml(run: RunExport, resources: Mapping[str, str] | None = None) -> st
         f"# period: {run.period}\n"
         f"# run entry: #{run.run_seq}\n"
         f"# ledger head: #{run.head_seq} {run.head_hash}\n"
-        f"# nominal quotas: granted device-hours / {dec_str(run.period_hours)} period hours, rounded up\n"
+        "# cohort weights: each member's entitlement, its share before usage history (the run's share\n"
+        "#   carries pooler's usage factor; Kueue's fair sharing weighs usage itself)\n"
+        f"# nominal quotas: granted device-hours / {dec_str(run.period_hours)} period hours in whole devices,\n"
+        "#   rounded per flavor by largest remainder (ties by project id) to the flavor's total rounded\n"
+        "#   half up, never above the devices of its pools; a project whose share rounds to 0 devices has\n"
+        "#   nominalQuota 0 for that flavor (it stays listed, so the project can borrow)\n"
+        "# per accelerator type only: regions, dataset residency and owner reserves are not expressed\n"
+        "#   (a flavor matches that type's nodes in every region)\n"
     )
     body = yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True, allow_unicode=True,
                               default_flow_style=False)

@@ -1,9 +1,15 @@
 """Exporting a recorded run to Slurm: an idempotent `sacctmgr -i` shell script.
 
-One account per member, with `Fairshare` from the member's share; one sub-account per project under
-its lead sponsor (the largest stake, ties by id), limited by `GrpTRESMins` to the project's granted
-device-hours: `gres/gpu=<total minutes>` and one `gres/gpu:<type>=<minutes>` per accelerator type it
-was granted (a pool has exactly one type, so every grant has one).
+One account per member, with `Fairshare` from the member's entitlement (its share before usage history:
+Slurm weighs usage itself); one sub-account per project under its lead sponsor (the largest stake, ties
+by id), limited by `GrpTRESMins` to the project's granted device-hours: `gres/gpu=<total minutes>` and
+`gres/gpu:<type>=<minutes>` for every accelerator type among the run's pools, 0 where nothing of that
+type was granted, so that no limit of an earlier period stays behind (sacctmgr changes only the TRES
+it is given). Projects retired by the time the run was solved have every one of those limits set to 0,
+if their account exists; none is created for them.
+
+GRES type names are the accelerator ids themselves, or what `--gres-type ACCEL=TYPE` says; Slurm
+compares TRES names without regard to case, so ids that differ only in case count as one type.
 
 The script is safe to run again: an account is added only when `sacctmgr show` finds none, and its
 settings are then set with `modify`, which sacctmgr answers with "Nothing modified" (and a non-zero
@@ -20,10 +26,11 @@ import re
 import shlex
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
 
+from pooler.core.contrib import pool_capacity
 from pooler.core.model import Project, Snapshot, dec_str
-from pooler.errors import PoolerError
+from pooler.errors import PoolerError, UsageError
 
 # Fairshare is an integer: shares (which sum to 1) are scaled to parts per ten thousand.
 FAIRSHARE_SCALE = Decimal(10000)
@@ -35,6 +42,12 @@ _HASH_TAIL = re.compile(r"-[0-9a-f]{10,}$")
 _SLURM_SAFE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 # Accounts Slurm itself owns.
 _SLURM_RESERVED = frozenset({"root"})
+# A GRES type as it can stand in `gres/gpu:<type>=N` and in gres.conf: sacctmgr splits TRES lists at
+# ',' and '=' and a GRES request at ':', so only letters, digits, '_', '.' and '-'; and at least one
+# letter, since `--gres=gpu:100` reads 100 as a count, never as a type.
+GRES_TYPE = re.compile(r"^[A-Za-z0-9_.-]*[A-Za-z][A-Za-z0-9_.-]*$")
+# Member accounts are named first, then projects: a project can never take a member's name.
+SLURM_PRIORITY = ("member", "project")
 
 
 class ExportError(PoolerError):
@@ -57,6 +70,7 @@ class RunExport:
     shares: Mapping[str, Decimal]                 # member -> share (the run's, summing to 1)
     projects: tuple[str, ...]                     # the run's projects, sorted
     grants: tuple[tuple[str, str, int], ...]      # (project, pool, device_hours)
+    retired_projects: tuple[str, ...] = ()        # retired as of the state the run was solved from, sorted
 
     @property
     def consortium(self) -> str:
@@ -95,34 +109,60 @@ class RunExport:
         """Every accelerator type among the run's pools (granted or not), sorted."""
         return sorted({p.accelerator for p in self.snapshot.pools})
 
+    def type_capacity(self, accelerator: str) -> Decimal:
+        """Device-hours per period of the run's pools of one accelerator type."""
+        return sum((pool_capacity(self.snapshot, p) for p in self.snapshot.pools if p.accelerator == accelerator),
+                   Decimal(0))
+
+    def entitlement(self) -> dict[str, Decimal]:
+        """Each member's share before usage history (DESIGN section 3 without the usage factor), from the
+        state the run was solved from. The run's own `shares` carry pooler's usage factor; a scheduler
+        that weighs usage itself must get this one, or heavy users are penalised twice."""
+        from pooler.core.alloc import entitlement  # NumPy and the solver load only when exporting
+
+        computed = entitlement(self.snapshot)
+        missing = sorted(set(self.shares) - set(computed))
+        if missing:
+            raise ExportError(f"member(s) {', '.join(missing)} of the {self.period} run are not in the state "
+                              "it was solved from")
+        # Shortest text that reads back to the same float, as the run's shares are stored.
+        return {m: Decimal(repr(computed[m])) for m in self.member_ids()}
+
 
 # --- names ------------------------------------------------------------------------------------------
 
 
 def assign_names(keys: Iterable[tuple[str, str]], plain: Callable[[str], bool],
-                 hashed: Callable[[str, str], str]) -> dict[tuple[str, str], str]:
+                 hashed: Callable[[str, str], str], priority: Sequence[str] = ()) -> dict[tuple[str, str], str]:
     """A name for each (kind, id) key in one namespace: the id itself when `plain(id)` accepts it and
-    no other key wants the same name; otherwise `hashed(id, digest)`, a sanitised id with a hash of
-    "kind:id". `plain` must refuse ids ending like a hash suffix, so the two kinds never meet; two hashed
-    names that collide get longer digests. Deterministic: the same keys always give the same names.
+    no key of a kind of higher or equal priority wants the same name; otherwise `hashed(id, digest)`, a
+    sanitised id with a hash of "kind:id". `priority` lists kinds from the highest; unlisted kinds come
+    after, all equal. So a key keeps its name whatever keys of lower kinds are added (a project with a
+    member's id never renames the member); two claimants of equal priority both give the name up.
+    `plain` must refuse ids ending like a hash suffix, so the two kinds never meet; two hashed names
+    that collide get longer digests (the higher kind keeps the shorter one). Deterministic: the same
+    keys always give the same names.
     """
-    keys = sorted(set(keys))
-    wanted: dict[str, list[tuple[str, str]]] = {}
-    for key in keys:
-        if plain(key[1]) and not _HASH_TAIL.search(key[1]):
-            wanted.setdefault(key[1], []).append(key)
-    names = {group[0]: name for name, group in wanted.items() if len(group) == 1}
+    rank = {kind: i for i, kind in enumerate(priority)}
+    keys = sorted(set(keys), key=lambda k: (rank.get(k[0], len(rank)), k))
+
+    def winners(claims: Mapping[tuple[str, str], str], taken: set[str]) -> dict[tuple[str, str], str]:
+        """The claims that get their name: the only claimant of the best rank among those wanting it."""
+        best: dict[str, list[tuple[str, str]]] = {}
+        for key, name in claims.items():
+            group = best.setdefault(name, [])
+            if not group or rank.get(key[0], len(rank)) == rank.get(group[0][0], len(rank)):
+                group.append(key)  # `keys` is in rank order, so the first claimant has the best rank
+        return {group[0]: name for name, group in best.items() if len(group) == 1 and name not in taken}
+
+    names = winners({k: k[1] for k in keys if plain(k[1]) and not _HASH_TAIL.search(k[1])}, set())
     pending = [k for k in keys if k not in names]
     for length in _DIGEST_LENGTHS:
         if not pending:
             break
         trial = {k: hashed(k[1], hashlib.sha256(f"{k[0]}:{k[1]}".encode("utf-8")).hexdigest()[:length])
                  for k in pending}
-        taken = set(names.values())
-        counts: dict[str, int] = {}
-        for name in trial.values():
-            counts[name] = counts.get(name, 0) + 1
-        settled = {k: n for k, n in trial.items() if counts[n] == 1 and n not in taken}
+        settled = winners(trial, set(names.values()))
         names.update(settled)
         pending = [k for k in pending if k not in settled]
     if pending:  # would need a SHA-256 prefix collision; never emit two things under one name
@@ -142,8 +182,34 @@ def _slurm_hashed(value: str, digest: str) -> str:
 
 
 def slurm_names(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Slurm-safe names (lower case, [a-z0-9_-], at most 64 characters) for (kind, id) keys."""
-    return assign_names(keys, _slurm_plain, _slurm_hashed)
+    """Slurm-safe names (lower case, [a-z0-9_-], at most 64 characters) for (kind, id) keys; members
+    before projects (`SLURM_PRIORITY`)."""
+    return assign_names(keys, _slurm_plain, _slurm_hashed, SLURM_PRIORITY)
+
+
+def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The Slurm GRES type of each accelerator type: its `mapping` entry (`--gres-type`), else the id
+    itself, never sanitised or hashed (it must match gres.conf as it is). A mapping for a type that is
+    not among `types`, or to a name that cannot be a GRES type, is a `UsageError`; ids that cannot be
+    type names and have no mapping are one `ExportError` naming them all."""
+    mapping = dict(mapping or {})
+    problems = []
+    for accelerator, name in sorted(mapping.items()):
+        if accelerator not in types:
+            problems.append(f'"{accelerator}" is not an accelerator type of the run ({", ".join(types) or "none"})')
+        if not GRES_TYPE.match(name):
+            problems.append(f'"{name}" is not a GRES type name (letters, digits, "_", "." and "-", with a letter)')
+    if problems:
+        raise UsageError("--gres-type: " + "; ".join(problems))
+    unnamed = [t for t in types if t not in mapping and not GRES_TYPE.match(t)]
+    if unnamed:
+        listed = ", ".join(f'"{t}"' for t in unnamed)
+        raise ExportError(
+            f"accelerator type{'s' if len(unnamed) > 1 else ''} {listed} cannot be "
+            f"{'Slurm GRES type names' if len(unnamed) > 1 else 'a Slurm GRES type name'} (letters, digits, "
+            f'"_", "." and "-", with a letter): give the gres.conf Type of each with --gres-type '
+            f'"{unnamed[0]}"=TYPE')
+    return {t: mapping.get(t, t) for t in types}
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -186,14 +252,39 @@ def _kv(key: str, value: str | int) -> str:
     return f"{key}={shlex.quote(str(value))}"
 
 
-def slurm_script(run: RunExport) -> str:
-    """The bash script that makes a Slurm cluster's accounts and limits match the run."""
+# Slurm's PriorityUsageResetPeriod for each kind of consortium period.
+_RESET_PERIOD = {"week": "WEEKLY", "month": "MONTHLY", "quarter": "QUARTERLY"}
+
+
+def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = None) -> str:
+    """The bash script that makes a Slurm cluster's accounts and limits match the run.
+
+    `gres_type_names` maps accelerator types to the GRES type names of the cluster's gres.conf
+    (`--gres-type`); unmapped types are written as they are (see `gres_types`).
+    """
     members = run.member_ids()
-    names = slurm_names([("member", m) for m in members] + [("project", p) for p in run.projects])
-    types = sorted({t for p in run.projects for t in run.granted_by_type(p)})
-    type_names = {t: n for (_, t), n in slurm_names([("accelerator", t) for t in types]).items()}
+    retired = [p for p in run.retired_projects if p not in set(run.projects)]
+    names = slurm_names([("member", m) for m in members] + [("project", p) for p in run.projects]
+                        + [("project", p) for p in retired])
+    gres_of = gres_types(run.accelerator_types(), gres_type_names)
+    # Slurm finds TRES by name without regard to case: types that differ only in case (or that
+    # --gres-type maps to one name) are one TRES, limited by their sum, written as the first spells it.
+    tres_types: dict[str, str] = {}
+    for accelerator, gres in gres_of.items():
+        tres_types.setdefault(gres.lower(), gres)
+    merged = {key: [t for t, g in gres_of.items() if g.lower() == key] for key in tres_types}
+    entitled = run.entitlement()
     by_member = run.snapshot.by_id("member")
     q = shlex.quote
+    reset = _RESET_PERIOD.get(run.snapshot.consortium.period, "the period")
+
+    def limits(granted: Mapping[str, int]) -> str:
+        minutes = {key: 0 for key in tres_types}
+        for accelerator, hours in granted.items():
+            minutes[gres_of[accelerator].lower()] += hours * 60
+        tres = [f"gres/gpu={sum(minutes.values())}"]
+        tres += [f"gres/gpu:{tres_types[key]}={value}" for key, value in sorted(minutes.items())]
+        return ",".join(tres)
 
     lines = [
         "#!/usr/bin/env bash",
@@ -203,11 +294,26 @@ def slurm_script(run: RunExport) -> str:
         f"# run entry: #{run.run_seq}",
         f"# ledger head: #{run.head_seq} {run.head_hash}",
         "#",
-        "# Members are accounts with Fairshare = share x 10000; projects are sub-accounts of their lead",
-        "# sponsor limited by GrpTRESMins to their granted device-hours x 60. The limits count usage",
-        "# since the last reset: set PriorityUsageResetPeriod to match the period, and list gres/gpu",
-        "# and its types in AccountingStorageTRES. GPU type names are the pooler accelerator ids",
-        "# (sanitised like account names); they must match the Type names in gres.conf.",
+        "# Members are accounts with Fairshare = entitlement x 10000: the member's share before usage",
+        "# history (contributions and the equal part), not the run's share, which already carries",
+        "# pooler's usage factor; Slurm weighs usage into Fairshare itself, so it would count twice.",
+        "# Projects are sub-accounts of their lead sponsor limited by GrpTRESMins to their granted",
+        "# device-hours x 60: gres/gpu in total and gres/gpu:TYPE for every accelerator type of the",
+        "# run's pools (0 where nothing of that type was granted, so no limit of an earlier period",
+        "# stays). Projects retired by the time the run was solved get 0 everywhere if their account",
+        "# exists (none is created for them). Limits are per accelerator type only: regions, dataset",
+        "# residency and owner reserves are not expressed.",
+        "#",
+        "# GrpTRESMins counts usage since the last reset, decayed by PriorityDecayHalfLife: set",
+        "# PriorityDecayHalfLife=0 (no decay, else the caps leak as usage decays) and",
+        f"# PriorityUsageResetPeriod={reset} in slurm.conf. (The NoDecay flag is a QOS flag: it keeps a",
+        "# QOS's own GrpTRESMins from decaying, not these account limits.) PriorityDecayHalfLife=0 also",
+        "# stops the decay of the usage Slurm weighs into Fairshare. List gres/gpu and gres/gpu:TYPE for",
+        "# each type below in AccountingStorageTRES, and enforce limits (AccountingStorageEnforce=limits).",
+        "#",
+        "# GRES types (gres.conf Type; Slurm compares them without regard to case):",
+        *[f"#   gres/gpu:{tres_types[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
+          f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(merged.items())],
         "set -euo pipefail",
         "",
         *_PRELUDE.splitlines(),
@@ -216,13 +322,13 @@ def slurm_script(run: RunExport) -> str:
         name = names[("member", member_id)]
         member = by_member.get(member_id)
         label = member.name if member is not None and member.name else member_id
-        share = run.shares[member_id]
         lines += [
             "",
-            f"# member {one_line(member_id)}: share {dec_str(share)}",
+            f"# member {one_line(member_id)}: entitlement {dec_str(entitled[member_id])} "
+            f"(the run's share after usage history: {dec_str(run.shares[member_id])})",
             f"account_exists {q(name)} || sacctmgr -i add account {q(name)} "
             f"{_kv('Description', label)} {_kv('Organization', member_id)}",
-            f"set_account {q(name)} {_kv('Fairshare', fairshare(share))}",
+            f"set_account {q(name)} {_kv('Fairshare', fairshare(entitled[member_id]))}",
         ]
     for project_id in run.projects:
         name = names[("project", project_id)]
@@ -232,14 +338,20 @@ def slurm_script(run: RunExport) -> str:
                               f"{run.period} run")
         parent = names[("member", lead)]
         granted = run.granted_by_type(project_id)
-        tres = [f"gres/gpu={sum(granted.values()) * 60}"]
-        tres += [f"gres/gpu:{type_names[t]}={hours * 60}" for t, hours in granted.items()]
         lines += [
             "",
             f"# project {one_line(project_id)}: lead sponsor {one_line(lead)}, "
             f"{sum(granted.values())} device-hours granted",
             f"account_exists {q(name)} || sacctmgr -i add account {q(name)} {_kv('Parent', parent)} "
             f"{_kv('Description', 'project ' + project_id)} {_kv('Organization', lead)}",
-            f"set_account {q(name)} {_kv('Parent', parent)} {_kv('GrpTRESMins', ','.join(tres))}",
+            f"set_account {q(name)} {_kv('Parent', parent)} {_kv('GrpTRESMins', limits(granted))}",
+        ]
+    for project_id in retired:
+        name = names[("project", project_id)]
+        # `if`, not `&&`: a missing account must not leave the script's exit status non-zero.
+        lines += [
+            "",
+            f"# project {one_line(project_id)}: retired, no grant: its limits go to 0 if its account exists",
+            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('GrpTRESMins', limits({}))}; fi",
         ]
     return "\n".join(lines) + "\n"

@@ -3,7 +3,8 @@
 A run is exported as recorded: its stored shares and grants, and the registry as it stood when it was
 solved (replayed from the journal up to the run's `state_seq`), never the current state, so the same
 run always exports the same objects. The ledger's head is named in the header so a reader can check
-which journal the export came from.
+which journal the export came from. The projects retired by that state come along, so the Slurm
+script can set the limits their accounts still hold to 0.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ def run_export(ctx: Context, period: str) -> RunExport:
         shares={m["member"]: m["share"] for m in view.members},
         projects=tuple(sorted(p["project"] for p in view.projects)),
         grants=tuple((g["project"], g["pool"], int(g["device_hours"])) for g in view.grants),
+        retired_projects=tuple(sorted(state.retired_ids("project"))),
     )
 
 
-def slurm(ctx: Context, period: str) -> str:
-    """`export slurm`: the sacctmgr script for the period's committed run."""
-    return slurm_script(run_export(ctx, period))
+def slurm(ctx: Context, period: str, gres_types: Mapping[str, str] | None = None) -> str:
+    """`export slurm`: the sacctmgr script for the period's committed run; `gres_types` maps
+    accelerator types to the cluster's GRES type names (`--gres-type`)."""
+    return slurm_script(run_export(ctx, period), gres_types)
 
 
 def kueue(ctx: Context, period: str, resources: Mapping[str, str] | None = None) -> str:
@@ -53,15 +56,34 @@ def kueue(ctx: Context, period: str, resources: Mapping[str, str] | None = None)
     return kueue_yaml(run_export(ctx, period), resources)
 
 
-def parse_resources(values: list[str]) -> dict[str, str]:
-    """`--resource TYPE=NAME` options as a mapping; a malformed one is a usage error."""
+def _pairs(option: str, values: list[str], shape: str) -> dict[str, str]:
+    """Repeated `KEY=VALUE` options as a mapping. A malformed value, or the same key given twice (which
+    would otherwise let the last one win unseen), is a usage error; every problem is reported at once."""
     out: dict[str, str] = {}
+    problems = []
     for value in values:
-        accelerator, sep, name = value.partition("=")
-        if not sep or not accelerator.strip() or not name.strip():
-            raise UsageError(f"--resource: {value!r} is not TYPE=RESOURCE (e.g. ascend-910b=huawei.com/Ascend910)")
-        out[accelerator.strip()] = name.strip()
+        key, sep, name = value.partition("=")
+        key, name = key.strip(), name.strip()
+        if not sep or not key or not name:
+            problems.append(f"{value!r} is not {shape}")
+        elif key in out:
+            problems.append(f'"{key}" is given twice ({out[key]!r} and {name!r})')
+        else:
+            out[key] = name
+    if problems:
+        raise UsageError(f"{option}: " + "; ".join(problems))
     return out
+
+
+def parse_resources(values: list[str]) -> dict[str, str]:
+    """`--resource TYPE=RESOURCE` options as a mapping; a malformed or repeated one is a usage error."""
+    return _pairs("--resource", values, "TYPE=RESOURCE (e.g. ascend-910b=huawei.com/Ascend910)")
+
+
+def parse_gres_types(values: list[str]) -> dict[str, str]:
+    """`--gres-type ACCEL=TYPE` options as a mapping; a malformed or repeated one is a usage error (the
+    type names themselves are checked against the run by `pooler.io.export_slurm.gres_types`)."""
+    return _pairs("--gres-type", values, "ACCEL=TYPE (e.g. ascend-910b=ascend910b)")
 
 
 def write_text(path: Path, text: str, *, mode: int | None = None) -> None:
