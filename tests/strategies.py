@@ -13,6 +13,7 @@ Import with `from tests.strategies import snapshots`.
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 
 from hypothesis import strategies as st
@@ -70,6 +71,16 @@ def texts(max_size: int = 12) -> st.SearchStrategy[str]:
     return st.text(_CHARS, min_size=1, max_size=max_size).filter(lambda s: s.strip() != "")
 
 
+# Ids and regions: no invisible format characters (Cf) either, and in Unicode's composed form (NFC).
+_ID_CHARS = st.characters(blacklist_categories=("Cc", "Cs", "Cf"))
+
+
+def identifiers(max_size: int = 12) -> st.SearchStrategy[str]:
+    """Non-blank text an id or a region may be."""
+    return st.text(_ID_CHARS, min_size=1, max_size=max_size).filter(
+        lambda s: s.strip() != "" and unicodedata.normalize("NFC", s) == s)
+
+
 def ids() -> st.SearchStrategy[str]:
     return _IDS
 
@@ -110,8 +121,8 @@ def _maybe(strategy: st.SearchStrategy) -> st.SearchStrategy:
 
 # Strategies are built once: Hypothesis validates every new strategy object, which dominated run time
 # when they were rebuilt on each draw.
-_IDS = st.one_of(st.sampled_from(ODD_IDS), texts())
-_REGIONS = st.one_of(st.sampled_from(REGIONS), texts(8))
+_IDS = st.one_of(st.sampled_from(ODD_IDS), identifiers())
+_REGIONS = st.one_of(st.sampled_from(REGIONS), identifiers(8))
 _AMOUNTS: dict[tuple[bool, int], st.SearchStrategy[Decimal]] = {}
 _FRACTIONS = _fractions()
 _TEXT = texts()

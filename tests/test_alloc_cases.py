@@ -318,6 +318,42 @@ def test_a_member_with_a_total_of_a_few_billionths_of_the_pool_is_served_exactly
     assert res.projects["j5"].bottleneck == res.projects["j4"].bottleneck == "demand"
 
 
+@pytest.mark.parametrize("capacity, demand", [(1e9, 1), (1e10, 1), (1e12, 0.5), (3e8, 1)])
+def test_a_demand_a_billionth_of_the_pool_or_less_is_met(capacity, demand):
+    """Review (hostile input, 2026-11-29): a project of demand 1 beside a pool of 1e9 (and idle all of
+    it) was given 0, labelled `capacity`, and recorded without a word: its demand, 1e-9 of the
+    largest class, was taken for the LP's noise when it froze. A met demand is the input itself and
+    is kept, however small."""
+    snap = consortium(["m"], [pool("p", "m", capacity)], [project("j", "m", demand)])
+    res = allocate(snap)
+    assert res.projects["j"].allocated == demand and res.projects["j"].bottleneck == "demand"
+    assert res.metrics.satisfied_projects == 1 and res.solver.warnings == ()
+    # beside a big project, the small one (lower level) is met first and the big one takes the rest
+    snap = consortium(["m"], [pool("p", "m", capacity)],
+                      [project("big", "m", 2 * capacity), project("j", "m", demand)])
+    got = allocate(snap)
+    assert got.projects["j"].allocated == demand
+    assert got.projects["big"].allocated == pytest.approx(capacity - demand, rel=1e-9)
+
+
+def test_a_tiny_demand_left_short_is_warned_of():
+    """A project short of a demand below a millionth of the largest pool class gets a warning in the
+    result (`solver.warnings`): the solver resolves about 1e-9 of that class, so its figure may be
+    off by that much. Here it counts as weight 0 (under 1e-6 of the largest) and gets nothing left."""
+    snap = consortium(["m"], [pool("p", "m", 1e9)],
+                      [project("big", "m", 2e9), project("j", "m", 1, weight="0.000000001"),
+                       project("far", "m", 1, regions=("nowhere",))])
+    res = allocate(snap)
+    assert res.projects["j"].allocated == 0
+    (warning,) = res.solver.warnings
+    assert warning.startswith("1 project(s) short of a demand below a millionth of the largest pool class "
+                              "(1e+09 units)") and warning.endswith(": j (0 of 1)")
+    assert "far" not in warning  # it can run nowhere: its 0 is exact
+    assert res.to_json_dict(None, "NCU")["solver"]["warnings"] == [warning]
+    assert "warnings" not in allocate(consortium(["m"], [pool("p", "m", 10)], [project("a", "m", 5)])) \
+        .to_json_dict(None, "NCU")["solver"]
+
+
 def test_progress_follows_the_steps_and_changes_nothing():
     """`allocate(progress=...)` is told after every round how many members (step 1), then projects
     (step 2), are settled, then when placement starts and ends; the counts only grow, each step ends

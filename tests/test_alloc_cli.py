@@ -87,6 +87,51 @@ def test_alloc_solve_touches_no_ledger(cli, tmp_path, monkeypatch):
     assert not (tmp_path / "pooler.db").exists()
 
 
+TINY = """
+[consortium]
+name = "Tiny"
+[[accelerators]]
+id = "gpu"
+rate = 1
+[[members]]
+id = "m"
+name = "M"
+[[pools]]
+id = "p"
+member = "m"
+accelerator = "gpu"
+capacity = 1000000000
+[[projects]]
+id = "big"
+sponsors = { m = 1 }
+demand = 2000000000
+[[projects]]
+id = "small"
+sponsors = { m = 1 }
+demand = 1
+weight = 0.000000001
+"""
+
+
+def test_a_resolution_warning_is_printed_recorded_and_shown(cli, tmp_path):
+    """`solver.warnings` (see `pooler.core.alloc._resolution_warnings`) reach the person: a `Warning:`
+    line after the tables of `alloc solve` and `alloc run`, the run's payload, and `alloc show`."""
+    manifest = tmp_path / "tiny.toml"
+    manifest.write_text(TINY, encoding="utf-8")
+    solved = cli("alloc", "solve", manifest)
+    assert solved.exit_code == 0, solved.stderr
+    text = " ".join(solved.stderr.split())
+    assert "Warning: 1 project(s) short of a demand below a millionth of the largest pool class" in text
+    assert cli("init").exit_code == 0 and cli("apply", manifest).exit_code == 0
+    ran = cli("alloc", "run", "--period", "2026-11", "--json")
+    assert ran.exit_code == 0, ran.stderr
+    (warning,) = ran.json()["solver"]["warnings"]
+    assert warning.endswith("small (0 of 1)")
+    assert cli("alloc", "show", "--json").json()["solver"]["warnings"] == [warning]
+    shown = cli("alloc", "show")
+    assert "Warning: 1 project(s) short" in " ".join(shown.stderr.split())
+
+
 def test_alloc_solve_with_usage_table_lowers_a_heavy_user(cli, tmp_path):
     text, _ = CLASSIC["contribution shares 20/10"]
     base = tmp_path / "base.toml"

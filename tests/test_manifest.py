@@ -387,6 +387,58 @@ b = 1
     assert [(p.table, p.index, p.key, p.line) for p in problems] == [("pools", 1, "accelerator", 1), ("pools", 1, None, 1)]
 
 
+def test_lines_of_thousands_of_problems_are_right():
+    """Review (hostile input): each problem's line was found by scanning every header and key again,
+    and a duplicate id's first position by scanning the records: 10,000 problems took two minutes.
+    The locator now indexes the headers once; the lines and positions stay exact."""
+    n = 3000
+    text = BASE + "".join(f'\n[[members]]\nid = "m{i}"\nname = ""\n' for i in range(n)) \
+        + '\n[[members]]\nid = "m7"\nname = "again"\n'
+    problems = problems_of(text)
+    base_lines = BASE.count("\n")
+    empty = [p for p in problems if p.key == "name"]
+    assert len(empty) == n
+    first_members = sum(1 for line in BASE.splitlines() if line.strip() == "[[members]]")
+    for k in (0, 1, n // 2, n - 1):
+        p = empty[k]
+        assert p.index == first_members + k + 1 and p.line == base_lines + 4 * k + 4, (k, p)
+    (dup,) = [p for p in problems if p.key == "id"]
+    assert dup.index == first_members + n + 1 and f"first given in #{first_members + 8}" in dup.message
+    assert dup.line == base_lines + 4 * n + 3
+
+
+def test_devices_times_hours_is_bounded_like_any_number():
+    """Review: each number is at most 1e15, but `devices` x `hours` (or the consortium's
+    `period_hours`) was not: 1e15 x 1e15 gave a capacity of 1e30, shown rounded."""
+    big = "999999999999999"
+    text = edit(BASE, ("devices = 100", f"devices = {big}\nhours = 10"))
+    (p,) = problems_of(text)
+    assert (p.table, p.key) == ("pools", "devices")
+    assert p.message == f"{big} devices x 10 hours is absurdly large (more than 1e15 device-hours a period)"
+    text = edit(BASE, ("devices = 100", "devices = 1000000"), ('name = "Test Alliance"', f'name = "Test Alliance"\nperiod_hours = {big}'))
+    assert [(p.table, p.key) for p in problems_of(text)] == [("pools", "devices")]
+    parse_manifest(edit(BASE, ("devices = 100", "devices = 1000000\nhours = 720")), "ok.toml")  # 7.2e8: fine
+
+
+def test_ids_and_regions_that_read_like_others_are_refused():
+    """Review (hostile input): "café" written with a combining accent and "gz-lab" with a zero-width
+    space after it were new members that look exactly like others in every listing. Ids and regions
+    must be in Unicode's composed form and hold no invisible format characters (messages show them
+    escaped); names, which are not compared, may. A name or region has at most 1,000 characters."""
+    text = edit(BASE, ('id = "baai"', 'id = "cafe\u0301"'), ('region = "greater-bay"', 'region = "greater\u200b-bay"'),
+                ('name = "BAAI"', 'name = "B\u200dAAI"'))
+    found = {(p.key, p.message) for p in problems_of(text)}
+    assert ("id", 'must be in Unicode\'s composed form (NFC): "cafe\u0301" is written with combining characters; '
+                  "write each accented letter as one character") in found
+    assert ("region", 'must not contain invisible format characters (U+200B), got "greater\\u200b-bay"') in found
+    assert not any(key == "name" for key, _ in found)
+    (p,) = problems_of(edit(BASE, ('residency = ["beijing"]', 'residency = ["bei\u2060jing"]')))
+    assert (p.table, p.key) == ("datasets", "residency") and "U+2060" in p.message
+    (p,) = problems_of(edit(BASE, ('name = "BAAI"', f'name = "{"x" * 1001}"')))
+    assert p.message == "is too long (1,001 characters, at most 1,000)"
+    parse_manifest(edit(BASE, ('id = "pcl-cb"', 'id = "caf\u00e9"')), "ok.toml")  # composed: fine
+
+
 # -- JSON ---------------------------------------------------------------------------------------------
 
 BASE_JSON = json.dumps({

@@ -440,6 +440,24 @@ def test_csv_bad_lines_are_all_reported_and_nothing_is_recorded(ledger, tmp_path
     assert digest(ledger.db) == before
 
 
+def test_a_time_after_the_year_9000_is_called_that(ledger, tmp_path):
+    """Review: 9999-12-31T22:00:00 is an ISO 8601 time, but was "not an ISO 8601 time or epoch
+    seconds"; the line is refused because pooler takes no time after the year 9000, and says so."""
+    path = tmp_path / "late.csv"
+    path.write_text("project,pool,device_hours,start,end\n"
+                    "mind,gz-a800,1,9999-12-31T22:00:00,9999-12-31T23:00:00\n", encoding="utf-8")
+    result = ledger("usage", "import", path, "--format", "csv")
+    text = " ".join(result.stderr.split())
+    assert result.exit_code == 1
+    assert "line 2: start '9999-12-31T22:00:00' is after the year 9000, the last pooler takes" in text
+    assert "end '9999-12-31T23:00:00' is after the year 9000" in text and "not an ISO 8601" not in text
+    sacct = tmp_path / "late.txt"
+    sacct.write_text("1|gpuhub|ali|u|hub-gz|normal|gres/gpu:a800=1|3600|9999-12-31T22:00:00|9999-12-31T23:00:00|"
+                     "COMPLETED\n", encoding="utf-8")
+    result = ledger("usage", "import", sacct, "--format", "sacct", "--map", tmp_path / "map.toml")
+    assert result.exit_code == 1 and "Start '9999-12-31T22:00:00' is after the year 9000" in result.stderr
+
+
 def test_csv_skip_bad_records_the_good_lines(ledger, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(CSV_BAD, encoding="utf-8")

@@ -41,6 +41,8 @@ def render_result(data: dict, *, title: str,
     if "pools" in sections:
         _pools(data)
     _metrics(data)
+    for warning in (data.get("solver") or {}).get("warnings", ()):
+        message(f"Warning: {warning}", style="yellow")
 
 
 def _members(data: dict, unit: str) -> None:

@@ -93,6 +93,8 @@ class AllocationMetrics:
 class SolverStats:
     seconds: float
     lp_solves: int
+    # what the result cannot vouch for (see `_resolution_warnings`); in `--json` only when there is any
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,8 @@ class AllocationResult:
                        for g in self.grants],
             "metrics": {"utilisation": self.metrics.utilisation, "jain_index": self.metrics.jain_index,
                         "satisfied_projects": self.metrics.satisfied_projects},
-            "solver": {"seconds": self.solver.seconds, "lp_solves": self.solver.lp_solves},
+            "solver": {"seconds": self.solver.seconds, "lp_solves": self.solver.lp_solves,
+                       **({"warnings": list(self.solver.warnings)} if self.solver.warnings else {})},
         }
 
 
@@ -708,8 +711,9 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
                             float(Y[i]))
         for i, m in enumerate(inp.member_ids)
     }
-    met = _met(value, inp.demand, max((inp.pool_rate[ps] * inp.pool_dh[ps]).sum() for ps in inp.net.class_pools)
-               if inp.net.class_pools else 0.0)
+    largest_class = (max((inp.pool_rate[ps] * inp.pool_dh[ps]).sum() for ps in inp.net.class_pools)
+                     if inp.net.class_pools else 0.0)
+    met = _met(value, inp.demand, largest_class)
     bottleneck = _bottlenecks(inp, value, met, proj, pool, dh)
     projects = {}
     for j, p in enumerate(inp.project_ids):
@@ -730,8 +734,37 @@ def _result(inp: _Inputs, value, level, proj, pool, dh, integer_grants, lp_solve
     metrics = AllocationMetrics(util, jain, int(met.sum()))
     return AllocationResult(
         members=MappingProxyType(members), projects=MappingProxyType(projects), pools=MappingProxyType(pools),
-        grants=grants, metrics=metrics, solver=SolverStats(time.perf_counter() - started, lp_solves),
+        grants=grants, metrics=metrics,
+        solver=SolverStats(time.perf_counter() - started, lp_solves,
+                           _resolution_warnings(inp, value, met, largest_class)),
     )
+
+
+_TINY = 1e-6  # a demand below this fraction of the largest pool class is near the solver's resolution
+_WARNED = 5  # projects named in such a warning; the rest are counted
+
+
+def _resolution_warnings(inp: _Inputs, value, met, largest_class: float) -> tuple[str, ...]:
+    """A warning for projects that did not get their demand and whose demand is below a millionth of
+    the largest pool class: the LPs resolve about 1e-9 of that class, which is then a large part of
+    such a demand, so their allocation may be off by that much (review: a demand of 1 beside a pool
+    of 1e9 was given 0 and labelled `capacity`, with no word)."""
+    if largest_class <= 0:
+        return ()
+    runs = inp.net.group_of >= 0  # (a project that can run nowhere gets nothing, exactly)
+    tiny = np.flatnonzero(~met & runs & (inp.demand > 0) & (inp.demand < _TINY * largest_class))
+    if not tiny.size:
+        return ()
+    named = ", ".join(f"{inp.project_ids[j]} ({_figure(float(value[j]))} of {_figure(float(inp.demand[j]))})"
+                      for j in tiny[:_WARNED].tolist())
+    more = f" and {tiny.size - _WARNED} more" if tiny.size > _WARNED else ""
+    return (f"{tiny.size} project(s) short of a demand below a millionth of the largest pool class "
+            f"({_figure(largest_class)} units), whose allocation may be off by up to about "
+            f"{_figure(1e-9 * largest_class)} units, the solver's resolution there: {named}{more}",)
+
+
+def _figure(x: float) -> str:
+    return f"{x:.6g}"
 
 
 def _exact_units(device_hours: np.ndarray, rate: np.ndarray, speed: np.ndarray) -> list[float]:

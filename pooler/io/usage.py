@@ -171,8 +171,19 @@ def parse_time(text: str) -> int:
             moment = moment.replace(tzinfo=timezone.utc)
         value = int(moment.timestamp() // 1)
     if value > LAST_EPOCH:
-        raise ValueError(f"{text!r} is after the year 9000")
+        raise LateTime(f"{text!r} is after the year 9000")
     return value
+
+
+class LateTime(ValueError):
+    """A time that is a time, but after the last one pooler takes (LAST_EPOCH, the year 9000)."""
+
+
+def _time_reason(label: str, text: str, exc: ValueError) -> str:
+    if isinstance(exc, LateTime):
+        # (review: "9999-12-31T22:00:00 is not an ISO 8601 time" was untrue)
+        return f"{label} {text!r} is after the year 9000, the last pooler takes"
+    return f"{label} {text!r} is not an ISO 8601 time or epoch seconds"
 
 
 class PeriodOf:
@@ -267,12 +278,12 @@ def _csv_line(number: int, row: list[str], width: int, projects, pools, period) 
     start = end = None
     try:
         start = parse_time(start_text)
-    except ValueError:
-        reasons.append(f"start {start_text!r} is not an ISO 8601 time or epoch seconds")
+    except ValueError as exc:
+        reasons.append(_time_reason("start", start_text, exc))
     try:
         end = parse_time(end_text)
-    except ValueError:
-        reasons.append(f"end {end_text!r} is not an ISO 8601 time or epoch seconds")
+    except ValueError as exc:
+        reasons.append(_time_reason("end", end_text, exc))
     if start is not None and end is not None:
         why = line_problem(hours, start, end) if hours is not None else (
             "the end is before the start" if end < start else None)
@@ -762,8 +773,8 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
     else:
         try:
             start = parse_time(start_text)
-        except ValueError:
-            reasons.append(f"Start {start_text!r} is not an ISO 8601 time or epoch seconds")
+        except ValueError as exc:
+            reasons.append(_time_reason("Start", start_text, exc))
     if unfinished:
         end = start + elapsed if start is not None and elapsed is not None else None
         if end is not None and end > LAST_EPOCH:
@@ -772,8 +783,8 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
     else:
         try:
             end = parse_time(end_text)
-        except ValueError:
-            reasons.append(f"End {end_text!r} is not an ISO 8601 time or epoch seconds")
+        except ValueError as exc:
+            reasons.append(_time_reason("End", end_text, exc))
     if elapsed == 0 and not reasons:
         stats.ignore("jobs that never ran")
         return

@@ -263,7 +263,8 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
                                 "jain_index": _exact(metrics.jain_index),
                                 "satisfied_projects": metrics.satisfied_projects},
                     "solver": {"lp_solves": result.solver.lp_solves,
-                               "seconds": _exact(round(result.solver.seconds, 6))},
+                               "seconds": _exact(round(result.solver.seconds, 6)),
+                               **({"warnings": list(result.solver.warnings)} if result.solver.warnings else {})},
                 }
                 entry = writer.append(RUN_KIND, payload, attachments=_rows(result))
             return RunOutcome(as_json, now.label, entry.seq, payload["supersedes"], previous_view,
@@ -316,7 +317,9 @@ class RunView:
                         "jain_index": float(payload["metrics"]["jain_index"]),
                         "satisfied_projects": payload["metrics"]["satisfied_projects"]},
             "solver": {"seconds": float(payload["solver"]["seconds"]),
-                       "lp_solves": payload["solver"]["lp_solves"]},
+                       "lp_solves": payload["solver"]["lp_solves"],
+                       **({"warnings": list(payload["solver"]["warnings"])}
+                          if payload["solver"].get("warnings") else {})},
             "run": _run_fields(self.entry),
         }
 
