@@ -33,12 +33,13 @@ from tests.test_startup import PROBE, ROOT, _clean_env, _example, _same
 pytest.importorskip("psycopg")
 
 KINDS = ("member", "accelerator", "pool", "dataset", "model", "project")
-# Accepted by pooler as ids and names (see tests/test_hostile.py; control characters and ids longer
-# than 200 characters are refused there, and written behind its back below).
+# Accepted by pooler as ids and names (see tests/test_hostile.py; control characters, invisible format
+# characters, text not in NFC and ids longer than 200 characters are refused there, and written
+# behind its back below).
 HOSTILE = [
     "x'); DROP TABLE journal; --", "Robert'); DELETE FROM member WHERE ('1'='1", '"quoted"', "back\\slash",
-    "a\\'b", "$1", "%s%s%n", "{0}{1}", "[bold red]markup[/bold red]", "[/]", "\u202eright-to-left",
-    "\ufeffbom", "鹏城实验室", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "e\u0301", "🚀" * 5, "\U0001F468\u200D\U0001F469\u200D\U0001F467",
+    "a\\'b", "$1", "%s%s%n", "{0}{1}", "[bold red]markup[/bold red]", "[/]", "עברית right-to-left",
+    "\u00a0no-break space", "鹏城实验室", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢", "\u00e9", "🚀" * 5, "\U0001F468\U0001F469\U0001F467",
     "NaN", "-0", "1e999999", "../../etc/passwd", "i" * 200,
 ]
 
