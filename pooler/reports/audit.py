@@ -100,26 +100,34 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         for p in settlement.pools:
             name = key(p) or "(none)"
             g = groups.setdefault(name, {"pools": 0, "device_hours": ZERO, "units": ZERO,
-                                         "granted_units": ZERO, "used_units": ZERO})
+                                         "granted_units": ZERO, "used_capacity_units": ZERO})
             g["pools"] += 1
             g["device_hours"] += p.capacity
             g["units"] += p.capacity_units
             g["granted_units"] += p.granted * p.rate
-            g["used_units"] += p.used * p.rate
+            g["used_capacity_units"] += p.used * p.rate
         return [{"name": name, **g, "granted_share": _ratio_q(g["granted_units"], g["units"]),
-                 "used_share": _ratio_q(g["used_units"], g["units"])}
+                 "used_share": _ratio_q(g["used_capacity_units"], g["units"])}
                 for name, g in sorted(groups.items())]
 
+    # Two figures of use, each shown under its own name: `used_units` is what the settlement charged
+    # (device-hours x rate x the project's speed, settled lines only), `used_capacity_units` what the
+    # pools delivered (device-hours x rate, every line on a pool of the run). Idle is a share of
+    # capacity, so it follows from the second (or from `granted_units` before any usage), never the first.
     capacity_dh = sum((p.capacity for p in settlement.pools), ZERO)
-    delivered_units = sum(((p.used if settlement.idle_basis == "used" else p.granted) * p.rate
-                           for p in settlement.pools), ZERO)
+    granted_units = sum((p.granted * p.rate for p in settlement.pools), ZERO)
+    used_capacity_units = sum((p.used * p.rate for p in settlement.pools), ZERO)
+    delivered_units = used_capacity_units if settlement.idle_basis == "used" else granted_units
     summary = [{
         "period": period, "unit": unit, "members": len(snapshot.members), "projects": len(projects),
         "pools": len(settlement.pools), "capacity_device_hours": capacity_dh,
         "capacity_units": settlement.pooled_units,
         "allocated_units": sum((Decimal(m["allocated"]) for m in members), ZERO),
+        "granted_units": granted_units,
         "used_units": settlement.used_units,
+        "used_capacity_units": used_capacity_units,
         "idle_basis": settlement.idle_basis,
+        # max(0, ...): pools used beyond their capacity leave nothing idle
         "idle_share": None if settlement.pooled_units <= 0 else
         _q(max(ZERO, 1 - delivered_units / settlement.pooled_units)),
         "pools_flagged": sum(1 for p in settlement.pools if p.flagged),

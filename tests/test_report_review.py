@@ -1,0 +1,151 @@
+"""The audit report after an auditor's review, on the ledger the reviewer built: `examples/small.toml`,
+the 2026-11 run, a CSV and a Slurm import of 2026-11 usage, then the 2026-12 run. Every derived figure
+follows from figures shown beside it, in every format; usage of projects outside the run's snapshot
+is settled by their last recorded sponsors; a member's per-project parts add up to its statement."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import shutil
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import EXAMPLES, SHARED, Run
+
+PERIOD = "2026-11"
+
+# The reviewer's CSV import: every pool, thirds of an hour, and a line of one micro device-hour.
+USAGE_CSV = """project,pool,device_hours,start,end
+lingnan-llm,gz-lab-910b,30000,2026-11-01T00:00:00,2026-11-29T00:00:00
+lingnan-llm,scut-a800,4000.5,2026-11-02T00:00:00,2026-11-20T12:00:00
+cantonese-asr,scut-a800,4500.25,2026-11-03T00:00:00,2026-11-25T00:00:00
+cantonese-asr,lingxi-a800,500.333333,2026-11-05T00:00:00,2026-11-15T00:00:00
+lingxi-agent,lingxi-a800,1500,2026-11-01T00:00:00,2026-11-28T00:00:00
+lingxi-agent,gz-lab-910b,1000.333333,2026-11-10T00:00:00,2026-11-20T00:00:00
+lingnan-llm,lingxi-a800,0.000001,1795000000,1795003600
+"""
+SLURM_MAP = """[projects]
+"pcl-mind" = "lingnan-llm"
+"pcl-cloud" = "cantonese-asr"
+"baidu-ernie" = "lingxi-agent"
+"baidu" = "lingxi-agent"
+"ali" = "lingnan-llm"
+"iflytek" = "cantonese-asr"
+[pools]
+"gpuhub/hub-gz/ascend910b" = "gz-lab-910b"
+"gpuhub/hub-gz/a800" = "scut-a800"
+"gpuhub/hub-nm/a800" = "lingxi-a800"
+"gpuhub/hub-nm/ascend910b" = "gz-lab-910b"
+"""
+SACCT = SHARED / "fixtures" / "slurm" / "gpu" / "sacct_gpu_epoch.txt"
+D = Decimal
+
+
+def pooler(db: Path, *args, ok: bool = True) -> Run:
+    """Run pooler on the SQLite ledger `db`; with `ok`, insist that it succeeds."""
+    from pooler.cli.main import app
+
+    result = CliRunner().invoke(app, ["--db", str(db), *map(str, args)], env={"COLUMNS": "200",
+                                                                             "POOLER_ACTOR": "auditor@test"})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise AssertionError(f"pooler {args} raised {result.exception!r}") from result.exception
+    run = Run(result.exit_code, result.stdout, result.stderr)
+    if ok:
+        assert run.exit_code == 0, run.stderr
+    return run
+
+
+@pytest.fixture(scope="module")
+def reviewed(tmp_path_factory) -> Path:
+    """The reviewer's ledger (`repro_base.sh`): small.toml, the 2026-11 run, CSV and sacct usage of
+    2026-11, the 2026-12 run."""
+    if not SACCT.exists():
+        pytest.skip(f"{SACCT} is missing")
+    folder = tmp_path_factory.mktemp("reviewed")
+    db = folder / "ledger.db"
+    (folder / "u1.csv").write_text(USAGE_CSV, encoding="utf-8")
+    (folder / "map.toml").write_text(SLURM_MAP, encoding="utf-8")
+    pooler(db, "init")
+    pooler(db, "apply", EXAMPLES / "small.toml")
+    pooler(db, "alloc", "run", "--period", PERIOD)
+    pooler(db, "usage", "import", folder / "u1.csv", "--format", "csv")
+    pooler(db, "usage", "import", SACCT, "--format", "sacct", "--map", folder / "map.toml", "--skip-bad")
+    pooler(db, "alloc", "run", "--period", "2026-12")
+    return db
+
+
+def _copy(db: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "ledger.db"
+    shutil.copy(db, target)
+    return target
+
+
+def _audit_json(db: Path, period: str = PERIOD) -> dict:
+    return json.loads(pooler(db, "report", "audit", "--period", period, "--format", "json").stdout)
+
+
+def _csv_sections(text: str) -> dict[str, list[dict[str, str]]]:
+    by_section: dict[str, list[dict[str, str]]] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        by_section.setdefault(row["section"], []).append(row)
+    return by_section
+
+
+def _key_values(text: str) -> dict[str, str]:
+    """The item/value rows of a Markdown key-value table, or of the terminal's: item -> value."""
+    found = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.lstrip().startswith("|") \
+            else re.split(r"\s{2,}", line.strip())
+        if len(cells) == 2:
+            found.setdefault(cells[0], cells[1])
+    return found
+
+
+# --- 1. idle follows from the figures shown beside it ------------------------------------------------
+
+
+def _idle(delivered: Decimal, capacity: Decimal) -> Decimal:
+    return max(D(0), 1 - delivered / capacity).quantize(D("0.000001"))
+
+
+def test_idle_share_is_recomputed_from_the_figures_beside_it_in_json_and_csv(reviewed):
+    """Review: `used units` was the settlement's (x speed, settled lines only) while the idle share
+    came from device-hours x rate: 1 - 43,302 / 60,960 is 29.0%, the summary said 28.5%."""
+    data = _audit_json(reviewed)
+    s = data["summary"][0]
+    assert s["idle_basis"] == "used"
+    assert D(s["idle_share"]) == _idle(D(s["used_capacity_units"]), D(s["capacity_units"]))
+    # the two figures of use differ here (speeds), and each says what it is
+    assert D(s["used_units"]) == sum(D(m["used"]) for m in data["members"])
+    assert D(s["used_capacity_units"]) != D(s["used_units"])
+    rates = {r["name"]: D(r["units"]) / D(r["device_hours"]) for r in data["by_accelerator"]}
+    assert D(s["used_capacity_units"]) == sum(D(p["used"]) * rates[p["accelerator"]] for p in data["pools"])
+    for section in ("by_region", "by_accelerator"):
+        assert sum(D(r["used_capacity_units"]) for r in data[section]) == D(s["used_capacity_units"])
+        for r in data[section]:
+            assert D(r["used_share"]) == (D(r["used_capacity_units"]) / D(r["units"])).quantize(D("0.000001"))
+    assert D(s["granted_units"]) == sum(D(r["granted_units"]) for r in data["by_region"])
+    [row] = _csv_sections(pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "csv").stdout)["summary"]
+    assert D(row["idle_share"]) == _idle(D(row["used_capacity_units"]), D(row["capacity_units"]))
+    # before any usage, idle follows from the grants, shown beside it too
+    december = _audit_json(reviewed, "2026-12")["summary"][0]
+    assert december["idle_basis"] == "granted"
+    assert D(december["idle_share"]) == _idle(D(december["granted_units"]), D(december["capacity_units"]))
+
+
+@pytest.mark.parametrize("fmt", ["table", "md", "html"])
+def test_idle_share_is_recomputed_from_the_figures_shown_for_people(reviewed, fmt):
+    text = pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", fmt).stdout
+    if fmt == "html":
+        text = re.sub(r'<tr><th scope="row">([^<]*)</th><td[^>]*>([^<]*)</td></tr>', r"\n| \1 | \2 |\n", text)
+    shown = _key_values(text)
+    used, capacity = (D(shown[k].replace(",", "")) for k in ("used capacity units", "capacity units"))
+    assert f"{(1 - used / capacity) * 100:.1f}%" == shown["idle share"]
+    assert "used units" in shown
