@@ -149,3 +149,67 @@ def test_idle_share_is_recomputed_from_the_figures_shown_for_people(reviewed, fm
     used, capacity = (D(shown[k].replace(",", "")) for k in ("used capacity units", "capacity units"))
     assert f"{(1 - used / capacity) * 100:.1f}%" == shown["idle share"]
     assert "used units" in shown
+
+
+# --- 2. usage of projects outside the run's snapshot ---------------------------------------------------
+
+LATE_USAGE = """project,pool,device_hours,start,end
+lingxi-agent,gz-lab-910b,200,2027-01-03T00:00:00,2027-01-04T00:00:00
+lingnan-llm,gz-lab-910b,1000,2027-01-03T00:00:00,2027-01-04T00:00:00
+"""
+
+
+def test_a_project_retired_before_the_run_is_settled_by_its_last_recorded_sponsors(reviewed, tmp_path):
+    """Review: lingxi-agent, retired before the 2027-01 run, used 200 device-hours of gz-lab's pool;
+    fair-share charged lingxi-ai for them, the settlement charged nobody and called it unknown."""
+    db = _copy(reviewed, tmp_path)
+    pooler(db, "project", "retire", "lingxi-agent")
+    pooler(db, "alloc", "run", "--period", "2027-01")
+    (tmp_path / "late.csv").write_text(LATE_USAGE, encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    data = _audit_json(db, "2027-01")
+    members = {m["member"]: m for m in data["members"]}
+    # 200 device-hours x rate 1 x lingxi-agent's speed 0.7 on the 910B, all lingxi-ai's (100%)
+    assert D(members["lingxi-ai"]["borrowed"]) == D(members["lingxi-ai"]["used"]) == 140
+    assert {(f["lender"], f["borrower"]): D(f["units"]) for f in data["flows"]}[("gz-lab", "lingxi-ai")] == 140
+    assert D(data["summary"][0]["balance_sum"]) == 0
+    assert D(data["summary"][0]["used_units"]) == 140 + 1000
+    [row] = [p for p in data["projects"] if p["project"] == "lingxi-agent"]
+    assert (row["demand"], row["allocated"], D(row["used_units"])) == (None, None, 140)
+    assert data["outside_run"] == [{"project": "lingxi-agent", "status": "retired", "stakes": {"lingxi-ai": "1"}}]
+    [note] = [n for n in data["notes"] if "lingxi-agent" in n]
+    assert "(retired)" in note and "lingxi-ai 100%" in note and "unknown" not in note
+    # fair-share charges the same member for it
+    fair = {m["member"]: m for m in json.loads(pooler(db, "usage", "fairshare", "--period", "2027-02",
+                                                      "--json").stdout)["members"]}
+    before = {m["member"]: m for m in json.loads(pooler(reviewed, "usage", "fairshare", "--period", "2027-02",
+                                                        "--json").stdout)["members"]}
+    assert fair["lingxi-ai"]["raw_usage"] == pytest.approx(before["lingxi-ai"]["raw_usage"] + 200)
+    # the table report keeps the note on stdout (`report audit > FILE`), and names no unknown project
+    table = pooler(db, "report", "audit", "--period", "2027-01")
+    assert note in table.stdout and "unknown" not in table.stdout + table.stderr
+    statement = json.loads(pooler(db, "report", "member", "lingxi-ai", "--period", "2027-01",
+                                  "--format", "json").stdout)
+    assert [(p["project"], D(p["member_used"])) for p in statement["projects"]] == [("lingxi-agent", 140)]
+
+
+def test_a_project_added_after_the_run_is_settled_by_its_sponsors(reviewed, tmp_path):
+    db = _copy(reviewed, tmp_path)
+    before = {m["member"]: m for m in _audit_json(db)["members"]}
+    pooler(db, "project", "add", "scut-vision", "--sponsor", "scut=0.5", "--sponsor", "lingxi-ai=0.5",
+           "--demand", "100")
+    (tmp_path / "vision.csv").write_text("project,pool,device_hours,start,end\n"
+                                         "scut-vision,gz-lab-910b,300,2026-11-20T00:00:00,2026-11-21T00:00:00\n",
+                                         encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "vision.csv", "--format", "csv")
+    data = _audit_json(db)
+    after = {m["member"]: m for m in data["members"]}
+    for member, units in (("scut", 150), ("lingxi-ai", 150)):
+        assert D(after[member]["borrowed"]) - D(before[member]["borrowed"]) == units
+    assert D(after["gz-lab"]["lent"]) - D(before["gz-lab"]["lent"]) == 300
+    assert sum(D(m["balance"]) for m in after.values()) == 0
+    [note] = [n for n in data["notes"] if "scut-vision" in n]
+    assert "added to the ledger after this run" in note and "lingxi-ai 50%, scut 50%" in note
+    for fmt in ("table", "md", "html", "csv"):
+        assert "scut-vision is not in this run" in pooler(db, "report", "audit", "--period", PERIOD,
+                                                          "--format", fmt).stdout

@@ -59,7 +59,9 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
                 used: Mapping[tuple[str, str], Decimal], ledger: Mapping[str, Any]) -> dict[str, Any]:
     """The consortium's audit report for one period."""
     names = {m.id: m.name for m in snapshot.members}
-    project_records = snapshot.by_id("project")
+    # projects outside the run that used compute, settled by their last recorded sponsors
+    outside = {o.record.id: o for o in settlement.outside}
+    project_records = {**{p: o.record for p, o in outside.items()}, **snapshot.by_id("project")}
     pools_by_id = {p.pool: p for p in settlement.pools}
     metrics = run.get("metrics", {})
 
@@ -70,13 +72,16 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     used_dh, used_units = fast if fast is not None else _project_use_decimal(used, pools_by_id, project_records)
 
     project_rows = []
-    for p in sorted(projects, key=lambda r: r["project"]):
+    # the run's projects, and those outside it that used compute (not allocated: no demand or share)
+    outside_rows = [{"project": p, "demand": None, "allocated": None, "bottleneck": None} for p in outside]
+    for p in sorted([*projects, *outside_rows], key=lambda r: r["project"]):
         record = project_records.get(p["project"])
         sponsors = ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted(record.stakes().items())) if record else ""
-        demand, allocated = Decimal(p["demand"]), Decimal(p["allocated"])
+        demand = None if p["demand"] is None else Decimal(p["demand"])
+        allocated = None if p["allocated"] is None else Decimal(p["allocated"])
         project_rows.append({
             "project": p["project"], "sponsors": sponsors, "demand": demand, "allocated": allocated,
-            "served": _ratio_q(allocated, demand), "bottleneck": p["bottleneck"],
+            "served": None if demand is None else _ratio_q(allocated, demand), "bottleneck": p["bottleneck"],
             "granted_device_hours": granted_dh.get(p["project"], ZERO),
             "used_device_hours": used_dh.get(p["project"], ZERO),
             "used_units": used_units.get(p["project"], ZERO),
@@ -150,6 +155,9 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "pools": pool_rows,
         "flows": [{"lender": f.lender, "borrower": f.borrower, "units": f.units} for f in settlement.flows],
         "ledger": [dict(ledger)],
+        # what the notes say of projects outside the run, for programs: exact stakes, as settled
+        "outside_run": [{"project": p, "status": "retired" if o.retired else "added after the run",
+                         "stakes": dict(sorted(o.record.stakes().items()))} for p, o in outside.items()],
         "notes": list(settlement.notes) + _basis_note(settlement, period),
     }
 
@@ -362,16 +370,17 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
     if not rows:
         raise KeyError(member)
     projects = []
-    for record in snapshot.projects:
-        stakes = record.stakes()
+    records = snapshot.by_id("project")
+    outside = {o["project"]: o["stakes"] for o in audit.get("outside_run", ())}
+    for row in audit["projects"]:
+        record = records.get(row["project"])
+        stakes = record.stakes() if record is not None else outside.get(row["project"], {})
         if member not in stakes:
             continue
-        row = next((p for p in audit["projects"] if p["project"] == record.id), None)
-        if row is None:
-            continue
         stake = stakes[member]
-        projects.append({"project": record.id, "stake": _q(stake), "demand": row["demand"],
-                         "allocated": row["allocated"], "member_part": _q(row["allocated"] * stake),
+        projects.append({"project": row["project"], "stake": _q(stake), "demand": row["demand"],
+                         "allocated": row["allocated"],
+                         "member_part": None if row["allocated"] is None else _q(row["allocated"] * stake),
                          "bottleneck": row["bottleneck"], "used_units": row["used_units"],
                          "member_used": _q(row["used_units"] * stake)})
     counterparties: dict[str, dict[str, Decimal]] = {}

@@ -18,7 +18,7 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.settle import MemberFigures, settle
+from pooler.core.settle import MemberFigures, OutsideProject, settle, used_projects
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
@@ -145,8 +145,9 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
+            outside = outside_projects(reader, snapshot, used)
             head = reader.head()
-        report = audit_of(view, snapshot, used, head)
+        report = audit_of(view, snapshot, used, head, outside=outside)
         checked = verification.result()
         report["ledger"] = [_ledger_info(head, checked)]
         if not checked.ok:
@@ -177,15 +178,28 @@ def _verify(ctx: Context):
         return ledger.verify()
 
 
+def outside_projects(reader, snapshot, used: Mapping[tuple[str, str], Decimal]) -> dict[str, OutsideProject]:
+    """The projects with usage in `used` that are not in the run's `snapshot` (retired before the run,
+    or added after it), as the ledger last recorded them, retired ones included: the sponsors and
+    stakes fair-share charges their usage to. A project the ledger never knew is left out (unknown).
+    The ledger's state is read only when such a project exists."""
+    missing = used_projects(used) - {p.id for p in snapshot.projects}
+    if not missing:
+        return {}
+    records = reader.state().collection("project")
+    return {p: OutsideProject(records[p].record, not records[p].active) for p in sorted(missing) if p in records}
+
+
 def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tuple[int, str],
-             verification=None) -> dict[str, Any]:
+             verification=None, outside: Mapping[str, OutsideProject] | None = None) -> dict[str, Any]:
     """The audit report of a run already read: its rows, the snapshot it was solved from, the period's
-    usage and the journal head. Without a `verification` the report's ledger section says `verified`
-    None (not checked)."""
+    usage, the journal head, and the projects outside the snapshot that used compute
+    (`outside_projects`). Without a `verification` the report's ledger section says `verified` None
+    (not checked)."""
     figures = {m["member"]: MemberFigures(Decimal(m["share"]), Decimal(m["contributed"]),
                                           Decimal(m["allocated"])) for m in view.members}
     granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
-    settlement = settle(snapshot, view.period, figures, granted, used)
+    settlement = settle(snapshot, view.period, figures, granted, used, outside)
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
            "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
