@@ -213,3 +213,49 @@ def test_a_project_added_after_the_run_is_settled_by_its_sponsors(reviewed, tmp_
     for fmt in ("table", "md", "html", "csv"):
         assert "scut-vision is not in this run" in pooler(db, "report", "audit", "--period", PERIOD,
                                                           "--format", fmt).stdout
+
+
+# --- 3. the rounding, as documented: once per (project, pool) pair --------------------------------------
+
+
+def _recomputed_used(db: Path, per: str) -> dict[str, Decimal]:
+    """Each member's `used` as an auditor recomputes it from `ledger export --rows` and `alloc inputs`
+    by the rule in core/settle.py (README, Settlement): the period's device-hours summed per (project,
+    pool) (`per="pair"`; `per="line"` rounds each line instead), x rate x speed, rounded half-even to
+    1e-6, split by stakes into whole 1e-6 by largest remainder (ties to the smaller id)."""
+    from decimal import ROUND_HALF_EVEN
+
+    inputs = json.loads(pooler(db, "alloc", "inputs", "--period", PERIOD, "-f", "json").stdout,
+                        parse_float=D, parse_int=D)
+    rates = {a["id"]: a["rate"] for a in inputs["accelerators"]}
+    pools = {p["id"]: (p["member"], p["accelerator"]) for p in inputs["pools"]}
+    projects = {p["id"]: p for p in inputs["projects"]}
+    items: dict = {}  # (project, pool) or the line's number -> [project, pool, device-hours]
+    for i, line in enumerate(pooler(db, "ledger", "export", "--format", "jsonl", "--rows").stdout.splitlines()):
+        row = json.loads(line).get("row")
+        if json.loads(line).get("table") == "usage_line" and row["period"] == PERIOD:
+            key = (row["project"], row["pool"]) if per == "pair" else i
+            items.setdefault(key, [row["project"], row["pool"], D(0)])[2] += D(row["device_hours"])
+    used: dict[str, Decimal] = {}
+    for project_id, pool_id, hours in items.values():
+        project = projects[project_id]
+        speed = (project.get("speed") or {}).get(pools[pool_id][1], D(1) if "speed" not in project else D(0))
+        quanta = int((hours * rates[pools[pool_id][1]] * (speed if speed > 0 else 1) * 10 ** 6)
+                     .to_integral_value(ROUND_HALF_EVEN))
+        stakes = sorted(project["sponsors"].items())
+        total = sum(s for _, s in stakes)
+        exact = [(m, quanta * s / total) for m, s in stakes]
+        parts = {m: int(x) for m, x in exact}
+        for m, _ in sorted(exact, key=lambda e: (-(e[1] - int(e[1])), e[0]))[:quanta - sum(parts.values())]:
+            parts[m] += 1
+        for m, q in parts.items():
+            used[m] = used.get(m, D(0)) + D(q).scaleb(-6)
+    return used
+
+
+def test_an_auditor_recomputes_used_by_rounding_once_per_project_and_pool(reviewed):
+    """Review: README and settle.py said each usage line is rounded once; the settlement rounds each
+    (project, pool) pair's summed device-hours. The documented rule now gives the report's figures."""
+    shown = {m["member"]: D(m["used"]) for m in _audit_json(reviewed)["members"]}
+    assert _recomputed_used(reviewed, "pair") == shown
+    assert _recomputed_used(reviewed, "line") != shown  # the old wording does not

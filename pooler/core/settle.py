@@ -5,21 +5,27 @@ Inputs are values only: the snapshot the period's run was solved from, the run's
 (share, contribution K_m, allocation Y_m), the device-hours granted per pool, and the device-hours used
 per (project, pool). Nothing here reads a ledger.
 
-Charging a usage line. A line of `device_hours` of project j on pool p is worth
-`units = device_hours x rate(p) x speed(j, type(p))`, the effective rate of DESIGN section 3 without
-its region test (the device-hours were consumed wherever they ran). Where the project's speed table
-gives the pool's type no positive speed, the line is charged at the pool's rate (speed 1) and a note
-says so: compute that was really consumed is never free. The units are split among j's sponsors by
-their normalised stakes. The part of a sponsor that does not own p is *borrowed* by that sponsor and
-*lent* by p's owner; the owner's own part is its own use. Balance = lent - borrowed.
+Charging a (project, pool) pair. The period's usage lines are first summed, exactly, per (project j,
+pool p): `device_hours` is the sum of every line of j on p whose period is the settled one. The pair
+is worth `units = device_hours x rate(p) x speed(j, type(p))`, the effective rate of DESIGN section 3
+without its region test (the device-hours were consumed wherever they ran). Where the project's speed
+table gives the pool's type no positive speed, the pair is charged at the pool's rate (speed 1) and a
+note says so: compute that was really consumed is never free. The units are split among j's sponsors
+by their normalised stakes (a project outside the snapshot, `OutsideProject`, by the stakes and speeds
+the ledger last recorded for it). The part of a sponsor that does not own p is *borrowed* by that sponsor
+and *lent* by p's owner; the owner's own part is its own use. Balance = lent - borrowed.
 
-Exact sums. Every line's units are rounded once to QUANTUM (1e-6 units, half-even) and then split
-among the sponsors by the largest-remainder method in whole quanta, computed with exact fractions:
-each sponsor first gets floor(units x stake) quanta, and the quanta left over go one each to the
-largest fractional remainders, ties to the smaller member id. The parts of a line therefore add up
-exactly to the line's units, every lent quantum is some other member's borrowed quantum, and the
-balances of all members sum to exactly zero, whatever the stakes (1/3 included). All sums are Decimal
-sums of multiples of QUANTUM under a context wide enough never to round.
+Exact sums. Each pair's units (not each line's) are rounded once to QUANTUM (1e-6 units, half-even:
+an exact half goes to the even quantum) and then split among the sponsors by the largest-remainder
+method in whole quanta, computed with exact fractions: each sponsor first gets floor(quanta x stake)
+quanta, and the quanta left over go one each to the largest fractional remainders, ties to the
+smaller member id. To recompute a member's `used`, sum the device-hours of each (project, pool) pair,
+multiply by rate and speed, round to 1e-6 half-even, split as above, and add the member's parts over
+every pair. The parts of a pair therefore add up exactly to the pair's units, every lent quantum is
+some other member's borrowed quantum, and the balances of all members sum to exactly zero, whatever
+the stakes (1/3 included). All sums are Decimal sums of multiples of QUANTUM under a context wide
+enough never to round. (Rounding per pair, not per line: two lines of 0.0000004 units of one pair
+are charged 0.000001, not 0.)
 """
 
 from __future__ import annotations
