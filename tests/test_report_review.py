@@ -259,3 +259,19 @@ def test_an_auditor_recomputes_used_by_rounding_once_per_project_and_pool(review
     shown = {m["member"]: D(m["used"]) for m in _audit_json(reviewed)["members"]}
     assert _recomputed_used(reviewed, "pair") == shown
     assert _recomputed_used(reviewed, "line") != shown  # the old wording does not
+
+
+# --- 4. a member's per-project parts add up to its statement ----------------------------------------
+
+
+@pytest.mark.parametrize("member", ["gz-lab", "lingxi-ai", "scut"])
+def test_member_used_per_project_adds_up_to_the_statement(reviewed, member):
+    """Review: scut's member_used values added up to 19920.991667, its statement said 19920.991668."""
+    data = json.loads(pooler(reviewed, "report", "member", member, "--period", PERIOD, "--format", "json").stdout)
+    used = D(data["statement"][0]["used"])
+    assert sum(D(p["member_used"]) for p in data["projects"]) == used
+    for p in data["projects"]:  # each part is its project's used units x the stake, to a few 1e-6
+        assert abs(D(p["member_used"]) - D(p["used_units"]) * D(p["stake"])) <= D("0.00001")
+        assert D(p["member_used"]) == D(p["member_used"]).quantize(D("0.000001"))
+    rows = _csv_sections(pooler(reviewed, "report", "member", member, "--period", PERIOD, "--format", "csv").stdout)
+    assert sum(D(r["member_used"]) for r in rows["projects"]) == D(rows["statement"][0]["used"])

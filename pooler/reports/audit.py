@@ -13,7 +13,7 @@ from decimal import Decimal, getcontext
 from typing import Any, Mapping, Sequence
 
 from pooler.core.model import Snapshot
-from pooler.core.settle import IDLE_FLAG, Settlement, combo_speeds
+from pooler.core.settle import IDLE_FLAG, Settlement, combo_speeds, split_by_stakes
 from pooler.core.usage import PairHours, from_nano
 
 ZERO = Decimal(0)
@@ -370,6 +370,7 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
     if not rows:
         raise KeyError(member)
     projects = []
+    weights: dict[str, Decimal] = {}  # project -> its used units x the member's stake
     records = snapshot.by_id("project")
     outside = {o["project"]: o["stakes"] for o in audit.get("outside_run", ())}
     for row in audit["projects"]:
@@ -378,11 +379,18 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
         if member not in stakes:
             continue
         stake = stakes[member]
+        weights[row["project"]] = row["used_units"] * stake
         projects.append({"project": row["project"], "stake": _q(stake), "demand": row["demand"],
                          "allocated": row["allocated"],
                          "member_part": None if row["allocated"] is None else _q(row["allocated"] * stake),
                          "bottleneck": row["bottleneck"], "used_units": row["used_units"],
-                         "member_used": _q(row["used_units"] * stake)})
+                         "member_used": ZERO})
+    # The member's settled `used`, split over its projects in proportion to used units x stake by the
+    # settlement's own rule (whole 1e-6, largest remainder, ties to the smaller id): the parts add up
+    # to the statement's figure exactly, where rounding each on its own could miss it by a quantum.
+    parts = split_by_stakes(rows[0]["used"], weights)
+    for p in projects:
+        p["member_used"] = parts.get(p["project"], ZERO)
     counterparties: dict[str, dict[str, Decimal]] = {}
     for f in audit["flows"]:
         if f["lender"] == member:
