@@ -275,3 +275,30 @@ def test_member_used_per_project_adds_up_to_the_statement(reviewed, member):
         assert D(p["member_used"]) == D(p["member_used"]).quantize(D("0.000001"))
     rows = _csv_sections(pooler(reviewed, "report", "member", member, "--period", PERIOD, "--format", "csv").stdout)
     assert sum(D(r["member_used"]) for r in rows["projects"]) == D(rows["statement"][0]["used"])
+
+
+# --- 5. which run the report describes ------------------------------------------------------------------
+
+
+def test_every_format_says_which_run_it_describes_and_what_it_supersedes(reviewed, tmp_path):
+    """Review: only the JSON said which run an audit describes (`supersedes`, `reason`); a table or a
+    CSV of a superseding run could not be told from one of the run it replaced."""
+    db = _copy(reviewed, tmp_path)
+    first = _audit_json(db)["run"]
+    pooler(db, "alloc", "run", "--period", PERIOD, "--reason", "pool outage fixed")
+    run = _audit_json(db)["run"]
+    assert (run["supersedes"], run["reason"]) == (first["seq"], "pool outage fixed") and run["seq"] > first["seq"]
+    [row] = _csv_sections(pooler(db, "report", "audit", "--period", PERIOD, "--format", "csv").stdout)["run"]
+    assert (int(row["seq"]), int(row["supersedes"]), row["reason"]) == (run["seq"], first["seq"], "pool outage fixed")
+    assert row["inputs_digest"] == run["inputs_digest"]
+    for fmt in ("table", "md", "html"):
+        text = pooler(db, "report", "audit", "--period", PERIOD, "--format", fmt).stdout
+        if fmt == "html":
+            text = re.sub(r'<tr><th scope="row">([^<]*)</th><td[^>]*>([^<]*)</td></tr>', r"\n| \1 | \2 |\n", text)
+        shown = _key_values(text)
+        assert (shown["entry"], shown["supersedes"], shown["reason"]) == (
+            str(run["seq"]), f"run #{first['seq']}", "pool outage fixed"), fmt
+    member = pooler(db, "report", "member", "scut", "--period", PERIOD, "--format", "md").stdout
+    assert f"| supersedes | run #{first['seq']} |" in member
+    # a first run says it supersedes none
+    assert _key_values(pooler(reviewed, "report", "audit", "--period", PERIOD).stdout)["supersedes"] == "no earlier run"

@@ -20,6 +20,7 @@ ZERO = Decimal(0)
 
 # Table sections, in the order renderers show them, with their titles.
 AUDIT_SECTIONS = (
+    ("run", "Run"),
     ("summary", "Consortium summary"),
     ("by_region", "Capacity and utilisation by region"),
     ("by_accelerator", "Capacity and utilisation by accelerator"),
@@ -30,6 +31,7 @@ AUDIT_SECTIONS = (
     ("ledger", "Ledger"),
 )
 MEMBER_SECTIONS = (
+    ("run", "Run"),
     ("statement", "Statement"),
     ("projects", "Projects sponsored"),
     ("pools", "Pools contributed"),
@@ -415,6 +417,18 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
 def sections(report: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The (key, title) table sections of a report, in order."""
     return AUDIT_SECTIONS if report.get("report") == "audit" else MEMBER_SECTIONS
+
+
+# Sections of one record, shown as item/value pairs by the renderers for people.
+KEY_VALUE = frozenset({"run", "summary", "ledger", "statement"})
+
+
+def section_rows(report: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The rows of a section: its list of rows, or the one record `run` is (a mapping in the JSON)."""
+    value = report.get(key)
+    if isinstance(value, Mapping):
+        return [value] if value else []
+    return list(value or [])
 
 
 def to_plain(value: Any) -> Any:

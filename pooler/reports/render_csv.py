@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from pooler.core.model import dec_str
-from pooler.reports.audit import sections, to_plain
+from pooler.reports.audit import section_rows, sections, to_plain
 
 
 def _text(value: Any) -> str:
@@ -30,7 +30,7 @@ def render_csv(report: Mapping[str, Any]) -> str:
     columns: list[str] = ["section"]
     rows: list[dict[str, str]] = []
     for key, _title in sections(report):
-        for row in report.get(key) or []:
+        for row in section_rows(report, key):
             for name in row:
                 if name not in columns:
                     columns.append(name)

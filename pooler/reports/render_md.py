@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pooler.reports.audit import sections
+from pooler.reports.audit import KEY_VALUE, section_rows, sections
 from pooler.reports.text import human, is_numeric, label
-
-KEY_VALUE = frozenset({"summary", "ledger", "statement"})
 
 
 def _cell(text: str) -> str:
@@ -38,7 +36,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   f"solved from ledger state #{run.get('state_seq')}. Quantities in {report['unit']}"
                   f" unless marked device-hours.", ""]
     for key, title in sections(report):
-        rows = report.get(key) or []
+        rows = section_rows(report, key)
         lines += [f"## {title}", ""]
         lines += _key_values(rows[0]) if key in KEY_VALUE and len(rows) == 1 else _table(rows)
         lines.append("")

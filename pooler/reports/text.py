@@ -15,6 +15,8 @@ TEXT_KEYS = frozenset({"period", "unit", "idle_basis", "head_hash", "inputs_dige
 
 def human(key: str, value: Any) -> str:
     """One cell as text."""
+    if key == "supersedes":  # a run's: the entry of the run it replaced, if any
+        return "no earlier run" if value is None else f"run #{value}"
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -42,5 +44,7 @@ def is_numeric(key: str, rows: list[Mapping[str, Any]]) -> bool:
 
 
 def label(key: str) -> str:
-    """A column heading: `granted_device_hours` -> `granted device-hours`."""
+    """A column heading: `granted_device_hours` -> `granted device-hours`; a run's `seq` -> `entry`."""
+    if key == "seq":
+        return "entry"
     return key.replace("device_hours", "device-hours").replace("_", " ")

@@ -22,7 +22,7 @@ from pooler.core.settle import MemberFigures, OutsideProject, settle, used_proje
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
-from pooler.reports.audit import build_audit, build_member, sections
+from pooler.reports.audit import KEY_VALUE, build_audit, build_member, section_rows, sections
 from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
@@ -202,10 +202,11 @@ def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tupl
     settlement = settle(snapshot, view.period, figures, granted, used, outside)
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
-           "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
+           # which run this is, first: tables and CSV show it as the report's first section
+           "provenance": {"seq": entry.seq, "supersedes": view.payload.get("supersedes"),
+                          "reason": view.payload.get("reason"), "time": entry.time, "actor": entry.actor,
                           "state_seq": view.payload["state_seq"],
-                          "inputs_digest": view.payload.get("inputs_digest"),
-                          "reason": view.payload.get("reason"), "supersedes": view.payload.get("supersedes")}}
+                          "inputs_digest": view.payload.get("inputs_digest")}}
     return build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
                        run=run, members=view.members, projects=view.projects, grants=view.grants,
                        settlement=settlement, used=used, ledger=_ledger_info(head, verification))
@@ -258,8 +259,8 @@ def display_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     and whether the table is a single record better shown as item/value pairs."""
     out = []
     for key, title in sections(report):
-        rows = list(report.get(key) or [])
-        if key in ("summary", "ledger", "statement") and len(rows) == 1:
+        rows = section_rows(report, key)
+        if key in KEY_VALUE and len(rows) == 1:
             out.append({"title": title, "columns": ["item", "value"],
                         "rows": [(label(k), human(k, v)) for k, v in rows[0].items()], "numeric": []})
             continue
