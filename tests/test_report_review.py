@@ -302,3 +302,29 @@ def test_every_format_says_which_run_it_describes_and_what_it_supersedes(reviewe
     assert f"| supersedes | run #{first['seq']} |" in member
     # a first run says it supersedes none
     assert _key_values(pooler(reviewed, "report", "audit", "--period", PERIOD).stdout)["supersedes"] == "no earlier run"
+
+
+# --- 6. one unit per CSV column ----------------------------------------------------------------------------
+
+
+def test_a_csv_column_holds_one_unit(reviewed):
+    """Review: the CSV's `used` column held members' NCU and pools' device-hours, one above the other."""
+    rows = _csv_sections(pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "csv").stdout)
+
+    def filled(column):
+        return {section for section, found in rows.items() for r in found if r.get(column)}
+
+    assert filled("used") == {"members"}
+    assert filled("used_device_hours") == {"projects", "pools"}
+    assert filled("capacity_device_hours") == {"summary", "pools"}
+    assert "capacity" not in rows["pools"][0] and "granted" not in rows["pools"][0]
+    # a spreadsheet's sums by column now mean something: the pools' device-hours are the projects'
+    data = _audit_json(reviewed)
+    assert sum(D(r["used_device_hours"]) for r in rows["pools"]) == sum(D(p["used"]) for p in data["pools"]) \
+        == sum(D(r["used_device_hours"]) for r in rows["projects"])
+    assert sum(D(r["capacity_device_hours"]) for r in rows["pools"]) == D(rows["summary"][0]["capacity_device_hours"])
+    member = _csv_sections(pooler(reviewed, "report", "member", "scut", "--period", PERIOD, "--format", "csv").stdout)
+    assert member["pools"][0]["used_device_hours"] and not member["pools"][0].get("used")
+    # the tables for people name the unit too
+    md = pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "md").stdout
+    assert "| capacity device-hours | granted device-hours | used device-hours |" in md

@@ -419,6 +419,17 @@ def sections(report: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return AUDIT_SECTIONS if report.get("report") == "audit" else MEMBER_SECTIONS
 
 
+# Columns in device-hours whose key does not say so (pool rows keep their JSON keys): the CSV and
+# the headings for people name the unit, so that a pool's `used` (device-hours) is never one column
+# with a member's `used` (normalised units) that a spreadsheet would add up.
+_DEVICE_HOURS = {"pools": frozenset({"capacity", "granted", "used"})}
+
+
+def column_name(section: str, key: str) -> str:
+    """The name a section's column goes by outside the JSON: `used` of a pool is `used_device_hours`."""
+    return f"{key}_device_hours" if key in _DEVICE_HOURS.get(section, ()) else key
+
+
 # Sections of one record, shown as item/value pairs by the renderers for people.
 KEY_VALUE = frozenset({"run", "summary", "ledger", "statement"})
 

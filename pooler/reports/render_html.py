@@ -10,7 +10,7 @@ from decimal import Decimal
 from html import escape
 from typing import Any, Mapping, Sequence
 
-from pooler.reports.audit import KEY_VALUE, section_rows, sections
+from pooler.reports.audit import KEY_VALUE, column_name, section_rows, sections
 from pooler.reports.text import human, is_numeric, label
 NUM = ' class="num"'
 COLOURS = {"contributed": "#4e79a7", "allocated": "#f28e2b", "used": "#59a14f",
@@ -52,7 +52,7 @@ def _table(key: str, rows: Sequence[Mapping[str, Any]]) -> str:
         return f'<table class="kv">{body}</table>'
     keys = list(rows[0])
     numeric = {k for k in keys if is_numeric(k, rows)}
-    head = "".join(f'<th scope="col">{_e(label(k))}</th>' for k in keys)
+    head = "".join(f'<th scope="col">{_e(label(column_name(key, k)))}</th>' for k in keys)
     body = []
     for r in rows:
         cls = ' class="flagged"' if r.get("flagged") else ""

@@ -22,7 +22,7 @@ from pooler.core.settle import MemberFigures, OutsideProject, settle, used_proje
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
-from pooler.reports.audit import KEY_VALUE, build_audit, build_member, section_rows, sections
+from pooler.reports.audit import KEY_VALUE, build_audit, build_member, column_name, section_rows, sections
 from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
@@ -265,8 +265,8 @@ def display_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "rows": [(label(k), human(k, v)) for k, v in rows[0].items()], "numeric": []})
             continue
         columns = list(rows[0]) if rows else []
-        out.append({"title": title, "columns": [label(c) for c in columns],
+        out.append({"title": title, "columns": [label(column_name(key, c)) for c in columns],
                     "rows": [tuple(human(c, r.get(c)) for c in columns) for r in rows],
-                    "numeric": [label(c) for c in columns if is_numeric(c, rows)],
+                    "numeric": [label(column_name(key, c)) for c in columns if is_numeric(c, rows)],
                     "flagged": [bool(r.get("flagged")) for r in rows]})
     return out
