@@ -328,3 +328,32 @@ def test_a_csv_column_holds_one_unit(reviewed):
     # the tables for people name the unit too
     md = pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "md").stdout
     assert "| capacity device-hours | granted device-hours | used device-hours |" in md
+
+
+# --- 7. one number format for people --------------------------------------------------------------------
+
+HUMAN = {  # Decimal quantity -> as the table, Markdown and HTML forms show it
+    "12000.010334": "12,000", "0.6": "1", "1.5": "2", "0": "0", "-99.82222": "-100",
+    "0.004401": "<1", "0.5": "<1", "0.000001": "<1", "-0.3": ">-1", "-0.000001": ">-1",
+}
+
+
+@pytest.mark.parametrize("value", list(HUMAN))
+def test_a_quantity_is_shown_whole_and_a_tiny_one_is_not_shown_as_zero(value):
+    from pooler.reports.text import human
+
+    assert human("units", D(value)) == HUMAN[value]
+
+
+def test_the_lending_table_shows_every_figure_in_one_format(reviewed):
+    """Review: "lingxi-ai -> gz-lab 0.00" (0.004401 units) beside whole numbers in every other row."""
+    table = pooler(reviewed, "report", "audit", "--period", PERIOD).stdout
+    lending = table[table.index("Lending between members"):table.index("Ledger")]
+    figures = [row for row in re.findall(r"^\s*(\S+)\s+(\S+)\s+(\S+)\s*$", lending, re.M)
+               if row != ("lender", "borrower", "units") and row[0] != "Lending"]
+    flows = {(f["lender"], f["borrower"]): D(f["units"]) for f in _audit_json(reviewed)["flows"]}
+    assert {(a, b) for a, b, _ in figures} == set(flows)
+    for lender, borrower, shown in figures:
+        assert re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*|<1", shown), shown
+        assert shown == ("<1" if flows[(lender, borrower)] < D("0.5") else f"{flows[(lender, borrower)]:,.0f}")
+    assert "| lingxi-ai | gz-lab | <1 |" in pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "md").stdout
