@@ -124,9 +124,12 @@ def test_projects_outside_the_snapshot_are_settled_by_their_last_recorded_sponso
     new = Project.from_record({"id": "new", "sponsors": {"C": 1}, "demand": "1", "speed": {"gpu": "0.5"}})
     idle = Project.from_record({"id": "idle", "sponsors": {"B": 1}, "demand": "1"})
     used = {("ghost", "pa"): D(5), ("new", "pa"): D(10), ("old", "pa"): D(8)}
-    s = settle(snap, None, FIG, {}, _pair_hours(used, True) if as_nanohours else used,
-               {"old": OutsideProject(old, True), "new": OutsideProject(new, False),
-                "idle": OutsideProject(idle, True)})
+    outside = {"old": OutsideProject(old, True), "new": OutsideProject(new, False),
+               "idle": OutsideProject(idle, True)}
+    s = settle(snap, None, FIG, {}, _pair_hours(used, True) if as_nanohours else used, outside)
+    if as_nanohours:  # big ledgers' NumPy charging settles them alike
+        with _arrays_from(0):
+            assert settle(snap, None, FIG, {}, _pair_hours(used, True), outside) == s
     assert (s.member("B").borrowed, s.member("C").borrowed) == (2, 6 + 5)  # 8 by 1:3, and 10 x 0.5
     assert s.member("A").lent == 2 + 11 and sum(m.balance for m in s.members) == 0
     assert [o.record.id for o in s.outside] == ["new", "old"]  # "idle" used nothing
