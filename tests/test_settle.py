@@ -113,6 +113,36 @@ def test_unknown_pool_and_project_are_noted_not_settled():
     assert len(s.notes) == 2
 
 
+@pytest.mark.parametrize("as_nanohours", [False, True])
+def test_projects_outside_the_snapshot_are_settled_by_their_last_recorded_sponsors(as_nanohours):
+    """Review: usage by a project retired before the run (or added after it) was charged in
+    fair-share but dropped from the settlement, with a note calling it unknown."""
+    from pooler.core.settle import OutsideProject
+
+    snap = _snapshot([("pa", "A", "gpu", 100)], [("ja", {"A": 1}, None)])
+    old = Project.from_record({"id": "old", "sponsors": {"B": 1, "C": 3}, "demand": "1"})
+    new = Project.from_record({"id": "new", "sponsors": {"C": 1}, "demand": "1", "speed": {"gpu": "0.5"}})
+    idle = Project.from_record({"id": "idle", "sponsors": {"B": 1}, "demand": "1"})
+    used = {("ghost", "pa"): D(5), ("new", "pa"): D(10), ("old", "pa"): D(8)}
+    outside = {"old": OutsideProject(old, True), "new": OutsideProject(new, False),
+               "idle": OutsideProject(idle, True)}
+    s = settle(snap, None, FIG, {}, _pair_hours(used, True) if as_nanohours else used, outside)
+    if as_nanohours:  # big ledgers' NumPy charging settles them alike
+        with _arrays_from(0):
+            assert settle(snap, None, FIG, {}, _pair_hours(used, True), outside) == s
+    assert (s.member("B").borrowed, s.member("C").borrowed) == (2, 6 + 5)  # 8 by 1:3, and 10 x 0.5
+    assert s.member("A").lent == 2 + 11 and sum(m.balance for m in s.members) == 0
+    assert [o.record.id for o in s.outside] == ["new", "old"]  # "idle" used nothing
+    assert s.notes[:2] == (
+        "new is not in this run (added to the ledger after this run): its usage is settled by its "
+        "sponsors and stakes as the ledger last recorded them (C 100%)",
+        "old is not in this run (retired): its usage is settled by its sponsors and stakes as the "
+        "ledger last recorded them (B 25%, C 75%)")
+    # only a project the ledger never knew stays unsettled, named as unknown
+    assert [n for n in s.notes if "unknown" in n] == [
+        "usage of 5 device-hours on pa by unknown project ghost is not charged to anyone"]
+
+
 def test_entitlement_is_share_of_pooled_units():
     snap = _snapshot([("pa", "A", "gpu", 100), ("pb", "B", "h", 10)], [], rates={"gpu": "1", "h": "2.5"})
     s = settle(snap, None, {"A": MemberFigures(D("0.4"), D(100), D(0))}, {}, {})

@@ -433,7 +433,7 @@ def test_overview_groups_agree_with_the_audit(ledger):
     audit = report.audit(ctx)
     for groups, section in ((o.by_region, "by_region"), (o.by_accelerator, "by_accelerator")):
         assert [(g.name, g.pools, g.capacity_units, g.granted_units, g.used_units) for g in groups] == [
-            (r["name"], r["pools"], r["units"], r["granted_units"], r["used_units"]) for r in audit[section]]
+            (r["name"], r["pools"], r["units"], r["granted_units"], r["used_capacity_units"]) for r in audit[section]]
     summary = audit["summary"][0]
     assert o.capacity_units == summary["capacity_units"] and o.allocated_units == summary["allocated_units"]
     assert round(o.idle_share, 6) == summary["idle_share"]

@@ -43,15 +43,19 @@ def _print_tables(report: dict, sections: list[dict]) -> None:
     out.print(Text(report["title"], style="bold"))
     notes = list(report.get("notes", []))
     if notes and (report.get("ledger") or [{}])[0].get("verified") is False:
-        message(notes.pop(0), style="bold red")  # before the figures it puts in doubt
+        message(notes[0], style="bold red")  # on stderr too, before the figures it puts in doubt
     for s in sections:
         if not s["rows"]:
             out.print(Text(f"{s['title']}: none", style="bold"))
             continue
         rows = [tuple(Text(c, style="bold red") if c == "IDLE" else c for c in row) for row in s["rows"]]
         show(table(s["title"], s["columns"], rows, numeric=s["numeric"]))
-    for note in notes:
-        message(f"Note: {note}", style="yellow")
+    # The notes are part of the report (which projects were settled how, what was not settled): on
+    # stdout with the tables, so that `report audit > FILE` keeps them.
+    if notes:
+        out.print(Text("Notes", style="bold"))
+        for note in notes:
+            out.print(Text(f"- {note}", style="yellow"), soft_wrap=True)  # an id is never cut in two
 
 
 def _check_format(fmt: str, allowed: tuple[str, ...]) -> str:

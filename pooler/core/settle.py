@@ -5,21 +5,27 @@ Inputs are values only: the snapshot the period's run was solved from, the run's
 (share, contribution K_m, allocation Y_m), the device-hours granted per pool, and the device-hours used
 per (project, pool). Nothing here reads a ledger.
 
-Charging a usage line. A line of `device_hours` of project j on pool p is worth
-`units = device_hours x rate(p) x speed(j, type(p))`, the effective rate of DESIGN section 3 without
-its region test (the device-hours were consumed wherever they ran). Where the project's speed table
-gives the pool's type no positive speed, the line is charged at the pool's rate (speed 1) and a note
-says so: compute that was really consumed is never free. The units are split among j's sponsors by
-their normalised stakes. The part of a sponsor that does not own p is *borrowed* by that sponsor and
-*lent* by p's owner; the owner's own part is its own use. Balance = lent - borrowed.
+Charging a (project, pool) pair. The period's usage lines are first summed, exactly, per (project j,
+pool p): `device_hours` is the sum of every line of j on p whose period is the settled one. The pair
+is worth `units = device_hours x rate(p) x speed(j, type(p))`, the effective rate of DESIGN section 3
+without its region test (the device-hours were consumed wherever they ran). Where the project's speed
+table gives the pool's type no positive speed, the pair is charged at the pool's rate (speed 1) and a
+note says so: compute that was really consumed is never free. The units are split among j's sponsors
+by their normalised stakes (a project outside the snapshot, `OutsideProject`, by the stakes and speeds
+the ledger last recorded for it). The part of a sponsor that does not own p is *borrowed* by that sponsor
+and *lent* by p's owner; the owner's own part is its own use. Balance = lent - borrowed.
 
-Exact sums. Every line's units are rounded once to QUANTUM (1e-6 units, half-even) and then split
-among the sponsors by the largest-remainder method in whole quanta, computed with exact fractions:
-each sponsor first gets floor(units x stake) quanta, and the quanta left over go one each to the
-largest fractional remainders, ties to the smaller member id. The parts of a line therefore add up
-exactly to the line's units, every lent quantum is some other member's borrowed quantum, and the
-balances of all members sum to exactly zero, whatever the stakes (1/3 included). All sums are Decimal
-sums of multiples of QUANTUM under a context wide enough never to round.
+Exact sums. Each pair's units (not each line's) are rounded once to QUANTUM (1e-6 units, half-even:
+an exact half goes to the even quantum) and then split among the sponsors by the largest-remainder
+method in whole quanta, computed with exact fractions: each sponsor first gets floor(quanta x stake)
+quanta, and the quanta left over go one each to the largest fractional remainders, ties to the
+smaller member id. To recompute a member's `used`, sum the device-hours of each (project, pool) pair,
+multiply by rate and speed, round to 1e-6 half-even, split as above, and add the member's parts over
+every pair. The parts of a pair therefore add up exactly to the pair's units, every lent quantum is
+some other member's borrowed quantum, and the balances of all members sum to exactly zero, whatever
+the stakes (1/3 included). All sums are Decimal sums of multiples of QUANTUM under a context wide
+enough never to round. (Rounding per pair, not per line: two lines of 0.0000004 units of one pair
+are charged 0.000001, not 0.)
 """
 
 from __future__ import annotations
@@ -90,6 +96,16 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class OutsideProject:
+    """A project that used compute in the period but is not in the run's snapshot (retired before the
+    run, or added after it), as the ledger last recorded it: its usage is settled by these sponsors
+    and stakes (the ones fair-share charges it to)."""
+
+    record: Project
+    retired: bool
+
+
+@dataclass(frozen=True)
 class Settlement:
     period: str | None
     members: tuple[MemberBalance, ...]
@@ -100,6 +116,7 @@ class Settlement:
     idle_basis: str  # "used" when the period has usage, else "granted"
     notes: tuple[str, ...]
     quantum: Decimal = QUANTUM
+    outside: tuple[OutsideProject, ...] = ()  # projects settled that are not in the snapshot, by id
 
     def member(self, member_id: str) -> MemberBalance:
         for m in self.members:
@@ -155,18 +172,28 @@ def _split(units: Decimal, weighted: tuple[tuple[tuple[str, int], ...], int],
 
 
 def settle(snapshot: Snapshot, period: str | None, members: Mapping[str, MemberFigures],
-           granted: Mapping[str, Decimal], used: Mapping[tuple[str, str], Decimal]) -> Settlement:
-    """Settle one period (see the module docstring for the rules)."""
+           granted: Mapping[str, Decimal], used: Mapping[tuple[str, str], Decimal],
+           outside: Mapping[str, OutsideProject] | None = None) -> Settlement:
+    """Settle one period (see the module docstring for the rules). `outside`: the projects not in
+    the snapshot as the ledger last recorded them; their usage is settled by those records (a
+    project in neither is unknown: its usage is noted and charged to nobody)."""
     with localcontext(_WIDE):
-        return _settle(snapshot, period, members, granted, used)
+        return _settle(snapshot, period, members, granted, used, outside or {})
 
 
-def _settle(snapshot, period, members, granted, used) -> Settlement:
+def _settle(snapshot, period, members, granted, used, outside) -> Settlement:
     rates = {a.id: a.rate for a in snapshot.accelerators}
     pools = snapshot.by_id("pool")
     projects = snapshot.by_id("project")
     member_ids = sorted({m.id for m in snapshot.members} | set(members))
     notes: list[str] = []
+    settled_outside: list[OutsideProject] = []
+    if outside:
+        with_usage = used_projects(used)
+        settled_outside = [outside[p] for p in sorted(outside) if p not in projects and p in with_usage]
+        for o in settled_outside:
+            notes.append(_outside_note(o))
+        projects = {**projects, **{o.record.id: o.record for o in settled_outside}}
     pool_used, moved = _charge_pairs(used, pools, projects, rates, notes)
 
     # Everything else is a sum over the units moved from pool owners to sponsors: the part a
@@ -222,8 +249,27 @@ def _settle(snapshot, period, members, granted, used) -> Settlement:
         period=period, members=tuple(balances), pools=tuple(deliveries),
         flows=tuple(Flow(a, b, u) for (a, b), u in sorted(flows.items())),
         pooled_units=pooled, used_units=sum(used_units.values(), ZERO), idle_basis=basis,
-        notes=tuple(notes),
+        notes=tuple(notes), outside=tuple(settled_outside),
     )
+
+
+def used_projects(used: Mapping[tuple[str, str], Decimal]) -> frozenset[str]:
+    """The projects with usage in `used` (from the columns, without making the dict, when it has them)."""
+    if isinstance(used, PairHours):
+        return used.project_ids()
+    return frozenset(p for p, _ in used)
+
+
+def _outside_note(o: OutsideProject) -> str:
+    stakes = ", ".join(f"{m} {_percent(s)}%" for m, s in sorted(o.record.stakes().items()))
+    why = "retired" if o.retired else "added to the ledger after this run"
+    return (f"{o.record.id} is not in this run ({why}): its usage is settled by its sponsors and stakes "
+            f"as the ledger last recorded them ({stakes})")
+
+
+def _percent(stake: Decimal) -> str:
+    """A stake as a percentage to 0.01, without trailing zeros (50, 33.33, 100)."""
+    return f"{(stake * 100).quantize(Decimal('0.01')).normalize():f}"
 
 
 def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, Pool],

@@ -144,6 +144,12 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
     def __len__(self) -> int:
         return len(self._columns) if self._nano is None else len(self._nano)
 
+    def project_ids(self) -> frozenset[str]:
+        """The projects that have pairs (from the columns when the dict is not made)."""
+        if self._nano is None:
+            return frozenset(self._columns.project_ids)
+        return frozenset(p for p, _ in self._nano)
+
     def nano_range(self) -> tuple[int, int]:
         """The smallest and the largest pair's nanohours ((0, 0) without pairs)."""
         if self._nano is None:

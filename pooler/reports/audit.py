@@ -13,13 +13,14 @@ from decimal import Decimal, getcontext
 from typing import Any, Mapping, Sequence
 
 from pooler.core.model import Snapshot
-from pooler.core.settle import IDLE_FLAG, Settlement, combo_speeds
+from pooler.core.settle import IDLE_FLAG, Settlement, combo_speeds, split_by_stakes
 from pooler.core.usage import PairHours, from_nano
 
 ZERO = Decimal(0)
 
 # Table sections, in the order renderers show them, with their titles.
 AUDIT_SECTIONS = (
+    ("run", "Run"),
     ("summary", "Consortium summary"),
     ("by_region", "Capacity and utilisation by region"),
     ("by_accelerator", "Capacity and utilisation by accelerator"),
@@ -30,6 +31,7 @@ AUDIT_SECTIONS = (
     ("ledger", "Ledger"),
 )
 MEMBER_SECTIONS = (
+    ("run", "Run"),
     ("statement", "Statement"),
     ("projects", "Projects sponsored"),
     ("pools", "Pools contributed"),
@@ -59,7 +61,9 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
                 used: Mapping[tuple[str, str], Decimal], ledger: Mapping[str, Any]) -> dict[str, Any]:
     """The consortium's audit report for one period."""
     names = {m.id: m.name for m in snapshot.members}
-    project_records = snapshot.by_id("project")
+    # projects outside the run that used compute, settled by their last recorded sponsors
+    outside = {o.record.id: o for o in settlement.outside}
+    project_records = {**{p: o.record for p, o in outside.items()}, **snapshot.by_id("project")}
     pools_by_id = {p.pool: p for p in settlement.pools}
     metrics = run.get("metrics", {})
 
@@ -70,13 +74,16 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     used_dh, used_units = fast if fast is not None else _project_use_decimal(used, pools_by_id, project_records)
 
     project_rows = []
-    for p in sorted(projects, key=lambda r: r["project"]):
+    # the run's projects, and those outside it that used compute (not allocated: no demand or share)
+    outside_rows = [{"project": p, "demand": None, "allocated": None, "bottleneck": None} for p in outside]
+    for p in sorted([*projects, *outside_rows], key=lambda r: r["project"]):
         record = project_records.get(p["project"])
         sponsors = ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted(record.stakes().items())) if record else ""
-        demand, allocated = Decimal(p["demand"]), Decimal(p["allocated"])
+        demand = None if p["demand"] is None else Decimal(p["demand"])
+        allocated = None if p["allocated"] is None else Decimal(p["allocated"])
         project_rows.append({
             "project": p["project"], "sponsors": sponsors, "demand": demand, "allocated": allocated,
-            "served": _ratio_q(allocated, demand), "bottleneck": p["bottleneck"],
+            "served": None if demand is None else _ratio_q(allocated, demand), "bottleneck": p["bottleneck"],
             "granted_device_hours": granted_dh.get(p["project"], ZERO),
             "used_device_hours": used_dh.get(p["project"], ZERO),
             "used_units": used_units.get(p["project"], ZERO),
@@ -100,26 +107,34 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         for p in settlement.pools:
             name = key(p) or "(none)"
             g = groups.setdefault(name, {"pools": 0, "device_hours": ZERO, "units": ZERO,
-                                         "granted_units": ZERO, "used_units": ZERO})
+                                         "granted_units": ZERO, "used_capacity_units": ZERO})
             g["pools"] += 1
             g["device_hours"] += p.capacity
             g["units"] += p.capacity_units
             g["granted_units"] += p.granted * p.rate
-            g["used_units"] += p.used * p.rate
+            g["used_capacity_units"] += p.used * p.rate
         return [{"name": name, **g, "granted_share": _ratio_q(g["granted_units"], g["units"]),
-                 "used_share": _ratio_q(g["used_units"], g["units"])}
+                 "used_share": _ratio_q(g["used_capacity_units"], g["units"])}
                 for name, g in sorted(groups.items())]
 
+    # Two figures of use, each shown under its own name: `used_units` is what the settlement charged
+    # (device-hours x rate x the project's speed, settled lines only), `used_capacity_units` what the
+    # pools delivered (device-hours x rate, every line on a pool of the run). Idle is a share of
+    # capacity, so it follows from the second (or from `granted_units` before any usage), never the first.
     capacity_dh = sum((p.capacity for p in settlement.pools), ZERO)
-    delivered_units = sum(((p.used if settlement.idle_basis == "used" else p.granted) * p.rate
-                           for p in settlement.pools), ZERO)
+    granted_units = sum((p.granted * p.rate for p in settlement.pools), ZERO)
+    used_capacity_units = sum((p.used * p.rate for p in settlement.pools), ZERO)
+    delivered_units = used_capacity_units if settlement.idle_basis == "used" else granted_units
     summary = [{
         "period": period, "unit": unit, "members": len(snapshot.members), "projects": len(projects),
         "pools": len(settlement.pools), "capacity_device_hours": capacity_dh,
         "capacity_units": settlement.pooled_units,
         "allocated_units": sum((Decimal(m["allocated"]) for m in members), ZERO),
+        "granted_units": granted_units,
         "used_units": settlement.used_units,
+        "used_capacity_units": used_capacity_units,
         "idle_basis": settlement.idle_basis,
+        # max(0, ...): pools used beyond their capacity leave nothing idle
         "idle_share": None if settlement.pooled_units <= 0 else
         _q(max(ZERO, 1 - delivered_units / settlement.pooled_units)),
         "pools_flagged": sum(1 for p in settlement.pools if p.flagged),
@@ -142,6 +157,9 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "pools": pool_rows,
         "flows": [{"lender": f.lender, "borrower": f.borrower, "units": f.units} for f in settlement.flows],
         "ledger": [dict(ledger)],
+        # what the notes say of projects outside the run, for programs: exact stakes, as settled
+        "outside_run": [{"project": p, "status": "retired" if o.retired else "added after the run",
+                         "stakes": dict(sorted(o.record.stakes().items()))} for p, o in outside.items()],
         "notes": list(settlement.notes) + _basis_note(settlement, period),
     }
 
@@ -354,18 +372,27 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
     if not rows:
         raise KeyError(member)
     projects = []
-    for record in snapshot.projects:
-        stakes = record.stakes()
+    weights: dict[str, Decimal] = {}  # project -> its used units x the member's stake
+    records = snapshot.by_id("project")
+    outside = {o["project"]: o["stakes"] for o in audit.get("outside_run", ())}
+    for row in audit["projects"]:
+        record = records.get(row["project"])
+        stakes = record.stakes() if record is not None else outside.get(row["project"], {})
         if member not in stakes:
             continue
-        row = next((p for p in audit["projects"] if p["project"] == record.id), None)
-        if row is None:
-            continue
         stake = stakes[member]
-        projects.append({"project": record.id, "stake": _q(stake), "demand": row["demand"],
-                         "allocated": row["allocated"], "member_part": _q(row["allocated"] * stake),
+        weights[row["project"]] = row["used_units"] * stake
+        projects.append({"project": row["project"], "stake": _q(stake), "demand": row["demand"],
+                         "allocated": row["allocated"],
+                         "member_part": None if row["allocated"] is None else _q(row["allocated"] * stake),
                          "bottleneck": row["bottleneck"], "used_units": row["used_units"],
-                         "member_used": _q(row["used_units"] * stake)})
+                         "member_used": ZERO})
+    # The member's settled `used`, split over its projects in proportion to used units x stake by the
+    # settlement's own rule (whole 1e-6, largest remainder, ties to the smaller id): the parts add up
+    # to the statement's figure exactly, where rounding each on its own could miss it by a quantum.
+    parts = split_by_stakes(rows[0]["used"], weights)
+    for p in projects:
+        p["member_used"] = parts.get(p["project"], ZERO)
     counterparties: dict[str, dict[str, Decimal]] = {}
     for f in audit["flows"]:
         if f["lender"] == member:
@@ -390,6 +417,29 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
 def sections(report: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The (key, title) table sections of a report, in order."""
     return AUDIT_SECTIONS if report.get("report") == "audit" else MEMBER_SECTIONS
+
+
+# Columns in device-hours whose key does not say so (pool rows keep their JSON keys): the CSV and
+# the headings for people name the unit, so that a pool's `used` (device-hours) is never one column
+# with a member's `used` (normalised units) that a spreadsheet would add up.
+_DEVICE_HOURS = {"pools": frozenset({"capacity", "granted", "used"})}
+
+
+def column_name(section: str, key: str) -> str:
+    """The name a section's column goes by outside the JSON: `used` of a pool is `used_device_hours`."""
+    return f"{key}_device_hours" if key in _DEVICE_HOURS.get(section, ()) else key
+
+
+# Sections of one record, shown as item/value pairs by the renderers for people.
+KEY_VALUE = frozenset({"run", "summary", "ledger", "statement"})
+
+
+def section_rows(report: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    """The rows of a section: its list of rows, or the one record `run` is (a mapping in the JSON)."""
+    value = report.get(key)
+    if isinstance(value, Mapping):
+        return [value] if value else []
+    return list(value or [])
 
 
 def to_plain(value: Any) -> Any:

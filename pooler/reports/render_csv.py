@@ -4,6 +4,10 @@ CSV layout: one header row whose first column is `section`, followed by the unio
 columns in order of first appearance; each data row names its section and leaves the columns of other
 sections empty. Numbers are exact decimal text, booleans `true`/`false`, missing values empty. Read it
 back with `csv.DictReader` and filter on `section`. Notes come last as rows of section `notes`.
+A column holds one unit: device-hours columns say so in their name (a pool's `capacity`, `granted`
+and `used` of the JSON are `capacity_device_hours`, `granted_device_hours` and `used_device_hours`
+here, the names the projects' and the summary's device-hours columns have), all others are in the
+report's unit, or are counts, ratios or text.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 from pooler.core.model import dec_str
-from pooler.reports.audit import sections, to_plain
+from pooler.reports.audit import column_name, section_rows, sections, to_plain
 
 
 def _text(value: Any) -> str:
@@ -30,11 +34,12 @@ def render_csv(report: Mapping[str, Any]) -> str:
     columns: list[str] = ["section"]
     rows: list[dict[str, str]] = []
     for key, _title in sections(report):
-        for row in report.get(key) or []:
-            for name in row:
+        for row in section_rows(report, key):
+            named = {column_name(key, k): v for k, v in row.items()}
+            for name in named:
                 if name not in columns:
                     columns.append(name)
-            rows.append({"section": key, **{k: _text(v) for k, v in row.items()}})
+            rows.append({"section": key, **{k: _text(v) for k, v in named.items()}})
     if report.get("notes"):
         if "note" not in columns:
             columns.append("note")

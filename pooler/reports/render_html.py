@@ -10,10 +10,8 @@ from decimal import Decimal
 from html import escape
 from typing import Any, Mapping, Sequence
 
-from pooler.reports.audit import sections
+from pooler.reports.audit import KEY_VALUE, column_name, section_rows, sections
 from pooler.reports.text import human, is_numeric, label
-
-KEY_VALUE = frozenset({"summary", "ledger", "statement"})
 NUM = ' class="num"'
 COLOURS = {"contributed": "#4e79a7", "allocated": "#f28e2b", "used": "#59a14f",
            "granted_share": "#f28e2b", "used_share": "#59a14f"}
@@ -54,7 +52,7 @@ def _table(key: str, rows: Sequence[Mapping[str, Any]]) -> str:
         return f'<table class="kv">{body}</table>'
     keys = list(rows[0])
     numeric = {k for k in keys if is_numeric(k, rows)}
-    head = "".join(f'<th scope="col">{_e(label(k))}</th>' for k in keys)
+    head = "".join(f'<th scope="col">{_e(label(column_name(key, k)))}</th>' for k in keys)
     body = []
     for r in rows:
         cls = ' class="flagged"' if r.get("flagged") else ""
@@ -160,7 +158,7 @@ def render_html(report: Mapping[str, Any]) -> str:
                 f'{_e(human("idle_share", report.get("idle_flag")))} of capacity are flagged.</p>')
     body = [f"<h1>{_e(report['title'])}</h1>", meta, _charts(report)]
     for key, title in sections(report):
-        body.append(f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{_table(key, report.get(key) or [])}</section>')
+        body.append(f'<section id="{_e(key)}"><h2>{_e(title)}</h2>{_table(key, section_rows(report, key))}</section>')
     if report.get("notes"):
         items = "".join(f"<li>{_e(n)}</li>" for n in report["notes"])
         body.append(f'<section id="notes"><h2>Notes</h2><ul>{items}</ul></section>')

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from pooler.reports.audit import sections
+from pooler.reports.audit import KEY_VALUE, column_name, section_rows, sections
 from pooler.reports.text import human, is_numeric, label
-
-KEY_VALUE = frozenset({"summary", "ledger", "statement"})
 
 
 def _cell(text: str) -> str:
@@ -15,11 +13,11 @@ def _cell(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _table(rows: list[Mapping[str, Any]]) -> list[str]:
+def _table(section: str, rows: list[Mapping[str, Any]]) -> list[str]:
     if not rows:
         return ["(none)"]
     keys = list(rows[0])
-    lines = ["| " + " | ".join(label(k) for k in keys) + " |",
+    lines = ["| " + " | ".join(label(column_name(section, k)) for k in keys) + " |",
              "|" + "|".join("---:" if is_numeric(k, rows) else "---" for k in keys) + "|"]
     lines += ["| " + " | ".join(_cell(human(k, r.get(k))) for k in keys) + " |" for r in rows]
     return lines
@@ -38,9 +36,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
                   f"solved from ledger state #{run.get('state_seq')}. Quantities in {report['unit']}"
                   f" unless marked device-hours.", ""]
     for key, title in sections(report):
-        rows = report.get(key) or []
+        rows = section_rows(report, key)
         lines += [f"## {title}", ""]
-        lines += _key_values(rows[0]) if key in KEY_VALUE and len(rows) == 1 else _table(rows)
+        lines += _key_values(rows[0]) if key in KEY_VALUE and len(rows) == 1 else _table(key, rows)
         lines.append("")
     if report.get("notes"):
         lines += ["## Notes", ""] + [f"- {_cell(n)}" for n in report["notes"]] + [""]

@@ -1,7 +1,9 @@
 """Figures as people read them: shared by the Markdown, HTML and terminal renderers.
 
-Quantities are shown to whole units with thousands separators (a fraction below 1 keeps two places),
-ratios as percentages, missing ratios as "-". The exact figures are in the JSON and CSV forms.
+Quantities are shown to whole units with thousands separators, every one of them (`0.00` beside
+`12,000` read as a different kind of figure); a figure that is not zero but would show as 0 shows as
+`<1` (`>-1` when negative), never as a zero it is not. Ratios are shown as percentages, missing
+ratios as "-". The exact figures are in the JSON and CSV forms.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ TEXT_KEYS = frozenset({"period", "unit", "idle_basis", "head_hash", "inputs_dige
 
 def human(key: str, value: Any) -> str:
     """One cell as text."""
+    if key == "supersedes":  # a run's: the entry of the run it replaced, if any
+        return "no earlier run" if value is None else f"run #{value}"
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -26,9 +30,10 @@ def human(key: str, value: Any) -> str:
     if key == "jain_index" and isinstance(value, (Decimal, float)):
         return f"{Decimal(value):.4f}"
     if isinstance(value, Decimal):
-        if value != 0 and abs(value) < 1:
-            return f"{value:,.2f}"
-        return f"{value:,.0f}"
+        text = f"{value:,.0f}"  # (half-even: 0.5 shows as 0, so the test is on the text)
+        if value != 0 and text in ("0", "-0"):
+            return "<1" if value > 0 else ">-1"
+        return "0" if text == "-0" else text
     if isinstance(value, int):
         return f"{value:,}" if key not in ("head_seq", "seq", "state_seq", "entries") else str(value)
     return str(value)
@@ -42,5 +47,7 @@ def is_numeric(key: str, rows: list[Mapping[str, Any]]) -> bool:
 
 
 def label(key: str) -> str:
-    """A column heading: `granted_device_hours` -> `granted device-hours`."""
+    """A column heading: `granted_device_hours` -> `granted device-hours`; a run's `seq` -> `entry`."""
+    if key == "seq":
+        return "entry"
     return key.replace("device_hours", "device-hours").replace("_", " ")

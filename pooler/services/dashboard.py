@@ -222,8 +222,9 @@ def details(ctx: Context, period: str | None = None) -> Details:
         state = reader.state_at(view.payload["state_seq"])
         snapshot = state.snapshot(view.period)
         used = report.used_device_hours(reader, view.period)
+        outside = report.outside_projects(reader, snapshot, used)
         head = reader.head()
-    audit = report.audit_of(view, snapshot, used, head)
+    audit = report.audit_of(view, snapshot, used, head, outside=outside)
     grants: dict[str, list[Mapping[str, Any]]] = {}
     for g in view.grants:
         grants.setdefault(g["project"], []).append(g)

@@ -18,11 +18,11 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.settle import MemberFigures, settle
+from pooler.core.settle import MemberFigures, OutsideProject, settle, used_projects
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
-from pooler.reports.audit import build_audit, build_member, sections
+from pooler.reports.audit import KEY_VALUE, build_audit, build_member, column_name, section_rows, sections
 from pooler.reports.render_csv import render_csv, render_json
 from pooler.reports.render_html import render_html
 from pooler.reports.render_md import render_markdown
@@ -145,8 +145,9 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
+            outside = outside_projects(reader, snapshot, used)
             head = reader.head()
-        report = audit_of(view, snapshot, used, head)
+        report = audit_of(view, snapshot, used, head, outside=outside)
         checked = verification.result()
         report["ledger"] = [_ledger_info(head, checked)]
         if not checked.ok:
@@ -177,21 +178,35 @@ def _verify(ctx: Context):
         return ledger.verify()
 
 
+def outside_projects(reader, snapshot, used: Mapping[tuple[str, str], Decimal]) -> dict[str, OutsideProject]:
+    """The projects with usage in `used` that are not in the run's `snapshot` (retired before the run,
+    or added after it), as the ledger last recorded them, retired ones included: the sponsors and
+    stakes fair-share charges their usage to. A project the ledger never knew is left out (unknown).
+    The ledger's state is read only when such a project exists."""
+    missing = used_projects(used) - {p.id for p in snapshot.projects}
+    if not missing:
+        return {}
+    records = reader.state().collection("project")
+    return {p: OutsideProject(records[p].record, not records[p].active) for p in sorted(missing) if p in records}
+
+
 def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tuple[int, str],
-             verification=None) -> dict[str, Any]:
+             verification=None, outside: Mapping[str, OutsideProject] | None = None) -> dict[str, Any]:
     """The audit report of a run already read: its rows, the snapshot it was solved from, the period's
-    usage and the journal head. Without a `verification` the report's ledger section says `verified`
-    None (not checked)."""
+    usage, the journal head, and the projects outside the snapshot that used compute
+    (`outside_projects`). Without a `verification` the report's ledger section says `verified` None
+    (not checked)."""
     figures = {m["member"]: MemberFigures(Decimal(m["share"]), Decimal(m["contributed"]),
                                           Decimal(m["allocated"])) for m in view.members}
     granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
-    settlement = settle(snapshot, view.period, figures, granted, used)
+    settlement = settle(snapshot, view.period, figures, granted, used, outside)
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
-           "provenance": {"seq": entry.seq, "time": entry.time, "actor": entry.actor,
+           # which run this is, first: tables and CSV show it as the report's first section
+           "provenance": {"seq": entry.seq, "supersedes": view.payload.get("supersedes"),
+                          "reason": view.payload.get("reason"), "time": entry.time, "actor": entry.actor,
                           "state_seq": view.payload["state_seq"],
-                          "inputs_digest": view.payload.get("inputs_digest"),
-                          "reason": view.payload.get("reason"), "supersedes": view.payload.get("supersedes")}}
+                          "inputs_digest": view.payload.get("inputs_digest")}}
     return build_audit(snapshot=snapshot, period=view.period, unit=view.payload.get("unit") or "units",
                        run=run, members=view.members, projects=view.projects, grants=view.grants,
                        settlement=settlement, used=used, ledger=_ledger_info(head, verification))
@@ -244,14 +259,14 @@ def display_sections(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     and whether the table is a single record better shown as item/value pairs."""
     out = []
     for key, title in sections(report):
-        rows = list(report.get(key) or [])
-        if key in ("summary", "ledger", "statement") and len(rows) == 1:
+        rows = section_rows(report, key)
+        if key in KEY_VALUE and len(rows) == 1:
             out.append({"title": title, "columns": ["item", "value"],
                         "rows": [(label(k), human(k, v)) for k, v in rows[0].items()], "numeric": []})
             continue
         columns = list(rows[0]) if rows else []
-        out.append({"title": title, "columns": [label(c) for c in columns],
+        out.append({"title": title, "columns": [label(column_name(key, c)) for c in columns],
                     "rows": [tuple(human(c, r.get(c)) for c in columns) for r in rows],
-                    "numeric": [label(c) for c in columns if is_numeric(c, rows)],
+                    "numeric": [label(column_name(key, c)) for c in columns if is_numeric(c, rows)],
                     "flagged": [bool(r.get("flagged")) for r in rows]})
     return out
