@@ -458,6 +458,37 @@ def test_a_time_after_the_year_9000_is_called_that(ledger, tmp_path):
     assert result.exit_code == 1 and "Start '9999-12-31T22:00:00' is after the year 9000" in result.stderr
 
 
+def test_tz_reads_times_without_a_zone_in_that_zone(ledger, tmp_path):
+    """Review: sacct prints ISO times in the cluster's local time, and pooler read them as UTC, so a
+    job that ended at 05:00 on 1 December in Shanghai (21:00 UTC on 30 November) went to December.
+    `--tz` names the zone of times written without one: an IANA name or an offset; the entry records
+    it. Times with a zone and epoch seconds are as they were."""
+    job = "3000|gpuhub|ali|dave|hub-gz|normal|gres/gpu:a800=1|3600"
+    sacct = tmp_path / "local.txt"
+    sacct.write_text(f"{job}|2026-12-01T04:00:00|2026-12-01T05:00:00|COMPLETED\n", encoding="utf-8")
+    mapping = tmp_path / "map.toml"
+    read = ledger("usage", "import", sacct, "--format", "sacct", "--map", mapping, "--tz", "Asia/Shanghai", "--json")
+    assert read.exit_code == 0, read.stderr
+    assert set(read.json()["periods"]) == {"2026-11"}
+    entry = ledger("ledger", "log", "--limit", "1", "--json").json()[0]
+    assert entry["payload"]["tz"] == "Asia/Shanghai"
+    csv_file = tmp_path / "local.csv"
+    csv_file.write_text("project,pool,device_hours,start,end\n"
+                        "mind,gz-a800,1,2026-12-01T04:00:00,2026-12-01T05:00:00\n"
+                        "mind,gz-a800,1,2026-12-01T04:00:00Z,2026-12-01T05:00:00Z\n", encoding="utf-8")
+    read = ledger("usage", "import", csv_file, "--format", "csv", "--tz", "+08:00", "--json")
+    assert read.exit_code == 0, read.stderr
+    assert {k: v["lines"] for k, v in read.json()["periods"].items()} == {"2026-11": 1, "2026-12": 1}
+    before = digest(ledger.db)
+    for bad in ("Mars/Olympus", "+25:00", "8", ""):
+        refused = ledger("usage", "import", csv_file, "--format", "csv", "--tz", bad)
+        assert refused.exit_code == 2 and "--tz: " in refused.stderr and "is not a time zone" in refused.stderr, bad
+    assert digest(ledger.db) == before
+    from pooler.services.usage import time_zone
+    assert time_zone("-0500").utcoffset(None).total_seconds() == -5 * 3600
+    assert time_zone("UTC+08:00").utcoffset(None).total_seconds() == 8 * 3600
+
+
 def test_csv_skip_bad_records_the_good_lines(ledger, tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(CSV_BAD, encoding="utf-8")

@@ -53,6 +53,10 @@ def register(app: typer.Typer) -> None:
         include_running: bool = typer.Option(False, "--include-running",
                                              help="Count unfinished Slurm jobs for the time elapsed so far."),
         skip_bad: bool = typer.Option(False, "--skip-bad", help="Record the good lines and list the bad ones."),
+        tz: Optional[str] = typer.Option(None, "--tz", metavar="ZONE",
+                                         help="The time zone of times written without one (sacct prints "
+                                              "the cluster's local time): an IANA name such as "
+                                              "Asia/Shanghai, or +08:00. Default: UTC."),
         as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
     ) -> None:
         """Import a usage file as one journal entry; every line is checked, and nothing is recorded
@@ -67,7 +71,7 @@ def register(app: typer.Typer) -> None:
             if progress is not None:
                 progress.start()
             outcome = usage.import_usage(context(ctx), file, fmt.lower(), period=period, map_path=map_file,
-                                         include_running=include_running, skip_bad=skip_bad,
+                                         include_running=include_running, skip_bad=skip_bad, tz=tz,
                                          progress=callback)
         finally:
             if progress is not None:

@@ -30,7 +30,7 @@ import re
 import tomllib
 import zlib
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple
@@ -159,16 +159,16 @@ def load_map(path: Path) -> UsageMap:
 LAST_EPOCH = 221_845_392_000
 
 
-def parse_time(text: str) -> int:
-    """Epoch seconds from integer epoch text or ISO 8601 (no zone: UTC); ValueError when neither, or
-    when the moment is after LAST_EPOCH."""
+def parse_time(text: str, zone: tzinfo = timezone.utc) -> int:
+    """Epoch seconds from integer epoch text or ISO 8601 (no zone: `zone`, UTC unless the import's
+    `--tz` says otherwise); ValueError when neither, or when the moment is after LAST_EPOCH."""
     text = text.strip()
     if text.isdigit():
         value = int(text)
     else:
         moment = datetime.fromisoformat(text)  # ValueError for anything else
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=zone)
         value = int(moment.timestamp() // 1)
     if value > LAST_EPOCH:
         raise LateTime(f"{text!r} is after the year 9000")
@@ -187,11 +187,13 @@ def _time_reason(label: str, text: str, exc: ValueError) -> str:
 
 
 class PeriodOf:
-    """The period label holding a moment, remembering the last period found (lines come in runs)."""
+    """The period label holding a moment, remembering the last period found (lines come in runs);
+    and `zone`, the time zone of the file's times written without one (UTC unless `--tz` says)."""
 
-    def __init__(self, kind: str, fixed: str | None = None) -> None:
+    def __init__(self, kind: str, fixed: str | None = None, zone: tzinfo = timezone.utc) -> None:
         self.kind = kind
         self.fixed = fixed
+        self.zone = zone
         self._low = self._high = 0
         self._label = ""
 
@@ -277,11 +279,11 @@ def _csv_line(number: int, row: list[str], width: int, projects, pools, period) 
         hours = None
     start = end = None
     try:
-        start = parse_time(start_text)
+        start = parse_time(start_text, period.zone)
     except ValueError as exc:
         reasons.append(_time_reason("start", start_text, exc))
     try:
-        end = parse_time(end_text)
+        end = parse_time(end_text, period.zone)
     except ValueError as exc:
         reasons.append(_time_reason("end", end_text, exc))
     if start is not None and end is not None:
@@ -654,7 +656,7 @@ def job_hash(job: str, start: int) -> int:
     return (zlib.crc32(job.encode("utf-8")) << 32) | (start & 0xFFFFFFFF)
 
 
-def sacct_job_keys(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
+def sacct_job_keys(lines: Iterable[str], zone: tzinfo = timezone.utc) -> Iterator[tuple[str, int]]:
     """(JobIDRaw, Start) of every job line of sacct output whose Start is a time (steps left out):
     what an import looks up before it reads the file with `read_sacct`. Lines it cannot read are
     passed over (`read_sacct` reports them); a file that is not sacct output is a FileProblem."""
@@ -675,7 +677,7 @@ def sacct_job_keys(lines: Iterable[str]) -> Iterator[tuple[str, int]]:
         if "." in job or not _JOB_ID.match(job):
             continue
         try:
-            start = parse_time(fields[index["Start"]].strip())
+            start = parse_time(fields[index["Start"]].strip(), zone)
         except ValueError:
             continue
         yield job, start
@@ -772,7 +774,7 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
         reasons.append(f"Start {start_text!r} is not a time")
     else:
         try:
-            start = parse_time(start_text)
+            start = parse_time(start_text, period.zone)
         except ValueError as exc:
             reasons.append(_time_reason("Start", start_text, exc))
     if unfinished:
@@ -782,7 +784,7 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
             end = None
     else:
         try:
-            end = parse_time(end_text)
+            end = parse_time(end_text, period.zone)
         except ValueError as exc:
             reasons.append(_time_reason("End", end_text, exc))
     if elapsed == 0 and not reasons:

@@ -16,8 +16,10 @@ line's last second of use (stored per line, so one import may span several perio
 from __future__ import annotations
 
 import hashlib
+import re
 from array import array
 from dataclasses import dataclass, field
+from datetime import timedelta, timezone, tzinfo
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -110,10 +112,12 @@ def _problem_text(path: Path, problems: list[LineProblem], total: int) -> str:
 
 def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = None,
                  map_path: Path | None = None, include_running: bool = False, skip_bad: bool = False,
-                 progress: Callable[[int], None] | None = None) -> ImportOutcome:
-    """Import a usage file (`fmt` "csv" or "sacct") as one `usage.import` entry with its lines."""
+                 progress: Callable[[int], None] | None = None, tz: str | None = None) -> ImportOutcome:
+    """Import a usage file (`fmt` "csv" or "sacct") as one `usage.import` entry with its lines;
+    `tz` is the zone of times written without one (`time_zone`), UTC when None."""
     if fmt not in FORMATS:
         raise UsageError(f"--format: {fmt!r} is not a usage format (csv or sacct)")
+    zone = time_zone(tz) if tz is not None else None
     input_file(path, "usage file")
     if map_path is not None:
         input_file(map_path, "map file")
@@ -141,12 +145,12 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
                     f"{path.name} was already imported as entry #{entry.seq} ({entry.time} by {entry.actor}; "
                     f"same SHA-256 {digest[:12]}...); nothing recorded")
         try:
-            seen = _seen_jobs(writer, path) if fmt == "sacct" else None
+            seen = _seen_jobs(writer, path, zone or timezone.utc) if fmt == "sacct" else None
         except FileProblem as exc:
             raise UsageImportError(f"{path.name}: {exc}") from None
         except UnicodeDecodeError:
             raise UsageImportError(f"{path.name} is not UTF-8 text") from None
-        job = ReadJob(path, fmt, projects, pools, kind, period, usage_map, include_running, skip_bad, seen)
+        job = ReadJob(path, fmt, projects, pools, kind, period, usage_map, include_running, skip_bad, seen, zone)
         stats = ReadStats()
         tally = Tally(skip_bad)
         read = rows_of(job, stats, tally, progress, apart=apart)
@@ -180,6 +184,7 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
                 "device_hours": outcome.device_hours,
                 "include_running": include_running,
                 "topped_up": stats.topped_up,
+                "tz": tz,
                 "map_digest": file_digest(map_path) if map_path is not None else None,
             }
 
@@ -199,7 +204,31 @@ def import_usage(ctx: Context, path: Path, fmt: str, *, period: str | None = Non
     return outcome
 
 
-def _seen_jobs(reader, path: Path) -> Seen:
+_OFFSET = re.compile(r"^(?:UTC)?([+-])(\d{2}):?(\d{2})$")
+
+
+def time_zone(name: str) -> tzinfo:
+    """`--tz`: an IANA time zone name (Asia/Shanghai, UTC) or a fixed offset (+08:00, -0500); a usage
+    error for anything else."""
+    text = name.strip()
+    m = _OFFSET.match(text)
+    if m:
+        sign, hours, minutes = m.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        if offset < timedelta(hours=24) and int(minutes) < 60:
+            return timezone(-offset if sign == "-" else offset)
+    elif text:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            return ZoneInfo(text)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            pass
+    raise UsageError(f"--tz: {name!r} is not a time zone (an IANA name such as Asia/Shanghai or UTC, "
+                     "or an offset such as +08:00)")
+
+
+def _seen_jobs(reader, path: Path, zone: tzinfo) -> Seen:
     """What a Slurm import must know of its file's jobs before it reads them (`io.usage.Seen`): one
     quick pass over the file gives every job's (JobIDRaw, Start); those recorded before are looked up
     through the job index (only when some usage line names a job at all), and the jobs listed twice
@@ -220,7 +249,7 @@ def _seen_jobs(reader, path: Path) -> Seen:
                 recorded[key] = EXACT.add(recorded.get(key, _ZERO), stored_decimal(hours))
         batch.clear()
 
-    for job, start in sacct_job_keys(text_lines(path, None)):
+    for job, start in sacct_job_keys(text_lines(path, None), zone):
         hashes.append(job_hash(job, start))
         if look:
             batch.add((job, start))

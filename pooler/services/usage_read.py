@@ -29,6 +29,7 @@ import os
 import pickle
 import sys
 import time
+from datetime import timezone, tzinfo
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -61,6 +62,8 @@ class ReadJob:
     skip_bad: bool
     # Slurm: the file's jobs recorded before, and those it lists twice (`io.usage.Seen`)
     seen: Seen | None = None
+    # the time zone of times written without one (`--tz`): None for UTC
+    zone: tzinfo | None = None
 
 
 def text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[str]:
@@ -85,7 +88,8 @@ def text_lines(path: Path, progress: Callable[[int], None] | None) -> Iterator[s
 def read_rows(job: ReadJob, stats: ReadStats, tally: Tally,
               progress: Callable[[int], None] | None = None) -> Iterator[list[tuple]]:
     """Chunks of rows to record (`usage_line` column order), counted in `tally` and `stats`, read here."""
-    common = dict(projects=job.projects, pools=job.pools, period=PeriodOf(job.period_kind, job.period),
+    common = dict(projects=job.projects, pools=job.pools,
+                  period=PeriodOf(job.period_kind, job.period, job.zone or timezone.utc),
                   stats=stats)
     lines = text_lines(job.path, progress)
     if job.fmt == "csv":
