@@ -100,6 +100,8 @@ def test_every_view_opens_and_number_keys_switch(ledger):
     async def steps(app, pilot):
         assert app.overview.period == "2026-11" and app.verification["ok"]
         for key, tab in zip("234561", ("members", "projects", "pools", "ledger", "allocate", "overview")):
+            if key == "1":  # the Allocate view opens in its Period field: Esc leaves it
+                await pilot.press("escape")
             await pilot.press(key)
             await pilot.pause()
             seen.append(app.query_one(TabbedContent).active)
@@ -628,3 +630,48 @@ def test_a_pool_idle_over_30_percent_is_marked_in_words(ledger):
     idle, busy = views.pool_rows({"pools": [dict(base, idle_share=0.5, flagged=True),
                                             dict(base, pool="q", idle_share=0.2, flagged=False)]})
     assert idle.cells[6].plain == "50.0% IDLE" and busy.cells[6].plain == "20.0%"
+
+
+# --- the dashboard review (focus, keys, units, commit, colours, layout) --------------------------------
+
+
+def test_two_view_keys_pressed_quickly_land_on_the_last(ledger):
+    """Review: `tmux send-keys -l 41` showed the Pools view: the first key's table took the focus
+    after the second key had switched, and the tab bar followed the focus back."""
+    from textual.widgets import TabbedContent
+
+    from textual import events
+
+    async def steps(app, pilot):
+        for first, second, tab in (("4", "1", "overview"), ("2", "5", "ledger"), ("3", "4", "pools"),
+                                   ("5", "2", "members")):
+            # both in the queue before the first is handled, as from a terminal (`pilot.press`
+            # waits for the app to be idle after each key)
+            for key in (first, second):
+                app.post_message(events.Key(key, key))
+            await pilot.pause(0.2)
+            assert app.query_one(TabbedContent).active == tab, (first, second)
+        assert app.focused is app.table("members").data_table
+
+    drive(_app(ledger), steps)
+
+
+def test_the_allocate_view_opens_in_its_period_field(ledger):
+    """Review: the focus was on Preview, so a period typed at once switched views ("2026-12": the
+    2 showed Members). The field now has the focus; Esc leaves it for the view keys."""
+    from textual.widgets import Input, TabbedContent
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        await pilot.pause()
+        box = app.query_one("#alloc-period", Input)
+        assert app.focused is box
+        assert "Esc leaves the Period field" in str(app.query_one("#alloc-status").render())
+        await pilot.press(*"2026-12", "enter")  # the prefilled period is selected: typing replaces it
+        await _settle(app, pilot)
+        assert app.query_one(TabbedContent).active == "allocate"
+        assert app.preview is not None and app.preview.period == "2026-12"
+        await pilot.press("escape", "3")
+        assert app.query_one(TabbedContent).active == "projects"
+
+    drive(_app(ledger), steps)

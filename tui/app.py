@@ -149,7 +149,8 @@ class PoolerApp(App[int]):
                         yield Button("Preview", id="alloc-preview", variant="primary")
                         yield Button("Commit…", id="alloc-commit", disabled=True)
                     yield Static("Type a period and press Enter or Preview: the allocation is solved "
-                                 "in the background as a dry run, and compared with the committed run.",
+                                 "in the background as a dry run, and compared with the committed run. "
+                                 "Esc leaves the Period field, for the keys 1-5 and the others.",
                                  id="alloc-status")
                     yield TableView("diff", "members and projects", views.DIFF_COLUMNS, views.DIFF_SORTS,
                                     id="diff-table", palette=self.palette)
@@ -381,11 +382,25 @@ class PoolerApp(App[int]):
         # Focus first leaves the pane: a focused widget in a hidden pane would switch back to it.
         self.set_focus(None)
         self.query_one(TabbedContent).active = tab
+        # The focus moves once the pane is shown, and only if the view is still the one shown: two
+        # keys pressed quickly ("41") focused the first view's table after the second had switched,
+        # and the tab bar followed the focus back to the first (review).
+        self.call_after_refresh(self._focus_view, tab)
+
+    def _focus_view(self, tab: str) -> None:
+        if self.query_one(TabbedContent).active != tab or self.screen is not self.screen_stack[0]:
+            return
+        if tab == "allocate":
+            # "Type a period and press Enter" is true at once: the digits go into the field, and
+            # Esc leaves it for the view keys (review: focus on Preview, a typed period switched views)
+            committing = any(w.group == "commit" and w.is_running for w in self.workers)
+            # (not while a commit solves: the field would take the view keys for minutes)
+            self.set_focus(self.query_one("#alloc-preview" if committing else "#alloc-period"))
+            return
         table = self.active_table()
-        if table is not None and tab != "allocate":
-            table.data_table.focus()
-        elif tab == "allocate":
-            self.query_one("#alloc-preview", Button).focus()
+        if table is not None:
+            # at once, not later as `focus()` does: a key pressed meanwhile would find it moved
+            self.set_focus(table.data_table)
 
     def action_leave_field(self) -> None:
         """Esc in the Allocate view's Period field: focus goes to Preview, and the keys work again."""

@@ -22,7 +22,8 @@ KEYS = (
     ("↑ ↓ PgUp PgDn", "move in a table"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
     ("/", "filter the current table (words that must all appear); Esc clears it"),
-    ("Esc", "leave the Allocate view's Period field (where the other keys are typed in)"),
+    ("Esc", "leave the Allocate view's Period field (it has the focus when the view opens, and "
+            "the other keys are typed into it)"),
     ("s", "cycle the sort of the current table"),
     ("[ ]", "previous / next page of a long table"),
     ("p", "choose the period (of the recorded runs)"),
