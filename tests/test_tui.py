@@ -675,3 +675,25 @@ def test_the_allocate_view_opens_in_its_period_field(ledger):
         assert app.query_one(TabbedContent).active == "projects"
 
     drive(_app(ledger), steps)
+
+
+def test_the_pools_view_says_its_figures_are_device_hours(ledger):
+    """Review: the Pools view gave capacity, granted and used in device-hours under headings that
+    looked like the consortium's unit (README: figures are in that unit unless a column says
+    device-hours); a region's pools added to 3.15M there while the Overview said 3.72M NCU."""
+    async def steps(app, pilot):
+        await pilot.press("4")
+        await pilot.pause()
+        table = app.table("pools")
+        labels = {str(k.value): c.label.plain for k, c in table.data_table.columns.items()}
+        assert [labels[k] for k in ("capacity", "granted", "used")] == [
+            "capacity\ndev-h", "granted\ndev-h", "used\ndev-h"]
+        status = str(table.query_one(".status").render())
+        assert status.startswith("17 pools, in device-hours (dev-h) · sorted by pool ↑"), status
+        pools = {p["pool"]: p for p in app.details.report["pools"]}
+        row = next(r for r in table.model.rows if r.key == "pcl-cloudbrain-2")
+        assert row.cells[3] == float(pools["pcl-cloudbrain-2"]["capacity"])  # device-hours, not units
+        await pilot.press("s")
+        assert "sorted by capacity ↓" in str(table.query_one(".status").render())
+
+    drive(_app(ledger), steps)

@@ -136,7 +136,7 @@ class PoolerApp(App[int]):
                 yield TableView("projects", "projects", views.PROJECT_COLUMNS, views.PROJECT_SORTS,
                                 id="projects-table", palette=self.palette)
             with TabPane("4 Pools", id="pools"):
-                yield TableView("pools", "pools", views.POOL_COLUMNS, views.POOL_SORTS,
+                yield TableView("pools", views.POOL_NOUN, views.POOL_COLUMNS, views.POOL_SORTS,
                                 id="pools-table", palette=self.palette)
             with TabPane("5 Ledger", id="ledger"):
                 yield TableView("ledger", "entries", views.LEDGER_COLUMNS, views.LEDGER_SORTS,

@@ -56,7 +56,9 @@ class TableView(Vertical):
     def compose(self) -> ComposeResult:
         yield Static("", classes="status")
         yield Static(self._message or "", classes="message")
-        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True)
+        # a heading of two lines (a figure and its unit) makes the header two lines high
+        lines = max(column.label.count("\n") + 1 for column in self.model.columns)
+        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, header_height=lines)
         for column in self.model.columns:
             table.add_column(Text(column.label, justify="right" if column.numeric else "left"),
                              key=column.key, width=column.width)
