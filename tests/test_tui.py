@@ -697,3 +697,48 @@ def test_the_pools_view_says_its_figures_are_device_hours(ledger):
         assert "sorted by capacity ↓" in str(table.query_one(".status").render())
 
     drive(_app(ledger), steps)
+
+
+def test_after_a_commit_the_table_shows_the_recorded_run_and_says_when_it_differs(ledger):
+    """Review: after a commit the table still showed the preview, though the commit solves again from
+    the ledger: with a project added meanwhile the recorded run differed (aquila-3 showed 22.7k ->
+    71.4k, recorded 35.7k) and the new project had no row."""
+    from textual.widgets import Input
+
+    from tui.screens import CommitScreen
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        app.query_one("#alloc-period", Input).value = "2026-12"
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        preview = {p: v["allocated"] for p, v in app.preview.result["projects"].items()}
+        labels = [c.label.plain for c in app.table("diff").data_table.columns.values()]
+        assert labels == ["what", "id", "committed", "preview", "change"]
+        # meanwhile, from another terminal: a project that competes with aquila-3
+        registry.add(_ctx(ledger), "project", {"id": "newcomer", "sponsors": {"baai": 1.0},
+                                               "demand": 900000, "weight": 2.0})
+        await pilot.click("#alloc-commit")
+        await pilot.pause()
+        assert isinstance(app.screen, CommitScreen)
+        await pilot.press(*"december run", "enter")
+        await _settle(app, pilot)
+        recorded = alloc.show(_ctx(ledger), "2026-12")
+        got = {p["project"]: p["allocated"] for p in recorded.projects}
+        table = app.table("diff")
+        labels = [c.label.plain for c in table.data_table.columns.values()]
+        assert labels == ["what", "id", "preview", "recorded", "change"]
+        rows = {r.key: r for r in table.model.rows}
+        assert rows["project:newcomer"].cells[2:4] == (None, float(got["newcomer"]))
+        aquila = rows["project:aquila-3"].cells
+        assert aquila[2] == preview["aquila-3"] and aquila[3] == float(got["aquila-3"])
+        assert abs(aquila[3] - aquila[2]) >= 0.5
+        status = str(app.query_one("#alloc-status").render())
+        assert f"Recorded the 2026-12 run as entry #{recorded.entry.seq}" in status
+        assert "It differs from the preview" in status and "projects moved" in status
+        # a preview again: the headings are the preview's
+        await pilot.click("#alloc-preview")
+        await _settle(app, pilot)
+        assert [c.label.plain for c in table.data_table.columns.values()][2:4] == ["committed", "preview"]
+
+    drive(_app(ledger), steps)

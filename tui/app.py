@@ -567,7 +567,9 @@ class PoolerApp(App[int]):
             " (with a reason)."))
         self.query_one("#alloc-status", Static).update(status)
         self.query_one("#alloc-commit", Button).disabled = False
-        self.query_one("#diff-table", TableView).set_rows(views.diff_rows(changes))
+        table = self.query_one("#diff-table", TableView)
+        table.set_columns(views.DIFF_COLUMNS)
+        table.set_rows(views.diff_rows(changes))
 
     def _disable_commit(self) -> None:
         """Disable Commit; focus on it goes to Preview first: Textual would hand it to the Period
@@ -587,13 +589,14 @@ class PoolerApp(App[int]):
             if reason:
                 self._disable_commit()
                 self.query_one("#alloc-status", Static).update(f"Committing {outcome.period}…")
-                self._commit(outcome.period, reason)
+                self._commit(outcome, reason)
 
         self.push_screen(CommitScreen(outcome.period, outcome.supersedes), confirmed)
 
     @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
-    def _commit(self, period: str, reason: str) -> None:
+    def _commit(self, preview: alloc.RunOutcome, reason: str) -> None:
         # shown only: a commit, once asked for, is not given up half-way
+        period = preview.period
         progress = self._progress(get_current_worker(), "Committing", period, stop_when_cancelled=False)
         try:
             from pooler.services import alloc
@@ -602,14 +605,28 @@ class PoolerApp(App[int]):
         except Exception as exc:
             self.call_from_thread(self._preview_failed, _error_text(exc))
             return
-        self.call_from_thread(self._committed, outcome)
+        self.call_from_thread(self._committed, outcome, dashboard.commit_changes(preview, outcome))
 
-    def _committed(self, outcome: alloc.RunOutcome) -> None:
+    def _committed(self, outcome: alloc.RunOutcome, changes: dict[str, Any]) -> None:
         extra = f", superseding #{outcome.supersedes}" if outcome.supersedes else ""
-        self.query_one("#alloc-status", Static).update(
-            Text(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}. "
-                 "The other views now show it.", style=self.palette()["ok"]))
-        self.notify(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}.")
+        status = Text(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}. "
+                      "The other views now show it.", style=self.palette()["ok"])
+        # The commit solved again from the ledger as it is now: the table shows what was recorded,
+        # beside the preview (review: it kept showing the preview, which a project added meanwhile
+        # had made wrong)
+        members, projects = dashboard.moved(changes, "member"), dashboard.moved(changes, "project")
+        if members or projects:
+            status.append(f"\nIt differs from the preview: {members} members and {projects} projects moved, "
+                          "as the ledger changed after the preview. The table shows the recorded "
+                          "allocation beside the preview.", style=f"bold {self.palette()['over']}")
+        else:
+            status.append("\nIt is the allocation the preview showed.")
+        self.query_one("#alloc-status", Static).update(status)
+        table = self.query_one("#diff-table", TableView)
+        table.set_columns(views.diff_columns("preview", "recorded"))
+        table.set_rows(views.diff_rows(changes))
+        self.notify(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}"
+                    + (" (it differs from the preview)." if members or projects else "."))
         self.preview = None
         self.period = outcome.period
         self.verification = None

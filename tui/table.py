@@ -59,11 +59,24 @@ class TableView(Vertical):
         # a heading of two lines (a figure and its unit) makes the header two lines high
         lines = max(column.label.count("\n") + 1 for column in self.model.columns)
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, header_height=lines)
+        self._add_columns(table)
+        yield table
+        yield Input(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
+
+    def _add_columns(self, table: DataTable) -> None:
         for column in self.model.columns:
             table.add_column(Text(column.label, justify="right" if column.numeric else "left"),
                              key=column.key, width=column.width)
-        yield table
-        yield Input(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
+
+    def set_columns(self, columns: tuple[Column, ...]) -> None:
+        """Other headings for the same keys (the Allocate view's, once a preview is committed)."""
+        if columns == self.model.columns:
+            return
+        self.model.columns = columns
+        self.data_table.clear(columns=True)
+        self._add_columns(self.data_table)
+        if self.loaded:
+            self.render_page()
 
     @property
     def data_table(self) -> DataTable:

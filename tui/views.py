@@ -51,11 +51,15 @@ LEDGER_COLUMNS = (
 )
 LEDGER_SORTS = (Sort("seq", True), Sort("seq", False), Sort("kind", False), Sort("actor", False))
 
-DIFF_COLUMNS = (
-    Column("what", "what"), Column("id", "id"), Column("committed", "committed", numeric=True),
-    Column("preview", "preview", numeric=True), Column("change", "change", numeric=True),
-)
-DIFF_SORTS = (Sort("abs_change", True, "size of change"), Sort("id", False), Sort("preview", True))
+def diff_columns(first: str = "committed", second: str = "preview") -> tuple[Column, ...]:
+    """The Allocate view's table: the committed run against the preview, or, once the preview is
+    committed, the preview against the run recorded."""
+    return (Column("what", "what"), Column("id", "id"), Column("first", first, numeric=True),
+            Column("second", second, numeric=True), Column("change", "change", numeric=True))
+
+
+DIFF_COLUMNS = diff_columns()
+DIFF_SORTS = (Sort("abs_change", True, "size of change"), Sort("id", False), Sort("second", True))
 
 
 def _f(value: Any) -> float | None:
@@ -119,14 +123,17 @@ def ledger_rows(entries: Sequence[Any], subject) -> list[Row]:
 
 
 def diff_rows(diff: Mapping[str, Any]) -> list[Row]:
+    """Rows of `diff` (as `alloc.preview_changes` or `dashboard.commit_changes` give it): the values
+    under its "first" and "second" names, and the change."""
+    first, second = diff.get("first", "committed"), diff.get("second", "preview")
     out = []
     for what, key in (("member", "member"), ("project", "project")):
         for d in diff[f"{key}s"]:
             change = d["change"]
             sign = Text(f"{'+' if change > 0 else ''}{compact(change)}" if abs(change) >= 0.5 else "0",
                         justify="right", style="bold" if abs(change) >= 0.5 else "dim")
-            out.append(row(f"{what}:{d[key]}", (what, d[key], d["committed"], d["preview"], sign),
-                           {"abs_change": abs(change), "id": d[key], "preview": d["preview"]},
+            out.append(row(f"{what}:{d[key]}", (what, d[key], d[first], d[second], sign),
+                           {"abs_change": abs(change), "id": d[key], "second": d[second]},
                            text=lambda what=what, d=d, key=key: f"{what} {d[key]}"))
     return out
 

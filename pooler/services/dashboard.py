@@ -250,6 +250,29 @@ def project_detail(d: Details, project_id: str) -> dict[str, Any]:
             "explanation": explained, "lines": alloc.explanation_lines(explained, all_pools=True)}
 
 
+def commit_changes(preview: alloc.RunOutcome, recorded: alloc.RunOutcome) -> dict[str, Any]:
+    """What a commit recorded against the preview it was asked from, as `alloc.preview_changes`
+    gives changes ("first": the preview, "second": the recorded run). A commit solves again from the
+    ledger as it is then, so the two differ when the ledger changed meanwhile (a project added)."""
+    from pooler.services import alloc
+
+    def rows(outcome: alloc.RunOutcome, key: str) -> list[dict[str, Any]]:
+        return [{key: k, "allocated": v["allocated"]} for k, v in outcome.result[f"{key}s"].items()]
+
+    return {"first": "preview", "second": "recorded", "unit": recorded.result.get("unit"),
+            "against": {"period": recorded.period, "seq": recorded.seq},
+            **{f"{key}s": alloc.changes(rows(preview, key), rows(recorded, key), key, "preview", "recorded")
+               for key in ("member", "project")}}
+
+
+def moved(changes: Mapping[str, Any], key: str) -> int:
+    """How many of `changes`' members or projects (`key`) moved by half a unit or more, or are in
+    only one of the two runs."""
+    first, second = changes.get("first", "committed"), changes.get("second", "preview")
+    return sum(1 for r in changes[f"{key}s"]
+               if abs(r["change"]) >= 0.5 or (r[first] is None) != (r[second] is None))
+
+
 def current_period(ctx: Context, kind: str = "month") -> str:
     """The period the clock is in: what the Allocate view offers first."""
     return period_of(ctx.clock(), kind).label
