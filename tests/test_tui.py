@@ -742,3 +742,41 @@ def test_after_a_commit_the_table_shows_the_recorded_run_and_says_when_it_differ
         assert [c.label.plain for c in table.data_table.columns.values()][2:4] == ["committed", "preview"]
 
     drive(_app(ledger), steps)
+
+
+def test_the_table_keeps_the_focus_through_a_refresh(ledger):
+    """Review: after `r` in Members or Projects, Enter and the arrows did nothing until another view
+    was shown: the table, hidden behind "Loading…" while it reloaded, lost the focus."""
+    from tui.screens import MemberScreen, ProjectScreen
+
+    async def steps(app, pilot):
+        for key, name, screen in (("2", "members", MemberScreen), ("3", "projects", ProjectScreen)):
+            await pilot.press(key, "down")
+            await pilot.press("r")
+            await _settle(app, pilot)
+            table = app.table(name).data_table
+            assert app.focused is table
+            assert table.cursor_row == 1  # where it was
+            await pilot.press("down", "enter")
+            await pilot.pause()
+            assert isinstance(app.screen, screen)
+            await pilot.press("escape")
+            await pilot.pause()
+
+    drive(_app(ledger), steps)
+
+
+def test_escape_clears_an_applied_filter(ledger):
+    """Review: `/`, words, Enter, then Esc left the filter in place (the line still said `filter
+    "china"`); the README and the help say Esc clears it."""
+    async def steps(app, pilot):
+        await pilot.press("2", "slash", *"china", "enter")
+        await pilot.pause()
+        status = app.table("members").query_one(".status")
+        assert 'filter "china"' in str(status.render()) and len(shown(app, "members")) < 16
+        await pilot.press("escape")
+        await pilot.pause()
+        assert "filter" not in str(status.render()) and len(shown(app, "members")) == 16
+        assert app.focused is app.table("members").data_table
+
+    drive(_app(ledger), steps)

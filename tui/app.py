@@ -320,6 +320,7 @@ class PoolerApp(App[int]):
             table.show_message(f"Error: {error}")
             return
         table.set_rows(views.ledger_rows(entries, ledger_service.subject))
+        self._refocus()
         if head_seq > len(entries):
             table.query_one(".status").update(
                 table.model.status("entries") + f" · the newest {len(entries):,} of {head_seq:,}")
@@ -335,9 +336,19 @@ class PoolerApp(App[int]):
         self.table("members").set_rows(views.member_rows(d.report))
         self.table("projects").set_rows(views.project_rows(d.report))
         self.table("pools").set_rows(views.pool_rows(d.report))
+        self._refocus()
         self.tables_loaded = True
         self.call_after_refresh(self._mark, "tables")
         self._verify_after_load()
+
+    def _refocus(self) -> None:
+        """The shown view's table takes the focus back once it is filled again: hidden behind
+        "Loading…" during a refresh it lost it, and Enter and the arrows did nothing (review)."""
+        if self.focused is not None or self.screen is not self.screen_stack[0]:
+            return
+        table = self.active_table()
+        if table is not None and table.table_name != "diff" and table.loaded:
+            self.set_focus(table.data_table)
 
     def _verify_after_load(self) -> None:
         # The verification starts once the views are filled, so it never delays them.

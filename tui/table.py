@@ -160,8 +160,10 @@ class TableView(Vertical):
         box.focus()
 
     def action_close_filter(self) -> None:
+        """Esc: closes the filter box and clears the filter, open or applied (review: once applied
+        with Enter, Esc left it in place, though the help says Esc clears it)."""
         box = self.query_one(Input)
-        if box.has_class("shown"):
+        if box.has_class("shown") or self.model.query:
             box.remove_class("shown")
             box.value = ""
             self.model.set_query("")
