@@ -780,3 +780,46 @@ def test_escape_clears_an_applied_filter(ledger):
         assert app.focused is app.table("members").data_table
 
     drive(_app(ledger), steps)
+
+
+def _contrast(a: str, b: str) -> float:
+    """The WCAG contrast ratio of two colours."""
+    from rich.color import Color
+
+    def luminance(colour: str) -> float:
+        r, g, b = (c / 255 for c in Color.parse(colour).get_truecolor())
+        r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b))
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_light_theme_s_colours_are_readable(ledger):
+    """Review: on the light theme (`t`) an over-100% quota was #fea62b on #dddddd (about 1.3:1) and
+    "✓ verifies" #4ebf71 on #e0e0e0 (1.76:1). Both now read at 4.5:1 or more against the theme's
+    backgrounds; the dark theme keeps its colours."""
+    async def steps(app, pilot):
+        dark = app.palette()
+        assert dark["over"].upper() == "#FEA62B" and dark["ok"].upper() == "#4EBF71"
+        for name in ("over", "ok", "error"):
+            assert _contrast(dark[name], app.theme_variables["surface"]) >= 3, name
+        await pilot.press("2", "t")
+        await pilot.pause()
+        assert app.theme == "textual-light"
+        light = app.palette()
+        grounds = [app.theme_variables[v] for v in ("background", "surface", "panel")] + ["#dddddd"]
+        for name in ("over", "ok", "error"):
+            assert min(_contrast(light[name], g) for g in grounds) >= 4.5, name
+        # an over-100% quota in the Members view is drawn in it
+        table = app.table("members")
+        over = [r.key for r in table.model.rows if r.values["quota"] and r.values["quota"] > 1]
+        assert over
+        cell = table.data_table.get_row(over[0])[-1]
+        assert any(str(span.style) == light["over"] for span in cell.spans)
+        from textual.color import Color
+
+        line = app.query_one("#ov-ledger").render()  # "✓ verifies" in it
+        assert any(getattr(span.style, "foreground", None) == Color.parse(light["ok"]) for span in line.spans)
+
+    drive(_app(ledger), steps)

@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 
 TABS = ("overview", "members", "projects", "pools", "ledger", "allocate")
 LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
+# Text colours on the light theme, at least 4.5:1 against its backgrounds (the table rows, the
+# zebra stripes and the panels, #c8c8c8 to #e0e0e0); the dark theme keeps the theme's own.
+LIGHT_COLOURS = {"over": "#7a4100", "ok": "#1a6630", "error": "#9b1b3b"}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -61,6 +64,7 @@ class PoolerApp(App[int]):
     #overview-pane { padding: 0 1; }
     #ov-note { padding: 1 0; color: $warning; text-style: bold; height: auto; }
     #ov-note.error { color: $error; }
+    App.-light-mode #ov-note { color: #7a4100; }  /* $warning reads at 1.5:1 on the light theme */
     #ov-totals { height: auto; padding: 1 0 0 0; }
     #ov-groups { height: auto; padding: 0 0 1 0; }
     #ov-groups > Static { width: 1fr; height: auto; }
@@ -187,8 +191,13 @@ class PoolerApp(App[int]):
                 return fallback
             return value
 
-        return {"bar": colour("primary", ""), "over": colour("warning", "yellow"),
-                "ok": colour("success", "green"), "error": colour("error", "red"), "muted": "dim"}
+        colours = {"bar": colour("primary", ""), "over": colour("warning", "yellow"),
+                   "ok": colour("success", "green"), "error": colour("error", "red"), "muted": "dim"}
+        if not self.current_theme.dark:
+            # the theme's warning and success are for dark backgrounds: on the light theme's greys
+            # (#c8c8c8 to #e0e0e0) they read at 1.3:1 and 1.8:1 (review); these read at 4.6:1 or more
+            colours.update(LIGHT_COLOURS)
+        return colours
 
     def table(self, name: str) -> TableView:
         return self.query_one(f"#{name}-table", TableView)
