@@ -55,6 +55,19 @@ class _Cancelled(Exception):
     """Raised from a preview's progress callback when its worker was cancelled: stops the solve."""
 
 
+class Views(TabbedContent):
+    """The six views' tabs. A pane whose widget took the focus becomes the view shown, as in any
+    TabbedContent, unless the focus has moved on by the time that word arrives: two view keys
+    pressed quickly ("41") focused the first view's table, and its late word switched back to it
+    after the second key had switched (review)."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors_with_self:
+            event.stop()
+            event.prevent_default()  # TabbedContent's own handler would show the pane
+
+
 class PoolerApp(App[int]):
     """The dashboard over one ledger."""
 
@@ -122,7 +135,7 @@ class PoolerApp(App[int]):
 
     def compose(self) -> ComposeResult:
         yield Static("pooler · opening the ledger…", id="header")
-        with TabbedContent(id="tabs", initial="overview"):
+        with Views(id="tabs", initial="overview"):
             with TabPane("1 Overview", id="overview"):
                 with VerticalScroll(id="overview-pane"):
                     yield Static("", id="ov-note")
