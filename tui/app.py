@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 # them), so the app starts without them.
 
 TABS = ("overview", "members", "projects", "pools", "ledger", "allocate")
+TAB_LABELS = ("1 Overview", "2 Members", "3 Projects", "4 Pools", "5 Ledger", "6 Allocate")
+SHORT_TAB_LABELS = ("1 Over", "2 Memb", "3 Proj", "4 Pools", "5 Ledger", "6 Alloc")
 LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
 # Text colours on the light theme, at least 4.5:1 against its backgrounds (the table rows, the
 # zebra stripes and the panels, #c8c8c8 to #e0e0e0); the dark theme keeps the theme's own.
@@ -136,7 +138,7 @@ class PoolerApp(App[int]):
     def compose(self) -> ComposeResult:
         yield Static("pooler · opening the ledger…", id="header")
         with Views(id="tabs", initial="overview"):
-            with TabPane("1 Overview", id="overview"):
+            with TabPane(TAB_LABELS[0], id="overview"):
                 with VerticalScroll(id="overview-pane"):
                     yield Static("", id="ov-note")
                     yield Static("Loading…", id="ov-totals")
@@ -146,19 +148,19 @@ class PoolerApp(App[int]):
                         yield Static("", id="ov-types")
                     yield Static("Press 2-6 for members, projects, pools, the ledger and allocation; "
                                  "Enter opens a row; ? lists the keys.", id="ov-hint")
-            with TabPane("2 Members", id="members"):
+            with TabPane(TAB_LABELS[1], id="members"):
                 yield TableView("members", "members", views.MEMBER_COLUMNS, views.MEMBER_SORTS,
                                 id="members-table", palette=self.palette)
-            with TabPane("3 Projects", id="projects"):
+            with TabPane(TAB_LABELS[2], id="projects"):
                 yield TableView("projects", "projects", views.PROJECT_COLUMNS, views.PROJECT_SORTS,
                                 id="projects-table", palette=self.palette)
-            with TabPane("4 Pools", id="pools"):
+            with TabPane(TAB_LABELS[3], id="pools"):
                 yield TableView("pools", views.POOL_NOUN, views.POOL_COLUMNS, views.POOL_SORTS,
                                 id="pools-table", palette=self.palette)
-            with TabPane("5 Ledger", id="ledger"):
+            with TabPane(TAB_LABELS[4], id="ledger"):
                 yield TableView("ledger", "entries", views.LEDGER_COLUMNS, views.LEDGER_SORTS,
                                 id="ledger-table", palette=self.palette)
-            with TabPane("6 Allocate", id="allocate"):
+            with TabPane(TAB_LABELS[5], id="allocate"):
                 with Vertical():
                     with Horizontal(id="alloc-form"):
                         yield Static("Period")
@@ -182,7 +184,7 @@ class PoolerApp(App[int]):
         # the event's size: the app's own may still be the old one here (review: after a resize
         # to 80 columns the panels stayed side by side, and went stacked when resized back to 120)
         self._width = event.size.width
-        self.query_one("#ov-groups").set_class(self._width < 120, "narrow")
+        self._fit_chrome(self._width)
         bar_width = 6 if self._width < 100 else 10 if self._width < 140 else 16
         for table in self.query(TableView):
             if table.bar_width != bar_width:
@@ -191,6 +193,17 @@ class PoolerApp(App[int]):
                     table.render_page()
         if self.overview is not None:
             self._paint_overview()
+
+    def _fit_chrome(self, width: int) -> None:
+        """The tab bar and the footer in `width` columns (review: at 60 the tabs were clipped after
+        "6 All" and the footer dropped "? Keys q Quit"): shorter tab names below 70 columns; below
+        80 a compact footer, without the command palette's key."""
+        tabs = self.query_one(TabbedContent)
+        for tab, label in zip(TABS, TAB_LABELS if width >= 70 else SHORT_TAB_LABELS):
+            tabs.get_tab(tab).label = label
+        footer = self.query_one(Footer)
+        footer.compact = width < 80
+        footer.show_command_palette = width >= 80
 
     def palette(self) -> dict[str, str]:
         """Colours from the current theme, so the text stays readable on dark and light themes."""
@@ -326,13 +339,15 @@ class PoolerApp(App[int]):
         note.update(o.note or "")
         note.display = bool(o.note)
         self.query_one("#ov-totals", Static).update(views.overview_totals(o, colours))
-        narrow = full < 120
-        width = full if narrow else full // 2
-        regions, types = views.overview_groups(o, width, colours)
+        inner = full - 4  # the pane's padding and its scroll bar
+        # side by side only when both panels fit with whole names and bars of some length
+        narrow = not views.groups_side_by_side(o, inner)
+        self.query_one("#ov-groups").set_class(narrow, "narrow")
+        regions, types = views.overview_groups(o, inner if narrow else inner // 2, colours)
         self.query_one("#ov-regions", Static).update(regions)
         self.query_one("#ov-types", Static).update(types if o.by_accelerator else "")
         self.query_one("#ov-ledger", Static).update(
-            views.ledger_status(o, self.verification, colours, self.ctx.shown_db))
+            views.ledger_status(o, self.verification, colours, self.ctx.shown_db, inner))
 
     def _show_ledger(self, entries: list, error: str | None, head_seq: int) -> None:
         from pooler.services import ledger as ledger_service  # imported already by `_load_tables`
