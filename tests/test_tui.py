@@ -903,3 +903,38 @@ def test_at_60_columns_the_header_keeps_the_period_and_the_tabs_and_keys_fit(led
 
     drive(_app(ledger), steps, size=(110, 32))
 
+
+def test_the_ledger_view_keeps_its_verify_status_and_page_through_sorts(ledger):
+    """Review: in the Ledger view a sort replaced the line's "✓ verifies" with "74 entries · sorted
+    by # ↑"; with more than one page, page 1 did not say "page 1/2" (the verify line replaced it),
+    and the footer did not list `[ ]`."""
+    from textual.widgets._footer import FooterKey
+
+    def footer_keys() -> set[str]:
+        return {k.key for k in app.query(FooterKey)}
+
+    async def steps(app, pilot):
+        await pilot.press("5")
+        await pilot.pause()
+        status = app.table("ledger").query_one(".status")
+        assert str(status.render()) == "74 entries · sorted by # ↓ · ✓ verifies"
+        await pilot.press("s")
+        await pilot.pause()
+        assert str(status.render()) == "74 entries · sorted by # ↑ · ✓ verifies"
+        assert "right_square_bracket" not in footer_keys()  # one page: nothing to turn
+        app.table("ledger").model.page_size = 30  # (200 a page otherwise: the example has 74 entries)
+        await pilot.press("v")
+        await _settle(app, pilot)
+        line = str(status.render())
+        assert "rows 1-30, page 1/3 ([ ])" in line and line.endswith("✓ verifies"), line
+        assert {"left_square_bracket", "right_square_bracket"} <= footer_keys()
+        await pilot.press("right_square_bracket", "s")
+        await pilot.pause()
+        line = str(status.render())
+        assert "page 1/3" in line and "sorted by kind ↑" in line and line.endswith("✓ verifies")
+        await pilot.press("2")
+        await pilot.pause()
+        assert "right_square_bracket" not in footer_keys()
+
+    app = _app(ledger)
+    drive(app, steps)

@@ -57,6 +57,9 @@ class _Cancelled(Exception):
     """Raised from a preview's progress callback when its worker was cancelled: stops the solve."""
 
 
+PAGES = Binding.Group("Page")
+
+
 class Views(TabbedContent):
     """The six views' tabs. A pane whose widget took the focus becomes the view shown, as in any
     TabbedContent, unless the focus has moved on by the time that word arrives: two view keys
@@ -105,8 +108,9 @@ class PoolerApp(App[int]):
         Binding("6", "show('allocate')", "Allocate", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "sort", "Sort"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", show=False, key_display="["),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
+        # in the footer while the view shown has more than one page (see `check_action`)
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", group=PAGES),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", group=PAGES),
         Binding("p", "period", "Period"),
         Binding("r", "refresh", "Refresh"),
         Binding("v", "verify", "Verify"),
@@ -131,6 +135,8 @@ class PoolerApp(App[int]):
         self.loaded = False  # the Overview shows figures (or a message)
         self.tables_loaded = False
         self.preview: alloc.RunOutcome | None = None
+        self._verifying = False  # a verification is running
+        self._ledger_shown = (0, 0)  # entries the Ledger view lists, and the head's number
         self.painted: dict[str, float] = {}  # perf_counter when the Overview and the tables were drawn
 
     # --- layout ---
@@ -356,11 +362,25 @@ class PoolerApp(App[int]):
         if error:
             table.show_message(f"Error: {error}")
             return
+        self._ledger_shown = (len(entries), head_seq)
+        table.note = self._ledger_note()
         table.set_rows(views.ledger_rows(entries, ledger_service.subject))
         self._refocus()
-        if head_seq > len(entries):
-            table.query_one(".status").update(
-                table.model.status("entries") + f" · the newest {len(entries):,} of {head_seq:,}")
+
+    def _ledger_note(self) -> Text:
+        """What the Ledger view's line says after its rows, sort and page: how many of the entries
+        it lists, and whether the ledger verifies (review: a sort or a page replaced it, and it
+        replaced the page)."""
+        note = Text()
+        listed, head_seq = self._ledger_shown
+        if head_seq > listed:
+            note.append(f"the newest {listed:,} of {head_seq:,}")
+        if self.verification is not None or self._verifying:
+            if note:
+                note.append(" · ")
+            # (the line counts the entries already)
+            note.append_text(views.verify_status(self.verification, self.palette(), count=False))
+        return note
 
     def _no_details(self, message: str) -> None:
         for name in ("members", "projects", "pools"):
@@ -398,8 +418,15 @@ class PoolerApp(App[int]):
         self.verification = None
         if self.overview is not None:
             self._paint_overview()
-        self.table("ledger").query_one(".status").update("Verifying the whole ledger in the background…")
+        self._verifying = True
+        self._set_ledger_note()
         self._verify()
+
+    def _set_ledger_note(self) -> None:
+        table = self.table("ledger")
+        table.note = self._ledger_note()
+        if table.loaded:
+            table.render_status()
 
     @work(thread=True, exclusive=True, group="verify", exit_on_error=False)
     def _verify(self) -> None:
@@ -416,11 +443,8 @@ class PoolerApp(App[int]):
         self.verification = result
         if self.overview is not None:
             self._paint_overview()
-        table = self.table("ledger")
-        if table.loaded:
-            line = views.ledger_status(self.overview, result, self.palette(), self.ctx.shown_db) \
-                if self.overview else Text(str(result))
-            table.query_one(".status").update(line)
+        self._verifying = False
+        self._set_ledger_note()
         if not result.get("error") and not result["ok"]:
             self.notify(f"The ledger does not verify: {result['problem']}", severity="error", timeout=10)
 
@@ -465,6 +489,15 @@ class PoolerApp(App[int]):
         if table is not None and table.loaded:
             table.cycle_sort()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "page":  # `[` `]` in the footer only where there are pages to turn
+            try:
+                table = self.active_table()
+            except Exception:  # not composed yet
+                return False
+            return table is not None and table.loaded and table.model.pages > 1
+        return True
+
     def action_page(self, step: int) -> None:
         table = self.active_table()
         if table is not None and table.loaded:
@@ -479,6 +512,7 @@ class PoolerApp(App[int]):
 
     def action_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.table("ledger").note = self._ledger_note()
         if self.overview is not None:
             self._paint_overview()
         for name in ("members", "projects", "pools", "ledger", "diff"):

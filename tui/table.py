@@ -52,6 +52,7 @@ class TableView(Vertical):
         self.palette = palette or (lambda: {})
         self.loaded = False
         self._message: str | None = "Loading…"
+        self.note: Text | None = None  # said on the status line after the rows, sort and page
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="status")
@@ -119,7 +120,15 @@ class TableView(Vertical):
             if r.key == keep:
                 table.move_cursor(row=index, animate=False)
             index += 1
-        self.query_one(".status", Static).update(self.model.status(self.noun))
+        self.render_status()
+
+    def render_status(self) -> None:
+        line = Text(self.model.status(self.noun))
+        if self.note:
+            line.append(" · ")
+            line.append_text(self.note)
+        self.query_one(".status", Static).update(line)
+        self.app.refresh_bindings()  # the footer lists `[ ]` while there are pages
 
     def _cell(self, column: Column, value: Any, colours: dict[str, str]) -> Any:
         if column.key == "use_bar":  # (extent, filled part of it)

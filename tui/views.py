@@ -265,8 +265,10 @@ def overview_groups(o, width: int, colours: Mapping[str, str]) -> tuple[RichGrou
             _groups_table("By accelerator", o.by_accelerator, o.unit, width, colours, o.has_usage))
 
 
-def verify_status(verification: Mapping[str, Any] | None, colours: Mapping[str, str]) -> Text:
-    """Whether the ledger verifies, in words: "verifying…", "✓ verifies (74 entries)", or why not."""
+def verify_status(verification: Mapping[str, Any] | None, colours: Mapping[str, str],
+                  count: bool = True) -> Text:
+    """Whether the ledger verifies, in words: "verifying…", "✓ verifies (74 entries)" (without the
+    count: "✓ verifies"), or why not."""
     text = Text()
     if verification is None:
         text.append("verifying…", style=colours.get("muted", "dim"))
@@ -274,7 +276,8 @@ def verify_status(verification: Mapping[str, Any] | None, colours: Mapping[str, 
         text.append(f"could not verify: {verification['error']}", style=colours.get("error", "red"))
     elif verification["ok"]:
         n = verification["entries"]
-        text.append(f"✓ verifies ({n:,} {'entry' if n == 1 else 'entries'})", style=colours.get("ok", "green"))
+        text.append(f"✓ verifies ({n:,} {'entry' if n == 1 else 'entries'})" if count else "✓ verifies",
+                    style=colours.get("ok", "green"))
     else:
         text.append(f"✗ DOES NOT VERIFY: {verification['problem']}", style=f"bold {colours.get('error', 'red')}")
     return text
