@@ -938,3 +938,80 @@ def test_the_ledger_view_keeps_its_verify_status_and_page_through_sorts(ledger):
 
     app = _app(ledger)
     drive(app, steps)
+
+
+# --- before a run, and before usage ------------------------------------------------------------------
+
+
+def test_before_usage_is_imported_used_and_balance_are_a_dash(tmp_path, monkeypatch):
+    """Review: with a run but no usage, Members showed used 0 and balance 0 (and Pools used 0) while
+    the Overview said "no usage imported for the period yet"; they now say "-" as it does."""
+    monkeypatch.chdir(tmp_path)
+    ctx = _ctx("l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    alloc.run(ctx, "2026-11")
+
+    async def steps(app, pilot):
+        assert not app.overview.has_usage and not app.details.has_usage
+        await pilot.press("2")
+        await pilot.pause()
+        row = app.table("members").data_table.get_row("pcl")
+        assert [str(c) for c in row[5:7]] == ["-", "-"] and str(row[4]) != "-"
+        pool = app.table("pools").data_table.get_row("pcl-cloudbrain-2")
+        assert str(pool[5]) == "-" and str(pool[4]) != "-"
+
+    drive(_app("l.db"), steps)
+
+
+def test_before_any_run_the_tables_list_the_records_registered(tmp_path, monkeypatch):
+    """Review: with members but no run, Members, Projects and Pools said only "No allocation is
+    recorded yet". They list the records registered, the allocation's columns empty."""
+    monkeypatch.chdir(tmp_path)
+    ctx = _ctx("l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+
+    async def steps(app, pilot):
+        assert app.overview.period is None
+        assert app.row_counts() == {"members": 16, "projects": 19, "pools": 17, "ledger": 72}
+        for name in ("members", "projects", "pools"):
+            assert "no allocation recorded yet" in str(app.table(name).query_one(".status").render())
+        member = app.table("members").data_table.get_row("pcl")
+        assert [str(c) for c in member[1:7]] == ["-"] * 6
+        project = app.table("projects").data_table.get_row("pengcheng-mind-2")
+        assert str(project[1]) == "5.00M" and str(project[2]) == "-" and "pcl 70%" in str(project[5])
+        pool = app.table("pools").data_table.get_row("pcl-cloudbrain-2")
+        assert str(pool[3]) == "2.95M" and [str(c) for c in pool[4:6]] == ["-", "-"]
+        # a run recorded: the allocation's figures, without the note
+        await pilot.press("6")
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        await pilot.click("#alloc-commit")
+        await pilot.press(*"first run", "enter")
+        await _settle(app, pilot)
+        assert app.overview.period == "2026-11"
+        assert "no allocation" not in str(app.table("members").query_one(".status").render())
+        assert str(app.table("members").data_table.get_row("pcl")[4]) != "-"
+
+    drive(_app("l.db"), steps)
+
+
+def test_on_an_empty_ledger_the_period_picker_says_what_to_do(tmp_path, monkeypatch):
+    """Review: on an empty ledger the picker said "press 6 to allocate a period", and allocating
+    then failed with "nothing to allocate"."""
+    from textual.widgets import Static
+
+    from tui.screens import PeriodScreen
+
+    monkeypatch.chdir(tmp_path)
+    registry.init(_ctx("empty.db"))
+
+    async def steps(app, pilot):
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, PeriodScreen)
+        words = " ".join(str(s.render()) for s in app.screen.query(Static))
+        assert "press 6" not in words and "pooler apply MANIFEST" in words
+
+    drive(_app("empty.db"), steps)

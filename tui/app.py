@@ -281,6 +281,16 @@ class PoolerApp(App[int]):
             return
         self.call_from_thread(self._show_ledger, entries, log_error, o.head_seq)
         if o.period is None:
+            if o.members or o.pools:
+                # the records as registered, with the allocation's columns empty (review: only the
+                # words "No allocation is recorded yet" in three views)
+                try:
+                    records = dashboard.registered(self.ctx)
+                except Exception:  # the views then say what the Overview says
+                    records = None
+                if records is not None and not worker.is_cancelled:
+                    self.call_from_thread(self._show_registered, records)
+                    return
             self.call_from_thread(self._no_details, o.note or "No allocation is recorded.")
             return
         try:
@@ -388,11 +398,25 @@ class PoolerApp(App[int]):
         self.tables_loaded = True
         self._verify_after_load()
 
+    def _show_registered(self, records: dict[str, list[dict[str, Any]]]) -> None:
+        self.details = None
+        note = Text("no allocation recorded yet: 6 allocates one", style="bold")
+        for name, rows in (("members", views.member_rows(records, has_usage=False)),
+                           ("projects", views.project_rows(records)),
+                           ("pools", views.pool_rows(records, has_usage=False))):
+            self.table(name).note = note
+            self.table(name).set_rows(rows)
+        self._refocus()
+        self.tables_loaded = True
+        self._verify_after_load()
+
     def _show_details(self, d: dashboard.Details) -> None:
+        for name in ("members", "projects", "pools"):
+            self.table(name).note = None
         self.details = d
-        self.table("members").set_rows(views.member_rows(d.report))
+        self.table("members").set_rows(views.member_rows(d.report, d.has_usage))
         self.table("projects").set_rows(views.project_rows(d.report))
-        self.table("pools").set_rows(views.pool_rows(d.report))
+        self.table("pools").set_rows(views.pool_rows(d.report, d.has_usage))
         self._refocus()
         self.tables_loaded = True
         self.call_after_refresh(self._mark, "tables")
@@ -528,7 +552,8 @@ class PoolerApp(App[int]):
                 self.period = period
                 self.load()
 
-        self.push_screen(PeriodScreen(periods, self.period), chosen)
+        empty = "" if self.overview is None or self.overview.can_allocate else self.overview.note
+        self.push_screen(PeriodScreen(periods, self.period, empty), chosen)
 
     async def action_quit(self) -> None:
         self.exit(0)

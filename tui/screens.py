@@ -155,10 +155,11 @@ class ProjectScreen(_Modal):
 class PeriodScreen(_Modal):
     """Pick one of the periods with a recorded run."""
 
-    def __init__(self, periods: tuple[str, ...], current: str | None) -> None:
+    def __init__(self, periods: tuple[str, ...], current: str | None, nothing: str = "") -> None:
         super().__init__()
         self.periods = periods
         self.current = current
+        self.nothing = nothing  # why no period can be allocated yet, in words ("" when one can)
 
     def compose(self) -> ComposeResult:
         options = OptionList(*[Option(p + ("  (shown)" if p == self.current else ""), id=p)
@@ -168,7 +169,8 @@ class PeriodScreen(_Modal):
             if self.periods:
                 yield options
             else:
-                yield Static("No run is recorded yet: press 6 to allocate a period.")
+                # (review: on an empty ledger it said "press 6", and allocating said "nothing to allocate")
+                yield Static(self.nothing or "No run is recorded yet: press 6 to allocate a period.")
             yield Static("Enter picks, Esc cancels.", classes="hint")
 
     def on_mount(self) -> None:

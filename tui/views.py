@@ -66,16 +66,19 @@ def _f(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
-def member_rows(report: Mapping[str, Any]) -> list[Row]:
+def member_rows(report: Mapping[str, Any], has_usage: bool = True) -> list[Row]:
+    """Without usage imported, used and balance are "-", as on the Overview (review: 0 here, "no
+    usage imported for the period yet" there)."""
     out = []
     for m in report["members"]:
         entitled, allocated = _f(m["entitled"]), _f(m["allocated"])
         quota = allocated / entitled if entitled else None
+        used, balance = (_f(m["used"]), _f(m["balance"])) if has_usage else (None, None)
         out.append(row(m["member"], (
-            m["member"], pct(m["share"]), _f(m["contributed"]), entitled, allocated, _f(m["used"]),
-            _f(m["balance"]), (quota, quota),
+            m["member"], pct(m["share"]), _f(m["contributed"]), entitled, allocated, used,
+            balance, (quota, quota),
         ), {"member": m["member"], "share": _f(m["share"]), "allocated": allocated,
-            "balance": _f(m["balance"]), "quota": quota},
+            "balance": balance, "quota": quota},
             text=lambda m=m: f"{m['member']} {m.get('name') or ''}"))
     return out
 
@@ -93,13 +96,15 @@ def project_rows(report: Mapping[str, Any]) -> list[Row]:
     return out
 
 
-def pool_rows(report: Mapping[str, Any]) -> list[Row]:
+def pool_rows(report: Mapping[str, Any], has_usage: bool = True) -> list[Row]:
+    """Without usage imported, used is "-" (and idle, as in the audit, is what was not granted)."""
     out = []
     for p in report["pools"]:
         capacity, granted = _f(p["capacity"]), _f(p["granted"])
         idle = _f(p["idle_share"])
-        used = _f(p["used"])
-        share = (granted / capacity if capacity else None, used / granted if granted else 0.0)
+        used = _f(p["used"]) if has_usage else None
+        share = (granted / capacity if capacity and granted is not None else None,
+                 used / granted if granted and used else 0.0)
         # a pool idle over 30% is marked in words, as in the audit, not by bold alone
         idle_text = (Text(f"{pct(idle)} IDLE", justify="right", style="bold") if p.get("flagged")
                      else Text(pct(idle), justify="right"))
