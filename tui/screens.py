@@ -21,11 +21,11 @@ KEYS = (
     ("1-6", "switch view: Overview, Members, Projects, Pools, Ledger, Allocate (or click a tab)"),
     ("↑ ↓ PgUp PgDn", "move in a table"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
-    ("/", "filter the current table (words that must all appear); Esc clears it"),
+    ("/", "filter the current table (words that must all appear); Enter keeps it, Esc clears it"),
     ("Esc", "leave the Allocate view's Period field (it has the focus when the view opens, and "
             "the other keys are typed into it)"),
     ("s", "cycle the sort of the current table"),
-    ("[ ]", "previous / next page of a long table"),
+    ("[ ]", "previous / next page of a long table (in the footer while there are pages)"),
     ("p", "choose the period (of the recorded runs)"),
     ("r", "refresh from the ledger"),
     ("v", "verify the ledger (hash chain, attached rows, projections) in the background"),
@@ -62,7 +62,8 @@ class HelpScreen(_Modal):
             yield Static("Keys", classes="title")
             yield Static(table)
             yield Static("Figures are in the consortium's normalised units unless a column says "
-                         "device-hours; 1.2M = 1,200,000. Esc closes this.", classes="hint")
+                         "device-hours (dev-h); 1.2M = 1,200,000; - is a figure not known yet. "
+                         "Esc closes this.", classes="hint")
 
 
 def _grid(rows: Iterable[tuple[str, str]]) -> Table:
