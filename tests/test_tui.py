@@ -613,7 +613,7 @@ def test_the_header_fits_at_80_columns_giving_up_the_reason_first(ledger):
     from rich.cells import cell_len
 
     wide = dataclasses.replace(o, consortium="粤港澳大湾区人工智能算力网络联盟")
-    for width in (70, 80):  # (at 60 even the run's number does not fit whole: cut, with an ellipsis)
+    for width in (70, 80):  # (narrower, the name is shortened: see the 60-column test)
         text = views.overview_header(wide, width).plain
         whole = views.overview_header(wide).plain
         assert cell_len(text) <= width and not text.endswith("…") and whole.startswith(text)
