@@ -37,7 +37,12 @@ if TYPE_CHECKING:
 # them), so the app starts without them.
 
 TABS = ("overview", "members", "projects", "pools", "ledger", "allocate")
+TAB_LABELS = ("1 Overview", "2 Members", "3 Projects", "4 Pools", "5 Ledger", "6 Allocate")
+SHORT_TAB_LABELS = ("1 Over", "2 Memb", "3 Proj", "4 Pools", "5 Ledger", "6 Alloc")
 LEDGER_LIMIT = 2000  # newest journal entries listed in the Ledger view
+# Text colours on the light theme, at least 4.5:1 against its backgrounds (the table rows, the
+# zebra stripes and the panels, #c8c8c8 to #e0e0e0); the dark theme keeps the theme's own.
+LIGHT_COLOURS = {"over": "#7a4100", "ok": "#1a6630", "error": "#9b1b3b"}
 
 
 def _error_text(exc: BaseException) -> str:
@@ -52,6 +57,22 @@ class _Cancelled(Exception):
     """Raised from a preview's progress callback when its worker was cancelled: stops the solve."""
 
 
+PAGES = Binding.Group("Page")
+
+
+class Views(TabbedContent):
+    """The six views' tabs. A pane whose widget took the focus becomes the view shown, as in any
+    TabbedContent, unless the focus has moved on by the time that word arrives: two view keys
+    pressed quickly ("41") focused the first view's table, and its late word switched back to it
+    after the second key had switched (review)."""
+
+    def _on_tab_pane_focused(self, event: TabPane.Focused) -> None:
+        focused = self.screen.focused
+        if focused is None or event.tab_pane not in focused.ancestors_with_self:
+            event.stop()
+            event.prevent_default()  # TabbedContent's own handler would show the pane
+
+
 class PoolerApp(App[int]):
     """The dashboard over one ledger."""
 
@@ -61,6 +82,7 @@ class PoolerApp(App[int]):
     #overview-pane { padding: 0 1; }
     #ov-note { padding: 1 0; color: $warning; text-style: bold; height: auto; }
     #ov-note.error { color: $error; }
+    App.-light-mode #ov-note { color: #7a4100; }  /* $warning reads at 1.5:1 on the light theme */
     #ov-totals { height: auto; padding: 1 0 0 0; }
     #ov-groups { height: auto; padding: 0 0 1 0; }
     #ov-groups > Static { width: 1fr; height: auto; }
@@ -86,8 +108,9 @@ class PoolerApp(App[int]):
         Binding("6", "show('allocate')", "Allocate", show=False),
         Binding("slash", "filter", "Filter", key_display="/"),
         Binding("s", "sort", "Sort"),
-        Binding("left_square_bracket", "page(-1)", "Prev page", show=False, key_display="["),
-        Binding("right_square_bracket", "page(1)", "Next page", show=False, key_display="]"),
+        # in the footer while the view shown has more than one page (see `check_action`)
+        Binding("left_square_bracket", "page(-1)", "Prev page", key_display="[", group=PAGES),
+        Binding("right_square_bracket", "page(1)", "Next page", key_display="]", group=PAGES),
         Binding("p", "period", "Period"),
         Binding("r", "refresh", "Refresh"),
         Binding("v", "verify", "Verify"),
@@ -112,14 +135,16 @@ class PoolerApp(App[int]):
         self.loaded = False  # the Overview shows figures (or a message)
         self.tables_loaded = False
         self.preview: alloc.RunOutcome | None = None
+        self._verifying = False  # a verification is running
+        self._ledger_shown = (0, 0)  # entries the Ledger view lists, and the head's number
         self.painted: dict[str, float] = {}  # perf_counter when the Overview and the tables were drawn
 
     # --- layout ---
 
     def compose(self) -> ComposeResult:
         yield Static("pooler · opening the ledger…", id="header")
-        with TabbedContent(id="tabs", initial="overview"):
-            with TabPane("1 Overview", id="overview"):
+        with Views(id="tabs", initial="overview"):
+            with TabPane(TAB_LABELS[0], id="overview"):
                 with VerticalScroll(id="overview-pane"):
                     yield Static("", id="ov-note")
                     yield Static("Loading…", id="ov-totals")
@@ -129,19 +154,19 @@ class PoolerApp(App[int]):
                         yield Static("", id="ov-types")
                     yield Static("Press 2-6 for members, projects, pools, the ledger and allocation; "
                                  "Enter opens a row; ? lists the keys.", id="ov-hint")
-            with TabPane("2 Members", id="members"):
+            with TabPane(TAB_LABELS[1], id="members"):
                 yield TableView("members", "members", views.MEMBER_COLUMNS, views.MEMBER_SORTS,
                                 id="members-table", palette=self.palette)
-            with TabPane("3 Projects", id="projects"):
+            with TabPane(TAB_LABELS[2], id="projects"):
                 yield TableView("projects", "projects", views.PROJECT_COLUMNS, views.PROJECT_SORTS,
                                 id="projects-table", palette=self.palette)
-            with TabPane("4 Pools", id="pools"):
-                yield TableView("pools", "pools", views.POOL_COLUMNS, views.POOL_SORTS,
+            with TabPane(TAB_LABELS[3], id="pools"):
+                yield TableView("pools", views.POOL_NOUN, views.POOL_COLUMNS, views.POOL_SORTS,
                                 id="pools-table", palette=self.palette)
-            with TabPane("5 Ledger", id="ledger"):
+            with TabPane(TAB_LABELS[4], id="ledger"):
                 yield TableView("ledger", "entries", views.LEDGER_COLUMNS, views.LEDGER_SORTS,
                                 id="ledger-table", palette=self.palette)
-            with TabPane("6 Allocate", id="allocate"):
+            with TabPane(TAB_LABELS[5], id="allocate"):
                 with Vertical():
                     with Horizontal(id="alloc-form"):
                         yield Static("Period")
@@ -149,7 +174,8 @@ class PoolerApp(App[int]):
                         yield Button("Preview", id="alloc-preview", variant="primary")
                         yield Button("Commit…", id="alloc-commit", disabled=True)
                     yield Static("Type a period and press Enter or Preview: the allocation is solved "
-                                 "in the background as a dry run, and compared with the committed run.",
+                                 "in the background as a dry run, and compared with the committed run. "
+                                 "Esc leaves the Period field, for the keys 1-5 and the others.",
                                  id="alloc-status")
                     yield TableView("diff", "members and projects", views.DIFF_COLUMNS, views.DIFF_SORTS,
                                     id="diff-table", palette=self.palette)
@@ -164,7 +190,7 @@ class PoolerApp(App[int]):
         # the event's size: the app's own may still be the old one here (review: after a resize
         # to 80 columns the panels stayed side by side, and went stacked when resized back to 120)
         self._width = event.size.width
-        self.query_one("#ov-groups").set_class(self._width < 120, "narrow")
+        self._fit_chrome(self._width)
         bar_width = 6 if self._width < 100 else 10 if self._width < 140 else 16
         for table in self.query(TableView):
             if table.bar_width != bar_width:
@@ -173,6 +199,17 @@ class PoolerApp(App[int]):
                     table.render_page()
         if self.overview is not None:
             self._paint_overview()
+
+    def _fit_chrome(self, width: int) -> None:
+        """The tab bar and the footer in `width` columns (review: at 60 the tabs were clipped after
+        "6 All" and the footer dropped "? Keys q Quit"): shorter tab names below 70 columns; below
+        80 a compact footer, without the command palette's key."""
+        tabs = self.query_one(TabbedContent)
+        for tab, label in zip(TABS, TAB_LABELS if width >= 70 else SHORT_TAB_LABELS):
+            tabs.get_tab(tab).label = label
+        footer = self.query_one(Footer)
+        footer.compact = width < 80
+        footer.show_command_palette = width >= 80
 
     def palette(self) -> dict[str, str]:
         """Colours from the current theme, so the text stays readable on dark and light themes."""
@@ -186,8 +223,13 @@ class PoolerApp(App[int]):
                 return fallback
             return value
 
-        return {"bar": colour("primary", ""), "over": colour("warning", "yellow"),
-                "ok": colour("success", "green"), "error": colour("error", "red"), "muted": "dim"}
+        colours = {"bar": colour("primary", ""), "over": colour("warning", "yellow"),
+                   "ok": colour("success", "green"), "error": colour("error", "red"), "muted": "dim"}
+        if not self.current_theme.dark:
+            # the theme's warning and success are for dark backgrounds: on the light theme's greys
+            # (#c8c8c8 to #e0e0e0) they read at 1.3:1 and 1.8:1 (review); these read at 4.6:1 or more
+            colours.update(LIGHT_COLOURS)
+        return colours
 
     def table(self, name: str) -> TableView:
         return self.query_one(f"#{name}-table", TableView)
@@ -239,6 +281,16 @@ class PoolerApp(App[int]):
             return
         self.call_from_thread(self._show_ledger, entries, log_error, o.head_seq)
         if o.period is None:
+            if o.members or o.pools:
+                # the records as registered, with the allocation's columns empty (review: only the
+                # words "No allocation is recorded yet" in three views)
+                try:
+                    records = dashboard.registered(self.ctx)
+                except Exception:  # the views then say what the Overview says
+                    records = None
+                if records is not None and not worker.is_cancelled:
+                    self.call_from_thread(self._show_registered, records)
+                    return
             self.call_from_thread(self._no_details, o.note or "No allocation is recorded.")
             return
         try:
@@ -303,13 +355,15 @@ class PoolerApp(App[int]):
         note.update(o.note or "")
         note.display = bool(o.note)
         self.query_one("#ov-totals", Static).update(views.overview_totals(o, colours))
-        narrow = full < 120
-        width = full if narrow else full // 2
-        regions, types = views.overview_groups(o, width, colours)
+        inner = full - 4  # the pane's padding and its scroll bar
+        # side by side only when both panels fit with whole names and bars of some length
+        narrow = not views.groups_side_by_side(o, inner)
+        self.query_one("#ov-groups").set_class(narrow, "narrow")
+        regions, types = views.overview_groups(o, inner if narrow else inner // 2, colours)
         self.query_one("#ov-regions", Static).update(regions)
         self.query_one("#ov-types", Static).update(types if o.by_accelerator else "")
         self.query_one("#ov-ledger", Static).update(
-            views.ledger_status(o, self.verification, colours, self.ctx.shown_db))
+            views.ledger_status(o, self.verification, colours, self.ctx.shown_db, inner))
 
     def _show_ledger(self, entries: list, error: str | None, head_seq: int) -> None:
         from pooler.services import ledger as ledger_service  # imported already by `_load_tables`
@@ -318,10 +372,25 @@ class PoolerApp(App[int]):
         if error:
             table.show_message(f"Error: {error}")
             return
+        self._ledger_shown = (len(entries), head_seq)
+        table.note = self._ledger_note()
         table.set_rows(views.ledger_rows(entries, ledger_service.subject))
-        if head_seq > len(entries):
-            table.query_one(".status").update(
-                table.model.status("entries") + f" · the newest {len(entries):,} of {head_seq:,}")
+        self._refocus()
+
+    def _ledger_note(self) -> Text:
+        """What the Ledger view's line says after its rows, sort and page: how many of the entries
+        it lists, and whether the ledger verifies (review: a sort or a page replaced it, and it
+        replaced the page)."""
+        note = Text()
+        listed, head_seq = self._ledger_shown
+        if head_seq > listed:
+            note.append(f"the newest {listed:,} of {head_seq:,}")
+        if self.verification is not None or self._verifying:
+            if note:
+                note.append(" · ")
+            # (the line counts the entries already)
+            note.append_text(views.verify_status(self.verification, self.palette(), count=False))
+        return note
 
     def _no_details(self, message: str) -> None:
         for name in ("members", "projects", "pools"):
@@ -329,14 +398,38 @@ class PoolerApp(App[int]):
         self.tables_loaded = True
         self._verify_after_load()
 
+    def _show_registered(self, records: dict[str, list[dict[str, Any]]]) -> None:
+        self.details = None
+        note = Text("no allocation recorded yet: 6 allocates one", style="bold")
+        for name, rows in (("members", views.member_rows(records, has_usage=False)),
+                           ("projects", views.project_rows(records)),
+                           ("pools", views.pool_rows(records, has_usage=False))):
+            self.table(name).note = note
+            self.table(name).set_rows(rows)
+        self._refocus()
+        self.tables_loaded = True
+        self._verify_after_load()
+
     def _show_details(self, d: dashboard.Details) -> None:
+        for name in ("members", "projects", "pools"):
+            self.table(name).note = None
         self.details = d
-        self.table("members").set_rows(views.member_rows(d.report))
+        self.table("members").set_rows(views.member_rows(d.report, d.has_usage))
         self.table("projects").set_rows(views.project_rows(d.report))
-        self.table("pools").set_rows(views.pool_rows(d.report))
+        self.table("pools").set_rows(views.pool_rows(d.report, d.has_usage))
+        self._refocus()
         self.tables_loaded = True
         self.call_after_refresh(self._mark, "tables")
         self._verify_after_load()
+
+    def _refocus(self) -> None:
+        """The shown view's table takes the focus back once it is filled again: hidden behind
+        "Loading…" during a refresh it lost it, and Enter and the arrows did nothing (review)."""
+        if self.focused is not None or self.screen is not self.screen_stack[0]:
+            return
+        table = self.active_table()
+        if table is not None and table.table_name != "diff" and table.loaded:
+            self.set_focus(table.data_table)
 
     def _verify_after_load(self) -> None:
         # The verification starts once the views are filled, so it never delays them.
@@ -349,8 +442,15 @@ class PoolerApp(App[int]):
         self.verification = None
         if self.overview is not None:
             self._paint_overview()
-        self.table("ledger").query_one(".status").update("Verifying the whole ledger in the background…")
+        self._verifying = True
+        self._set_ledger_note()
         self._verify()
+
+    def _set_ledger_note(self) -> None:
+        table = self.table("ledger")
+        table.note = self._ledger_note()
+        if table.loaded:
+            table.render_status()
 
     @work(thread=True, exclusive=True, group="verify", exit_on_error=False)
     def _verify(self) -> None:
@@ -367,11 +467,8 @@ class PoolerApp(App[int]):
         self.verification = result
         if self.overview is not None:
             self._paint_overview()
-        table = self.table("ledger")
-        if table.loaded:
-            line = views.ledger_status(self.overview, result, self.palette(), self.ctx.shown_db) \
-                if self.overview else Text(str(result))
-            table.query_one(".status").update(line)
+        self._verifying = False
+        self._set_ledger_note()
         if not result.get("error") and not result["ok"]:
             self.notify(f"The ledger does not verify: {result['problem']}", severity="error", timeout=10)
 
@@ -381,11 +478,25 @@ class PoolerApp(App[int]):
         # Focus first leaves the pane: a focused widget in a hidden pane would switch back to it.
         self.set_focus(None)
         self.query_one(TabbedContent).active = tab
+        # The focus moves once the pane is shown, and only if the view is still the one shown: two
+        # keys pressed quickly ("41") focused the first view's table after the second had switched,
+        # and the tab bar followed the focus back to the first (review).
+        self.call_after_refresh(self._focus_view, tab)
+
+    def _focus_view(self, tab: str) -> None:
+        if self.query_one(TabbedContent).active != tab or self.screen is not self.screen_stack[0]:
+            return
+        if tab == "allocate":
+            # "Type a period and press Enter" is true at once: the digits go into the field, and
+            # Esc leaves it for the view keys (review: focus on Preview, a typed period switched views)
+            committing = any(w.group == "commit" and w.is_running for w in self.workers)
+            # (not while a commit solves: the field would take the view keys for minutes)
+            self.set_focus(self.query_one("#alloc-preview" if committing else "#alloc-period"))
+            return
         table = self.active_table()
-        if table is not None and tab != "allocate":
-            table.data_table.focus()
-        elif tab == "allocate":
-            self.query_one("#alloc-preview", Button).focus()
+        if table is not None:
+            # at once, not later as `focus()` does: a key pressed meanwhile would find it moved
+            self.set_focus(table.data_table)
 
     def action_leave_field(self) -> None:
         """Esc in the Allocate view's Period field: focus goes to Preview, and the keys work again."""
@@ -402,6 +513,15 @@ class PoolerApp(App[int]):
         if table is not None and table.loaded:
             table.cycle_sort()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "page":  # `[` `]` in the footer only where there are pages to turn
+            try:
+                table = self.active_table()
+            except Exception:  # not composed yet
+                return False
+            return table is not None and table.loaded and table.model.pages > 1
+        return True
+
     def action_page(self, step: int) -> None:
         table = self.active_table()
         if table is not None and table.loaded:
@@ -416,6 +536,7 @@ class PoolerApp(App[int]):
 
     def action_theme(self) -> None:
         self.theme = "textual-light" if self.theme == "textual-dark" else "textual-dark"
+        self.table("ledger").note = self._ledger_note()
         if self.overview is not None:
             self._paint_overview()
         for name in ("members", "projects", "pools", "ledger", "diff"):
@@ -431,7 +552,8 @@ class PoolerApp(App[int]):
                 self.period = period
                 self.load()
 
-        self.push_screen(PeriodScreen(periods, self.period), chosen)
+        empty = "" if self.overview is None or self.overview.can_allocate else self.overview.note
+        self.push_screen(PeriodScreen(periods, self.period, empty), chosen)
 
     async def action_quit(self) -> None:
         self.exit(0)
@@ -552,7 +674,9 @@ class PoolerApp(App[int]):
             " (with a reason)."))
         self.query_one("#alloc-status", Static).update(status)
         self.query_one("#alloc-commit", Button).disabled = False
-        self.query_one("#diff-table", TableView).set_rows(views.diff_rows(changes))
+        table = self.query_one("#diff-table", TableView)
+        table.set_columns(views.DIFF_COLUMNS)
+        table.set_rows(views.diff_rows(changes))
 
     def _disable_commit(self) -> None:
         """Disable Commit; focus on it goes to Preview first: Textual would hand it to the Period
@@ -572,13 +696,14 @@ class PoolerApp(App[int]):
             if reason:
                 self._disable_commit()
                 self.query_one("#alloc-status", Static).update(f"Committing {outcome.period}…")
-                self._commit(outcome.period, reason)
+                self._commit(outcome, reason)
 
         self.push_screen(CommitScreen(outcome.period, outcome.supersedes), confirmed)
 
     @work(thread=True, exclusive=True, group="commit", exit_on_error=False)
-    def _commit(self, period: str, reason: str) -> None:
+    def _commit(self, preview: alloc.RunOutcome, reason: str) -> None:
         # shown only: a commit, once asked for, is not given up half-way
+        period = preview.period
         progress = self._progress(get_current_worker(), "Committing", period, stop_when_cancelled=False)
         try:
             from pooler.services import alloc
@@ -587,14 +712,28 @@ class PoolerApp(App[int]):
         except Exception as exc:
             self.call_from_thread(self._preview_failed, _error_text(exc))
             return
-        self.call_from_thread(self._committed, outcome)
+        self.call_from_thread(self._committed, outcome, dashboard.commit_changes(preview, outcome))
 
-    def _committed(self, outcome: alloc.RunOutcome) -> None:
+    def _committed(self, outcome: alloc.RunOutcome, changes: dict[str, Any]) -> None:
         extra = f", superseding #{outcome.supersedes}" if outcome.supersedes else ""
-        self.query_one("#alloc-status", Static).update(
-            Text(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}. "
-                 "The other views now show it.", style=self.palette()["ok"]))
-        self.notify(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}.")
+        status = Text(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}. "
+                      "The other views now show it.", style=self.palette()["ok"])
+        # The commit solved again from the ledger as it is now: the table shows what was recorded,
+        # beside the preview (review: it kept showing the preview, which a project added meanwhile
+        # had made wrong)
+        members, projects = dashboard.moved(changes, "member"), dashboard.moved(changes, "project")
+        if members or projects:
+            status.append(f"\nIt differs from the preview: {members} members and {projects} projects moved, "
+                          "as the ledger changed after the preview. The table shows the recorded "
+                          "allocation beside the preview.", style=f"bold {self.palette()['over']}")
+        else:
+            status.append("\nIt is the allocation the preview showed.")
+        self.query_one("#alloc-status", Static).update(status)
+        table = self.query_one("#diff-table", TableView)
+        table.set_columns(views.diff_columns("preview", "recorded"))
+        table.set_rows(views.diff_rows(changes))
+        self.notify(f"Recorded the {outcome.period} run as entry #{outcome.seq}{extra}"
+                    + (" (it differs from the preview)." if members or projects else "."))
         self.preview = None
         self.period = outcome.period
         self.verification = None

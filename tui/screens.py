@@ -21,10 +21,11 @@ KEYS = (
     ("1-6", "switch view: Overview, Members, Projects, Pools, Ledger, Allocate (or click a tab)"),
     ("↑ ↓ PgUp PgDn", "move in a table"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
-    ("/", "filter the current table (words that must all appear); Esc clears it"),
-    ("Esc", "leave the Allocate view's Period field (where the other keys are typed in)"),
+    ("/", "filter the current table (words that must all appear); Enter keeps it, Esc clears it"),
+    ("Esc", "leave the Allocate view's Period field (it has the focus when the view opens, and "
+            "the other keys are typed into it)"),
     ("s", "cycle the sort of the current table"),
-    ("[ ]", "previous / next page of a long table"),
+    ("[ ]", "previous / next page of a long table (in the footer while there are pages)"),
     ("p", "choose the period (of the recorded runs)"),
     ("r", "refresh from the ledger"),
     ("v", "verify the ledger (hash chain, attached rows, projections) in the background"),
@@ -61,7 +62,8 @@ class HelpScreen(_Modal):
             yield Static("Keys", classes="title")
             yield Static(table)
             yield Static("Figures are in the consortium's normalised units unless a column says "
-                         "device-hours; 1.2M = 1,200,000. Esc closes this.", classes="hint")
+                         "device-hours (dev-h); 1.2M = 1,200,000; - is a figure not known yet. "
+                         "Esc closes this.", classes="hint")
 
 
 def _grid(rows: Iterable[tuple[str, str]]) -> Table:
@@ -154,10 +156,11 @@ class ProjectScreen(_Modal):
 class PeriodScreen(_Modal):
     """Pick one of the periods with a recorded run."""
 
-    def __init__(self, periods: tuple[str, ...], current: str | None) -> None:
+    def __init__(self, periods: tuple[str, ...], current: str | None, nothing: str = "") -> None:
         super().__init__()
         self.periods = periods
         self.current = current
+        self.nothing = nothing  # why no period can be allocated yet, in words ("" when one can)
 
     def compose(self) -> ComposeResult:
         options = OptionList(*[Option(p + ("  (shown)" if p == self.current else ""), id=p)
@@ -167,7 +170,8 @@ class PeriodScreen(_Modal):
             if self.periods:
                 yield options
             else:
-                yield Static("No run is recorded yet: press 6 to allocate a period.")
+                # (review: on an empty ledger it said "press 6", and allocating said "nothing to allocate")
+                yield Static(self.nothing or "No run is recorded yet: press 6 to allocate a period.")
             yield Static("Enter picks, Esc cancels.", classes="hint")
 
     def on_mount(self) -> None:

@@ -52,16 +52,32 @@ class TableView(Vertical):
         self.palette = palette or (lambda: {})
         self.loaded = False
         self._message: str | None = "Loading…"
+        self.note: Text | None = None  # said on the status line after the rows, sort and page
 
     def compose(self) -> ComposeResult:
         yield Static("", classes="status")
         yield Static(self._message or "", classes="message")
-        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True)
+        # a heading of two lines (a figure and its unit) makes the header two lines high
+        lines = max(column.label.count("\n") + 1 for column in self.model.columns)
+        table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, header_height=lines)
+        self._add_columns(table)
+        yield table
+        yield Input(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
+
+    def _add_columns(self, table: DataTable) -> None:
         for column in self.model.columns:
             table.add_column(Text(column.label, justify="right" if column.numeric else "left"),
                              key=column.key, width=column.width)
-        yield table
-        yield Input(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
+
+    def set_columns(self, columns: tuple[Column, ...]) -> None:
+        """Other headings for the same keys (the Allocate view's, once a preview is committed)."""
+        if columns == self.model.columns:
+            return
+        self.model.columns = columns
+        self.data_table.clear(columns=True)
+        self._add_columns(self.data_table)
+        if self.loaded:
+            self.render_page()
 
     @property
     def data_table(self) -> DataTable:
@@ -104,7 +120,15 @@ class TableView(Vertical):
             if r.key == keep:
                 table.move_cursor(row=index, animate=False)
             index += 1
-        self.query_one(".status", Static).update(self.model.status(self.noun))
+        self.render_status()
+
+    def render_status(self) -> None:
+        line = Text(self.model.status(self.noun))
+        if self.note:
+            line.append(" · ")
+            line.append_text(self.note)
+        self.query_one(".status", Static).update(line)
+        self.app.refresh_bindings()  # the footer lists `[ ]` while there are pages
 
     def _cell(self, column: Column, value: Any, colours: dict[str, str]) -> Any:
         if column.key == "use_bar":  # (extent, filled part of it)
@@ -145,8 +169,10 @@ class TableView(Vertical):
         box.focus()
 
     def action_close_filter(self) -> None:
+        """Esc: closes the filter box and clears the filter, open or applied (review: once applied
+        with Enter, Esc left it in place, though the help says Esc clears it)."""
         box = self.query_one(Input)
-        if box.has_class("shown"):
+        if box.has_class("shown") or self.model.query:
             box.remove_class("shown")
             box.value = ""
             self.model.set_query("")

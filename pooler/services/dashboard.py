@@ -88,6 +88,7 @@ class Overview:
     by_region: tuple[Group, ...] = ()
     by_accelerator: tuple[Group, ...] = ()
     note: str | None = None  # why there are no figures, in words
+    can_allocate: bool = True  # the ledger has members and projects (else `alloc run` has nothing to do)
 
     @property
     def idle_share(self) -> Decimal | None:
@@ -108,6 +109,7 @@ class Details:
     state: LedgerState  # the registry the run was solved from
     snapshot: Snapshot
     grants: Mapping[str, tuple[Mapping[str, Any], ...]] = field(default_factory=dict)  # by project
+    has_usage: bool = True  # usage is imported for the period (else used and balances are none yet)
 
 
 def _check(period: str | None) -> None:
@@ -195,9 +197,13 @@ def _replace(base: Overview, **changes: Any) -> Overview:
 
 
 def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int) -> Overview:
+    can_allocate = bool(snapshot.members and snapshot.projects)
     if head_seq <= 1 or (not snapshot.members and not snapshot.pools):
         note = ("The ledger is empty: record the consortium with `pooler apply MANIFEST` "
                 "(or try `pooler demo`).")
+    elif not can_allocate:
+        note = ("No allocation is recorded yet, and there is nothing to allocate: the ledger has no "
+                f"{'members' if not snapshot.members else 'projects'} yet (`pooler apply MANIFEST`).")
     else:
         note = "No allocation is recorded yet: press 6 (Allocate) to preview and commit one."
     rates = {a.id: a.rate for a in snapshot.accelerators}
@@ -207,7 +213,7 @@ def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int) -> O
         sums[0] += 1
         sums[1] += pool_capacity(snapshot, pool) * rates.get(pool.accelerator, ZERO)
     regions = tuple(Group(n, int(v[0]), v[1], ZERO, ZERO) for n, v in sorted(by_region.items()))
-    return _replace(base, note=note, by_region=regions,
+    return _replace(base, note=note, by_region=regions, can_allocate=can_allocate,
                     capacity_units=sum((g.capacity_units for g in regions), ZERO),
                     capacity_device_hours=sum((pool_capacity(snapshot, p) for p in snapshot.pools), ZERO))
 
@@ -230,7 +236,24 @@ def details(ctx: Context, period: str | None = None) -> Details:
         grants.setdefault(g["project"], []).append(g)
     return Details(view.period, audit, view, state, snapshot,
                    {p: tuple(sorted(rows, key=lambda g: (-g["device_hours"], g["pool"])))
-                    for p, rows in grants.items()})
+                    for p, rows in grants.items()}, has_usage=bool(used))
+
+
+def registered(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+    """The members, projects and pools registered now, shaped as the audit report's rows with the
+    allocation's figures None: what the tables show before any run is recorded."""
+    from pooler.services.registry import snapshot as registry_snapshot
+
+    snapshot = registry_snapshot(ctx)
+    members = [{"member": m.id, "name": m.name, "share": None, "contributed": None, "entitled": None,
+                "allocated": None, "used": None, "balance": None} for m in snapshot.members]
+    projects = [{"project": p.id, "demand": p.demand, "allocated": None, "served": None, "bottleneck": "",
+                 "sponsors": ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted(p.stakes().items()))}
+                for p in snapshot.projects]
+    pools = [{"pool": p.id, "member": p.member, "accelerator": p.accelerator,
+              "region": pool_region(snapshot, p), "capacity": pool_capacity(snapshot, p), "granted": None,
+              "used": None, "idle_share": None, "flagged": False} for p in snapshot.pools]
+    return {"members": members, "projects": projects, "pools": pools}
 
 
 def member_statement(d: Details, member_id: str) -> dict[str, Any]:
@@ -249,6 +272,29 @@ def project_detail(d: Details, project_id: str) -> dict[str, Any]:
     explained = alloc.explain_run(d.view, d.state, project_id)
     return {"project": project_id, "grants": list(d.grants.get(project_id, ())),
             "explanation": explained, "lines": alloc.explanation_lines(explained, all_pools=True)}
+
+
+def commit_changes(preview: alloc.RunOutcome, recorded: alloc.RunOutcome) -> dict[str, Any]:
+    """What a commit recorded against the preview it was asked from, as `alloc.preview_changes`
+    gives changes ("first": the preview, "second": the recorded run). A commit solves again from the
+    ledger as it is then, so the two differ when the ledger changed meanwhile (a project added)."""
+    from pooler.services import alloc
+
+    def rows(outcome: alloc.RunOutcome, key: str) -> list[dict[str, Any]]:
+        return [{key: k, "allocated": v["allocated"]} for k, v in outcome.result[f"{key}s"].items()]
+
+    return {"first": "preview", "second": "recorded", "unit": recorded.result.get("unit"),
+            "against": {"period": recorded.period, "seq": recorded.seq},
+            **{f"{key}s": alloc.changes(rows(preview, key), rows(recorded, key), key, "preview", "recorded")
+               for key in ("member", "project")}}
+
+
+def moved(changes: Mapping[str, Any], key: str) -> int:
+    """How many of `changes`' members or projects (`key`) moved by half a unit or more, or are in
+    only one of the two runs."""
+    first, second = changes.get("first", "committed"), changes.get("second", "preview")
+    return sum(1 for r in changes[f"{key}s"]
+               if abs(r["change"]) >= 0.5 or (r[first] is None) != (r[second] is None))
 
 
 def current_period(ctx: Context, kind: str = "month") -> str:
