@@ -239,18 +239,14 @@ class _Engine:
         self.ent_row[M:] = first + np.arange(G)
 
     def _freeze(self, ents: np.ndarray, values: np.ndarray, level: float | np.ndarray,
-                reached: np.ndarray | None = None, *, demands: bool = False) -> None:
-        """Hold `ents` at `values` from now on; `reached` is what the last LP solution gave them.
-        `demands`: the values are the entities' demands (they are met), given, not computed."""
+                reached: np.ndarray | None = None) -> None:
+        """Hold `ents` at `values` from now on; `reached` is what the last LP solution gave them."""
         # values within the solver's tolerance of zero are zero (a level of 1e-9 is noise), and so
-        # are values the LP delivered less than that of (a shortfall that small is taken for noise);
-        # not a met demand, however small: it is the input itself (review: a demand of 1 beside a
-        # pool of 1e9, 1e-9 of it, was given nothing with all that capacity idle)
-        if not demands:
-            noise = values < _ZERO
-            if reached is not None:
-                noise |= (reached < _ZERO) & (values < 2 * _ZERO)
-            values = np.where(noise, 0.0, values)
+        # are values the LP delivered less than that of (a shortfall that small is taken for noise)
+        noise = values < _ZERO
+        if reached is not None:
+            noise |= (reached < _ZERO) & (values < 2 * _ZERO)
+        values = np.where(noise, 0.0, values)
         self.value[ents] = values
         self.level[ents] = level
         # The bound is never above what the LP actually reached: an error of the solver's size in the
@@ -334,7 +330,7 @@ class _Engine:
                 raise NumericalFailure(f"no entity proved blocked at level {level:.6g} "
                                        f"with {active.size} entities left ({self.lp.solves} LPs solved)")
             if full.any():
-                self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full], demands=True)
+                self._freeze(active[full], self.ent_cap[active[full]], np.nan, reached[full])
             if blocked.any():
                 need = items.need(level)[active[blocked]]
                 # never above what the LP gave (only when its answers at one level disagree by more
@@ -548,7 +544,7 @@ class _Engine:
         w[it_ent] = it_w
         full = _at_demand(value, self.ent_cap[ents])
         if full.any():
-            self._freeze(ents[full], self.ent_cap[ents[full]], np.nan, value[full], demands=True)
+            self._freeze(ents[full], self.ent_cap[ents[full]], np.nan, value[full])
         part = ents[~full]
         if part.size:
             self._freeze(part, value[~full], value[~full] / w[part], value[~full])
@@ -654,7 +650,7 @@ def solve_fair(net: FairNetwork, progress=None) -> FairResult:
         met &= _at_demand(reached, net.group_demand)
     if met.any():
         done = groups[met]
-        eng._freeze(M + done, net.group_demand[done], np.nan, reached[done], demands=True)
+        eng._freeze(M + done, net.group_demand[done], np.nan, reached[done])
     item_ent = M + net.item_group
     open_item = ~met[net.item_group]
     pos = (net.item_weight > 0) & open_item
