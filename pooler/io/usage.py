@@ -650,16 +650,9 @@ def _sacct_layout(fields: list[str], number: int) -> tuple[dict[str, int], int, 
     return {name: i for i, name in enumerate(SACCT_FIELDS)}, len(SACCT_FIELDS), False
 
 
-def job_hash(job: str, start: int) -> int:
-    """A stable 64-bit number for a job's (JobIDRaw, Start), the same in every process: for finding
-    the jobs a file lists twice without holding every job's id (`sacct_job_keys`)."""
-    return (zlib.crc32(job.encode("utf-8")) << 32) | (start & 0xFFFFFFFF)
-
-
-def sacct_job_keys(lines: Iterable[str], zone: tzinfo = timezone.utc) -> Iterator[tuple[str, int]]:
-    """(JobIDRaw, Start) of every job line of sacct output whose Start is a time (steps left out):
-    what an import looks up before it reads the file with `read_sacct`. Lines it cannot read are
-    passed over (`read_sacct` reports them); a file that is not sacct output is a FileProblem."""
+def _sacct_lines(lines: Iterable[str]) -> Iterator[tuple[int, list[str], dict[str, int], int]]:
+    """The job lines of sacct output (blank lines and the header left out): line number, fields, where
+    each field is (`_sacct_layout`, from the first line), and how many fields a line has."""
     index: dict[str, int] | None = None
     width = 0
     for number, text in enumerate(lines, start=1):
@@ -671,6 +664,20 @@ def sacct_job_keys(lines: Iterable[str], zone: tzinfo = timezone.utc) -> Iterato
             index, width, header = _sacct_layout(fields, number)
             if header:
                 continue
+        yield number, fields, index, width
+
+
+def job_hash(job: str, start: int) -> int:
+    """A stable 64-bit number for a job's (JobIDRaw, Start), the same in every process: for finding
+    the jobs a file lists twice without holding every job's id (`sacct_job_keys`)."""
+    return (zlib.crc32(job.encode("utf-8")) << 32) | (start & 0xFFFFFFFF)
+
+
+def sacct_job_keys(lines: Iterable[str], zone: tzinfo = timezone.utc) -> Iterator[tuple[str, int]]:
+    """(JobIDRaw, Start) of every job line of sacct output whose Start is a time (steps left out):
+    what an import looks up before it reads the file with `read_sacct`. Lines it cannot read are
+    passed over (`read_sacct` reports them); a file that is not sacct output is a FileProblem."""
+    for _, fields, index, width in _sacct_lines(lines):
         if len(fields) != width:
             continue
         job = fields[index["JobIDRaw"]].strip()
@@ -710,17 +717,7 @@ def read_sacct(lines: Iterable[str], *, projects: frozenset[str], pools: frozens
     less, while it ran (`--include-running`), gets only the rest of its use."""
     if seen is None:
         seen = Seen()
-    index: dict[str, int] | None = None
-    width = len(SACCT_FIELDS)
-    for number, text in enumerate(lines, start=1):
-        text = text.rstrip("\r\n")
-        if not text.strip():
-            continue
-        fields = text.split("|")
-        if index is None:
-            index, width, header = _sacct_layout(fields, number)
-            if header:
-                continue
+    for number, fields, index, width in _sacct_lines(lines):
         stats.lines += 1
         if len(fields) != width:
             yield LineProblem(number, f"expected {width} fields separated by |, found {len(fields)}")
