@@ -192,10 +192,15 @@ def snapshots(draw, *, usage: bool = True) -> Snapshot:
         if draw(st.booleans()):
             size["capacity"] = draw(amounts())
         else:
-            size["devices"] = draw(amounts(max_digits=5))
+            devices = draw(amounts(max_digits=5))
             hours = draw(_HOURS)
             # a device runs at most the period's hours (a rule of the manifest)
             size["hours"] = hours if hours is None else min(hours, consortium.hours)
+            # and devices x hours is at most 1e15 device-hours, like any number (another rule)
+            per_period = size["hours"] if size["hours"] is not None else consortium.hours
+            if per_period > 0:
+                devices = min(devices, (Decimal("1e15") / per_period).to_integral_value(rounding="ROUND_FLOOR"))
+            size["devices"] = devices
         pools.append(_record(
             Pool,
             id=pool_id,
