@@ -451,6 +451,13 @@ def test_overview_without_a_run_shows_the_capacity(tmp_path):
     o = dashboard.overview(ctx)
     assert o.period is None and "No allocation is recorded" in o.note
     assert o.capacity_units > 0 and o.pools == 17
+    # review: the note said "nothing to allocate: the ledger has no projects yet" with 19 of them
+    # (the overview replays no project entries; the projection says whether any is active)
+    assert o.can_allocate and o.note == "No allocation is recorded yet: press 6 (Allocate) to preview and commit one."
+    for project in registry.list_records(ctx, "project"):
+        registry.retire(ctx, "project", project["id"])
+    o = dashboard.overview(ctx)
+    assert not o.can_allocate and "the ledger has no projects yet" in o.note
 
 
 def test_preview_changes_against_the_committed_run(ledger):

@@ -145,7 +145,8 @@ def overview(ctx: Context, period: str | None = None) -> Overview:
                         members=len(snapshot.members), pools=len(snapshot.pools), periods=periods,
                         period_kind=snapshot.consortium.period)
         if entry is None:
-            return _without_run(base, snapshot, reader, head_seq)
+            # (projects are not among the kinds replayed above: the projection says whether any is)
+            return _without_run(base, snapshot, reader, head_seq, reader.has_active("project"))
         pool_rows = reader.attachment_rows(entry.seq, "alloc_pool")
         member_rows = reader.attachment_rows(entry.seq, "alloc_member")
         projects = entry.payload.get("attachments", {}).get("alloc_project", {}).get("rows", 0)
@@ -196,8 +197,8 @@ def _replace(base: Overview, **changes: Any) -> Overview:
     return replace(base, **changes)
 
 
-def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int) -> Overview:
-    can_allocate = bool(snapshot.members and snapshot.projects)
+def _without_run(base: Overview, snapshot: Snapshot, reader, head_seq: int, has_projects: bool) -> Overview:
+    can_allocate = bool(snapshot.members) and has_projects
     if head_seq <= 1 or (not snapshot.members and not snapshot.pools):
         note = ("The ledger is empty: record the consortium with `pooler apply MANIFEST` "
                 "(or try `pooler demo`).")

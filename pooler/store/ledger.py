@@ -189,6 +189,14 @@ class Reader:
             out.extend(tuple(row) for row in self._conn.execute(query))
         return out
 
+    def has_active(self, kind: str) -> bool:
+        """Whether any record of `kind` is active (not retired), from its projection table alone."""
+        table = RECORD_TABLES[kind].__table__
+        query = select(table.c.id)
+        if "retired_seq" in table.c:
+            query = query.where(table.c.retired_seq.is_(None))
+        return self._conn.execute(query.limit(1)).first() is not None
+
     def pool_accelerators(self) -> dict[str, str]:
         """Every pool's accelerator (retired pools too), from the pool projection alone."""
         table = RECORD_TABLES["pool"].__table__
