@@ -62,3 +62,14 @@ def test_bars_and_ratios():
     assert len(bar(0.33, 10)) == 10
     assert stacked_bar(0.5, 0.5, 8) == "██▒▒    " and stacked_bar(0, 1, 3) == "   "
     assert pct(1, 0) == "-" and pct(0.125) == "12.5%"
+
+
+def test_one_row_is_counted_in_the_singular():
+    """Review: the Ledger view of a new ledger said "1 entries"."""
+    one = _model(n=1)
+    assert one.status("entries").startswith("1 entry · ")
+    assert one.status("pools, in device-hours (dev-h)").startswith("1 pool, in device-hours (dev-h) · ")
+    assert one.status("members and projects").startswith("1 members and projects · ")
+    assert _model(n=2).status("entries").startswith("2 entries · ")
+    one.set_query("nothing")
+    assert one.status("projects").startswith("0 of 1 project · ")

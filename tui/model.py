@@ -109,6 +109,7 @@ class TableModel:
     def status(self, noun: str) -> str:
         """E.g. "12 of 19 projects · filter "gz" · sorted by allocated ↓ · page 1/1"."""
         shown, total = len(self.view), len(self.rows)
+        noun = _singular(noun) if total == 1 else noun
         parts = [f"{shown:,} {noun}" if shown == total else f"{shown:,} of {total:,} {noun}"]
         if self.query:
             parts.append(f'filter "{self.query}"')
@@ -118,6 +119,17 @@ class TableModel:
             parts.append(f"rows {start + 1:,}-{min(start + self.page_size, shown):,}, "
                          f"page {self.page + 1}/{self.pages} ([ ])")
         return " · ".join(parts)
+
+
+def _singular(noun: str) -> str:
+    """The noun of one row: "entries" -> "entry", "pools, in device-hours" -> "pool, in device-hours"
+    (review: "1 entries"); a noun of two kinds ("members and projects") stays as it is."""
+    word, sep, rest = noun.partition(" ")
+    head = word.rstrip(",")
+    if " and " in noun or not head.endswith("s"):
+        return noun
+    one = head[:-3] + "y" if head.endswith("ies") else head[:-1]
+    return one + word[len(head):] + sep + rest
 
 
 def row(key: str, cells: Sequence[Any], values: dict[str, Any], *, group: str | None = None,
