@@ -352,6 +352,20 @@ def test_every_attempt_of_a_requeued_job_counts(ledger, tmp_path):
     assert data["ignored"] == {"unfinished jobs": 1}
 
 
+@pytest.mark.parametrize("elapsed", ["1" + "0" * 400, "9" * 5000, "221845392001"])
+def test_an_elapsed_time_beyond_any_job_is_a_bad_line(ledger, tmp_path, elapsed):
+    """Hypothesis (hostile usage, 2026-11-29): an ElapsedRaw of 400 digits was a traceback from the
+    device-hours' arithmetic (and one of 5,000 digits would be from int()); it is a bad line."""
+    sacct = tmp_path / "long.txt"
+    sacct.write_text(f"1005|gpuhub|pcl-cloud|bob|hub-gz|normal|gres/gpu:a800=1|{elapsed}|1795677415|1795677429|"
+                     "COMPLETED\n", encoding="utf-8")
+    before = digest(ledger.db)
+    result = ledger("usage", "import", sacct, "--format", "sacct", "--map", tmp_path / "map.toml")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "line 1: job 1005: ElapsedRaw" in result.stderr and "is longer than any job runs" in result.stderr
+    assert digest(ledger.db) == before
+
+
 def test_a_file_that_is_not_sacct_output_is_refused(ledger, tmp_path):
     """Review: sshare's output imported with --format sacct read as 17 jobs without GPUs, exit 0.
     A first line that is neither sacct's header nor a job line is one error; a job id that is not

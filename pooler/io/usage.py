@@ -759,9 +759,14 @@ def _sacct_job(number: int, job: str, fields: list[str], index: dict[str, int], 
         return
     reasons = []
     elapsed_text = get("ElapsedRaw")
-    elapsed = int(elapsed_text) if elapsed_text.isdigit() else None
-    if elapsed is None:
-        reasons.append(f"ElapsedRaw {elapsed_text!r} is not a whole number of seconds")
+    elapsed = int(elapsed_text) if elapsed_text.isdigit() and len(elapsed_text) <= 15 else None
+    if elapsed is None or elapsed > LAST_EPOCH:
+        # (a number of 400 digits was a traceback from the device-hours' arithmetic: Hypothesis)
+        shown = elapsed_text if len(elapsed_text) <= 24 else elapsed_text[:20] + "..."
+        reasons.append(f"ElapsedRaw {shown!r} is not a whole number of seconds" if not elapsed_text.isdigit()
+                       else f"ElapsedRaw {shown!r} is longer than any job runs (more than the seconds to the "
+                            "year 9000)")
+        elapsed = None
     start_text = get("Start")
     start = end = None
     if start_text.lower() in _NO_TIME:
