@@ -23,7 +23,6 @@ then take turns on one core.
 
 from __future__ import annotations
 
-import copy
 import multiprocessing
 import os
 import pickle
@@ -60,7 +59,8 @@ class ReadJob:
     usage_map: UsageMap
     include_running: bool
     skip_bad: bool
-    # Slurm: the file's jobs recorded before, and those it lists twice (`io.usage.Seen`)
+    # Slurm: the file's jobs recorded before, and those it lists twice (`io.usage.Seen`); the one
+    # read of the file updates it (a job is made per import and read once, here or in a second process)
     seen: Seen | None = None
     # the time zone of times written without one (`--tz`): None for UTC
     zone: tzinfo | None = None
@@ -95,7 +95,7 @@ def read_rows(job: ReadJob, stats: ReadStats, tally: Tally,
     if job.fmt == "csv":
         return scan_csv(lines, tally=tally, **common)
     return scan_items(read_sacct(lines, usage_map=job.usage_map, include_running=job.include_running,
-                                 seen=copy.deepcopy(job.seen), **common), tally)
+                                 seen=job.seen, **common), tally)
 
 
 def rows_of(job: ReadJob, stats: ReadStats, tally: Tally, progress: Callable[[int], None] | None = None, *,
