@@ -65,6 +65,14 @@ def _app(db: str, **kw):
     return PoolerApp(ctx=_ctx(db), **kw)
 
 
+async def _until(pilot, condition, seconds: float = 5.0) -> None:
+    """Let the app run until `condition()` holds, for at most `seconds` (the caller then asserts it)."""
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+
+
 async def _settle(app, pilot) -> None:
     """Wait until the views are filled and every worker (verification, preview) has finished."""
     for _ in range(600):
@@ -658,14 +666,19 @@ def test_two_view_keys_pressed_quickly_land_on_the_last(ledger):
                 app.post_message(events.Key(key, key))
             await pilot.pause(0.2)
             assert app.query_one(TabbedContent).active == tab, (first, second)
+        await _until(pilot, lambda: app.focused is app.table("members").data_table)
         assert app.focused is app.table("members").data_table
+        assert app.query_one(TabbedContent).active == "members"
         # the first key's table focused before the second key is handled (a busy machine): the
         # pane's word that it holds the focus arrives after the switch, and must not switch back
         app.set_focus(app.table("projects").data_table)
         app.action_show("pools")
         await pilot.pause(0.2)
         assert app.query_one(TabbedContent).active == "pools"
+        # (the view's table takes the focus a moment later: on a busy machine, later than 0.2 s)
+        await _until(pilot, lambda: app.focused is app.table("pools").data_table)
         assert app.focused is app.table("pools").data_table
+        assert app.query_one(TabbedContent).active == "pools"
 
     drive(_app(ledger), steps)
 
