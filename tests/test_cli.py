@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,38 @@ def test_every_command_has_help_with_an_example(cli, args):
     result = cli(*args, "--help", db_path=None)
     assert result.exit_code == 0
     assert "Example" in result.stdout, f"{args} help has no example"
+
+
+def _command_paths():
+    """Every command's path below the root, leaves and groups, from the command tree itself."""
+    import typer
+    from typer import _click
+
+    from pooler.cli.app import app
+
+    def walk(cmd, path):
+        yield path
+        if hasattr(cmd, "list_commands"):
+            ctx = _click.Context(cmd)
+            for name in cmd.list_commands(ctx):
+                yield from walk(cmd.get_command(ctx, name), [*path, name])
+
+    return list(walk(typer.main.get_command(app), []))
+
+
+def test_help_shows_what_an_option_takes_and_no_value_for_a_flag(cli):
+    """Typer 0.29 shows `<bool>` beside every flag (as if `--dry-run` took a value) and the Python
+    type beside other options (`--period <str>`): every help page shows a metavar for what an option
+    takes (PERIOD, FILE, ...) and nothing beside a flag."""
+    paths = _command_paths()
+    assert len(paths) > 40
+    for path in paths:
+        out = cli(*path, "--help", db_path=None).stdout
+        assert not re.search(r"<(str|bool|path|int|float|list)\b", out), (path, out)
+    run = cli("alloc", "run", "--help", db_path=None).stdout
+    assert re.search(r"--period +PERIOD ", run) and re.search(r"--reason +TEXT ", run)
+    assert re.search(r"--dry-run +Solve and show", run) and re.search(r"--json +Print", run)
+    assert re.search(r"--format +-f +FORMAT ", cli("report", "audit", "--help", db_path=None).stdout)
 
 
 def test_version(cli):

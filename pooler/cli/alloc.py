@@ -173,7 +173,7 @@ def register(app: typer.Typer) -> None:
     def inputs_cmd(
         ctx: typer.Context,
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
-        fmt: str = typer.Option("toml", "--format", "-f", help="toml or json (json: the text the run's "
+        fmt: str = typer.Option("toml", "--format", "-f", metavar="toml|json", help="toml or json (json: the text the run's "
                                 "inputs_digest is the SHA-256 of)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
     ) -> None:

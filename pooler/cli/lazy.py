@@ -112,6 +112,30 @@ def _is_plain(param: _click.Parameter) -> bool:
             and param.nargs == 1)
 
 
+# What an option's value is, shown beside it in help where the option itself names no metavar. Typer
+# 0.29 shows the annotation instead (`--period <str>`) and `<bool>` beside every flag, which reads as
+# if `--dry-run` took a value.
+METAVARS = {
+    "--period": "PERIOD", "--output": "FILE", "-o": "FILE", "--manifest": "FILE", "--dir": "DIR",
+    "--member": "ID", "--accelerator": "ID", "--dataset": "ID", "--model": "ID", "--region": "REGION",
+    "--residency": "REGION", "--name": "TEXT", "--kind": "TEXT", "--reason": "TEXT", "--signer": "TEXT",
+    "--access": "WHO", "--limit": "N",
+}
+
+
+def help_metavars(param: _click.Parameter) -> None:
+    """Give `param` the metavar its help shows: none for a flag (it takes no value), `METAVARS` for
+    an option without one of its own; an argument with a metavar shows no type beside it (its
+    metavar says what it is)."""
+    if param.param_type_name == "option":
+        if getattr(param, "is_flag", False) and not getattr(param, "count", False):
+            param.metavar = ""
+        elif param.metavar is None:
+            param.metavar = next((METAVARS[o] for o in param.opts if o in METAVARS), None)
+    elif param.param_type_name == "argument" and param.metavar is not None:
+        param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
+
+
 @dataclass(frozen=True)
 class _HelpNames:
     """What `Command.get_help_option` reads of a context: the help option's names."""
@@ -121,7 +145,8 @@ class _HelpNames:
 
 def plain_text_params(command: _click.Command, help_names: list[str]) -> _click.Command:
     """Give the plain `str` and `bool` parameters of `command` (and of its sub-commands) the
-    pydantic-free coercion; the command, for chaining.
+    pydantic-free coercion, and every parameter the metavar its help shows (`help_metavars`); the
+    command, for chaining.
 
     `--help` counts: Click makes that option when a context first asks for it and keeps it, so it is
     made here, with the names every context below the root has (`help_names`, inherited from the
@@ -129,6 +154,7 @@ def plain_text_params(command: _click.Command, help_names: list[str]) -> _click.
     names = (command.context_settings or {}).get("help_option_names", help_names)
     help_option = command.get_help_option(_HelpNames(list(names)))  # type: ignore[arg-type]
     for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        help_metavars(param)
         if _is_plain(param):
             descriptor = param.type_descriptor  # type: ignore[attr-defined]
             param._runtime_param = _Plain(  # type: ignore[attr-defined]

@@ -133,7 +133,7 @@ def register(app: typer.Typer) -> None:
     @ledger_app.command("export")
     def export_cmd(
         ctx: typer.Context,
-        fmt: str = typer.Option("toml", "--format", "-f", help="toml or json (the current state, as a manifest) or jsonl (the journal)."),
+        fmt: str = typer.Option("toml", "--format", "-f", metavar="toml|json|jsonl", help="toml or json (the current state, as a manifest) or jsonl (the journal)."),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
         rows: bool = typer.Option(False, "--rows", help="With jsonl: each entry's attached rows (grants, "
                                   "usage lines) after it, so that an auditor can recompute every digest."),

@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
     def audit_cmd(
         ctx: typer.Context,
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
-        fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
+        fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help=FORMAT_HELP),
         output: Optional[Path] = typer.Option(None, "-o", "--output",
                                               help="Write to FILE (atomically) instead of stdout."),
     ) -> None:
@@ -102,7 +102,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         member: str = typer.Argument(..., metavar="MEMBER"),
         period: Optional[str] = typer.Option(None, "--period", help="Default: the latest recorded period."),
-        fmt: str = typer.Option("table", "--format", "-f", help=FORMAT_HELP),
+        fmt: str = typer.Option("table", "--format", "-f", metavar="FORMAT", help=FORMAT_HELP),
         output: Optional[Path] = typer.Option(None, "-o", "--output",
                                               help="Write to FILE (atomically) instead of stdout."),
     ) -> None:
