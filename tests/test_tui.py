@@ -583,9 +583,17 @@ def test_the_view_keys_work_while_a_commit_solves(ledger, monkeypatch):
         assert any(w.is_running for w in app.workers)  # still committing
         assert not isinstance(app.focused, Input)
         await pilot.press("3")
+        # (on a busy machine the switch lands a moment later; had the field taken the key, it
+        # would read "2026-123" and the view would never switch)
+        await _until(pilot, lambda: app.query_one(TabbedContent).active == "projects")
         assert app.query_one(TabbedContent).active == "projects"
         assert app.query_one("#alloc-period", Input).value == "2026-12"
         await _settle(app, pilot)
+        # the commit's end does not take the view back to Allocate (it focused Preview there, and
+        # the tabs follow the focus: on a busy machine the commit ended while this test waited)
+        assert not any(w.is_running for w in app.workers)
+        assert app.query_one(TabbedContent).active == "projects"
+        assert app.focused is app.table("projects").data_table
 
     drive(_app(ledger), steps)
     assert [r["period"] for r in alloc.periods(_ctx(ledger))] == ["2026-11", "2026-12"]

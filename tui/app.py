@@ -738,8 +738,11 @@ class PoolerApp(App[int]):
         self.period = outcome.period
         self.verification = None
         # focus leaves the Commit button, now disabled, for Preview (not the Period field, which
-        # would take the keys that switch views)
-        self.query_one("#alloc-preview", Button).focus()
+        # would take the keys that switch views); only while the Allocate view is shown: the tabs
+        # follow the focus, and a user who went to another view while the commit solved was taken
+        # back to Allocate when it ended
+        if self.query_one(TabbedContent).active == "allocate":
+            self.query_one("#alloc-preview", Button).focus()
         self.load()
 
     # --- for tests and the benchmark ---
