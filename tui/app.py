@@ -683,9 +683,17 @@ class PoolerApp(App[int]):
         field, which then takes the keys that switch views as text (for the minutes a commit of
         10,000 projects solves)."""
         commit = self.query_one("#alloc-commit", Button)
-        if self.focused is commit or self.focused is None:
-            self.query_one("#alloc-preview", Button).focus()
+        if commit.screen.focused in (commit, None):
+            self._focus_preview()
         commit.disabled = True
+
+    def _focus_preview(self) -> None:
+        """Preview takes the focus, at once and only while the Allocate view is shown: a deferred
+        `focus()` could land after a view key had switched views, and the tab bar followed the
+        focus back to Allocate (the view keys while a commit solves, a flaky test)."""
+        if self.query_one(TabbedContent).active == "allocate":
+            preview = self.query_one("#alloc-preview", Button)
+            preview.screen.set_focus(preview)
 
     def ask_commit(self) -> None:
         outcome = self.preview
@@ -738,8 +746,8 @@ class PoolerApp(App[int]):
         self.period = outcome.period
         self.verification = None
         # focus leaves the Commit button, now disabled, for Preview (not the Period field, which
-        # would take the keys that switch views)
-        self.query_one("#alloc-preview", Button).focus()
+        # would take the keys that switch views); not if another view is shown meanwhile
+        self._focus_preview()
         self.load()
 
     # --- for tests and the benchmark ---
