@@ -1039,3 +1039,112 @@ def test_on_an_empty_ledger_the_period_picker_says_what_to_do(tmp_path, monkeypa
         assert "press 6" not in words and "pooler apply MANIFEST" in words
 
     drive(_app("empty.db"), steps)
+
+
+# --- the dashboard's rough edges (keyboard, footer, ledger line, statements) ----------------------------
+
+
+def _screen_lines(app) -> list[str]:
+    """The screen as drawn, line by line (plain text)."""
+    update = app.screen._compositor.render_update(full=True)
+    return ["".join(segment.text for segment in strip) for strip in update.strips]
+
+
+def test_the_overview_scrolls_with_the_keyboard(ledger):
+    """Review: at 100x30 the Overview's last lines (the accelerator panel, the hint) could be reached
+    only with the mouse: nothing on it took the arrows or PgDn. The pane holds the focus while the
+    Overview is shown, and the view keys still switch."""
+    from textual.widgets import TabbedContent
+
+    async def steps(app, pilot):
+        pane = app.query_one("#overview-pane")
+        assert pane.max_scroll_y > 0  # there is something below the fold
+        assert app.focused is pane  # at once, on opening
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert pane.scroll_y > 0
+        await pilot.press("end")
+        await pilot.pause()
+        assert pane.scroll_y == pane.max_scroll_y
+        assert any(line.strip() == "the keys." for line in _screen_lines(app)), _screen_lines(app)
+        await pilot.press("home", "down")
+        await pilot.pause()
+        assert pane.scroll_y == 1
+        await pilot.press("2")  # the view keys still switch, and come back to a pane that scrolls
+        await pilot.pause()
+        assert app.query_one(TabbedContent).active == "members"
+        await pilot.press("1")
+        await _until(pilot, lambda: app.focused is pane)
+        assert app.focused is pane
+        await pilot.press("pagedown")
+        await pilot.pause()
+        assert pane.scroll_y > 1
+
+    drive(_app(ledger), steps, size=(100, 30))
+
+
+def test_the_footer_reads_at_60_and_80_columns_with_pages_and_keeps_quit(ledger):
+    """Review: below 80 columns, with a Ledger of more than one page, the compact footer read
+    "[ ] Pagep Period" and, at 60, dropped "q Quit"; resized, it kept the command palette's key of
+    the width before ("? Ke▏^p palette" at 60). Keys give way to "? Keys" and "q Quit", which stay."""
+    async def steps(app, pilot):
+        await pilot.press("5")
+        app.table("ledger").model.page_size = 30
+        app.table("ledger").render_page()
+        for view in ("5", "2"):
+            await pilot.press(view)
+            for width in (60, 70, 79, 80, 90, 100, 120, 60):
+                await pilot.resize_terminal(width, 24)
+                await _settle(app, pilot)
+                await pilot.pause(0.1)
+                line = _screen_lines(app)[-1]
+                assert line.rstrip().endswith("q Quit") or "q Quit ▏^p palette" in " ".join(line.split()), \
+                    (view, width, line)
+                assert "? Keys" in line and "Pagep" not in line, (view, width, line)
+                if view == "5":
+                    assert "[ ] Page " in line, (width, line)
+                # the command palette's key where the others fit beside it
+                assert ("^p palette" in line) <= (width >= 80) and ("^p palette" in line) >= (width >= 100), \
+                    (width, line)
+                if width >= 80:
+                    assert all(k in line for k in ("/ Filter", "s Sort", "p Period", "r Refresh", "v Verify"))
+
+    drive(_app(ledger), steps)
+
+
+def test_the_footer_lists_only_keys_that_act_in_a_text_field(ledger):
+    """Review: in the Allocate view's Period field, `/`, `q` and `?` were typed into it while the
+    footer said "/ Filter ... q Quit". In a text field the footer lists what acts there: Enter, and
+    Esc to leave it; out of it, the keys again. The same in a table's filter box."""
+    from textual.widgets._footer import FooterKey
+
+    def footer(app) -> str:
+        """The footer's keys as "key Description", by the keys' names (enter, not ⏎)."""
+        return "  ".join(f"{k.key} {k.description}" for k in app.query(FooterKey))
+
+    async def steps(app, pilot):
+        await pilot.press("6")
+        await pilot.pause(0.2)
+        line = footer(app)
+        for gone in ("slash Filter", "q Quit", "question_mark Keys", "s Sort", "r Refresh"):
+            assert gone not in line, line
+        assert "enter Preview" in line and "escape Leave the field" in line, line
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        line = footer(app)
+        assert "q Quit" in line and "question_mark Keys" in line and "Leave the field" not in line, line
+        # a table's filter box: the same
+        await pilot.press("2", "slash")
+        await pilot.pause(0.2)
+        line = footer(app)
+        assert "q Quit" not in line and "slash Filter" not in line, line
+        assert "enter Keep the filter" in line and "escape Clear the filter" in line, line
+        await pilot.press(*"pcl", "enter")
+        await pilot.pause(0.2)
+        line = footer(app)
+        assert "q Quit" in line and "escape Clear the filter" in line, line  # (Esc clears a kept filter)
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        assert "Clear the filter" not in footer(app)
+
+    drive(_app(ledger), steps)

@@ -18,13 +18,14 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Button, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from pooler.errors import PoolerError
 from pooler.services import dashboard
 from pooler.services.context import Context
 from tui import views
+from tui.footer import KeysFooter
 from tui.screens import CommitScreen, HelpScreen, MemberScreen, PeriodScreen, ProjectScreen
 from tui.table import TableView
 
@@ -58,6 +59,12 @@ class _Cancelled(Exception):
 
 
 PAGES = Binding.Group("Page")
+
+
+class PeriodField(Input):
+    """The Allocate view's Period field: Enter previews (and the footer says so)."""
+
+    BINDINGS = [Binding("enter", "submit", "Preview")]
 
 
 class Views(TabbedContent):
@@ -95,6 +102,7 @@ class PoolerApp(App[int]):
     #alloc-form Static { width: auto; padding: 1 1 0 0; }
     #alloc-status { height: auto; padding: 1 1; }
     #tabs { height: 1fr; }
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }  /* "[ ] Page p Period", not "Pagep Period" */
     #tabs > ContentSwitcher { height: 1fr; }
     TabPane { padding: 0; height: 1fr; }
     """
@@ -116,8 +124,9 @@ class PoolerApp(App[int]):
         Binding("v", "verify", "Verify"),
         Binding("t", "theme", "Theme", show=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
-        # in the Allocate view's Period field every key is typed into it: Esc leaves it
-        Binding("escape", "leave_field", "Leave the field", show=False),
+        # in the Allocate view's Period field every key is typed into it: Esc leaves it (in the
+        # footer while the field has the focus: see `check_action`)
+        Binding("escape", "leave_field", "Leave the field"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -170,7 +179,7 @@ class PoolerApp(App[int]):
                 with Vertical():
                     with Horizontal(id="alloc-form"):
                         yield Static("Period")
-                        yield Input(placeholder="2026-11", id="alloc-period")
+                        yield PeriodField(placeholder="2026-11", id="alloc-period")
                         yield Button("Preview", id="alloc-preview", variant="primary")
                         yield Button("Commit…", id="alloc-commit", disabled=True)
                     yield Static("Type a period and press Enter or Preview: the allocation is solved "
@@ -179,11 +188,12 @@ class PoolerApp(App[int]):
                                  id="alloc-status")
                     yield TableView("diff", "members and projects", views.DIFF_COLUMNS, views.DIFF_SORTS,
                                     id="diff-table", palette=self.palette)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
         self.query_one("#diff-table", TableView).show_message("No preview yet.")
+        self.call_after_refresh(self._focus_view, "overview")
         self.load()
 
     def on_resize(self, event) -> None:  # noqa: ANN001 - Textual's event
@@ -203,13 +213,11 @@ class PoolerApp(App[int]):
     def _fit_chrome(self, width: int) -> None:
         """The tab bar and the footer in `width` columns (review: at 60 the tabs were clipped after
         "6 All" and the footer dropped "? Keys q Quit"): shorter tab names below 70 columns; below
-        80 a compact footer, without the command palette's key."""
+        80 a compact footer, without the command palette's key (see `KeysFooter`)."""
         tabs = self.query_one(TabbedContent)
         for tab, label in zip(TABS, TAB_LABELS if width >= 70 else SHORT_TAB_LABELS):
             tabs.get_tab(tab).label = label
-        footer = self.query_one(Footer)
-        footer.compact = width < 80
-        footer.show_command_palette = width >= 80
+        self.query_one(KeysFooter).fit(width)
 
     def palette(self) -> dict[str, str]:
         """Colours from the current theme, so the text stays readable on dark and light themes."""
@@ -493,6 +501,11 @@ class PoolerApp(App[int]):
             # (not while a commit solves: the field would take the view keys for minutes)
             self.set_focus(self.query_one("#alloc-preview" if committing else "#alloc-period"))
             return
+        if tab == "overview":
+            # the pane scrolls with the arrows, PgUp and PgDn (review: at 100x30 its last lines
+            # could be reached only with the mouse); the view keys are the app's, and still act
+            self.set_focus(self.query_one("#overview-pane"))
+            return
         table = self.active_table()
         if table is not None:
             # at once, not later as `focus()` does: a key pressed meanwhile would find it moved
@@ -514,6 +527,13 @@ class PoolerApp(App[int]):
             table.cycle_sort()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # Esc in the footer while the Period field has the focus
+            return isinstance(self.focused, Input) and self.focused.id == "alloc-period"
+        if action in ("filter", "sort"):  # not on the Overview, which has no table
+            try:
+                return self.active_table() is not None
+            except Exception:  # not composed yet
+                return False
         if action == "page":  # `[` `]` in the footer only where there are pages to turn
             try:
                 table = self.active_table()
