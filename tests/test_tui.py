@@ -1148,3 +1148,33 @@ def test_the_footer_lists_only_keys_that_act_in_a_text_field(ledger):
         assert "Clear the filter" not in footer(app)
 
     drive(_app(ledger), steps)
+
+
+def test_a_ledger_that_fails_verification_keeps_its_path_and_head(ledger, tmp_path):
+    """Review: on a ledger that does not verify, the Overview's ledger line cut the path to "….db"
+    and dropped the head, to make room for the problem. The problem goes on lines of its own,
+    whole; the path keeps as much as its line holds."""
+    folder = tmp_path / "pooler-demo-k3x9q2ab"
+    folder.mkdir()
+    bad = folder / "pooler.db"
+    shutil.copy(ledger, bad)
+    con = sqlite3.connect(bad)
+    for (name,) in con.execute("select name from sqlite_master where type = 'trigger' and tbl_name = 'alloc_grant'"):
+        con.execute(f'drop trigger "{name}"')
+    con.execute("update alloc_grant set device_hours = device_hours + 1 where line = 1")
+    con.commit()
+    con.close()
+
+    async def steps(app, pilot):
+        assert not app.verification["ok"]
+        problem = app.verification["problem"]
+        for width in (160, 100, 80):
+            await pilot.resize_terminal(width, 30)
+            await _settle(app, pilot)
+            lines = _text(app.query_one("#ov-ledger"))
+            assert lines[0].startswith("Ledger ") and "pooler-demo-k3x9q2ab/pooler.db" in lines[0], (width, lines)
+            assert f"head #{app.overview.head_seq}" in lines[0], (width, lines)
+            words = " ".join(" ".join(lines[1:]).split())
+            assert words.startswith("✗ DOES NOT VERIFY") and " ".join(problem.split()) in words, (width, lines)
+
+    drive(_app(str(bad)), steps, size=(100, 30))
