@@ -1002,7 +1002,8 @@ def test_before_any_run_the_tables_list_the_records_registered(tmp_path, monkeyp
         for name in ("members", "projects", "pools"):
             assert "no allocation recorded yet" in str(app.table(name).query_one(".status").render())
         member = app.table("members").data_table.get_row("pcl")
-        assert [str(c) for c in member[1:7]] == ["-"] * 6
+        # the contribution is known without a run; the rest is the allocation's
+        assert str(member[2]) != "-" and [str(c) for c in member[1:2] + member[3:7]] == ["-"] * 5
         project = app.table("projects").data_table.get_row("pengcheng-mind-2")
         assert str(project[1]) == "5.00M" and str(project[2]) == "-" and "pcl 70%" in str(project[5])
         pool = app.table("pools").data_table.get_row("pcl-cloudbrain-2")
@@ -1178,3 +1179,78 @@ def test_a_ledger_that_fails_verification_keeps_its_path_and_head(ledger, tmp_pa
             assert words.startswith("✗ DOES NOT VERIFY") and " ".join(problem.split()) in words, (width, lines)
 
     drive(_app(str(bad)), steps, size=(100, 30))
+
+
+def test_before_any_run_members_show_their_contributions_and_open_a_statement(tmp_path, monkeypatch):
+    """Review: before any run, Enter on a member opened nothing, and "contrib." said "-" though a
+    member's contribution (its pools' capacity at their rates, and its credits) is known from the
+    registry. The column shows it, and Enter opens what is known: the member's pools and projects."""
+    from textual.widgets import Static
+
+    from pooler.core.contrib import contributions
+    from tui.format import compact
+    from tui.screens import MemberScreen
+
+    monkeypatch.chdir(tmp_path)
+    ctx = _ctx("l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    known = contributions(registry.snapshot(ctx))
+
+    async def steps(app, pilot):
+        assert app.overview.period is None
+        table = app.table("members").data_table
+        for member, k in known.items():
+            assert str(table.get_row(member)[2]) == compact(k), member
+        assert str(table.get_row("pcl")[1]) == "-"  # the share is the run's
+        await pilot.press("2")
+        await _until(pilot, lambda: app.focused is table)
+        first = shown(app, "members")[0]  # (by share, unknown for all: by id)
+        await pilot.press(*["down"] * shown(app, "members").index("pcl"), "enter")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, MemberScreen), screen
+        s = screen.statement
+        assert first != "pcl" and s["member"] == "pcl" and "no allocation recorded yet" in s["title"]
+        assert s["statement"][0]["contributed"] == known["pcl"]
+        assert {p["pool"] for p in s["pools"]} == {p["id"] for p in registry.list_records(ctx, "pool")
+                                                   if p["member"] == "pcl"}
+        assert any(p["project"] == "pengcheng-mind-2" for p in s["projects"])
+        words = "\n".join("\n".join(_text(w)) for w in screen.query(Static))
+        assert f"contributed  {known['pcl']:,.0f}" in words
+        assert "allocated    -" in words and "used         -" in words
+        await pilot.press("escape", "3", "enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, MemberScreen)  # a project has nothing to open before a run:
+        assert any("no allocation" in str(n.message).lower() for n in app._notifications)  # it says so
+
+    drive(_app("l.db"), steps)
+
+
+def test_a_statement_before_usage_says_used_is_not_known(tmp_path, monkeypatch):
+    """Review: after a run without usage, the Members table said used "-" and balance "-" (not known
+    yet), while the member's statement said "used 0", "lent 0", "balance 0". Not known is "-" there
+    too; once usage is imported, its figures (0 where known to be zero)."""
+    from textual.widgets import Static
+
+    from tui.screens import MemberScreen
+
+    monkeypatch.chdir(tmp_path)
+    ctx = _ctx("l.db")
+    registry.init(ctx)
+    registry.apply(ctx, ROOT / "examples" / "c2net.toml")
+    alloc.run(ctx, "2026-11")
+
+    async def steps(app, pilot):
+        assert not app.details.has_usage
+        await pilot.press("2")
+        await _until(pilot, lambda: app.focused is app.table("members").data_table)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, MemberScreen)
+        words = "\n".join("\n".join(_text(w)) for w in app.screen.query(Static))
+        for figure in ("used", "lent", "borrowed", "balance"):
+            assert any(line.split() == [figure, "-"] for line in words.splitlines()), (figure, words)
+        assert "no usage is imported for 2026-11 yet" in " ".join(words.lower().split())
+
+    drive(_app("l.db"), steps)

@@ -140,6 +140,7 @@ class PoolerApp(App[int]):
         self.verify_on_open = verify_on_open
         self.overview: dashboard.Overview | None = None
         self.details: dashboard.Details | None = None
+        self.registered: dict[str, Any] | None = None  # the records, while no run is recorded
         self.verification: dict[str, Any] | None = None
         self.loaded = False  # the Overview shows figures (or a message)
         self.tables_loaded = False
@@ -321,6 +322,7 @@ class PoolerApp(App[int]):
 
     def _failed(self, message: str) -> None:
         self.overview = None
+        self.registered = None
         self.query_one("#header", Static).update(Text(f"pooler · {self.ctx.shown_db}", style="bold"))
         note = self.query_one("#ov-note", Static)
         note.update(f"Error: {message}")
@@ -401,13 +403,15 @@ class PoolerApp(App[int]):
         return note
 
     def _no_details(self, message: str) -> None:
+        self.registered = None
         for name in ("members", "projects", "pools"):
             self.table(name).show_message(message)
         self.tables_loaded = True
         self._verify_after_load()
 
-    def _show_registered(self, records: dict[str, list[dict[str, Any]]]) -> None:
+    def _show_registered(self, records: dict[str, Any]) -> None:
         self.details = None
+        self.registered = records
         note = Text("no allocation recorded yet: 6 allocates one", style="bold")
         for name, rows in (("members", views.member_rows(records, has_usage=False)),
                            ("projects", views.project_rows(records)),
@@ -422,6 +426,7 @@ class PoolerApp(App[int]):
         for name in ("members", "projects", "pools"):
             self.table(name).note = None
         self.details = d
+        self.registered = None
         self.table("members").set_rows(views.member_rows(d.report, d.has_usage))
         self.table("projects").set_rows(views.project_rows(d.report))
         self.table("pools").set_rows(views.pool_rows(d.report, d.has_usage))
@@ -585,6 +590,12 @@ class PoolerApp(App[int]):
         try:
             if event.table == "members" and d is not None:
                 self.push_screen(MemberScreen(dashboard.member_statement(d, event.key)))
+            elif event.table == "members" and self.registered is not None:
+                # before any run: what is known (review: Enter opened nothing)
+                self.push_screen(MemberScreen(dashboard.registered_statement(self.registered, event.key)))
+            elif event.table == "projects" and d is None and self.registered is not None:
+                self.notify("No allocation is recorded yet: a project's grants and their explanation come "
+                            "with the first run (6 allocates one).")
             elif event.table == "projects" and d is not None:
                 self.push_screen(ProjectScreen(dashboard.project_detail(d, event.key)))
             elif event.table == "diff" and d is not None and event.key.startswith("project:"):
