@@ -18,13 +18,14 @@ from textual import work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.widgets import Button, Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Button, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from pooler.errors import PoolerError
 from pooler.services import dashboard
 from pooler.services.context import Context
 from tui import views
+from tui.footer import KeysFooter
 from tui.screens import CommitScreen, HelpScreen, MemberScreen, PeriodScreen, ProjectScreen
 from tui.table import TableView
 
@@ -58,6 +59,12 @@ class _Cancelled(Exception):
 
 
 PAGES = Binding.Group("Page")
+
+
+class PeriodField(Input):
+    """The Allocate view's Period field: Enter previews (and the footer says so)."""
+
+    BINDINGS = [Binding("enter", "submit", "Preview")]
 
 
 class Views(TabbedContent):
@@ -95,6 +102,7 @@ class PoolerApp(App[int]):
     #alloc-form Static { width: auto; padding: 1 1 0 0; }
     #alloc-status { height: auto; padding: 1 1; }
     #tabs { height: 1fr; }
+    Footer.-compact FooterLabel { margin: 0 1 0 0; }  /* "[ ] Page p Period", not "Pagep Period" */
     #tabs > ContentSwitcher { height: 1fr; }
     TabPane { padding: 0; height: 1fr; }
     """
@@ -116,8 +124,9 @@ class PoolerApp(App[int]):
         Binding("v", "verify", "Verify"),
         Binding("t", "theme", "Theme", show=False),
         Binding("question_mark", "help", "Keys", key_display="?"),
-        # in the Allocate view's Period field every key is typed into it: Esc leaves it
-        Binding("escape", "leave_field", "Leave the field", show=False),
+        # in the Allocate view's Period field every key is typed into it: Esc leaves it (in the
+        # footer while the field has the focus: see `check_action`)
+        Binding("escape", "leave_field", "Leave the field"),
         Binding("q", "quit", "Quit"),
     ]
 
@@ -131,6 +140,7 @@ class PoolerApp(App[int]):
         self.verify_on_open = verify_on_open
         self.overview: dashboard.Overview | None = None
         self.details: dashboard.Details | None = None
+        self.registered: dict[str, Any] | None = None  # the records, while no run is recorded
         self.verification: dict[str, Any] | None = None
         self.loaded = False  # the Overview shows figures (or a message)
         self.tables_loaded = False
@@ -170,7 +180,7 @@ class PoolerApp(App[int]):
                 with Vertical():
                     with Horizontal(id="alloc-form"):
                         yield Static("Period")
-                        yield Input(placeholder="2026-11", id="alloc-period")
+                        yield PeriodField(placeholder="2026-11", id="alloc-period")
                         yield Button("Preview", id="alloc-preview", variant="primary")
                         yield Button("Commit…", id="alloc-commit", disabled=True)
                     yield Static("Type a period and press Enter or Preview: the allocation is solved "
@@ -179,11 +189,12 @@ class PoolerApp(App[int]):
                                  id="alloc-status")
                     yield TableView("diff", "members and projects", views.DIFF_COLUMNS, views.DIFF_SORTS,
                                     id="diff-table", palette=self.palette)
-        yield Footer()
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
         self.query_one("#diff-table", TableView).show_message("No preview yet.")
+        self.call_after_refresh(self._focus_view, "overview")
         self.load()
 
     def on_resize(self, event) -> None:  # noqa: ANN001 - Textual's event
@@ -203,13 +214,11 @@ class PoolerApp(App[int]):
     def _fit_chrome(self, width: int) -> None:
         """The tab bar and the footer in `width` columns (review: at 60 the tabs were clipped after
         "6 All" and the footer dropped "? Keys q Quit"): shorter tab names below 70 columns; below
-        80 a compact footer, without the command palette's key."""
+        80 a compact footer, without the command palette's key (see `KeysFooter`)."""
         tabs = self.query_one(TabbedContent)
         for tab, label in zip(TABS, TAB_LABELS if width >= 70 else SHORT_TAB_LABELS):
             tabs.get_tab(tab).label = label
-        footer = self.query_one(Footer)
-        footer.compact = width < 80
-        footer.show_command_palette = width >= 80
+        self.query_one(KeysFooter).fit(width)
 
     def palette(self) -> dict[str, str]:
         """Colours from the current theme, so the text stays readable on dark and light themes."""
@@ -313,6 +322,7 @@ class PoolerApp(App[int]):
 
     def _failed(self, message: str) -> None:
         self.overview = None
+        self.registered = None
         self.query_one("#header", Static).update(Text(f"pooler · {self.ctx.shown_db}", style="bold"))
         note = self.query_one("#ov-note", Static)
         note.update(f"Error: {message}")
@@ -393,13 +403,15 @@ class PoolerApp(App[int]):
         return note
 
     def _no_details(self, message: str) -> None:
+        self.registered = None
         for name in ("members", "projects", "pools"):
             self.table(name).show_message(message)
         self.tables_loaded = True
         self._verify_after_load()
 
-    def _show_registered(self, records: dict[str, list[dict[str, Any]]]) -> None:
+    def _show_registered(self, records: dict[str, Any]) -> None:
         self.details = None
+        self.registered = records
         note = Text("no allocation recorded yet: 6 allocates one", style="bold")
         for name, rows in (("members", views.member_rows(records, has_usage=False)),
                            ("projects", views.project_rows(records)),
@@ -414,6 +426,7 @@ class PoolerApp(App[int]):
         for name in ("members", "projects", "pools"):
             self.table(name).note = None
         self.details = d
+        self.registered = None
         self.table("members").set_rows(views.member_rows(d.report, d.has_usage))
         self.table("projects").set_rows(views.project_rows(d.report))
         self.table("pools").set_rows(views.pool_rows(d.report, d.has_usage))
@@ -493,6 +506,11 @@ class PoolerApp(App[int]):
             # (not while a commit solves: the field would take the view keys for minutes)
             self.set_focus(self.query_one("#alloc-preview" if committing else "#alloc-period"))
             return
+        if tab == "overview":
+            # the pane scrolls with the arrows, PgUp and PgDn (review: at 100x30 its last lines
+            # could be reached only with the mouse); the view keys are the app's, and still act
+            self.set_focus(self.query_one("#overview-pane"))
+            return
         table = self.active_table()
         if table is not None:
             # at once, not later as `focus()` does: a key pressed meanwhile would find it moved
@@ -514,6 +532,13 @@ class PoolerApp(App[int]):
             table.cycle_sort()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_field":  # Esc in the footer while the Period field has the focus
+            return isinstance(self.focused, Input) and self.focused.id == "alloc-period"
+        if action in ("filter", "sort"):  # not on the Overview, which has no table
+            try:
+                return self.active_table() is not None
+            except Exception:  # not composed yet
+                return False
         if action == "page":  # `[` `]` in the footer only where there are pages to turn
             try:
                 table = self.active_table()
@@ -565,6 +590,12 @@ class PoolerApp(App[int]):
         try:
             if event.table == "members" and d is not None:
                 self.push_screen(MemberScreen(dashboard.member_statement(d, event.key)))
+            elif event.table == "members" and self.registered is not None:
+                # before any run: what is known (review: Enter opened nothing)
+                self.push_screen(MemberScreen(dashboard.registered_statement(self.registered, event.key)))
+            elif event.table == "projects" and d is None and self.registered is not None:
+                self.notify("No allocation is recorded yet: a project's grants and their explanation come "
+                            "with the first run (6 allocates one).")
             elif event.table == "projects" and d is not None:
                 self.push_screen(ProjectScreen(dashboard.project_detail(d, event.key)))
             elif event.table == "diff" and d is not None and event.key.startswith("project:"):
@@ -683,9 +714,17 @@ class PoolerApp(App[int]):
         field, which then takes the keys that switch views as text (for the minutes a commit of
         10,000 projects solves)."""
         commit = self.query_one("#alloc-commit", Button)
-        if self.focused is commit or self.focused is None:
-            self.query_one("#alloc-preview", Button).focus()
+        if commit.screen.focused in (commit, None):
+            self._focus_preview()
         commit.disabled = True
+
+    def _focus_preview(self) -> None:
+        """Preview takes the focus, at once and only while the Allocate view is shown: a deferred
+        `focus()` could land after a view key had switched views, and the tab bar followed the
+        focus back to Allocate (the view keys while a commit solves, a flaky test)."""
+        if self.query_one(TabbedContent).active == "allocate":
+            preview = self.query_one("#alloc-preview", Button)
+            preview.screen.set_focus(preview)
 
     def ask_commit(self) -> None:
         outcome = self.preview
@@ -738,11 +777,8 @@ class PoolerApp(App[int]):
         self.period = outcome.period
         self.verification = None
         # focus leaves the Commit button, now disabled, for Preview (not the Period field, which
-        # would take the keys that switch views); only while the Allocate view is shown: the tabs
-        # follow the focus, and a user who went to another view while the commit solved was taken
-        # back to Allocate when it ended
-        if self.query_one(TabbedContent).active == "allocate":
-            self.query_one("#alloc-preview", Button).focus()
+        # would take the keys that switch views); not if another view is shown meanwhile
+        self._focus_preview()
         self.load()
 
     # --- for tests and the benchmark ---

@@ -19,7 +19,7 @@ from tui.format import compact, full, pct
 
 KEYS = (
     ("1-6", "switch view: Overview, Members, Projects, Pools, Ledger, Allocate (or click a tab)"),
-    ("↑ ↓ PgUp PgDn", "move in a table"),
+    ("↑ ↓ PgUp PgDn", "move in a table; scroll the Overview"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
     ("/", "filter the current table (words that must all appear); Enter keeps it, Esc clears it"),
     ("Esc", "leave the Allocate view's Period field (it has the focus when the view opens, and "
@@ -98,15 +98,27 @@ class MemberScreen(_Modal):
         s = self.statement
         unit = s.get("unit") or "units"
         row = s["statement"][0]
+        # Figures not known are "-", as in the Members table: the allocation's before any run, and
+        # what usage gives (used, lent, borrowed, balance) before usage is imported (review: the
+        # statement said "used 0" where the table said "-").
+        usage = s.get("has_usage", True)
+
+        def amount(value: Any, why: str = "", known: bool = True) -> str:
+            if value is None or not known:
+                return "-"
+            return f"{full(value)} {unit}" + (f"  ({why})" if why else "")
+
+        allocated = row["allocated"]
         figures = _grid([
             ("share", pct(row["share"])),
-            ("contributed", f"{full(row['contributed'])} {unit}"),
-            ("entitled", f"{full(row['entitled'])} {unit}  (share × the period's pooled units)"),
-            ("allocated", f"{full(row['allocated'])} {unit}  ({pct(row['allocated'], row['entitled'])} of entitled)"),
-            ("used", f"{full(row['used'])} {unit}  (of which on its own pools {full(row['own_use'])})"),
-            ("lent", f"{full(row['lent'])} {unit}  (its pools used by others' projects)"),
-            ("borrowed", f"{full(row['borrowed'])} {unit}  (others' pools it used)"),
-            ("balance", f"{full(row['balance'])} {unit}  (lent − borrowed)"),
+            ("contributed", amount(row["contributed"])),
+            ("entitled", amount(row["entitled"], "share × the period's pooled units")),
+            ("allocated", amount(allocated, f"{pct(allocated, row['entitled'])} of entitled"
+                                 if allocated is not None else "")),
+            ("used", amount(row["used"], f"of which on its own pools {full(row['own_use'])}", usage)),
+            ("lent", amount(row["lent"], "its pools used by others' projects", usage)),
+            ("borrowed", amount(row["borrowed"], "others' pools it used", usage)),
+            ("balance", amount(row["balance"], "lent − borrowed", usage)),
         ])
         projects = _table("Projects sponsored", ["project", "stake", "demand", "allocated", "its part", "bottleneck"],
                           [(p["project"], pct(p["stake"]), compact(p["demand"]), compact(p["allocated"]),
@@ -114,11 +126,12 @@ class MemberScreen(_Modal):
                           {"stake", "demand", "allocated", "its part"})
         pools = _table("Pools contributed (device-hours)", ["pool", "accelerator", "region", "capacity", "granted", "used", "idle"],
                        [(p["pool"], p["accelerator"], p["region"], compact(p["capacity"]), compact(p["granted"]),
-                         compact(p["used"]), pct(p["idle_share"])) for p in s["pools"]],
+                         compact(p["used"] if usage else None), pct(p["idle_share"])) for p in s["pools"]],
                        {"capacity", "granted", "used", "idle"})
         flows = _table(f"Lending and borrowing by counterparty ({unit})", ["member", "lent to", "borrowed from", "net"],
                        [(c["member"], compact(c["lent_to"]), compact(c["borrowed_from"]), compact(c["net"]))
-                        for c in s["counterparties"]], {"lent to", "borrowed from", "net"})
+                        for c in s["counterparties"]] if usage else [("(not known before usage is imported)", "", "", "")],
+                       {"lent to", "borrowed from", "net"})
         with VerticalScroll(classes="box"):
             yield Static(s["title"], classes="title")
             yield Static(RichGroup(figures, Text(""), projects, Text(""), pools, Text(""), flows))

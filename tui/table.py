@@ -17,6 +17,12 @@ from tui.model import Column, Row, Sort, TableModel
 GROUP_PREFIX = "\x00group:"  # keys of group header rows; no record id starts with a NUL
 
 
+class FilterBox(Input):
+    """A table's filter box: Enter keeps the filter (and the footer says so)."""
+
+    BINDINGS = [Binding("enter", "submit", "Keep the filter")]
+
+
 class TableView(Vertical):
     """One table of the dashboard. `set_rows` fills it; `/`, `s`, `[` and `]` act on it."""
 
@@ -30,7 +36,8 @@ class TableView(Vertical):
     """
 
     BINDINGS = [
-        Binding("escape", "close_filter", "Close filter", show=False),
+        # in the footer while there is a filter to clear (see `check_action`)
+        Binding("escape", "close_filter", "Clear the filter"),
     ]
 
     class Opened(Message):
@@ -62,7 +69,7 @@ class TableView(Vertical):
         table: DataTable = DataTable(cursor_type="row", zebra_stripes=True, header_height=lines)
         self._add_columns(table)
         yield table
-        yield Input(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
+        yield FilterBox(placeholder="filter: words that must all appear (Enter keeps it, Esc clears it)")
 
     def _add_columns(self, table: DataTable) -> None:
         for column in self.model.columns:
@@ -161,6 +168,14 @@ class TableView(Vertical):
         return [r.key for r in self.model.page_rows()]
 
     # --- actions (called by the app for the active table) ---
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "close_filter":
+            try:
+                return self.query_one(Input).has_class("shown") or bool(self.model.query)
+            except Exception:  # not composed yet
+                return False
+        return True
 
     def open_filter(self) -> None:
         box = self.query_one(Input)

@@ -292,16 +292,31 @@ def ledger_status(o, verification: Mapping[str, Any] | None, colours: Mapping[st
                   name: str | None = None, width: int | None = None) -> Text:
     """The Overview's ledger line. In `width` cells the head's hash gets shorter, then goes, then
     the start of the ledger's name (to its file name), then the head's number: the verification
-    stays whole (review: at 80 columns "✓ verifies (79" / "entries)" wrapped)."""
+    stays whole (review: at 80 columns "✓ verifies (79" / "entries)" wrapped). A failure (the
+    ledger does not verify, or could not be verified) too long for that goes on lines of its own
+    below, whole, and the first line keeps the name and the head as it can (review: "Ledger ….db
+    ·  ✗ DOES NOT VERIFY: ...", without the head)."""
     status = verify_status(verification, colours)
     name = name or o.ledger
+    failed = verification is not None and (bool(verification.get("error")) or not verification["ok"])
+    if failed and width is not None and _ledger_line(o, name, status, None).cell_len > width:
+        text = _ledger_line(o, name, None, width)
+        text.append("\n")
+        text.append_text(status)
+        return text
+    return _ledger_line(o, name, status, width)
+
+
+def _ledger_line(o, name: str, status: Text | None, width: int | None) -> Text:
+    """"Ledger NAME  ·  head #N HASH  ·  STATUS" (without the status when None) in `width` cells."""
     tail = name.replace("\\", "/").rsplit("/", 1)[-1]
     shortest = min(cell_len(name), cell_len(tail) + 1)  # "…pooler.db"
+    status_cells = 0 if status is None else cell_len("  ·  ") + status.cell_len
+
     def head_and_room(hash_cells: int | None) -> tuple[str, int]:
         head = ("" if hash_cells is None else f"head #{o.head_seq}"
                 + (f" {short_hash(o.head_hash, hash_cells)}" if hash_cells else ""))
-        room = (width or 0) - cell_len("Ledger ") - cell_len(f"  ·  {head}  ·  " if head else "  ·  ") \
-            - status.cell_len
+        room = (width or 0) - cell_len("Ledger ") - (cell_len(f"  ·  {head}") if head else 0) - status_cells
         return head, room
 
     head, room = head_and_room(16)
@@ -317,6 +332,10 @@ def ledger_status(o, verification: Mapping[str, Any] | None, colours: Mapping[st
         name = "…" + name
     text = Text()
     text.append("Ledger ", style="bold")
-    text.append(f"{name}  ·  {head}  ·  " if head else f"{name}  ·  ")
-    text.append_text(status)
+    text.append(name)
+    if head:
+        text.append(f"  ·  {head}")
+    if status is not None:
+        text.append("  ·  ")
+        text.append_text(status)
     return text

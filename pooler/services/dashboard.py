@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Mapping
 
-from pooler.core.contrib import pool_capacity, pool_region
+from pooler.core.contrib import contributions, pool_capacity, pool_region
 from pooler.core.model import Snapshot
 from pooler.core.period import period_of
 from pooler.errors import NotFound
@@ -240,28 +240,65 @@ def details(ctx: Context, period: str | None = None) -> Details:
                     for p, rows in grants.items()}, has_usage=bool(used))
 
 
-def registered(ctx: Context) -> dict[str, list[dict[str, Any]]]:
+def registered(ctx: Context) -> dict[str, Any]:
     """The members, projects and pools registered now, shaped as the audit report's rows with the
-    allocation's figures None: what the tables show before any run is recorded."""
+    allocation's figures None: what the tables show before any run is recorded. A member's
+    contribution (its pools' capacity at their rates, and its credits) is known without a run;
+    its share is the run's (it weighs the usage history of the period allocated)."""
     from pooler.services.registry import snapshot as registry_snapshot
 
     snapshot = registry_snapshot(ctx)
-    members = [{"member": m.id, "name": m.name, "share": None, "contributed": None, "entitled": None,
-                "allocated": None, "used": None, "balance": None} for m in snapshot.members]
+    contributed = contributions(snapshot)
+    members = [{"member": m.id, "name": m.name, "share": None, "contributed": contributed[m.id],
+                "entitled": None, "allocated": None, "used": None, "own_use": None, "lent": None,
+                "borrowed": None, "balance": None} for m in snapshot.members]
     projects = [{"project": p.id, "demand": p.demand, "allocated": None, "served": None, "bottleneck": "",
-                 "sponsors": ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted(p.stakes().items()))}
+                 "sponsors": ", ".join(f"{m} {s * 100:.0f}%" for m, s in sorted(p.stakes().items())),
+                 "stakes": p.stakes()}
                 for p in snapshot.projects]
     pools = [{"pool": p.id, "member": p.member, "accelerator": p.accelerator,
               "region": pool_region(snapshot, p), "capacity": pool_capacity(snapshot, p), "granted": None,
               "used": None, "idle_share": None, "flagged": False} for p in snapshot.pools]
-    return {"members": members, "projects": projects, "pools": pools}
+    return {"members": members, "projects": projects, "pools": pools, "unit": snapshot.consortium.unit}
 
 
 def member_statement(d: Details, member_id: str) -> dict[str, Any]:
-    """One member's statement (pools, projects, lending by counterparty) from the loaded details."""
+    """One member's statement (pools, projects, lending by counterparty) from the loaded details.
+    `has_usage` says whether usage is imported for the period: before it is, the statement's used,
+    lent, borrowed and balance are not known (the Members table's "-"), not zero as the audit's
+    settlement counts them, and its note says so in those words."""
     from pooler.services import report
 
-    return report.member_of(d.report, member_id, d.snapshot)
+    statement = report.member_of(d.report, member_id, d.snapshot)
+    statement["has_usage"] = d.has_usage
+    if not d.has_usage:
+        # (the audit's note: "No usage is recorded for P: used figures are zero and idle shares ...")
+        others = [n for n in statement["notes"] if not n.startswith("No usage is recorded for ")]
+        statement["notes"] = [f"No usage is imported for {d.period} yet: used, lent, borrowed and balance "
+                              "are not known (-). Idle shares are computed from the grants (what was "
+                              "offered), not from use."] + others
+    return statement
+
+
+def registered_statement(records: Mapping[str, Any], member_id: str) -> dict[str, Any]:
+    """What is known of a member before any run, from `registered`'s records, shaped as
+    `member_statement`: its contribution, the pools it contributes and the projects it sponsors;
+    the allocation's figures None."""
+    rows = [m for m in records["members"] if m["member"] == member_id]
+    if not rows:
+        raise NotFound(f'no member "{member_id}" in the ledger')
+    projects = [{"project": p["project"], "stake": p["stakes"][member_id], "demand": p["demand"],
+                 "allocated": None, "member_part": None, "bottleneck": "", "used_units": None,
+                 "member_used": None}
+                for p in records["projects"] if member_id in p["stakes"]]
+    return {
+        "report": "member", "title": f"{rows[0]['name'] or member_id}: no allocation recorded yet",
+        "member": member_id, "period": None, "unit": records.get("unit"), "statement": rows,
+        "projects": projects, "pools": [p for p in records["pools"] if p["member"] == member_id],
+        "counterparties": [], "has_usage": False,
+        "notes": ["No allocation is recorded yet: the share, entitlement and allocation come with the "
+                  "first run (6 allocates one); used, lent, borrowed and balance with usage."],
+    }
 
 
 def project_detail(d: Details, project_id: str) -> dict[str, Any]:
