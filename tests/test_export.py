@@ -174,8 +174,10 @@ def test_slurm_script_is_valid_bash(ledger, tmp_path):
 
 
 # A stand-in for sacctmgr that keeps accounts in a folder and logs every call as one JSON line. Like
-# the real one, `add` of an existing account fails, and `modify` that changes nothing says
-# "Nothing modified" and exits 1.
+# the real one, `add` of an existing account fails; `modify` changes only the settings (and, in a TRES
+# list, only the TRES) it is given, and says "Nothing modified" and exits 1 when none changes; and a
+# TRES the database does not know (when a `tres` file lists those it knows) fails the whole command.
+# `NAME.set` holds the settings of the last `modify` that changed anything, `NAME.assoc` all of them.
 FAKE_SACCTMGR = r"""#!/usr/bin/env python3
 import json, os, sys
 state = os.environ["FAKE_SLURM"]
@@ -195,10 +197,26 @@ elif words[:2] == ["add", "account"]:
 elif words[:2] == ["modify", "account"]:
     name = words[3].split("=", 1)[1]
     settings = words[words.index("set") + 1:]
-    path = os.path.join(state, name + ".set")
-    if os.path.exists(path) and json.load(open(path)) == settings:
+    assoc_path = os.path.join(state, name + ".assoc")
+    assoc = json.load(open(assoc_path)) if os.path.exists(assoc_path) else {}
+    before = json.dumps(assoc, sort_keys=True)
+    known = os.path.join(state, "tres")
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        if key == "GrpTRESMins":
+            limits = assoc.setdefault(key, {})
+            for item in value.split(","):
+                tres, count = item.rsplit("=", 1)
+                if os.path.exists(known) and tres.lower() not in open(known).read().lower().split():
+                    print("sacctmgr: error: slurmdb_format_tres_str: no TRES known by type " + tres)
+                    sys.exit(1)
+                limits[tres.lower()] = count
+        else:
+            assoc[key] = value
+    if json.dumps(assoc, sort_keys=True) == before:
         print(" Nothing modified"); sys.exit(1)
-    json.dump(settings, open(path, "w"))
+    json.dump(assoc, open(assoc_path, "w"))
+    json.dump(settings, open(os.path.join(state, name + ".set"), "w"))
     print(" Modified account associations...")
 else:
     sys.exit(2)
