@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write an idempotent sacctmgr script: an account per member (Fairshare from its entitlement,
         the share before usage history) and a sub-account per project under its lead sponsor
-        (GrpTRESMins from its grants, for every accelerator type; retired projects' limits go to 0).
+        (GrpTRESMins from its grants, for every accelerator type). Retired projects' limits go to 0
+        and retired members get Fairshare 0 and limits 0.
 
         Run it again at will: existing accounts are kept and their settings set again. GPU types are
         written as the accelerator ids; an id that cannot be a GRES type name needs --gres-type.
@@ -69,7 +70,8 @@ def register(app: typer.Typer) -> None:
         """Write Kueue v1beta2 YAML: a ResourceFlavor per accelerator type, a Cohort for the consortium
         and one per member (fair-sharing weight = entitlement, the share before usage history), a
         ClusterQueue per project with its granted devices as nominal quota (rounded per flavor so that
-        no flavor's quotas exceed its devices).
+        no flavor's quotas exceed its devices). Members and projects retired since an earlier run are
+        listed turned off: cohort weight 0, queue held with no quota.
 
         Example: pooler export kueue --period 2026-11 --resource ascend-910b=huawei.com/Ascend910 -o kueue.yaml
         """

@@ -3,8 +3,11 @@
 A run is exported as recorded: its stored shares and grants, and the registry as it stood when it was
 solved (replayed from the journal up to the run's `state_seq`), never the current state, so the same
 run always exports the same objects. The ledger's head is named in the header so a reader can check
-which journal the export came from. The projects retired by that state come along, so the Slurm
-script can set the limits their accounts still hold to 0.
+which journal the export came from. The members and projects retired by that state come along, so the
+exports can take away the share and limits their accounts still hold, and so does which of them the
+runs recorded before this one had, the only record of what earlier exports may have left on a
+cluster. All of it is read from entries up to the run's
+own, so the same run still always exports the same thing.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def run_export(ctx: Context, period: str) -> RunExport:
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         state = reader.state_at(view.payload["state_seq"])
         head_seq, head_hash = reader.head()
+        in_earlier = _earlier_runs(reader, state, view.entry.seq)
+    retired = {kind: tuple(sorted(state.retired_ids(kind))) for kind in ("member", "project")}
     return RunExport(
         snapshot=state.snapshot(view.period),
         period=view.period,
@@ -41,7 +46,24 @@ def run_export(ctx: Context, period: str) -> RunExport:
         shares={m["member"]: m["share"] for m in view.members},
         projects=tuple(sorted(p["project"] for p in view.projects)),
         grants=tuple((g["project"], g["pool"], int(g["device_hours"])) for g in view.grants),
-        retired_projects=tuple(sorted(state.retired_ids("project"))),
+        retired_projects=retired["project"],
+        retired_members=retired["member"],
+        seniority={(kind, i): rs.added_seq for kind in ("member", "project")
+                   for i, rs in state.collection(kind).items()},
+        in_earlier_runs=in_earlier,
+    )
+
+
+def _earlier_runs(reader, state, run_seq: int) -> frozenset[tuple[str, str]]:
+    """Which of the members and projects retired by `state` were in a run recorded before entry
+    `run_seq` (of any period, superseded ones too). Each run was solved from the registry at its
+    `state_seq`, every active member and project in it, so the records' own entries say whether they
+    were active then."""
+    checkpoints = sorted({int(e.payload["state_seq"]) for e in reader.entries_of_kind(alloc.RUN_KIND)
+                          if e.seq < run_seq})
+    return frozenset(
+        (kind, i) for kind in ("member", "project") for i, rs in state.collection(kind).items()
+        if not rs.active and any(rs.added_seq <= c < rs.retired_seq for c in checkpoints)
     )
 
 
