@@ -778,7 +778,8 @@ def test_kueue_quotas_of_the_c2net_example_never_exceed_the_devices(cli):
 
 
 
-# 7. What earlier runs left on the cluster: retired members and projects, names of retired records.
+# 7. What earlier runs left on the cluster: retired members, types no longer pooled, names of
+#    retired records.
 
 ZERO = "GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0,gres/gpu:h800=0"
 
@@ -864,6 +865,63 @@ def test_a_retired_projects_queue_is_held_with_no_quota(ledger):
     assert held["spec"] == {"stopPolicy": "Hold"}  # no cohort, no namespaces, no quota
     assert ("ClusterQueue", "ghost") not in docs  # never in a run: no earlier export made it
     assert docs[("ClusterQueue", "proj-1")]["spec"].get("stopPolicy") is None
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_limits_of_types_no_longer_pooled_go_to_zero(ledger, tmp_path):
+    """Review: a GPU type of an earlier run that the run's pools no longer have kept every project's
+    limit of it on the cluster (the script listed only the run's types)."""
+    import json
+
+    env, state = _fake_slurm(tmp_path)
+    assert _run_script(_export(ledger, "slurm", "2026-11"), tmp_path, env, "11.sh").returncode == 0
+    assert json.loads((state / "proj-2.assoc").read_text())["GrpTRESMins"]["gres/gpu:h800"] == "6000"
+    assert ledger("pool", "retire", "b-pool").exit_code == 0  # the only H800 pool
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    script = _export(ledger, "slurm", "2026-12")
+    assert "#   gres/gpu:h800: accelerator type H800 SXM" in script.split("set -euo pipefail")[0]
+    commands = _commands(script)
+    assert f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0" in commands
+    assert "zero_gone_types proj-2 GrpTRESMins=gres/gpu:h800=0" in commands
+    assert "zero_gone_types proj-1 GrpTRESMins=gres/gpu:h800=0" in commands
+    assert f"zero_gone_types {BIG_SLURM} GrpTRESMins=gres/gpu:h800=0" in commands
+    for attempt in (1, 2):
+        before = _state_files(state)
+        done = _run_script(script, tmp_path, env, "12.sh")
+        assert done.returncode == 0, done.stderr
+        if attempt == 2:
+            assert _state_files(state) == before
+    for account in ("proj-1", "proj-2", BIG_SLURM):
+        assert json.loads((state / f"{account}.assoc").read_text())["GrpTRESMins"]["gres/gpu:h800"] == "0"
+    assert subprocess.run(["bash", "-n", str(tmp_path / "12.sh")]).returncode == 0
+    # A type Slurm's database never knew is refused by sacctmgr: reported, and the rest goes on.
+    (state / "tres").write_text("gres/gpu gres/gpu:gpu-a\n")
+    (state / "proj-1.assoc").unlink()
+    refused = _run_script(script, tmp_path, env, "12.sh")
+    assert refused.returncode == 0, refused.stderr
+    assert "warning: proj-1: a type no longer pooled is unknown to Slurm" in refused.stderr
+    assert json.loads((state / "proj-1.assoc").read_text())["GrpTRESMins"]["gres/gpu:gpu-a"] == "90000"
+    # Without --gres-type the id "H800 SXM" names no GRES type: left alone, and the header says so.
+    plain = ledger("export", "slurm", "--period", "2026-12")
+    assert plain.exit_code == 0, plain.stderr
+    assert "zero_gone_types" not in "\n".join(_commands(plain.stdout))
+    assert "give the\n# name they had with --gres-type to set their limits to 0: H800 SXM" in plain.stdout
+    # The run of November is exported as before: a later run changes nothing of it.
+    assert "zero_gone_types" not in _export(ledger, "slurm", "2026-11")
+
+
+def test_a_type_that_was_never_pooled_before_is_not_zeroed():
+    """Types of earlier runs only: a RunExport without history lists the run's own types alone."""
+    run = _run_export(grants=[("proj-1", "a-pool", 10)])
+    assert "zero_gone_types" not in slurm_script(run, {"H800 SXM": "h800"})
+    earlier = RunExport(**{**run.__dict__, "earlier_types": ("gpu-a", "v100", "H800 SXM")})
+    script = slurm_script(earlier, {"H800 SXM": "h800"})
+    assert "zero_gone_types proj-1 GrpTRESMins=gres/gpu:v100=0" in script
+    assert "gres/gpu:gpu-a=0\n" not in script  # a type of the run is never a type gone
+    # A --gres-type for a type of an earlier run is accepted; for a type of no run it is not.
+    assert "gres/gpu:V100_32G=0" in slurm_script(earlier, {"H800 SXM": "h800", "v100": "V100_32G"})
+    with pytest.raises(UsageError, match='"k80" is not an accelerator type of the run .*of earlier runs: v100'):
+        slurm_script(earlier, {"H800 SXM": "h800", "k80": "k80"})
 
 
 def test_a_new_member_never_takes_a_retired_projects_account(ledger):

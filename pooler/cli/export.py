@@ -37,15 +37,16 @@ def register(app: typer.Typer) -> None:
         period: str = typer.Option(..., "--period", help="The recorded period, e.g. 2026-11."),
         gres_type: List[str] = typer.Option(
             [], "--gres-type", metavar="ACCEL=TYPE",
-            help="The gres.conf Type of an accelerator type when it is not the accelerator id itself "
-                 "(e.g. ascend-910b=ascend910b); repeatable.",
+            help="The gres.conf Type of an accelerator type (of the run, or of an earlier run) when it is "
+                 "not the accelerator id itself (e.g. ascend-910b=ascend910b); repeatable.",
         ),
         output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to FILE, not stdout."),
     ) -> None:
         """Write an idempotent sacctmgr script: an account per member (Fairshare from its entitlement,
         the share before usage history) and a sub-account per project under its lead sponsor
-        (GrpTRESMins from its grants, for every accelerator type). Retired projects' limits go to 0
-        and retired members get Fairshare 0 and limits 0.
+        (GrpTRESMins from its grants, for every accelerator type). Retired projects' limits go to 0,
+        retired members get Fairshare 0 and limits 0, and every account's limits of the types of
+        earlier runs that this run no longer has go to 0.
 
         Run it again at will: existing accounts are kept and their settings set again. GPU types are
         written as the accelerator ids; an id that cannot be a GRES type name needs --gres-type.

@@ -8,7 +8,9 @@ type was granted, so that no limit of an earlier period stays behind (sacctmgr c
 it is given). Projects retired by the time the run was solved have every one of those limits set to 0,
 and members retired by then `Fairshare=0` (no share: Slurm ranks them last) and every limit 0 on their
 own account (which holds for the accounts under it too), if their account exists; none is created for
-them.
+them. Accelerator types of the runs recorded before this one that its pools no longer have get their
+limits set to 0 on every account the script touches, in a command of their own (see
+`_PRELUDE_GONE`), so no limit of a type gone stays behind.
 
 Names are claimed in the order the records were added to the ledger, retired ones included
 (`RunExport.seniority`): a member or project added with the id of an older one (a retired project
@@ -83,6 +85,8 @@ class RunExport:
     # (kind, id) -> the journal entry that added it, for every member and project of that state,
     # retired ones too: names are claimed in that order (`assign_names`). None: by kind alone.
     seniority: Mapping[tuple[str, str], int] | None = None
+    # Accelerator types of the pools of the runs recorded before this one (any period), sorted.
+    earlier_types: tuple[str, ...] = ()
     # Members and projects that were in a run recorded before this one, as (kind, id).
     in_earlier_runs: frozenset[tuple[str, str]] = frozenset()
 
@@ -225,16 +229,23 @@ def slurm_names(keys: Iterable[tuple[str, str]],
     return assign_names(keys, _slurm_plain, _slurm_hashed, SLURM_PRIORITY)
 
 
-def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None,
+               earlier: Sequence[str] = ()) -> dict[str, str]:
     """The Slurm GRES type of each accelerator type: its `mapping` entry (`--gres-type`), else the id
     itself, never sanitised or hashed (it must match gres.conf as it is). A mapping for a type that is
-    not among `types`, or to a name that cannot be a GRES type, is a `UsageError`; ids that cannot be
-    type names and have no mapping are one `ExportError` naming them all."""
+    neither among `types` nor among `earlier` (types of earlier runs that are no longer pooled), or to a
+    name that cannot be a GRES type, is a `UsageError`; ids of `types` that cannot be type names and
+    have no mapping are one `ExportError` naming them all. Types of `earlier` are in the result only
+    when they have a name: an id that cannot be one was written, if ever, under a name that only
+    `--gres-type` can tell again."""
     mapping = dict(mapping or {})
     problems = []
     for accelerator, name in sorted(mapping.items()):
-        if accelerator not in types:
-            problems.append(f'"{accelerator}" is not an accelerator type of the run ({", ".join(types) or "none"})')
+        if accelerator not in types and accelerator not in earlier:
+            known = ", ".join(types) or "none"
+            if earlier:
+                known += "; of earlier runs: " + ", ".join(earlier)
+            problems.append(f'"{accelerator}" is not an accelerator type of the run ({known})')
         if not GRES_TYPE.match(name):
             problems.append(f'"{name}" is not a GRES type name (letters, digits, "_", "." and "-", with a letter)')
     if problems:
@@ -247,7 +258,9 @@ def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None) -
             f"{'Slurm GRES type names' if len(unnamed) > 1 else 'a Slurm GRES type name'} (letters, digits, "
             f'"_", "." and "-", with a letter): give the gres.conf Type of each with --gres-type '
             f'"{unnamed[0]}"=TYPE')
-    return {t: mapping.get(t, t) for t in types}
+    named = {t: mapping.get(t, t) for t in types}
+    named.update({t: mapping.get(t, t) for t in earlier if t not in named and (t in mapping or GRES_TYPE.match(t))})
+    return named
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -285,6 +298,29 @@ account_exists() {
 }
 """
 
+# Only in scripts that zero the limits of accelerator types no longer pooled.
+_PRELUDE_GONE = """\
+
+# Limits of accelerator types that earlier runs had and this one has not go to 0 in a command of
+# their own: sacctmgr refuses a whole TRES list that names a type its database never knew (one
+# that was never in AccountingStorageTRES), and that must not cost the current limits. Such a
+# refusal is reported as a warning and skipped; any other failure stops the script.
+zero_gone_types() {
+  local name=$1 out
+  shift
+  if out=$(sacctmgr -i modify account where name="$name" set "$@" 2>&1); then
+    printf '%s\\n' "$out"
+  elif [[ $out == *"no TRES known"* ]]; then
+    printf 'warning: %s: a type no longer pooled is unknown to Slurm, its limit left as it is: %s\\n' \\
+      "$name" "$out" >&2
+  elif [[ $out != *"Nothing modified"* ]]; then
+    printf '%s\\n' "$out" >&2
+    return 1
+  fi
+}
+"""
+
+
 def _kv(key: str, value: str | int) -> str:
     return f"{key}={shlex.quote(str(value))}"
 
@@ -317,13 +353,25 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
     gone_keys = {("project", p) for p in retired} | {("member", m) for m in retired_members}
     names = slurm_names([("member", m) for m in members] + [("project", p) for p in run.projects]
                         + sorted(gone_keys) + list(run.seniority or ()), run.seniority)
-    gres_of = gres_types(run.accelerator_types(), gres_type_names)
+    types = run.accelerator_types()
+    earlier = [t for t in run.earlier_types if t not in types]
+    named = gres_types(types, gres_type_names, earlier)
+    gres_of = {t: named[t] for t in types}
     # Slurm finds TRES by name without regard to case: types that differ only in case (or that
     # --gres-type maps to one name) are one TRES, limited by their sum, written as the first spells it.
     tres_types: dict[str, str] = {}
     for accelerator, gres in gres_of.items():
         tres_types.setdefault(gres.lower(), gres)
     merged = {key: [t for t, g in gres_of.items() if g.lower() == key] for key in tres_types}
+    # Types of earlier runs, no longer pooled: their limits go to 0 unless they are one TRES with a
+    # type of this run (then they are limited as that type). Ids that cannot be GRES type names and
+    # were given no --gres-type are left out (said in the header).
+    gone: dict[str, str] = {}
+    for accelerator in earlier:
+        if accelerator in named and named[accelerator].lower() not in tres_types:
+            gone.setdefault(named[accelerator].lower(), named[accelerator])
+    gone_of = {key: [t for t in earlier if t in named and named[t].lower() == key] for key in gone}
+    unnamed = [t for t in earlier if t not in named]
     entitled = run.entitlement()
     by_member = run.snapshot.by_id("member")
     q = shlex.quote
@@ -337,6 +385,24 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         tres += [f"gres/gpu:{tres_types[key]}={value}" for key, value in sorted(minutes.items())]
         return ",".join(tres)
 
+    def zero_gone(name: str) -> str:
+        """The command that zeroes an account's limits of the types no longer pooled, or ""."""
+        if not gone:
+            return ""
+        listed = ",".join(f"gres/gpu:{gone[key]}=0" for key in sorted(gone))
+        return f"zero_gone_types {q(name)} {_kv('GrpTRESMins', listed)}"
+
+    gone_lines = []
+    if gone:
+        gone_lines += ["#", "# GRES types of earlier runs that this run's pools no longer have: every account's limit",
+                       "# of them goes to 0 (they stay known to Slurm's database once listed in",
+                       "# AccountingStorageTRES, even after they leave it):"]
+        gone_lines += [f"#   gres/gpu:{gone[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
+                       f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(gone_of.items())]
+    if unnamed:
+        gone_lines += ["#", "# Types of earlier runs left as they are: their ids cannot be GRES type names, so give the",
+                       "# name they had with --gres-type to set their limits to 0: "
+                       + ", ".join(one_line(t) for t in unnamed)]
     lines = [
         "#!/usr/bin/env bash",
         "# Slurm accounts and limits for one period of a pooler allocation (pooler export slurm).",
@@ -366,9 +432,11 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         "# GRES types (gres.conf Type; Slurm compares them without regard to case):",
         *[f"#   gres/gpu:{tres_types[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
           f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(merged.items())],
+        *gone_lines,
         "set -euo pipefail",
         "",
         *_PRELUDE.splitlines(),
+        *(_PRELUDE_GONE.splitlines() if gone else []),
     ]
     for member_id in members:
         name = names[("member", member_id)]
@@ -399,6 +467,7 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
             f"account_exists {q(name)} || sacctmgr -i add account {q(name)} {_kv('Parent', parent)} "
             f"{_kv('Description', 'project ' + project_id)} {_kv('Organization', lead)}",
             f"set_account {q(name)} {_kv('Parent', parent)} {_kv('GrpTRESMins', limits(granted))}",
+            *([zero_gone(name)] if gone else []),
         ]
     # `if`, not `&&`: a missing account must not leave the script's exit status non-zero.
     for project_id in retired:
@@ -406,7 +475,8 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         lines += [
             "",
             f"# project {one_line(project_id)}: retired, no grant: its limits go to 0 if its account exists",
-            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('GrpTRESMins', limits({}))}; fi",
+            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('GrpTRESMins', limits({}))}; "
+            + (f"{zero_gone(name)}; " if gone else "") + "fi",
         ]
     for member_id in retired_members:
         name = names[("member", member_id)]
@@ -415,6 +485,6 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
             f"# member {one_line(member_id)}: retired, no share: Fairshare 0 and every limit 0 (for the",
             "# accounts under it too) if its account exists",
             f"if account_exists {q(name)}; then set_account {q(name)} {_kv('Fairshare', 0)} "
-            f"{_kv('GrpTRESMins', limits({}))}; fi",
+            f"{_kv('GrpTRESMins', limits({}))}; " + (f"{zero_gone(name)}; " if gone else "") + "fi",
         ]
     return "\n".join(lines) + "\n"
