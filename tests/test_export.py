@@ -174,8 +174,10 @@ def test_slurm_script_is_valid_bash(ledger, tmp_path):
 
 
 # A stand-in for sacctmgr that keeps accounts in a folder and logs every call as one JSON line. Like
-# the real one, `add` of an existing account fails, and `modify` that changes nothing says
-# "Nothing modified" and exits 1.
+# the real one, `add` of an existing account fails; `modify` changes only the settings (and, in a TRES
+# list, only the TRES) it is given, and says "Nothing modified" and exits 1 when none changes; and a
+# TRES the database does not know (when a `tres` file lists those it knows) fails the whole command.
+# `NAME.set` holds the settings of the last `modify` that changed anything, `NAME.assoc` all of them.
 FAKE_SACCTMGR = r"""#!/usr/bin/env python3
 import json, os, sys
 state = os.environ["FAKE_SLURM"]
@@ -195,10 +197,26 @@ elif words[:2] == ["add", "account"]:
 elif words[:2] == ["modify", "account"]:
     name = words[3].split("=", 1)[1]
     settings = words[words.index("set") + 1:]
-    path = os.path.join(state, name + ".set")
-    if os.path.exists(path) and json.load(open(path)) == settings:
+    assoc_path = os.path.join(state, name + ".assoc")
+    assoc = json.load(open(assoc_path)) if os.path.exists(assoc_path) else {}
+    before = json.dumps(assoc, sort_keys=True)
+    known = os.path.join(state, "tres")
+    for setting in settings:
+        key, value = setting.split("=", 1)
+        if key == "GrpTRESMins":
+            limits = assoc.setdefault(key, {})
+            for item in value.split(","):
+                tres, count = item.rsplit("=", 1)
+                if os.path.exists(known) and tres.lower() not in open(known).read().lower().split():
+                    print("sacctmgr: error: slurmdb_format_tres_str: no TRES known by type " + tres)
+                    sys.exit(1)
+                limits[tres.lower()] = count
+        else:
+            assoc[key] = value
+    if json.dumps(assoc, sort_keys=True) == before:
         print(" Nothing modified"); sys.exit(1)
-    json.dump(settings, open(path, "w"))
+    json.dump(assoc, open(assoc_path, "w"))
+    json.dump(settings, open(os.path.join(state, name + ".set"), "w"))
     print(" Modified account associations...")
 else:
     sys.exit(2)
@@ -757,3 +775,222 @@ def test_kueue_quotas_of_the_c2net_example_never_exceed_the_devices(cli):
     assert total["ascend-910b"] == 7168 == devices["ascend-910b"]
     for flavor, quota in total.items():
         assert quota <= math.floor(devices[flavor]), flavor
+
+
+
+# 7. What earlier runs left on the cluster: retired members, types no longer pooled, names of
+#    retired records.
+
+ZERO = "GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0,gres/gpu:h800=0"
+
+
+def _run_script(script: str, tmp_path, env, name: str) -> subprocess.CompletedProcess:
+    path = tmp_path / name
+    path.write_text(script, encoding="utf-8")
+    return subprocess.run(["bash", str(path)], capture_output=True, text=True, env=env)
+
+
+def _state_files(state) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(state.iterdir()) if p.name != "calls.jsonl"}
+
+
+def _docs_by_id(text: str) -> dict[tuple[str, str], dict]:
+    return {(d["kind"], d["metadata"]["annotations"]["pooler.io/id"]): d for d in yaml.safe_load_all(text)}
+
+
+def _export(cli, kind: str, period: str, *extra) -> str:
+    result = cli("export", kind, "--period", period, *(GRES if kind == "slurm" else ()), *extra)
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_a_retired_members_account_loses_its_share_and_limits(ledger, tmp_path):
+    """Review: the script touched current members only, so a retired member's account kept its
+    Fairshare (and nothing stopped the accounts under it); Kueue kept its cohort's weight."""
+    import json
+
+    env, state = _fake_slurm(tmp_path)
+    assert ledger("member", "add", "gone-lab", "--name", "Gone Lab").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    assert _run_script(_export(ledger, "slurm", "2026-12"), tmp_path, env, "12.sh").returncode == 0
+    # 4 members, alpha 0.5, no contribution: 0.5 / 4 = 0.125
+    assert json.loads((state / "gone-lab.set").read_text()) == ["Fairshare=1250"]
+    # "never-lab" comes and goes between two runs: no export ever made anything of it.
+    assert ledger("member", "add", "never-lab", "--name", "Never Lab").exit_code == 0
+    assert ledger("member", "retire", "never-lab").exit_code == 0
+    assert ledger("member", "retire", "gone-lab").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2027-01").exit_code == 0
+    script = _export(ledger, "slurm", "2027-01")
+    commands = _commands(script)
+    assert commands[-2:] == [
+        f"if account_exists gone-lab; then set_account gone-lab Fairshare=0 {ZERO}; fi",
+        f"if account_exists never-lab; then set_account never-lab Fairshare=0 {ZERO}; fi",
+    ]
+    assert not any("add account gone-lab" in c or "add account never-lab" in c for c in commands)
+    for attempt in (1, 2):
+        before = _state_files(state)
+        done = _run_script(script, tmp_path, env, "01.sh")
+        assert done.returncode == 0, done.stderr
+        if attempt == 2:
+            assert _state_files(state) == before  # the second run changes nothing
+    assert json.loads((state / "gone-lab.set").read_text()) == ["Fairshare=0", ZERO]
+    assert not (state / "never-lab").exists()
+    check = subprocess.run(["bash", "-n", str(tmp_path / "01.sh")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    # Kueue: the cohort an earlier export made gets weight 0; none is made for never-lab.
+    text = _export(ledger, "kueue", "2027-01")
+    docs = _docs_by_id(text)
+    _validate_all(list(docs.values()))
+    gone = docs[("Cohort", "gone-lab")]
+    assert gone["spec"] == {"parentName": "test-alliance", "fairSharing": {"weight": "0"}}
+    assert gone["metadata"]["labels"]["pooler.io/retired"] == "true"
+    assert ("Cohort", "never-lab") not in docs
+    assert "pooler.io/retired" not in docs[("Cohort", "a-lab")]["metadata"]["labels"]
+    assert _export(ledger, "kueue", "2027-01") == text  # the same run, the same objects
+
+
+def test_a_retired_projects_queue_is_held_with_no_quota(ledger):
+    """Review: Kueue kept a retired project's ClusterQueue with its quotas, open to every namespace."""
+    assert ledger("project", "retire", "proj-2").exit_code == 0
+    added = ledger("project", "add", "ghost", "--sponsor", "a-lab=1", "--demand", "10")
+    assert added.exit_code == 0, added.stderr
+    assert ledger("project", "retire", "ghost").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    docs = _docs_by_id(_export(ledger, "kueue", "2026-12"))
+    _validate_all(list(docs.values()))
+    held = docs[("ClusterQueue", "proj-2")]
+    assert held["metadata"]["name"] == "proj-2"
+    assert held["metadata"]["labels"]["pooler.io/retired"] == "true"
+    assert held["spec"] == {"stopPolicy": "Hold"}  # no cohort, no namespaces, no quota
+    assert ("ClusterQueue", "ghost") not in docs  # never in a run: no earlier export made it
+    assert docs[("ClusterQueue", "proj-1")]["spec"].get("stopPolicy") is None
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_limits_of_types_no_longer_pooled_go_to_zero(ledger, tmp_path):
+    """Review: a GPU type of an earlier run that the run's pools no longer have kept every project's
+    limit of it on the cluster (the script listed only the run's types)."""
+    import json
+
+    env, state = _fake_slurm(tmp_path)
+    assert _run_script(_export(ledger, "slurm", "2026-11"), tmp_path, env, "11.sh").returncode == 0
+    assert json.loads((state / "proj-2.assoc").read_text())["GrpTRESMins"]["gres/gpu:h800"] == "6000"
+    assert ledger("pool", "retire", "b-pool").exit_code == 0  # the only H800 pool
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    script = _export(ledger, "slurm", "2026-12")
+    assert "#   gres/gpu:h800: accelerator type H800 SXM" in script.split("set -euo pipefail")[0]
+    commands = _commands(script)
+    assert f"set_account proj-2 Parent={ROOT_SLURM} GrpTRESMins=gres/gpu=0,gres/gpu:gpu-a=0" in commands
+    assert "zero_gone_types proj-2 GrpTRESMins=gres/gpu:h800=0" in commands
+    assert "zero_gone_types proj-1 GrpTRESMins=gres/gpu:h800=0" in commands
+    assert f"zero_gone_types {BIG_SLURM} GrpTRESMins=gres/gpu:h800=0" in commands
+    for attempt in (1, 2):
+        before = _state_files(state)
+        done = _run_script(script, tmp_path, env, "12.sh")
+        assert done.returncode == 0, done.stderr
+        if attempt == 2:
+            assert _state_files(state) == before
+    for account in ("proj-1", "proj-2", BIG_SLURM):
+        assert json.loads((state / f"{account}.assoc").read_text())["GrpTRESMins"]["gres/gpu:h800"] == "0"
+    assert subprocess.run(["bash", "-n", str(tmp_path / "12.sh")]).returncode == 0
+    # A type Slurm's database never knew is refused by sacctmgr: reported, and the rest goes on.
+    (state / "tres").write_text("gres/gpu gres/gpu:gpu-a\n")
+    (state / "proj-1.assoc").unlink()
+    refused = _run_script(script, tmp_path, env, "12.sh")
+    assert refused.returncode == 0, refused.stderr
+    assert "warning: proj-1: a type no longer pooled is unknown to Slurm" in refused.stderr
+    assert json.loads((state / "proj-1.assoc").read_text())["GrpTRESMins"]["gres/gpu:gpu-a"] == "90000"
+    # Without --gres-type the id "H800 SXM" names no GRES type: left alone, and the header says so.
+    plain = ledger("export", "slurm", "--period", "2026-12")
+    assert plain.exit_code == 0, plain.stderr
+    assert "zero_gone_types" not in "\n".join(_commands(plain.stdout))
+    assert "give the\n# name they had with --gres-type to set their limits to 0: H800 SXM" in plain.stdout
+    # The run of November is exported as before: a later run changes nothing of it.
+    assert "zero_gone_types" not in _export(ledger, "slurm", "2026-11")
+
+
+def test_a_type_that_was_never_pooled_before_is_not_zeroed():
+    """Types of earlier runs only: a RunExport without history lists the run's own types alone."""
+    run = _run_export(grants=[("proj-1", "a-pool", 10)])
+    assert "zero_gone_types" not in slurm_script(run, {"H800 SXM": "h800"})
+    earlier = RunExport(**{**run.__dict__, "earlier_types": ("gpu-a", "v100", "H800 SXM")})
+    script = slurm_script(earlier, {"H800 SXM": "h800"})
+    assert "zero_gone_types proj-1 GrpTRESMins=gres/gpu:v100=0" in script
+    assert "gres/gpu:gpu-a=0\n" not in script  # a type of the run is never a type gone
+    # A --gres-type for a type of an earlier run is accepted; for a type of no run it is not.
+    assert "gres/gpu:V100_32G=0" in slurm_script(earlier, {"H800 SXM": "h800", "v100": "V100_32G"})
+    with pytest.raises(UsageError, match='"k80" is not an accelerator type of the run .*of earlier runs: v100'):
+        slurm_script(earlier, {"H800 SXM": "h800", "k80": "k80"})
+
+
+def test_a_new_member_never_takes_a_retired_projects_account(ledger):
+    """Review: a member added with a retired project's id took the project's Slurm account (its
+    parent, usage and limits) and the project's limits went to a hashed name no account had."""
+    assert ledger("project", "retire", "proj-2").exit_code == 0
+    assert ledger("member", "add", "proj-2", "--name", "Proj Two Ltd").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    script = _export(ledger, "slurm", "2026-12")
+    member = f"proj-2-{h('member:proj-2')}"
+    commands = _commands(script)
+    assert f"account_exists {member} || sacctmgr -i add account {member} Description='Proj Two Ltd' " \
+           "Organization=proj-2" in commands
+    assert f"if account_exists proj-2; then set_account proj-2 {ZERO}; fi" in commands
+    assert not any(c.startswith("set_account proj-2 ") for c in commands)
+    assert (f"# member proj-2: entitlement 0.125 (the run's share after usage history: 0.125); account {member}: "
+            "the name proj-2 belongs to retired project proj-2, added earlier") in script
+    docs = _docs_by_id(_export(ledger, "kueue", "2026-12"))
+    _validate_all(list(docs.values()))
+    assert docs[("Cohort", "proj-2")]["metadata"]["name"] == f"proj-2-{h('member:proj-2')}"
+    assert docs[("ClusterQueue", "proj-2")]["metadata"]["name"] == "proj-2"
+
+
+def test_a_new_project_never_takes_a_retired_members_account(ledger):
+    assert ledger("member", "add", "zed", "--name", "Zed").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    assert ledger("member", "retire", "zed").exit_code == 0
+    added = ledger("project", "add", "zed", "--sponsor", "a-lab=1", "--demand", "10")
+    assert added.exit_code == 0, added.stderr
+    assert ledger("alloc", "run", "--period", "2027-01").exit_code == 0
+    commands = _commands(_export(ledger, "slurm", "2027-01"))
+    project = f"zed-{h('project:zed')}"
+    assert f"set_account {project} Parent=a-lab GrpTRESMins=gres/gpu=600,gres/gpu:gpu-a=600,gres/gpu:h800=0" \
+        in commands
+    assert f"if account_exists zed; then set_account zed Fairshare=0 {ZERO}; fi" in commands
+    docs = _docs_by_id(_export(ledger, "kueue", "2027-01"))
+    _validate_all(list(docs.values()))
+    assert docs[("ClusterQueue", "zed")]["metadata"]["name"] == project
+    assert docs[("Cohort", "zed")]["metadata"]["name"] == "zed"
+
+
+def test_a_member_added_after_a_project_of_its_id_leaves_the_projects_account(ledger):
+    """Members came first whatever their age: a member added with an active project's id took the
+    project's account (a sub-account, with its usage) and moved the project to a new one."""
+    assert ledger("member", "add", "proj-1", "--name", "Proj One Ltd").exit_code == 0
+    assert ledger("alloc", "run", "--period", "2026-12").exit_code == 0
+    commands = _commands(_export(ledger, "slurm", "2026-12"))
+    assert f"set_account proj-1 Parent={B_SLURM} GrpTRESMins=gres/gpu=90000,gres/gpu:gpu-a=90000,gres/gpu:h800=0" \
+        in commands
+    assert f"set_account proj-1-{h('member:proj-1')} Fairshare=1250" in commands
+
+
+def test_names_stay_when_newer_records_of_any_kind_are_added():
+    from hypothesis import given, settings, strategies as st
+
+    ident = st.text(alphabet="abcAB9 _-.", min_size=1, max_size=12)
+    kind = st.sampled_from(["member", "project"])
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.tuples(kind, ident), max_size=8, unique=True),
+           st.lists(st.tuples(kind, ident), max_size=8, unique=True))
+    def check(old, new):
+        new = [k for k in new if k not in old]
+        seniority = {k: i for i, k in enumerate(old + new)}
+        for names_of in (slurm_names, dns_names):
+            alone = names_of(old, {k: seniority[k] for k in old})
+            names = names_of(old + new, seniority)
+            assert {k: names[k] for k in alone} == alone                   # stable
+            assert names == names_of(list(reversed(old + new)), seniority)  # deterministic
+            assert len(set(names.values())) == len(old + new)               # distinct
+
+    check()

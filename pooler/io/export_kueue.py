@@ -9,13 +9,17 @@
   every namespace, with a nominal quota per accelerator type it was granted: the granted device-hours
   over the consortium's period hours in whole devices, rounded per flavor by largest remainder so that
   a flavor's quotas add up to its rounded total and never exceed the devices its pools have. A project
-  whose share of a flavor rounds to no device keeps the flavor with a quota of 0, so it can borrow.
+  whose share of a flavor rounds to no device keeps the flavor with a quota of 0, so it can borrow;
+- the objects an earlier export may have made for members and projects retired since (those that were
+  in a run recorded before this one), turned off: a member's cohort with weight 0, a project's queue
+  held (`stopPolicy: Hold`) with no quota, no cohort and no namespaces.
 
 Every accelerator type counts as the extended resource `nvidia.com/gpu` unless a resource name is given
 for it (e.g. `huawei.com/Ascend910` for an Ascend type). Types sharing a resource name form one resource
 group, so each flavor appears in exactly one group and lists exactly the group's one resource, as
 Kueue requires. Names are DNS-1123 labels; ids that are not are sanitised with a hash suffix, and the
-original id is kept in the `pooler.io/id` annotation.
+original id is kept in the `pooler.io/id` annotation. Like Slurm account names, they are claimed in the
+order the records were added (the root cohort first), so a new record never takes an older one's name.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ API_VERSION = "kueue.x-k8s.io/v1beta2"
 DEFAULT_RESOURCE = "nvidia.com/gpu"
 ACCELERATOR_LABEL = "pooler.io/accelerator"
 ID_ANNOTATION = "pooler.io/id"
+# On the objects of retired members and projects, which an export lists only to turn them off.
+RETIRED_LABEL = "pooler.io/retired"
 DNS_LABEL_MAX = 63
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 # A Kubernetes qualified name with an optional DNS-subdomain prefix, as extended resources are named.
@@ -62,9 +68,12 @@ def _dns_hashed(value: str, digest: str) -> str:
     return f"{slug}-{digest}" if slug else digest
 
 
-def dns_names(keys) -> dict[tuple[str, str], str]:
+def dns_names(keys, seniority: Mapping[tuple[str, str], int] | None = None) -> dict[tuple[str, str], str]:
     """DNS-1123 label names (lower case, [a-z0-9-], alphanumeric ends, at most 63) for (kind, id) keys,
-    claimed in `KUEUE_PRIORITY` order."""
+    claimed in `KUEUE_PRIORITY` order or, given the `seniority` of every member and project, the root
+    cohort first and then the oldest record first."""
+    if seniority is not None:
+        return assign_names(keys, _dns_plain, _dns_hashed, KUEUE_PRIORITY[:1], seniority)
     return assign_names(keys, _dns_plain, _dns_hashed, KUEUE_PRIORITY)
 
 
@@ -120,7 +129,16 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
     # The root cohort is named after the consortium (its name is free text, so its slug stands in for
     # an id); should a member or project want the same name, all of them get hash suffixes.
     root_key = ("consortium", _slug(run.consortium) or "consortium")
-    names = dns_names([root_key] + [("member", m) for m in members] + [("project", p) for p in run.projects])
+    # Members and projects retired by the run's state that were in an earlier run may have objects
+    # from an earlier export: they are listed again, turned off (see below). Those never in a run
+    # never had any, and none is made for them.
+    gone_members = [m for m in sorted(run.retired_members)
+                    if m not in run.shares and ("member", m) in run.in_earlier_runs]
+    gone_projects = [p for p in sorted(run.retired_projects)
+                     if p not in set(run.projects) and ("project", p) in run.in_earlier_runs]
+    names = dns_names([root_key] + [("member", m) for m in members] + [("project", p) for p in run.projects]
+                      + [("member", m) for m in gone_members] + [("project", p) for p in gone_projects]
+                      + list(run.seniority or ()), run.seniority)
     root = names[root_key]
     entitled = run.entitlement()
     # Quotas are rounded per flavor, across the projects granted that type.
@@ -132,8 +150,9 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
             quota[(p, t)] = n
     labels = {"app.kubernetes.io/managed-by": "pooler", "pooler.io/period": run.period}
 
-    def metadata(name: str, original: str) -> dict[str, Any]:
-        return {"name": name, "labels": dict(labels), "annotations": {ID_ANNOTATION: original}}
+    def metadata(name: str, original: str, retired: bool = False) -> dict[str, Any]:
+        return {"name": name, "labels": {**labels, **({RETIRED_LABEL: "true"} if retired else {})},
+                "annotations": {ID_ANNOTATION: original}}
 
     docs: list[dict[str, Any]] = []
     for t in types:
@@ -148,9 +167,17 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
             "apiVersion": API_VERSION, "kind": "Cohort", "metadata": metadata(names[("member", member_id)], member_id),
             "spec": {"parentName": root, "fairSharing": {"weight": weight(entitled[member_id])}},
         })
+    # A retired member's cohort has weight 0, no share: Kueue reads it as an infinite share, always
+    # last for unused resources (its queues, if any were left, have nothing of their own to lend).
+    for member_id in gone_members:
+        docs.append({
+            "apiVersion": API_VERSION, "kind": "Cohort",
+            "metadata": metadata(names[("member", member_id)], member_id, retired=True),
+            "spec": {"parentName": root, "fairSharing": {"weight": weight(Decimal(0))}},
+        })
     for project_id in run.projects:
         lead = run.lead_sponsor(project_id)
-        if ("member", lead) not in names:
+        if ("member", lead) not in names or lead not in run.shares:
             raise ExportError(f'the lead sponsor "{lead}" of project "{project_id}" has no share in the '
                               f"{run.period} run")
         groups: dict[str, list[dict[str, Any]]] = {}
@@ -165,6 +192,13 @@ def kueue_documents(run: RunExport, resources: Mapping[str, str] | None = None) 
                                   for resource, flavors in sorted(groups.items())]
         docs.append({"apiVersion": API_VERSION, "kind": "ClusterQueue",
                      "metadata": metadata(names[("project", project_id)], project_id), "spec": spec})
+    # A retired project's queue is held (it admits nothing new; what runs finishes), with no quota,
+    # no cohort (nothing to borrow or lend) and no namespace selector (Kueue's default: no namespace).
+    # Applied over the queue an earlier export made, these fields replace its own.
+    for project_id in gone_projects:
+        docs.append({"apiVersion": API_VERSION, "kind": "ClusterQueue",
+                     "metadata": metadata(names[("project", project_id)], project_id, retired=True),
+                     "spec": {"stopPolicy": "Hold"}})
     return docs
 
 
@@ -185,6 +219,12 @@ def kueue_yaml(run: RunExport, resources: Mapping[str, str] | None = None) -> st
         "#   nominalQuota 0 for that flavor (it stays listed, so the project can borrow)\n"
         "# per accelerator type only: regions, dataset residency and owner reserves are not expressed\n"
         "#   (a flavor matches that type's nodes in every region)\n"
+        "# retired members and projects that were in an earlier run are listed again, turned off and\n"
+        f"#   labelled {RETIRED_LABEL}=true: a member's cohort with weight 0 (no share), a project's\n"
+        "#   queue with stopPolicy Hold, no quota, no cohort and no namespaces. Apply over the objects of\n"
+        "#   earlier exports (kubectl apply replaces their fields); Hold lets admitted workloads finish,\n"
+        "#   HoldAndDrain would evict them. Delete them (kubectl delete clusterqueue,cohort -l\n"
+        f"#   {RETIRED_LABEL}=true) once their workloads are done; a later export lists them again, still off\n"
     )
     body = yaml.safe_dump_all(docs, sort_keys=False, explicit_start=True, allow_unicode=True,
                               default_flow_style=False)

@@ -6,7 +6,16 @@ by id), limited by `GrpTRESMins` to the project's granted device-hours: `gres/gp
 `gres/gpu:<type>=<minutes>` for every accelerator type among the run's pools, 0 where nothing of that
 type was granted, so that no limit of an earlier period stays behind (sacctmgr changes only the TRES
 it is given). Projects retired by the time the run was solved have every one of those limits set to 0,
-if their account exists; none is created for them.
+and members retired by then `Fairshare=0` (no share: Slurm ranks them last) and every limit 0 on their
+own account (which holds for the accounts under it too), if their account exists; none is created for
+them. Accelerator types of the runs recorded before this one that its pools no longer have get their
+limits set to 0 on every account the script touches, in a command of their own (see
+`_PRELUDE_GONE`), so no limit of a type gone stays behind.
+
+Names are claimed in the order the records were added to the ledger, retired ones included
+(`RunExport.seniority`): a member or project added with the id of an older one (a retired project
+whose account still holds its usage, or a project added before a member) gets a hashed name, never
+the older record's account.
 
 GRES type names are the accelerator ids themselves, or what `--gres-type ACCEL=TYPE` says; Slurm
 compares TRES names without regard to case, so ids that differ only in case count as one type.
@@ -22,6 +31,7 @@ This module also holds what both exporters share: `RunExport` (the plain values 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import shlex
 from dataclasses import dataclass
@@ -71,6 +81,14 @@ class RunExport:
     projects: tuple[str, ...]                     # the run's projects, sorted
     grants: tuple[tuple[str, str, int], ...]      # (project, pool, device_hours)
     retired_projects: tuple[str, ...] = ()        # retired as of the state the run was solved from, sorted
+    retired_members: tuple[str, ...] = ()         # likewise
+    # (kind, id) -> the journal entry that added it, for every member and project of that state,
+    # retired ones too: names are claimed in that order (`assign_names`). None: by kind alone.
+    seniority: Mapping[tuple[str, str], int] | None = None
+    # Accelerator types of the pools of the runs recorded before this one (any period), sorted.
+    earlier_types: tuple[str, ...] = ()
+    # Members and projects that were in a run recorded before this one, as (kind, id).
+    in_earlier_runs: frozenset[tuple[str, str]] = frozenset()
 
     @property
     def consortium(self) -> str:
@@ -133,25 +151,37 @@ class RunExport:
 
 
 def assign_names(keys: Iterable[tuple[str, str]], plain: Callable[[str], bool],
-                 hashed: Callable[[str, str], str], priority: Sequence[str] = ()) -> dict[tuple[str, str], str]:
+                 hashed: Callable[[str, str], str], priority: Sequence[str] = (),
+                 seniority: Mapping[tuple[str, str], int] | None = None) -> dict[tuple[str, str], str]:
     """A name for each (kind, id) key in one namespace: the id itself when `plain(id)` accepts it and
-    no key of a kind of higher or equal priority wants the same name; otherwise `hashed(id, digest)`, a
-    sanitised id with a hash of "kind:id". `priority` lists kinds from the highest; unlisted kinds come
-    after, all equal. So a key keeps its name whatever keys of lower kinds are added (a project with a
-    member's id never renames the member); two claimants of equal priority both give the name up.
-    `plain` must refuse ids ending like a hash suffix, so the two kinds never meet; two hashed names
-    that collide get longer digests (the higher kind keeps the shorter one). Deterministic: the same
-    keys always give the same names.
+    no key of a higher or equal rank wants the same name; otherwise `hashed(id, digest)`, a sanitised
+    id with a hash of "kind:id".
+
+    A key's rank is its kind's place in `priority` (unlisted kinds come after, all equal), then its
+    `seniority` when one is given: the journal entry that added the record, so among kinds of equal
+    priority the record added first keeps the name. A key keeps its name whatever keys of lower rank
+    are added: with kinds alone, a project with a member's id never renames the member; with
+    seniority over every record ever added (retired ones too), a new record never takes the name of
+    an older one, of whatever kind, even one long retired, whose account still holds its usage and
+    limits. Two claimants of equal rank both give the name up. Keys without a seniority rank after
+    those with one. `plain` must refuse ids ending like a hash suffix, so the two kinds never meet;
+    two hashed names that collide get longer digests (the higher rank keeps the shorter one).
+    Deterministic: the same keys always give the same names.
     """
-    rank = {kind: i for i, kind in enumerate(priority)}
-    keys = sorted(set(keys), key=lambda k: (rank.get(k[0], len(rank)), k))
+    tiers = {kind: i for i, kind in enumerate(priority)}
+    order = seniority or {}
+
+    def rank(key: tuple[str, str]) -> tuple[int, float]:
+        return (tiers.get(key[0], len(tiers)), order.get(key, math.inf) if seniority is not None else 0)
+
+    keys = sorted(set(keys), key=lambda k: (rank(k), k))
 
     def winners(claims: Mapping[tuple[str, str], str], taken: set[str]) -> dict[tuple[str, str], str]:
         """The claims that get their name: the only claimant of the best rank among those wanting it."""
         best: dict[str, list[tuple[str, str]]] = {}
         for key, name in claims.items():
             group = best.setdefault(name, [])
-            if not group or rank.get(key[0], len(rank)) == rank.get(group[0][0], len(rank)):
+            if not group or rank(key) == rank(group[0]):
                 group.append(key)  # `keys` is in rank order, so the first claimant has the best rank
         return {group[0]: name for name, group in best.items() if len(group) == 1 and name not in taken}
 
@@ -170,6 +200,15 @@ def assign_names(keys: Iterable[tuple[str, str]], plain: Callable[[str], bool],
     return names
 
 
+def held_by(names: Mapping[tuple[str, str], str], key: tuple[str, str],
+            plain: Callable[[str], bool]) -> tuple[str, str] | None:
+    """The key that holds the name `key`'s id would have had, when `plain` accepts the id but another
+    key got it (an older record, or one of a higher kind); None otherwise."""
+    if names.get(key) == key[1] or not plain(key[1]) or _HASH_TAIL.search(key[1]):
+        return None
+    return next((k for k, n in names.items() if n == key[1] and k != key), None)
+
+
 def _slurm_plain(value: str) -> bool:
     return (len(value) <= SLURM_NAME_MAX and bool(_SLURM_SAFE.match(value))
             and value not in _SLURM_RESERVED)
@@ -181,22 +220,32 @@ def _slurm_hashed(value: str, digest: str) -> str:
     return f"{slug}-{digest}" if slug else digest
 
 
-def slurm_names(keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Slurm-safe names (lower case, [a-z0-9_-], at most 64 characters) for (kind, id) keys; members
-    before projects (`SLURM_PRIORITY`)."""
+def slurm_names(keys: Iterable[tuple[str, str]],
+                seniority: Mapping[tuple[str, str], int] | None = None) -> dict[tuple[str, str], str]:
+    """Slurm-safe names (lower case, [a-z0-9_-], at most 64 characters) for (kind, id) keys: members
+    before projects (`SLURM_PRIORITY`) or, given the `seniority` of every record, oldest first."""
+    if seniority is not None:
+        return assign_names(keys, _slurm_plain, _slurm_hashed, (), seniority)
     return assign_names(keys, _slurm_plain, _slurm_hashed, SLURM_PRIORITY)
 
 
-def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None) -> dict[str, str]:
+def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None,
+               earlier: Sequence[str] = ()) -> dict[str, str]:
     """The Slurm GRES type of each accelerator type: its `mapping` entry (`--gres-type`), else the id
     itself, never sanitised or hashed (it must match gres.conf as it is). A mapping for a type that is
-    not among `types`, or to a name that cannot be a GRES type, is a `UsageError`; ids that cannot be
-    type names and have no mapping are one `ExportError` naming them all."""
+    neither among `types` nor among `earlier` (types of earlier runs that are no longer pooled), or to a
+    name that cannot be a GRES type, is a `UsageError`; ids of `types` that cannot be type names and
+    have no mapping are one `ExportError` naming them all. Types of `earlier` are in the result only
+    when they have a name: an id that cannot be one was written, if ever, under a name that only
+    `--gres-type` can tell again."""
     mapping = dict(mapping or {})
     problems = []
     for accelerator, name in sorted(mapping.items()):
-        if accelerator not in types:
-            problems.append(f'"{accelerator}" is not an accelerator type of the run ({", ".join(types) or "none"})')
+        if accelerator not in types and accelerator not in earlier:
+            known = ", ".join(types) or "none"
+            if earlier:
+                known += "; of earlier runs: " + ", ".join(earlier)
+            problems.append(f'"{accelerator}" is not an accelerator type of the run ({known})')
         if not GRES_TYPE.match(name):
             problems.append(f'"{name}" is not a GRES type name (letters, digits, "_", "." and "-", with a letter)')
     if problems:
@@ -209,7 +258,9 @@ def gres_types(types: Sequence[str], mapping: Mapping[str, str] | None = None) -
             f"{'Slurm GRES type names' if len(unnamed) > 1 else 'a Slurm GRES type name'} (letters, digits, "
             f'"_", "." and "-", with a letter): give the gres.conf Type of each with --gres-type '
             f'"{unnamed[0]}"=TYPE')
-    return {t: mapping.get(t, t) for t in types}
+    named = {t: mapping.get(t, t) for t in types}
+    named.update({t: mapping.get(t, t) for t in earlier if t not in named and (t in mapping or GRES_TYPE.match(t))})
+    return named
 
 
 # --- numbers ----------------------------------------------------------------------------------------
@@ -247,6 +298,28 @@ account_exists() {
 }
 """
 
+# Only in scripts that zero the limits of accelerator types no longer pooled.
+_PRELUDE_GONE = """\
+
+# Limits of accelerator types that earlier runs had and this one has not go to 0 in a command of
+# their own: sacctmgr refuses a whole TRES list that names a type its database never knew (one
+# that was never in AccountingStorageTRES), and that must not cost the current limits. Such a
+# refusal is reported as a warning and skipped; any other failure stops the script.
+zero_gone_types() {
+  local name=$1 out
+  shift
+  if out=$(sacctmgr -i modify account where name="$name" set "$@" 2>&1); then
+    printf '%s\\n' "$out"
+  elif [[ $out == *"no TRES known"* ]]; then
+    printf 'warning: %s: a type no longer pooled is unknown to Slurm, its limit left as it is: %s\\n' \\
+      "$name" "$out" >&2
+  elif [[ $out != *"Nothing modified"* ]]; then
+    printf '%s\\n' "$out" >&2
+    return 1
+  fi
+}
+"""
+
 
 def _kv(key: str, value: str | int) -> str:
     return f"{key}={shlex.quote(str(value))}"
@@ -256,6 +329,17 @@ def _kv(key: str, value: str | int) -> str:
 _RESET_PERIOD = {"week": "WEEKLY", "month": "MONTHLY", "quarter": "QUARTERLY"}
 
 
+def _held_note(names: Mapping[tuple[str, str], str], key: tuple[str, str], retired: set[tuple[str, str]],
+               plain: Callable[[str], bool]) -> str:
+    """"; account X: the name ID belongs to ..." when an older record keeps the name this id would have."""
+    holder = held_by(names, key, plain)
+    if holder is None:
+        return ""
+    state = "retired " if holder in retired else ""
+    return (f"; account {names[key]}: the name {one_line(key[1])} belongs to {state}{holder[0]} "
+            f"{one_line(holder[1])}, added earlier")
+
+
 def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = None) -> str:
     """The bash script that makes a Slurm cluster's accounts and limits match the run.
 
@@ -263,16 +347,31 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
     (`--gres-type`); unmapped types are written as they are (see `gres_types`).
     """
     members = run.member_ids()
-    retired = [p for p in run.retired_projects if p not in set(run.projects)]
+    run_projects = set(run.projects)
+    retired = [p for p in run.retired_projects if p not in run_projects]
+    retired_members = [m for m in run.retired_members if m not in run.shares]
+    gone_keys = {("project", p) for p in retired} | {("member", m) for m in retired_members}
     names = slurm_names([("member", m) for m in members] + [("project", p) for p in run.projects]
-                        + [("project", p) for p in retired])
-    gres_of = gres_types(run.accelerator_types(), gres_type_names)
+                        + sorted(gone_keys) + list(run.seniority or ()), run.seniority)
+    types = run.accelerator_types()
+    earlier = [t for t in run.earlier_types if t not in types]
+    named = gres_types(types, gres_type_names, earlier)
+    gres_of = {t: named[t] for t in types}
     # Slurm finds TRES by name without regard to case: types that differ only in case (or that
     # --gres-type maps to one name) are one TRES, limited by their sum, written as the first spells it.
     tres_types: dict[str, str] = {}
     for accelerator, gres in gres_of.items():
         tres_types.setdefault(gres.lower(), gres)
     merged = {key: [t for t, g in gres_of.items() if g.lower() == key] for key in tres_types}
+    # Types of earlier runs, no longer pooled: their limits go to 0 unless they are one TRES with a
+    # type of this run (then they are limited as that type). Ids that cannot be GRES type names and
+    # were given no --gres-type are left out (said in the header).
+    gone: dict[str, str] = {}
+    for accelerator in earlier:
+        if accelerator in named and named[accelerator].lower() not in tres_types:
+            gone.setdefault(named[accelerator].lower(), named[accelerator])
+    gone_of = {key: [t for t in earlier if t in named and named[t].lower() == key] for key in gone}
+    unnamed = [t for t in earlier if t not in named]
     entitled = run.entitlement()
     by_member = run.snapshot.by_id("member")
     q = shlex.quote
@@ -286,6 +385,24 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         tres += [f"gres/gpu:{tres_types[key]}={value}" for key, value in sorted(minutes.items())]
         return ",".join(tres)
 
+    def zero_gone(name: str) -> str:
+        """The command that zeroes an account's limits of the types no longer pooled, or ""."""
+        if not gone:
+            return ""
+        listed = ",".join(f"gres/gpu:{gone[key]}=0" for key in sorted(gone))
+        return f"zero_gone_types {q(name)} {_kv('GrpTRESMins', listed)}"
+
+    gone_lines = []
+    if gone:
+        gone_lines += ["#", "# GRES types of earlier runs that this run's pools no longer have: every account's limit",
+                       "# of them goes to 0 (they stay known to Slurm's database once listed in",
+                       "# AccountingStorageTRES, even after they leave it):"]
+        gone_lines += [f"#   gres/gpu:{gone[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
+                       f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(gone_of.items())]
+    if unnamed:
+        gone_lines += ["#", "# Types of earlier runs left as they are: their ids cannot be GRES type names, so give the",
+                       "# name they had with --gres-type to set their limits to 0: "
+                       + ", ".join(one_line(t) for t in unnamed)]
     lines = [
         "#!/usr/bin/env bash",
         "# Slurm accounts and limits for one period of a pooler allocation (pooler export slurm).",
@@ -300,9 +417,10 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         "# Projects are sub-accounts of their lead sponsor limited by GrpTRESMins to their granted",
         "# device-hours x 60: gres/gpu in total and gres/gpu:TYPE for every accelerator type of the",
         "# run's pools (0 where nothing of that type was granted, so no limit of an earlier period",
-        "# stays). Projects retired by the time the run was solved get 0 everywhere if their account",
-        "# exists (none is created for them). Limits are per accelerator type only: regions, dataset",
-        "# residency and owner reserves are not expressed.",
+        "# stays). Projects and members retired by the time the run was solved get every limit 0",
+        "# (members also Fairshare=0, no share) if their account exists; none is created for them.",
+        "# A GrpTRESMins of 0 also ends the GPU jobs still running under such an account. Limits are",
+        "# per accelerator type only: regions, dataset residency and owner reserves are not expressed.",
         "#",
         "# GrpTRESMins counts usage since the last reset, decayed by PriorityDecayHalfLife: set",
         "# PriorityDecayHalfLife=0 (no decay, else the caps leak as usage decays) and",
@@ -314,9 +432,11 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         "# GRES types (gres.conf Type; Slurm compares them without regard to case):",
         *[f"#   gres/gpu:{tres_types[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
           f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(merged.items())],
+        *gone_lines,
         "set -euo pipefail",
         "",
         *_PRELUDE.splitlines(),
+        *(_PRELUDE_GONE.splitlines() if gone else []),
     ]
     for member_id in members:
         name = names[("member", member_id)]
@@ -325,7 +445,8 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         lines += [
             "",
             f"# member {one_line(member_id)}: entitlement {dec_str(entitled[member_id])} "
-            f"(the run's share after usage history: {dec_str(run.shares[member_id])})",
+            f"(the run's share after usage history: {dec_str(run.shares[member_id])})"
+            f"{_held_note(names, ('member', member_id), gone_keys, _slurm_plain)}",
             f"account_exists {q(name)} || sacctmgr -i add account {q(name)} "
             f"{_kv('Description', label)} {_kv('Organization', member_id)}",
             f"set_account {q(name)} {_kv('Fairshare', fairshare(entitled[member_id]))}",
@@ -333,7 +454,7 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
     for project_id in run.projects:
         name = names[("project", project_id)]
         lead = run.lead_sponsor(project_id)
-        if ("member", lead) not in names:
+        if ("member", lead) not in names or lead not in run.shares:
             raise ExportError(f'the lead sponsor "{lead}" of project "{project_id}" has no share in the '
                               f"{run.period} run")
         parent = names[("member", lead)]
@@ -341,17 +462,29 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         lines += [
             "",
             f"# project {one_line(project_id)}: lead sponsor {one_line(lead)}, "
-            f"{sum(granted.values())} device-hours granted",
+            f"{sum(granted.values())} device-hours granted"
+            f"{_held_note(names, ('project', project_id), gone_keys, _slurm_plain)}",
             f"account_exists {q(name)} || sacctmgr -i add account {q(name)} {_kv('Parent', parent)} "
             f"{_kv('Description', 'project ' + project_id)} {_kv('Organization', lead)}",
             f"set_account {q(name)} {_kv('Parent', parent)} {_kv('GrpTRESMins', limits(granted))}",
+            *([zero_gone(name)] if gone else []),
         ]
+    # `if`, not `&&`: a missing account must not leave the script's exit status non-zero.
     for project_id in retired:
         name = names[("project", project_id)]
-        # `if`, not `&&`: a missing account must not leave the script's exit status non-zero.
         lines += [
             "",
             f"# project {one_line(project_id)}: retired, no grant: its limits go to 0 if its account exists",
-            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('GrpTRESMins', limits({}))}; fi",
+            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('GrpTRESMins', limits({}))}; "
+            + (f"{zero_gone(name)}; " if gone else "") + "fi",
+        ]
+    for member_id in retired_members:
+        name = names[("member", member_id)]
+        lines += [
+            "",
+            f"# member {one_line(member_id)}: retired, no share: Fairshare 0 and every limit 0 (for the",
+            "# accounts under it too) if its account exists",
+            f"if account_exists {q(name)}; then set_account {q(name)} {_kv('Fairshare', 0)} "
+            f"{_kv('GrpTRESMins', limits({}))}; " + (f"{zero_gone(name)}; " if gone else "") + "fi",
         ]
     return "\n".join(lines) + "\n"

@@ -3,8 +3,11 @@
 A run is exported as recorded: its stored shares and grants, and the registry as it stood when it was
 solved (replayed from the journal up to the run's `state_seq`), never the current state, so the same
 run always exports the same objects. The ledger's head is named in the header so a reader can check
-which journal the export came from. The projects retired by that state come along, so the Slurm
-script can set the limits their accounts still hold to 0.
+which journal the export came from. The members and projects retired by that state come along, so the
+exports can take away the share and limits their accounts still hold, and so does what the runs
+recorded before this one had (their accelerator types, their members and projects), the only record
+of what earlier exports may have left on a cluster. All of it is read from entries up to the run's
+own, so the same run still always exports the same thing.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from pooler.io.export_slurm import RunExport, slurm_script
 from pooler.services import alloc
 from pooler.services.context import Context
 from pooler.services.registry import open_ledger
+from pooler.store.reducer import LedgerState, apply_entry, replaying
+
+# The entries that change which accelerator type a pool has, or whether it is in the registry.
+_POOL_KINDS = ("pool.add", "pool.change", "pool.retire")
 
 
 def run_export(ctx: Context, period: str) -> RunExport:
@@ -32,6 +39,8 @@ def run_export(ctx: Context, period: str) -> RunExport:
     with open_ledger(ctx) as ledger, ledger.reader() as reader:
         state = reader.state_at(view.payload["state_seq"])
         head_seq, head_hash = reader.head()
+        earlier_types, in_earlier = _earlier_runs(reader, state, view.entry.seq)
+    retired = {kind: tuple(sorted(state.retired_ids(kind))) for kind in ("member", "project")}
     return RunExport(
         snapshot=state.snapshot(view.period),
         period=view.period,
@@ -41,8 +50,42 @@ def run_export(ctx: Context, period: str) -> RunExport:
         shares={m["member"]: m["share"] for m in view.members},
         projects=tuple(sorted(p["project"] for p in view.projects)),
         grants=tuple((g["project"], g["pool"], int(g["device_hours"])) for g in view.grants),
-        retired_projects=tuple(sorted(state.retired_ids("project"))),
+        retired_projects=retired["project"],
+        retired_members=retired["member"],
+        seniority={(kind, i): rs.added_seq for kind in ("member", "project")
+                   for i, rs in state.collection(kind).items()},
+        earlier_types=earlier_types,
+        in_earlier_runs=in_earlier,
     )
+
+
+def _earlier_runs(reader, state, run_seq: int) -> tuple[tuple[str, ...], frozenset[tuple[str, str]]]:
+    """What the runs recorded before entry `run_seq` (of any period, superseded ones too) had: the
+    accelerator types of their pools, and which of the members and projects retired by `state` were
+    in them. Each run was solved from the registry at its `state_seq` (every active member and
+    project, every active pool), so one pass over the pool entries up to the last of those gives the
+    types, and the records' own entries say whether they were active then."""
+    checkpoints = sorted({int(e.payload["state_seq"]) for e in reader.entries_of_kind(alloc.RUN_KIND)
+                          if e.seq < run_seq})
+    if not checkpoints:
+        return (), frozenset()
+    entries = sorted((e for kind in _POOL_KINDS for e in reader.entries_of_kind(kind) if e.seq <= checkpoints[-1]),
+                     key=lambda e: e.seq)
+    types: set[str] = set()
+    pools = LedgerState()
+    with replaying() as freeze:
+        done = 0
+        for checkpoint in checkpoints:
+            while done < len(entries) and entries[done].seq <= checkpoint:
+                pools = apply_entry(pools, entries[done])
+                done += 1
+            types.update(rs.record.accelerator for rs in pools.records["pool"].values() if rs.active)
+        freeze(pools)
+    in_earlier = frozenset(
+        (kind, i) for kind in ("member", "project") for i, rs in state.collection(kind).items()
+        if not rs.active and any(rs.added_seq <= c < rs.retired_seq for c in checkpoints)
+    )
+    return tuple(sorted(types)), in_earlier
 
 
 def slurm(ctx: Context, period: str, gres_types: Mapping[str, str] | None = None) -> str:
