@@ -228,7 +228,7 @@ def run(ctx: Context, period: str | None = None, *, dry_run: bool = False,
     """
     if reason is not None and not reason.strip():
         raise UsageError("--reason: give a reason in words")
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=dry_run) as ledger:
         for attempt in range(1, SOLVE_ATTEMPTS + 1):
             with ledger.reader() as reader:
                 solved = _inputs(reader, ctx, period, reason, dry_run)
@@ -382,7 +382,7 @@ def pick_run(reader, period: str | None, what: str = "--period") -> RunView:
 
 def show(ctx: Context, period: str | None = None) -> RunView:
     """The committed (latest) run of `period`, or of the latest period with a run."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         return pick_run(reader, period)
 
 
@@ -407,7 +407,7 @@ def run_inputs(ctx: Context, period: str | None = None) -> RunInputs:
     """The inputs of the committed run of `period` (default: the latest period with a run), checked
     against the digest the run recorded: an `AllocError` when they do not hash to it (the journal
     would then not hold what the run was solved from)."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         entry, _ = pick_entry(reader, period)
         payload = entry.payload
         snapshot = reader.state_at(payload["state_seq"]).snapshot(payload["period"])
@@ -424,7 +424,7 @@ def run_inputs(ctx: Context, period: str | None = None) -> RunInputs:
 
 def periods(ctx: Context) -> list[dict[str, Any]]:
     """Every recorded run, oldest first: period, seq, time, actor, reason, superseded or not."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         runs = _runs(reader)
     latest = {e.payload["period"]: e.seq for e in runs}
     return [{"period": e.payload["period"], "seq": e.seq, "time": e.time, "actor": e.actor,
@@ -437,7 +437,7 @@ def periods(ctx: Context) -> list[dict[str, Any]]:
 
 def explain(ctx: Context, project_id: str, period: str | None = None) -> dict[str, Any]:
     """Why `project_id` got what it got in a recorded run: in numbers, for `alloc explain` to word."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         view = pick_run(reader, period)
         state: LedgerState = reader.state_at(view.payload["state_seq"])
     return explain_run(view, state, project_id)
@@ -516,7 +516,7 @@ def explain_run(view: RunView, state: LedgerState, project_id: str) -> dict[str,
 def diff(ctx: Context, first: str, second: str) -> dict[str, Any]:
     """Member and project allocations of two recorded periods side by side, with the change: rows
     with the id, "first" and "second" (the allocations) and "change" (second - first)."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         a, b = pick_run(reader, first, "P1"), pick_run(reader, second, "P2")
     return {"first": a.period, "second": b.period, "unit": b.payload.get("unit"),
             "members": changes(a.members, b.members, "member", "first", "second"),

@@ -104,7 +104,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
 def make(ctx: Context, key_path: Path | None = None, signer: str | None = None) -> dict[str, Any]:
     """The ledger's current head as a checkpoint, signed with the key at `key_path` when given."""
     key = load_private_key(key_path) if key_path is not None else None  # before the ledger: fail early
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         seq, hash_ = ledger.head()
         name = ledger.name
     checkpoint: dict[str, Any] = {"ledger": name, "seq": seq, "hash": hash_, "time": format_time(ctx.clock())}
@@ -201,7 +201,7 @@ class CheckpointVerification:
 def verify(ctx: Context, path: Path) -> CheckpointVerification:
     """Verify the whole ledger and that it still extends the checkpoint at `path` (and its signature)."""
     checkpoint = load(path)
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         report = ledger.verify(checkpoint=(checkpoint["seq"], checkpoint["hash"]))
     problem = signature_problem(checkpoint)
     if problem is not None:

@@ -127,7 +127,7 @@ def overview(ctx: Context, period: str | None = None) -> Overview:
     from pooler.services import alloc, report
 
     _check(period)
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         head_seq, head_hash = reader.head()
         runs = reader.entries_of_kind(alloc.RUN_KIND)
         periods = tuple(sorted({e.payload["period"] for e in runs}, key=alloc.period_order))
@@ -224,7 +224,7 @@ def details(ctx: Context, period: str | None = None) -> Details:
     from pooler.services import alloc, report
 
     _check(period)
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         view = alloc.pick_run(reader, period)
         state = reader.state_at(view.payload["state_seq"])
         snapshot = state.snapshot(view.period)

@@ -36,7 +36,7 @@ def run_export(ctx: Context, period: str) -> RunExport:
     except PeriodError as exc:
         raise UsageError(f"--period: {exc}") from None
     view = alloc.show(ctx, period)  # NotFound (exit 1) when the period has no recorded run
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         state = reader.state_at(view.payload["state_seq"])
         head_seq, head_hash = reader.head()
         earlier_types, in_earlier = _earlier_runs(reader, state, view.entry.seq)

@@ -13,7 +13,7 @@ from pooler.services.registry import open_ledger
 
 def log(ctx: Context, *, limit: int | None = 50) -> list:
     """Journal entries, newest first."""
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         return list(ledger.entries(reverse=True, limit=limit))
 
 
@@ -36,7 +36,7 @@ def subject(entry) -> str:
 
 
 def verify(ctx: Context):
-    with open_ledger(ctx) as ledger, collector_paused():
+    with open_ledger(ctx, read_only=True) as ledger, collector_paused():
         return ledger.verify()
 
 
@@ -45,7 +45,7 @@ def export(ctx: Context, fmt: str, *, rows: bool = False) -> Iterator[str]:
     with `rows` (jsonl), each entry's attached rows after it, one line each:
     `{"attached_to": seq, "table": name, "row": {...}}`, the row as its digest covers it (decimals as
     their exact text), in line order: the digests in the payloads can be recomputed from the file."""
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         if fmt in ("toml", "json"):
             yield dump_manifest(ledger.snapshot(), fmt)
             return

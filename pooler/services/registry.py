@@ -40,15 +40,19 @@ def init(ctx: Context) -> None:
 
 
 @contextmanager
-def open_ledger(ctx: Context) -> Iterator[Ledger]:
+def open_ledger(ctx: Context, *, read_only: bool = False) -> Iterator[Ledger]:
     """The ledger at `ctx.db`, closed again on leaving the block.
 
     Closing matters: SQLite folds its write-ahead log into the main file when the last connection
     closes, and a ledger left open would do that at some later, arbitrary moment.
+
+    `read_only` for every call that only reads: the ledger is opened read-only (nothing written, not
+    migrated), so that an auditor's copy in a folder pooler may not write to can be read
+    (`Ledger.open`).
     """
     from pooler.store import Ledger
 
-    ledger = Ledger.open(ctx.url, clock=ctx.clock, actor=ctx.actor)
+    ledger = Ledger.open(ctx.url, clock=ctx.clock, actor=ctx.actor, read_only=read_only)
     try:
         yield ledger
     finally:
@@ -125,7 +129,9 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
     from pooler.io.manifest import load_manifest
 
     desired = load_manifest(input_file(path, "manifest file"), allow_usage=False)
-    with open_ledger(ctx) as ledger, ledger.writer(ctx.actor) as writer:
+    # a dry run only reads: it works on a ledger pooler may not write to (an auditor's copy)
+    with open_ledger(ctx, read_only=dry_run) as ledger, \
+            (ledger.reader() if dry_run else ledger.writer(ctx.actor)) as writer:
         current = writer.snapshot()
         given = settings_given(path)
         if "consortium" not in given:
@@ -139,7 +145,9 @@ def apply(ctx: Context, path: Path, *, dry_run: bool = False, prune: bool = Fals
         _check_retired_ids(writer, plan, str(path))
         _check_speed_tables(plan, desired, str(path))
         _check_result(merge(current, desired, prune=prune), str(path))
-        if dry_run or plan.empty:
+        if dry_run:
+            return ApplyResult(plan, (), dry_run)
+        if plan.empty:
             writer.rollback()
             return ApplyResult(plan, (), dry_run)
         seqs = tuple(writer.append(*change.entry(start)).seq for change in plan.changes)
@@ -252,13 +260,13 @@ def list_records(ctx: Context, kind: str, *, include_retired: bool = False) -> l
     state = read_state(ctx.db, kind)
     if state is not None:
         return records_of(state, kind, include_retired)
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         return ledger.records(kind, include_retired=include_retired)
 
 
 def show(ctx: Context, kind: str, record_id: str) -> dict[str, Any]:
     """One record with its history: the journal entries that added, changed or retired it."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         for record in reader.records(kind, include_retired=True):
             if record["id"] == record_id:
                 history = [
@@ -278,7 +286,7 @@ def show(ctx: Context, kind: str, record_id: str) -> dict[str, Any]:
 def rate_histories(ctx: Context) -> dict[str, list[Any]]:
     """The accelerators whose rate changes over time (more than one rate version), with the versions
     in the order they were decided: what a manifest, which holds one rate each, cannot carry."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         state = reader.state()
         active = {a.id for a in state.snapshot().accelerators}
         out: dict[str, list[Any]] = {}
@@ -296,5 +304,5 @@ def rate_histories(ctx: Context) -> dict[str, list[Any]]:
 
 
 def snapshot(ctx: Context, period: str | None = None) -> Snapshot:
-    with open_ledger(ctx) as ledger:
+    with open_ledger(ctx, read_only=True) as ledger:
         return ledger.snapshot(period)

@@ -141,7 +141,7 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
     _check_period(period)
     _load_store(ctx)
     with Beside(_verify, ctx) as verification, collector_paused():
-        with open_ledger(ctx) as ledger, ledger.reader() as reader:
+        with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
@@ -174,7 +174,7 @@ def _load_store(ctx: Context) -> None:
 
 
 def _verify(ctx: Context):
-    with open_ledger(ctx) as ledger, collector_paused():
+    with open_ledger(ctx, read_only=True) as ledger, collector_paused():
         return ledger.verify()
 
 

@@ -364,7 +364,7 @@ class FairShare:
 
 def fairshare(ctx: Context, period: str | None = None) -> FairShare:
     """Slurm-`sshare`-like figures for allocating `period` (default: the current period)."""
-    with open_ledger(ctx) as ledger, ledger.reader() as reader:
+    with open_ledger(ctx, read_only=True) as ledger, ledger.reader() as reader:
         state = reader.state()
         kind = state.consortium.period
         try:

@@ -18,6 +18,7 @@ import random
 import re
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -80,6 +81,14 @@ class Backend:
     """The dialect-specific behaviour; subclasses for SQLite and PostgreSQL."""
 
     name = "generic"
+    read_only = False
+
+    def open_read_only(self, url: URL) -> None:
+        """Make every connection of the engines made after this read-only (before `open_engine`)."""
+        self.read_only = True
+
+    def check_unchanged(self, name: str) -> None:
+        """After each transaction of a read-only open: raise if what was read may be torn."""
 
     def configure(self, engine: Engine) -> None:
         """Install connection hooks on a new engine."""
@@ -145,8 +154,104 @@ def _begin_immediate(conn: Connection) -> None:
         conn.exec_driver_sql(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
 
 
+@dataclass(frozen=True)
+class ReadOnlyFile:
+    """How a read-only open reaches an SQLite file: the URI it connects to, and for an immutable
+    open the file's stamp when it was chosen (see `read_only_file`)."""
+
+    path: Path
+    uri: str
+    immutable: bool = False
+    stamp: tuple[int, ...] | None = None
+
+
+def _stamp(path: Path) -> tuple[int, ...]:
+    st = path.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _pending_journal(path: Path) -> Path | None:
+    """A -wal or -journal file beside `path` that holds anything: changes not (yet) in the file."""
+    for suffix in ("-wal", "-journal"):
+        beside = Path(f"{path}{suffix}")
+        try:
+            if beside.stat().st_size > 0:
+                return beside
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def read_only_file(path: Path) -> ReadOnlyFile:
+    """How to open the ledger file `path` read-only.
+
+    `mode=ro` (SQLite reads, never writes, never creates the file) whenever that can read it: a
+    ledger in WAL mode needs its -wal and -shm files, which SQLite creates beside it when the folder
+    is writable, or which already exist there (SQLite 3.22 and later read a WAL database without
+    write access then). In a folder pooler may not write to, without them, `mode=ro` cannot read
+    at all (SQLITE_READONLY_DIRECTORY, or SQLITE_CANTOPEN with a -wal but no -shm). Then:
+
+    - no -wal (or an empty one) and no rollback -journal: the file alone holds every committed
+      entry, and `immutable=1` reads it without the -shm file and without locks. Immutable means
+      SQLite assumes nobody changes the file; nobody has it open (an open WAL ledger has its -wal
+      file), and the file's stamp (inode, size, times) is kept so that `check_unchanged` notices a
+      writer that came meanwhile;
+    - a -wal or -journal that holds anything: entries (or a half-done write) outside the file that
+      SQLite cannot read here, and immutable reading would silently ignore: refused, saying so.
+    """
+    uri = f"{path.absolute().as_uri()}?mode=ro"
+    try:
+        probe = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
+    except sqlite3.Error:
+        return ReadOnlyFile(path, uri)  # the ordinary connection says what is wrong
+    try:
+        probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return ReadOnlyFile(path, uri)
+    except sqlite3.OperationalError as exc:
+        code = getattr(exc, "sqlite_errorname", "") or ""
+        if not code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+            return ReadOnlyFile(path, uri)  # busy, locked...: reported the ordinary way
+    except sqlite3.Error:
+        return ReadOnlyFile(path, uri)  # not a database: reported the ordinary way
+    finally:
+        probe.close()
+    stamp = _stamp(path)
+    pending = _pending_journal(path)
+    if pending is not None:
+        if pending.name.endswith("-wal"):
+            why = (f"its write-ahead log {pending} holds entries not yet in the file, which SQLite reads only "
+                   f"with {path}-shm beside it or in a folder it may write to")
+        else:
+            why = (f"its rollback journal {pending} holds a write that never finished, which only an open "
+                   "that may write undoes")
+        raise StoreUnavailable(f"cannot read the ledger {path}: {why}; copy {path.name} with {pending.name} "
+                               "into a folder pooler may write to, and read the copy")
+    return ReadOnlyFile(path, f"{uri}&immutable=1", immutable=True, stamp=stamp)
+
+
 class SQLiteBackend(Backend):
     name = "sqlite"
+    file: ReadOnlyFile | None = None  # set by `open_read_only` for an SQLite file
+
+    def open_read_only(self, url: URL) -> None:
+        self.read_only = True
+        path = sqlite_file(url)
+        if path is not None:
+            self.file = read_only_file(path)
+
+    def check_unchanged(self, name: str) -> None:
+        file = self.file
+        if file is None or not file.immutable:
+            return
+        try:
+            changed = _stamp(file.path) != file.stamp or _pending_journal(file.path) is not None
+        except OSError:
+            changed = True
+        if changed:
+            raise StoreUnavailable(
+                f"the ledger {name} changed while pooler read it: with no write-ahead log beside it, in a "
+                "folder pooler may not write to, SQLite read it as immutable (without locks), and someone "
+                "wrote to it meanwhile; try again, or read a copy nobody writes to")
 
     def configure(self, engine: Engine) -> None:
         @event.listens_for(engine, "connect")
@@ -158,9 +263,15 @@ class SQLiteBackend(Backend):
             try:
                 cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
                 cursor.execute("PRAGMA foreign_keys = ON")
-                # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
-                # synchronous stays FULL (the default): a committed entry survives a power cut.
-                _set_wal(cursor)
+                if self.read_only:
+                    # No switch to WAL (a write); and no write through this connection even where
+                    # the file was not opened with mode=ro (a `file:` URI given as --db).
+                    cursor.execute("PRAGMA query_only = ON")
+                    cursor.execute("SELECT count(*) FROM sqlite_master").fetchone()  # errors here, worded
+                else:
+                    # Persistent in the file once set; repeating it on an already-WAL file is a no-op.
+                    # synchronous stays FULL (the default): a committed entry survives a power cut.
+                    _set_wal(cursor)
             except sqlite3.OperationalError:
                 raise  # "locked", "unable to open": the ledger's `_explain` words them
             except sqlite3.DatabaseError as exc:
@@ -214,6 +325,8 @@ class PostgreSQLBackend(Backend):
             log.addHandler(logging.NullHandler())
 
     def reader_options(self) -> dict[str, object]:
+        if self.read_only:  # the server itself refuses any write in such a transaction
+            return {"isolation_level": "REPEATABLE READ", "postgresql_readonly": True}
         return {"isolation_level": "REPEATABLE READ"}
 
     def lock_for_write(self, conn: Connection) -> None:
@@ -272,8 +385,18 @@ def open_engine(url: URL, backend: Backend) -> Engine:
         # client encoding can map two stored characters to one (SJIS turns U+00A5 into a backslash),
         # which would let `verify` read a changed row as its declared text (found by review).
         connect_args["client_encoding"] = "utf8"
+    file = getattr(backend, "file", None)
+    creator = None
+    if file is not None:
+        uri = file.uri
+
+        def creator() -> sqlite3.Connection:
+            # The URI form, which SQLAlchemy's URL cannot carry for any path (percent-escapes); the
+            # engine keeps the plain URL for names and for `DigestsBeside`. As SQLAlchemy itself
+            # connects to a file: the pool may hand a connection to another thread.
+            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
     try:
-        engine = create_engine(url, connect_args=connect_args)
+        engine = create_engine(url, connect_args=connect_args, **({"creator": creator} if creator else {}))
     except (ArgumentError, ImportError) as exc:
         raise StoreUnavailable(f"cannot use {describe(url)}: {exc} (--db takes {_URL_FORMS})") from None
     backend.configure(engine)

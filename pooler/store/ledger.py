@@ -949,6 +949,11 @@ class Ledger:
         self._clock = clock or utc_now
 
     @property
+    def read_only(self) -> bool:
+        """Opened with `Ledger.open(..., read_only=True)`: nothing can be written through it."""
+        return self._backend.read_only
+
+    @property
     def name(self) -> str:
         """The ledger as error messages name it: its file path, or its URL without password."""
         return describe(self.url)
@@ -1000,10 +1005,16 @@ class Ledger:
 
     @classmethod
     def open(cls, target: str | os.PathLike[str] | URL, *, clock: Clock | None = None, actor: str = "pooler",
-             migrations: Sequence[Migration] = MIGRATIONS) -> "Ledger":
+             migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False) -> "Ledger":
         """Open an existing ledger, migrating it first if it is older than this code (the migration
         is recorded as a `ledger.migrate` entry by `actor`). `LedgerNotFound` when there is none;
-        `SchemaTooNew` when a newer pooler wrote it. `migrations` is for tests and tools."""
+        `SchemaTooNew` when a newer pooler wrote it. `migrations` is for tests and tools.
+
+        `read_only`: for commands that only read. Nothing is written, ever: an SQLite file is opened
+        with `mode=ro` (or as immutable, `db.read_only_file`), not switched to WAL, and PostgreSQL
+        transactions are READ ONLY; `writer()` is refused. An older ledger is not migrated: it is
+        read as it is when every migration it lacks leaves what readers read unchanged
+        (`Migration.readable_unmigrated`), else refused, saying that it must be migrated first."""
         check_migrations(migrations)
         url = database_url(target)
         backend = backend_for(url)
@@ -1015,6 +1026,8 @@ class Ledger:
                 f"no ledger at {path}: the file does not exist (create one with `pooler init`, "
                 "or point --db or POOLER_DB at an existing ledger)"
             )
+        if read_only:
+            backend.open_read_only(url)
         ledger = cls(url, open_engine(url, backend), backend, clock)
         try:
             with ledger._transaction() as conn:
@@ -1028,12 +1041,26 @@ class Ledger:
                     f"{ledger.name} has schema version {version}, newer than this pooler understands "
                     f"({latest}); upgrade pooler to use it", found=version, supported=latest,
                 )
-            if version < latest:
+            if version < latest and read_only:
+                ledger._check_readable(version, migrations)
+            elif version < latest:
                 ledger._migrate(migrations, actor)
         except BaseException:
             ledger.close()
             raise
         return ledger
+
+    def _check_readable(self, version: int, migrations: Sequence[Migration]) -> None:
+        """A read-only open of a ledger older than this code: fine when every migration it lacks
+        leaves what readers read as it was; else the one clear sentence of what to do."""
+        needed = [m for m in migrations if m.version > version and not m.readable_unmigrated]
+        if needed:
+            latest = migrations[-1].version
+            raise StoreError(
+                f"the ledger {self.name} has schema version {version}, older than this pooler's ({latest}), "
+                f"and this command only reads: it must first be migrated ({needed[0].description}), which "
+                "writes to it; any pooler command that writes, run where it may write (on a copy, to keep "
+                "this one as it is), migrates it")
 
     def _migrate(self, migrations: Sequence[Migration], actor: str) -> None:
         with self._transaction(write=True) as conn:
@@ -1059,6 +1086,18 @@ class Ledger:
 
     @contextmanager
     def _transaction(self, write: bool = False) -> Iterator[Connection]:
+        if write and self.read_only:
+            raise StoreError(f"the ledger {self.name} was opened read-only: nothing can be written through it")
+        try:
+            with self._connected(write) as conn:
+                yield conn
+        except BaseException:
+            self._backend.check_unchanged(self.name)  # a torn read's error is explained as such
+            raise
+        self._backend.check_unchanged(self.name)
+
+    @contextmanager
+    def _connected(self, write: bool) -> Iterator[Connection]:
         try:
             with self._engine.connect() as conn:
                 if write:
@@ -1079,6 +1118,11 @@ class Ledger:
 
     def _explain(self, exc: OperationalError) -> str:
         detail = str(exc.orig) if exc.orig is not None else str(exc)
+        path = sqlite_file(self.url)
+        if path is not None and "readonly database" in detail and not self.read_only:
+            # (SQLITE_READONLY: the file, or the folder where WAL keeps its -wal and -shm files)
+            return (f"cannot write to the ledger {self.name}: pooler may not write to it or to its folder "
+                    f"{path.parent} (commands that only read, such as `ledger verify`, work)")
         if "locked" in detail or "busy" in detail:
             return (f"the ledger {self.name} stayed busy for more than {BUSY_TIMEOUT_SECONDS} s "
                     "(another pooler is writing to it); try again")

@@ -37,6 +37,12 @@ class Migration:
     version: int
     description: str
     apply: Callable[[Connection, Backend], None]
+    # True when this code reads a ledger that lacks this migration exactly as one that has it (the
+    # migration changes nothing a reader reads: an index, a wider integer type, a dropped key). A
+    # read-only open (`Ledger.open(read_only=True)`, for commands that only read) writes nothing and
+    # so cannot migrate: it reads an older ledger as it is only when every migration it lacks says
+    # True here, and otherwise asks for the ledger to be migrated first. When unsure, leave it False.
+    readable_unmigrated: bool = False
 
 
 # Version 1's tables, by name (their shapes are in tables.py).
@@ -110,10 +116,13 @@ def index_usage_jobs(conn: Connection, backend: Backend) -> None:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "create the journal, the projections and the allocation tables", create_version_1),
+    # readable unmigrated: 32-bit times read as the same numbers (none later than 2038 can be stored
+    # in them), and the dropped foreign key only checked writes; nothing changes on SQLite
     Migration(2, "usage times as 64-bit integers and no per-row journal key for usage lines on PostgreSQL",
-              widen_usage_times),
+              widen_usage_times, readable_unmigrated=True),
+    # readable unmigrated: an index changes how fast a query is answered, not its answer
     Migration(3, "an index of usage lines by job, for Slurm imports that skip the jobs recorded before",
-              index_usage_jobs),
+              index_usage_jobs, readable_unmigrated=True),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
