@@ -242,6 +242,20 @@ def test_every_read_command_works_on_a_ledger_in_a_read_only_folder(source, tmp_
     assert (out / "in.toml").is_file()
 
 
+def test_reads_in_a_writable_folder_leave_no_files_behind(source, tmp_path):
+    """Where pooler may write (an admin's own ledger), the commands that only read leave the folder
+    as they found it: a `mode=ro` connection cannot remove SQLite's -wal and -shm files, so every
+    `member list` left two files beside the ledger until the next write. Such reads open the file
+    as a writer would, with `PRAGMA query_only`, and SQLite removes them on closing."""
+    out = tmp_path / "out"
+    out.mkdir()
+    db = copy_ledger(source, tmp_path / "admin")
+    before = fingerprint(db.parent)
+    got = run_pooler(db, commands_for(source / "checkpoint.json", out), [])
+    assert all(r["exit"] == 0 and r["crashed"] is None for r in got), [r for r in got if r["exit"]]
+    assert fingerprint(db.parent) == before
+
+
 def test_an_unreadable_write_ahead_log_is_one_clear_error(source, tmp_path):
     """A -wal file holding entries, without its -shm, in a folder SQLite may not write to: SQLite
     cannot read the log, and reading the file alone would silently miss those entries. Refused,

@@ -182,6 +182,11 @@ def _pending_journal(path: Path) -> Path | None:
     return None
 
 
+def _writable(path: Path) -> bool:
+    """Whether this process may write to the ledger file and create files in its folder."""
+    return os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK | os.X_OK)
+
+
 def read_only_file(path: Path) -> ReadOnlyFile:
     """How to open the ledger file `path` read-only.
 
@@ -199,6 +204,12 @@ def read_only_file(path: Path) -> ReadOnlyFile:
     - a -wal or -journal that holds anything: entries (or a half-done write) outside the file that
       SQLite cannot read here, and immutable reading would silently ignore: refused, saying so.
     """
+    if _writable(path):
+        # where pooler may write anyway (the usual case for an admin), the file is opened as a writer
+        # would, with `PRAGMA query_only` (see `SQLiteBackend.configure`): SQLite then removes its
+        # -wal and -shm files when the last connection closes, as before; a `mode=ro` connection
+        # cannot, and left them beside the ledger after every command that reads
+        return ReadOnlyFile(path, f"{path.absolute().as_uri()}?mode=rw")
     uri = f"{path.absolute().as_uri()}?mode=ro"
     try:
         probe = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
