@@ -296,6 +296,43 @@ def test_a_pool_added_after_the_run_is_settled_at_its_types_rate(reviewed, tmp_p
     assert _recomputed_used(db, "pair") == {m: D(r["used"]) for m, r in after.items() if D(r["used"])}
 
 
+# --- 2c. the summary's counts say what they count ---------------------------------------------------------
+
+
+def test_the_summary_counts_the_run_and_what_was_settled_outside_it(reviewed, tmp_path):
+    """Review: the summary said `projects: 3` while the projects table listed 4 and 4 projects'
+    usage was settled: the count covered the run's projects only and did not say so."""
+    db = _copy(reviewed, tmp_path)
+    pooler(db, "project", "retire", "lingxi-agent")
+    pooler(db, "alloc", "run", "--period", "2027-01")
+    (tmp_path / "late.csv").write_text(LATE_USAGE, encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    pooler(db, "project", "add", "scut-vision", "--sponsor", "scut=1", "--demand", "100")
+    (tmp_path / "vision.csv").write_text("project,pool,device_hours,start,end\n"
+                                         "scut-vision,scut-a800,3,2027-01-20T00:00:00,2027-01-21T00:00:00\n",
+                                         encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "vision.csv", "--format", "csv")
+    data = _audit_json(db, "2027-01")
+    [s] = data["summary"]
+    want = {"members_in_run": 3, "members_outside_run": 0, "projects_in_run": 2, "projects_outside_run": 2,
+            "projects_with_settled_usage": 3, "pools_in_run": 3, "pools_outside_run": 0}
+    assert {k: s[k] for k in want} == want
+    assert not {"members", "projects", "pools"} & set(s)  # the old names, which did not say it
+    # each count follows from the tables beside it
+    assert len(data["projects"]) == s["projects_in_run"] + s["projects_outside_run"]
+    assert len(data["pools"]) == s["pools_in_run"] and len(data["outside_pools"]) == s["pools_outside_run"]
+    assert len(data["members"]) == s["members_in_run"] + s["members_outside_run"]
+    assert s["projects_with_settled_usage"] == sum(1 for p in data["projects"] if D(p["used_units"]))
+    # the same counts, under the same names, in the CSV and the forms for people
+    [row] = _csv_sections(pooler(db, "report", "audit", "--period", "2027-01", "--format", "csv").stdout)["summary"]
+    assert {k: int(row[k]) for k in want} == want
+    for fmt in ("table", "md"):
+        shown = _key_values(pooler(db, "report", "audit", "--period", "2027-01", "--format", fmt).stdout)
+        assert {k: int(shown[k.replace("_", " ")]) for k in want} == want, fmt
+    html = pooler(db, "report", "audit", "--period", "2027-01", "--format", "html").stdout
+    assert "projects with settled usage" in html and "projects in run" in html
+
+
 # --- 3. the rounding, as documented: once per (project, pool) pair --------------------------------------
 
 

@@ -137,8 +137,14 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     used_capacity_units = sum((p.used * p.rate for p in settlement.pools), ZERO)
     delivered_units = used_capacity_units if settlement.idle_basis == "used" else granted_units
     summary = [{
-        "period": period, "unit": unit, "members": len(snapshot.members), "projects": len(projects),
-        "pools": len(settlement.pools), "capacity_device_hours": capacity_dh,
+        # Counts say what they count: the run's members, projects and pools, and those outside the
+        # run that the settlement lists (members charged or lending, projects and pools used).
+        "period": period, "unit": unit, "members_in_run": len(snapshot.members),
+        "members_outside_run": len({b.member for b in settlement.members} - {m.id for m in snapshot.members}),
+        "projects_in_run": len(projects), "projects_outside_run": len(outside),
+        "projects_with_settled_usage": len(settlement.settled_projects),
+        "pools_in_run": len(settlement.pools), "pools_outside_run": len(settlement.outside_pools),
+        "capacity_device_hours": capacity_dh,
         "capacity_units": settlement.pooled_units,
         "allocated_units": sum((Decimal(m["allocated"]) for m in members), ZERO),
         "granted_units": granted_units,
