@@ -215,25 +215,147 @@ def test_a_project_added_after_the_run_is_settled_by_its_sponsors(reviewed, tmp_
                                                           "--format", fmt).stdout
 
 
+# --- 2b. usage of pools outside the run's snapshot ------------------------------------------------------
+
+WITHOUT_LINGXI_POOL = re.compile(r'\[\[pools\]\]\nid = "lingxi-a800"\n(?:[^\[\n][^\n]*\n|\n)*')
+RETIRED_POOL_USAGE = """project,pool,device_hours,start,end
+lingnan-llm,lingxi-a800,100,2027-01-02T00:00:00,2027-01-03T00:00:00
+cantonese-asr,lingxi-a800,50.5,2027-01-02T00:00:00,2027-01-03T00:00:00
+lingnan-llm,gz-lab-910b,1000,2027-01-03T00:00:00,2027-01-04T00:00:00
+"""
+
+
+def test_a_pool_retired_before_the_run_is_settled_by_its_last_recorded_facts(reviewed, tmp_path):
+    """Review: lingxi-a800 was removed by a later `apply`; usage recorded on it in the next period
+    was reported as "unknown pool ... is not settled", though the ledger knows its owner (lingxi-ai),
+    its type (a800, rate 1.2) and region. It is settled as a pool of the run is, from those facts."""
+    db = _copy(reviewed, tmp_path)
+    manifest = (EXAMPLES / "small.toml").read_text(encoding="utf-8")
+    (tmp_path / "smaller.toml").write_text(WITHOUT_LINGXI_POOL.sub("", manifest), encoding="utf-8")
+    assert "lingxi-a800" not in (tmp_path / "smaller.toml").read_text(encoding="utf-8")
+    pooler(db, "apply", tmp_path / "smaller.toml", "--prune")  # retires the pool it no longer lists
+    assert [p["id"] for p in json.loads(pooler(db, "pool", "list", "--json").stdout)] == ["gz-lab-910b", "scut-a800"]
+    pooler(db, "alloc", "run", "--period", "2027-01")
+    (tmp_path / "late.csv").write_text(RETIRED_POOL_USAGE, encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    data = _audit_json(db, "2027-01")
+    members = {m["member"]: m for m in data["members"]}
+    # 100 dh x 1.2 of lingnan-llm (gz-lab 60%, scut 40%) and 50.5 dh x 1.2 of cantonese-asr (scut)
+    assert D(members["lingxi-ai"]["lent"]) == D("120") + D("60.6")
+    assert {(f["lender"], f["borrower"]): D(f["units"]) for f in data["flows"]
+            if f["lender"] == "lingxi-ai"} == {("lingxi-ai", "gz-lab"): 72, ("lingxi-ai", "scut"): D("48") + D("60.6")}
+    assert D(data["summary"][0]["balance_sum"]) == 0
+    assert D(data["summary"][0]["used_units"]) == 1000 + 120 + D("60.6")
+    assert data["outside_pools"] == [{
+        "pool": "lingxi-a800", "status": "retired", "member": "lingxi-ai", "accelerator": "a800",
+        "region": "greater-bay", "rate": "1.2", "used_device_hours": "150.5", "used_capacity_units": "180.6"}]
+    # the run's own pools keep their figures: capacity, use and idle are of the run's pools
+    assert "lingxi-a800" not in {p["pool"] for p in data["pools"]}
+    assert D(data["summary"][0]["used_capacity_units"]) == 1000
+    [note] = [n for n in data["notes"] if "lingxi-a800" in n]
+    assert note.startswith("pool lingxi-a800 is not in this run (retired)") and "unknown" not in note
+    assert "1.2 per device-hour" in note and "lingxi-ai" in note
+    # an auditor recomputes every member's `used` from the ledger's rows and the report's own figures
+    assert _recomputed_used(db, "pair", "2027-01") == {m: D(r["used"]) for m, r in members.items() if D(r["used"])}
+    # and every form says it, the CSV with the device-hours column of the other tables
+    rows = _csv_sections(pooler(db, "report", "audit", "--period", "2027-01", "--format", "csv").stdout)
+    assert [(r["pool"], r["member"], r["rate"], r["used_device_hours"]) for r in rows["outside_pools"]] == [
+        ("lingxi-a800", "lingxi-ai", "1.2", "150.5")]
+    for fmt in ("table", "md", "html"):
+        text = pooler(db, "report", "audit", "--period", "2027-01", "--format", fmt).stdout
+        assert "Pools outside the run" in text and "unknown pool" not in text, fmt
+    statement = json.loads(pooler(db, "report", "member", "lingxi-ai", "--period", "2027-01",
+                                  "--format", "json").stdout)
+    assert [p["pool"] for p in statement["outside_pools"]] == ["lingxi-a800"]
+    assert D(statement["statement"][0]["lent"]) == D("180.6")
+
+
+def test_a_pool_added_after_the_run_is_settled_at_its_types_rate(reviewed, tmp_path):
+    """A pool (and its accelerator type) added after the 2026-11 run, used in 2026-11: settled as a
+    pool of its owner, at the rate the ledger gives the type for the period, and said so."""
+    db = _copy(reviewed, tmp_path)
+    before = {m["member"]: m for m in _audit_json(db)["members"]}
+    pooler(db, "accelerator", "add", "h800", "--rate", "2.5")
+    pooler(db, "pool", "add", "scut-h800", "--member", "scut", "--accelerator", "h800", "--capacity", "100")
+    (tmp_path / "h800.csv").write_text("project,pool,device_hours,start,end\n"
+                                       "lingnan-llm,scut-h800,10,2026-11-20T00:00:00,2026-11-21T00:00:00\n",
+                                       encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "h800.csv", "--format", "csv")
+    data = _audit_json(db)
+    after = {m["member"]: m for m in data["members"]}
+    # 10 dh x 2.5 = 25 units of lingnan-llm: gz-lab's 60% borrowed from scut, scut's 40% its own use
+    assert D(after["gz-lab"]["borrowed"]) - D(before["gz-lab"]["borrowed"]) == 15
+    assert D(after["scut"]["lent"]) - D(before["scut"]["lent"]) == 15
+    assert D(after["scut"]["own_use"]) - D(before["scut"]["own_use"]) == 10
+    assert sum(D(m["balance"]) for m in after.values()) == 0
+    [row] = data["outside_pools"]
+    assert (row["pool"], row["status"], row["rate"], row["region"]) == ("scut-h800", "added after the run", "2.5",
+                                                                        "greater-bay")
+    [note] = [n for n in data["notes"] if "scut-h800" in n]
+    assert "added to the ledger after this run" in note and "the ledger's rate for the period, 2.5" in note
+    assert _recomputed_used(db, "pair") == {m: D(r["used"]) for m, r in after.items() if D(r["used"])}
+
+
+# --- 2c. the summary's counts say what they count ---------------------------------------------------------
+
+
+def test_the_summary_counts_the_run_and_what_was_settled_outside_it(reviewed, tmp_path):
+    """Review: the summary said `projects: 3` while the projects table listed 4 and 4 projects'
+    usage was settled: the count covered the run's projects only and did not say so."""
+    db = _copy(reviewed, tmp_path)
+    pooler(db, "project", "retire", "lingxi-agent")
+    pooler(db, "alloc", "run", "--period", "2027-01")
+    (tmp_path / "late.csv").write_text(LATE_USAGE, encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    pooler(db, "project", "add", "scut-vision", "--sponsor", "scut=1", "--demand", "100")
+    (tmp_path / "vision.csv").write_text("project,pool,device_hours,start,end\n"
+                                         "scut-vision,scut-a800,3,2027-01-20T00:00:00,2027-01-21T00:00:00\n",
+                                         encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "vision.csv", "--format", "csv")
+    data = _audit_json(db, "2027-01")
+    [s] = data["summary"]
+    want = {"members_in_run": 3, "members_outside_run": 0, "projects_in_run": 2, "projects_outside_run": 2,
+            "projects_with_settled_usage": 3, "pools_in_run": 3, "pools_outside_run": 0}
+    assert {k: s[k] for k in want} == want
+    assert not {"members", "projects", "pools"} & set(s)  # the old names, which did not say it
+    # each count follows from the tables beside it
+    assert len(data["projects"]) == s["projects_in_run"] + s["projects_outside_run"]
+    assert len(data["pools"]) == s["pools_in_run"] and len(data["outside_pools"]) == s["pools_outside_run"]
+    assert len(data["members"]) == s["members_in_run"] + s["members_outside_run"]
+    assert s["projects_with_settled_usage"] == sum(1 for p in data["projects"] if D(p["used_units"]))
+    # the same counts, under the same names, in the CSV and the forms for people
+    [row] = _csv_sections(pooler(db, "report", "audit", "--period", "2027-01", "--format", "csv").stdout)["summary"]
+    assert {k: int(row[k]) for k in want} == want
+    for fmt in ("table", "md"):
+        shown = _key_values(pooler(db, "report", "audit", "--period", "2027-01", "--format", fmt).stdout)
+        assert {k: int(shown[k.replace("_", " ")]) for k in want} == want, fmt
+    html = pooler(db, "report", "audit", "--period", "2027-01", "--format", "html").stdout
+    assert "projects with settled usage" in html and "projects in run" in html
+
+
 # --- 3. the rounding, as documented: once per (project, pool) pair --------------------------------------
 
 
-def _recomputed_used(db: Path, per: str) -> dict[str, Decimal]:
+def _recomputed_used(db: Path, per: str, period: str = PERIOD) -> dict[str, Decimal]:
     """Each member's `used` as an auditor recomputes it from `ledger export --rows` and `alloc inputs`
     by the rule in core/settle.py (README, Settlement): the period's device-hours summed per (project,
     pool) (`per="pair"`; `per="line"` rounds each line instead), x rate x speed, rounded half-even to
-    1e-6, split by stakes into whole 1e-6 by largest remainder (ties to the smaller id)."""
+    1e-6, split by stakes into whole 1e-6 by largest remainder (ties to the smaller id). A pool outside
+    the run is taken as the report's `outside_pools` gives it (owner, accelerator, rate)."""
     from decimal import ROUND_HALF_EVEN
 
-    inputs = json.loads(pooler(db, "alloc", "inputs", "--period", PERIOD, "-f", "json").stdout,
+    inputs = json.loads(pooler(db, "alloc", "inputs", "--period", period, "-f", "json").stdout,
                         parse_float=D, parse_int=D)
     rates = {a["id"]: a["rate"] for a in inputs["accelerators"]}
     pools = {p["id"]: (p["member"], p["accelerator"]) for p in inputs["pools"]}
+    for p in _audit_json(db, period)["outside_pools"]:
+        pools[p["pool"]] = (p["member"], p["accelerator"])
+        assert rates.setdefault(p["accelerator"], D(p["rate"])) == D(p["rate"])  # one type, one rate
     projects = {p["id"]: p for p in inputs["projects"]}
     items: dict = {}  # (project, pool) or the line's number -> [project, pool, device-hours]
     for i, line in enumerate(pooler(db, "ledger", "export", "--format", "jsonl", "--rows").stdout.splitlines()):
         row = json.loads(line).get("row")
-        if json.loads(line).get("table") == "usage_line" and row["period"] == PERIOD:
+        if json.loads(line).get("table") == "usage_line" and row["period"] == period:
             key = (row["project"], row["pool"]) if per == "pair" else i
             items.setdefault(key, [row["project"], row["pool"], D(0)])[2] += D(row["device_hours"])
     used: dict[str, Decimal] = {}

@@ -12,7 +12,10 @@ without its region test (the device-hours were consumed wherever they ran). Wher
 table gives the pool's type no positive speed, the pair is charged at the pool's rate (speed 1) and a
 note says so: compute that was really consumed is never free. The units are split among j's sponsors
 by their normalised stakes (a project outside the snapshot, `OutsideProject`, by the stakes and speeds
-the ledger last recorded for it). The part of a sponsor that does not own p is *borrowed* by that sponsor
+the ledger last recorded for it). A pool outside the snapshot (`OutsidePool`: retired before the run, or
+added after it) is charged as a pool of the run is, from what the ledger last recorded of it: its owner,
+its accelerator type at the rate the run gives that type (the ledger's rate of the type for the period
+when the run has no such type), its region. The part of a sponsor that does not own p is *borrowed* by that sponsor
 and *lent* by p's owner; the owner's own part is its own use. Balance = lent - borrowed.
 
 Exact sums. Each pair's units (not each line's) are rounded once to QUANTUM (1e-6 units, half-even:
@@ -30,7 +33,7 @@ are charged 0.000001, not 0.)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Context, Decimal, localcontext
 from math import lcm
 from typing import Mapping, Sequence
@@ -106,6 +109,33 @@ class OutsideProject:
 
 
 @dataclass(frozen=True)
+class OutsidePool:
+    """A pool that was used in the period but is not in the run's snapshot (retired before the run,
+    or added after it), as the ledger last recorded it: its usage is settled as a pool of the run's
+    is, its owner lending. `rate` is the units per device-hour its type is worth in the period (the
+    settlement keeps the run's rate where the run has the type); `region` its own or its owner's,
+    as last recorded. The settlement returns it with `used`, its device-hours in the period."""
+
+    record: Pool
+    retired: bool
+    rate: Decimal
+    region: str | None
+    used: Decimal = ZERO
+
+    @property
+    def pool(self) -> str:
+        return self.record.id
+
+    @property
+    def member(self) -> str:
+        return self.record.member
+
+    @property
+    def accelerator(self) -> str:
+        return self.record.accelerator
+
+
+@dataclass(frozen=True)
 class Settlement:
     period: str | None
     members: tuple[MemberBalance, ...]
@@ -117,6 +147,8 @@ class Settlement:
     notes: tuple[str, ...]
     quantum: Decimal = QUANTUM
     outside: tuple[OutsideProject, ...] = ()  # projects settled that are not in the snapshot, by id
+    outside_pools: tuple[OutsidePool, ...] = ()  # pools charged that are not in the snapshot, by id
+    settled_projects: frozenset[str] = frozenset()  # projects whose usage was charged to sponsors
 
     def member(self, member_id: str) -> MemberBalance:
         for m in self.members:
@@ -173,15 +205,17 @@ def _split(units: Decimal, weighted: tuple[tuple[tuple[str, int], ...], int],
 
 def settle(snapshot: Snapshot, period: str | None, members: Mapping[str, MemberFigures],
            granted: Mapping[str, Decimal], used: Mapping[tuple[str, str], Decimal],
-           outside: Mapping[str, OutsideProject] | None = None) -> Settlement:
+           outside: Mapping[str, OutsideProject] | None = None,
+           outside_pools: Mapping[str, OutsidePool] | None = None) -> Settlement:
     """Settle one period (see the module docstring for the rules). `outside`: the projects not in
     the snapshot as the ledger last recorded them; their usage is settled by those records (a
-    project in neither is unknown: its usage is noted and charged to nobody)."""
+    project in neither is unknown: its usage is noted and charged to nobody). `outside_pools`: the
+    same for pools (a pool in neither is unknown: its usage is noted and not settled)."""
     with localcontext(_WIDE):
-        return _settle(snapshot, period, members, granted, used, outside or {})
+        return _settle(snapshot, period, members, granted, used, outside or {}, outside_pools or {})
 
 
-def _settle(snapshot, period, members, granted, used, outside) -> Settlement:
+def _settle(snapshot, period, members, granted, used, outside, outside_pools) -> Settlement:
     rates = {a.id: a.rate for a in snapshot.accelerators}
     pools = snapshot.by_id("pool")
     projects = snapshot.by_id("project")
@@ -194,7 +228,19 @@ def _settle(snapshot, period, members, granted, used, outside) -> Settlement:
         for o in settled_outside:
             notes.append(_outside_note(o))
         projects = {**projects, **{o.record.id: o.record for o in settled_outside}}
-    pool_used, moved = _charge_pairs(used, pools, projects, rates, notes)
+    charged_pools: list[OutsidePool] = []
+    if outside_pools:
+        with_usage = used_pools(used)
+        charged_pools = [outside_pools[p] for p in sorted(outside_pools) if p not in pools and p in with_usage]
+        run_rates = dict(rates)
+        for o in charged_pools:  # the run's rate of the type where it has one: one type, one rate
+            rates.setdefault(o.accelerator, o.rate)
+        charged_pools = [o if rates[o.accelerator] == o.rate else replace(o, rate=rates[o.accelerator])
+                         for o in charged_pools]
+        for o in charged_pools:
+            notes.append(_outside_pool_note(o, o.accelerator in run_rates))
+        pools = {**pools, **{o.pool: o.record for o in charged_pools}}
+    pool_used, moved, settled = _charge_pairs(used, pools, projects, rates, notes)
 
     # Everything else is a sum over the units moved from pool owners to sponsors: the part a
     # sponsor takes on its own pool is own use, any other part is lent by the owner and borrowed
@@ -250,6 +296,8 @@ def _settle(snapshot, period, members, granted, used, outside) -> Settlement:
         flows=tuple(Flow(a, b, u) for (a, b), u in sorted(flows.items())),
         pooled_units=pooled, used_units=sum(used_units.values(), ZERO), idle_basis=basis,
         notes=tuple(notes), outside=tuple(settled_outside),
+        outside_pools=tuple(replace(o, used=pool_used.get(o.pool, ZERO)) for o in charged_pools),
+        settled_projects=settled,
     )
 
 
@@ -260,11 +308,26 @@ def used_projects(used: Mapping[tuple[str, str], Decimal]) -> frozenset[str]:
     return frozenset(p for p, _ in used)
 
 
+def used_pools(used: Mapping[tuple[str, str], Decimal]) -> frozenset[str]:
+    """The pools with usage in `used` (from the columns, without making the dict, when it has them)."""
+    if isinstance(used, PairHours):
+        return used.pool_ids()
+    return frozenset(q for _, q in used)
+
+
 def _outside_note(o: OutsideProject) -> str:
     stakes = ", ".join(f"{m} {_percent(s)}%" for m, s in sorted(o.record.stakes().items()))
     why = "retired" if o.retired else "added to the ledger after this run"
     return (f"{o.record.id} is not in this run ({why}): its usage is settled by its sponsors and stakes "
             f"as the ledger last recorded them ({stakes})")
+
+
+def _outside_pool_note(o: OutsidePool, run_rate: bool) -> str:
+    why = "retired" if o.retired else "added to the ledger after this run"
+    rate = "the run's rate" if run_rate else "the ledger's rate for the period"
+    return (f"pool {o.pool} is not in this run ({why}): its usage is settled as a pool of {o.member} "
+            f"({o.accelerator} at {rate}, {dec_str(o.rate)} per device-hour; region {o.region or 'none'}) "
+            f"as the ledger last recorded it")
 
 
 def _percent(stake: Decimal) -> str:
@@ -274,10 +337,11 @@ def _percent(stake: Decimal) -> str:
 
 def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, Pool],
                   projects: Mapping[str, Project], rates: Mapping[str, Decimal],
-                  notes: list[str]) -> tuple[dict[str, Decimal], dict[tuple[str, str], int]]:
+                  notes: list[str]) -> tuple[dict[str, Decimal], dict[tuple[str, str], int], frozenset[str]]:
     """Charge every (project, pool) pair's device-hours, in (project, pool) order: the device-hours
-    used per pool, and the whole quanta moved per (pool owner, sponsor), summed as integers (exact,
-    and cheap over hundreds of thousands of pairs). Pairs that cannot be charged are noted.
+    used per pool, the whole quanta moved per (pool owner, sponsor), summed as integers (exact,
+    and cheap over hundreds of thousands of pairs), and the projects charged (those with a pair of
+    a known project on a known pool). Pairs that cannot be charged are noted.
 
     With `PairHours` the device-hours are whole nanohours and the pair's quanta are computed in
     integers (the exact product, rounded half-even, as the wide Decimal context computes it);
@@ -297,6 +361,7 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
     pool_nano: dict[str, int] = {}
     pool_used: dict[str, Decimal] = {}
     moved: dict[tuple[str, str], int] = {}
+    settled: set[str] = set()
     scale = -QUANTUM.as_tuple().exponent  # units x 10**scale = quanta
     per_unit = NANO // 10 ** scale  # nanohours x (units per device-hour) per quantum
     one = Decimal(1)
@@ -328,6 +393,7 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
             notes.append(f"usage of {_text(used, project_id, pool_id, hours, nano)} device-hours on {pool_id} by "
                          f"unknown project {project_id} is not charged to anyone")
             continue
+        settled.add(project_id)
         accelerator = pool.accelerator
         factor = factors.get(accelerator)
         if factor is None:
@@ -363,7 +429,7 @@ def _charge_pairs(used: Mapping[tuple[str, str], Decimal], pools: Mapping[str, P
     for pool_id, nano in pool_nano.items():
         hours = from_nano(nano)
         pool_used[pool_id] = hours + pool_used[pool_id] if pool_id in pool_used else hours
-    return pool_used, moved
+    return pool_used, moved, frozenset(settled)
 
 
 # Integer products below this many units are well inside what the wide context holds exactly
@@ -375,7 +441,7 @@ _INT64_SAFE = 2 ** 62  # every product and sum of `_charge_arrays` stays below t
 
 def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping[str, Project],
                    rates: Mapping[str, Decimal], notes: list[str]
-                   ) -> tuple[dict[str, Decimal], dict[tuple[str, str], int]] | None:
+                   ) -> tuple[dict[str, Decimal], dict[tuple[str, str], int], frozenset[str]] | None:
     """`_charge_pairs` on whole-nanohour pairs, with the per-pair arithmetic in NumPy int64: the same
     integers (quanta rounded half-even, the largest-remainder split, ties to the smaller id), the same
     notes in the same order. The per-project and per-type figures are still made once each, exactly,
@@ -539,7 +605,8 @@ def _charge_arrays(used: PairHours, pools: Mapping[str, Pool], projects: Mapping
     moved = {(member_ids[k // len(member_ids)], member_ids[k % len(member_ids)]): int(v)
              for k, v in zip(ukeys.tolist(), sums.tolist())}
     notes.extend(found)
-    return pool_used, moved
+    settled = frozenset(map(project_ids.__getitem__, np.unique(project_of[charge]).tolist()))
+    return pool_used, moved, settled
 
 
 def combo_speeds(records: Sequence[Project | None], types: Mapping[str, int], combos,

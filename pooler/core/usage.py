@@ -150,6 +150,12 @@ class PairHours(Mapping[tuple[str, str], Decimal]):
             return frozenset(self._columns.project_ids)
         return frozenset(p for p, _ in self._nano)
 
+    def pool_ids(self) -> frozenset[str]:
+        """The pools that have pairs (from the columns when the dict is not made)."""
+        if self._nano is None:
+            return frozenset(self._columns.pool_ids)
+        return frozenset(q for _, q in self._nano)
+
     def nano_range(self) -> tuple[int, int]:
         """The smallest and the largest pair's nanohours ((0, 0) without pairs)."""
         if self._nano is None:

@@ -27,6 +27,7 @@ AUDIT_SECTIONS = (
     ("members", "Member statements"),
     ("projects", "Projects"),
     ("pools", "Pool utilisation"),
+    ("outside_pools", "Pools outside the run"),
     ("flows", "Lending between members"),
     ("ledger", "Ledger"),
 )
@@ -35,6 +36,7 @@ MEMBER_SECTIONS = (
     ("statement", "Statement"),
     ("projects", "Projects sponsored"),
     ("pools", "Pools contributed"),
+    ("outside_pools", "Pools contributed outside the run"),
     ("counterparties", "Lending and borrowing by counterparty"),
     ("ledger", "Ledger"),
 )
@@ -64,7 +66,8 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     # projects outside the run that used compute, settled by their last recorded sponsors
     outside = {o.record.id: o for o in settlement.outside}
     project_records = {**{p: o.record for p, o in outside.items()}, **snapshot.by_id("project")}
-    pools_by_id = {p.pool: p for p in settlement.pools}
+    # pools outside the run that were used are charged as the run's are: by their rate and type
+    pools_by_id = {**{p.pool: p for p in settlement.outside_pools}, **{p.pool: p for p in settlement.pools}}
     metrics = run.get("metrics", {})
 
     granted_dh: dict[str, Decimal] = {}
@@ -102,6 +105,14 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "flagged": p.flagged,
     } for p in settlement.pools]
 
+    # Pools outside the run that were used: no capacity pledged in this run (so no idle share, and
+    # not in the summary's capacity or used capacity units), their usage settled all the same.
+    outside_pool_rows = [{
+        "pool": o.pool, "status": "retired" if o.retired else "added after the run", "member": o.member,
+        "accelerator": o.accelerator, "region": o.region or "", "rate": o.rate,
+        "used_device_hours": o.used, "used_capacity_units": o.used * o.rate,
+    } for o in settlement.outside_pools]
+
     def grouped(key) -> list[dict[str, Any]]:
         groups: dict[str, dict[str, Any]] = {}
         for p in settlement.pools:
@@ -126,8 +137,14 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
     used_capacity_units = sum((p.used * p.rate for p in settlement.pools), ZERO)
     delivered_units = used_capacity_units if settlement.idle_basis == "used" else granted_units
     summary = [{
-        "period": period, "unit": unit, "members": len(snapshot.members), "projects": len(projects),
-        "pools": len(settlement.pools), "capacity_device_hours": capacity_dh,
+        # Counts say what they count: the run's members, projects and pools, and those outside the
+        # run that the settlement lists (members charged or lending, projects and pools used).
+        "period": period, "unit": unit, "members_in_run": len(snapshot.members),
+        "members_outside_run": len({b.member for b in settlement.members} - {m.id for m in snapshot.members}),
+        "projects_in_run": len(projects), "projects_outside_run": len(outside),
+        "projects_with_settled_usage": len(settlement.settled_projects),
+        "pools_in_run": len(settlement.pools), "pools_outside_run": len(settlement.outside_pools),
+        "capacity_device_hours": capacity_dh,
         "capacity_units": settlement.pooled_units,
         "allocated_units": sum((Decimal(m["allocated"]) for m in members), ZERO),
         "granted_units": granted_units,
@@ -155,6 +172,7 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "members": member_rows,
         "projects": project_rows,
         "pools": pool_rows,
+        "outside_pools": outside_pool_rows,
         "flows": [{"lender": f.lender, "borrower": f.borrower, "units": f.units} for f in settlement.flows],
         "ledger": [dict(ledger)],
         # what the notes say of projects outside the run, for programs: exact stakes, as settled
@@ -407,6 +425,7 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
         "statement": rows,
         "projects": projects,
         "pools": [p for p in audit["pools"] if p["member"] == member],
+        "outside_pools": [p for p in audit.get("outside_pools", ()) if p["member"] == member],
         "counterparties": [{"member": other, **v, "net": v["lent_to"] - v["borrowed_from"]}
                            for other, v in sorted(counterparties.items())],
         "ledger": audit["ledger"],
@@ -414,9 +433,15 @@ def build_member(audit: Mapping[str, Any], member: str, snapshot: Snapshot) -> d
     }
 
 
+# Sections shown only when they have rows (most periods have none): the forms for people and the
+# CSV then look as they did before such pools were settled. The JSON always has the key.
+_WHEN_USED = frozenset({"outside_pools"})
+
+
 def sections(report: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     """The (key, title) table sections of a report, in order."""
-    return AUDIT_SECTIONS if report.get("report") == "audit" else MEMBER_SECTIONS
+    listed = AUDIT_SECTIONS if report.get("report") == "audit" else MEMBER_SECTIONS
+    return tuple((key, title) for key, title in listed if key not in _WHEN_USED or report.get(key))
 
 
 # Columns in device-hours whose key does not say so (pool rows keep their JSON keys): the CSV and

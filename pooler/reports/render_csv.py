@@ -8,6 +8,17 @@ A column holds one unit: device-hours columns say so in their name (a pool's `ca
 and `used` of the JSON are `capacity_device_hours`, `granted_device_hours` and `used_device_hours`
 here, the names the projects' and the summary's device-hours columns have), all others are in the
 report's unit, or are counts, ratios or text.
+
+Formulas. A spreadsheet opening the file takes a cell that begins with `=`, `+`, `-` or `@` for a
+formula and runs it (OWASP, CSV Injection; CWE-1236), and the ids, names, reasons, actors and notes a
+report writes are whatever someone registered. So every TEXT cell whose first character is `=`, `+`,
+`-`, `@`, NUL, any whitespace (a tab, CR or LF, which some spreadsheets skip, or a space, which an
+import may trim) or an apostrophe is written with one apostrophe before it (`=HYPERLINK(...)` ->
+`'=HYPERLINK(...)`, `'quoted` -> `''quoted`): the marker spreadsheets read as "this is text".
+Number cells are never touched: a balance of -5 is written `-5` and stays a number; a member whose
+id is the text "-5" is written `'-5`. No number, boolean or empty cell begins with an apostrophe, so
+a program gets every value back exactly by removing one leading apostrophe from any cell that has
+one (`unguard`). The JSON form is never escaped.
 """
 
 from __future__ import annotations
@@ -22,12 +33,31 @@ from pooler.core.model import dec_str
 from pooler.reports.audit import column_name, section_rows, sections, to_plain
 
 
+# The first characters after which a text cell is marked: those that start a formula, NUL, and the
+# apostrophe itself (so that the marker can always be removed); any whitespace is marked too.
+FORMULA_START = frozenset("=+-@\0'")
+
+
+def guard(text: str) -> str:
+    """A text cell as written: one apostrophe before it when its first character could start a
+    formula (or is whitespace or an apostrophe), else as it is."""
+    first = text[:1]
+    return "'" + text if first and (first in FORMULA_START or first.isspace()) else text
+
+
+def unguard(cell: str) -> str:
+    """A cell's value as the report holds it: `guard` undone (one leading apostrophe removed)."""
+    return cell[1:] if cell[:1] == "'" else cell
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(to_plain(value))
+    if isinstance(value, (Decimal, int, float)):  # numbers stay numbers: -5 is -5
+        return str(to_plain(value))
+    return guard(str(value))
 
 
 def render_csv(report: Mapping[str, Any]) -> str:
@@ -43,7 +73,7 @@ def render_csv(report: Mapping[str, Any]) -> str:
     if report.get("notes"):
         if "note" not in columns:
             columns.append("note")
-        rows += [{"section": "notes", "note": n} for n in report["notes"]]
+        rows += [{"section": "notes", "note": guard(n)} for n in report["notes"]]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()

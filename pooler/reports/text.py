@@ -3,7 +3,7 @@
 Quantities are shown to whole units with thousands separators, every one of them (`0.00` beside
 `12,000` read as a different kind of figure); a figure that is not zero but would show as 0 shows as
 `<1` (`>-1` when negative), never as a zero it is not. Ratios are shown as percentages, missing
-ratios as "-". The exact figures are in the JSON and CSV forms.
+ratios as "-", an accelerator's rate (units per device-hour) exactly. The exact figures are in the JSON and CSV forms.
 """
 
 from __future__ import annotations
@@ -29,6 +29,10 @@ def human(key: str, value: Any) -> str:
         return f"{Decimal(value) * 100:.1f}%"
     if key == "jain_index" and isinstance(value, (Decimal, float)):
         return f"{Decimal(value):.4f}"
+    if key == "rate" and isinstance(value, Decimal):  # units per device-hour: 1.2 is not 1
+        from pooler.core.model import dec_str
+
+        return dec_str(value)
     if isinstance(value, Decimal):
         text = f"{value:,.0f}"  # (half-even: 0.5 shows as 0, so the test is on the text)
         if value != 0 and text in ("0", "-0"):

@@ -229,9 +229,9 @@ def details(ctx: Context, period: str | None = None) -> Details:
         state = reader.state_at(view.payload["state_seq"])
         snapshot = state.snapshot(view.period)
         used = report.used_device_hours(reader, view.period)
-        outside = report.outside_projects(reader, snapshot, used)
+        outside, outside_pools = report.outside_records(reader, snapshot, used)
         head = reader.head()
-    audit = report.audit_of(view, snapshot, used, head, outside=outside)
+    audit = report.audit_of(view, snapshot, used, head, outside=outside, outside_pools=outside_pools)
     grants: dict[str, list[Mapping[str, Any]]] = {}
     for g in view.grants:
         grants.setdefault(g["project"], []).append(g)

@@ -18,7 +18,7 @@ import re
 from decimal import Decimal
 from typing import Any, Mapping
 
-from pooler.core.settle import MemberFigures, OutsideProject, settle, used_projects
+from pooler.core.settle import MemberFigures, OutsidePool, OutsideProject, settle, used_pools, used_projects
 from pooler.core.usage import NANO, PairColumns, PairHours
 from pooler.errors import NotFound, UsageError
 from pooler.io.usage import EXACT
@@ -145,9 +145,9 @@ def _audit(ctx: Context, period: str | None) -> tuple[dict[str, Any], Any]:
             view = pick_run(reader, period)
             snapshot = reader.state_at(view.payload["state_seq"]).snapshot(view.period)
             used = used_device_hours(reader, view.period)
-            outside = outside_projects(reader, snapshot, used)
+            outside, outside_pools = outside_records(reader, snapshot, used)
             head = reader.head()
-        report = audit_of(view, snapshot, used, head, outside=outside)
+        report = audit_of(view, snapshot, used, head, outside=outside, outside_pools=outside_pools)
         checked = verification.result()
         report["ledger"] = [_ledger_info(head, checked)]
         if not checked.ok:
@@ -178,28 +178,51 @@ def _verify(ctx: Context):
         return ledger.verify()
 
 
-def outside_projects(reader, snapshot, used: Mapping[tuple[str, str], Decimal]) -> dict[str, OutsideProject]:
-    """The projects with usage in `used` that are not in the run's `snapshot` (retired before the run,
-    or added after it), as the ledger last recorded them, retired ones included: the sponsors and
-    stakes fair-share charges their usage to. A project the ledger never knew is left out (unknown).
-    The ledger's state is read only when such a project exists."""
+def outside_records(reader, snapshot, used: Mapping[tuple[str, str], Decimal]
+                    ) -> tuple[dict[str, OutsideProject], dict[str, OutsidePool]]:
+    """The projects and the pools with usage in `used` that are not in the run's `snapshot` (retired
+    before the run, or added after it), as the ledger last recorded them, retired ones included. A
+    project: the sponsors and stakes fair-share charges its usage to. A pool: its owner, its type and
+    its region (its own, else its owner's as last recorded), and its type's rate for the period (the
+    run's where the run has the type, else the ledger's, as fair-share rates it). An id the ledger
+    never knew is left out (unknown). The ledger's state is read only when such a record exists."""
     missing = used_projects(used) - {p.id for p in snapshot.projects}
-    if not missing:
-        return {}
-    records = reader.state().collection("project")
-    return {p: OutsideProject(records[p].record, not records[p].active) for p in sorted(missing) if p in records}
+    missing_pools = used_pools(used) - {p.id for p in snapshot.pools}
+    if not missing and not missing_pools:
+        return {}, {}
+    state = reader.state()
+    records = state.collection("project")
+    projects = {p: OutsideProject(records[p].record, not records[p].active) for p in sorted(missing) if p in records}
+    pools: dict[str, OutsidePool] = {}
+    if missing_pools:
+        pool_records = state.collection("pool")
+        members = state.collection("member")
+        run_rates = {a.id: a.rate for a in snapshot.accelerators}
+        for q in sorted(missing_pools):
+            if q not in pool_records:
+                continue
+            record = pool_records[q].record
+            owner = members.get(record.member)
+            region = record.region if record.region is not None else (
+                owner.record.region if owner is not None else None)
+            rate = run_rates.get(record.accelerator)
+            if rate is None:
+                rate = state.rate_as_of(record.accelerator, snapshot.period)
+            pools[q] = OutsidePool(record, not pool_records[q].active, rate, region)
+    return projects, pools
 
 
 def audit_of(view, snapshot, used: Mapping[tuple[str, str], Decimal], head: tuple[int, str],
-             verification=None, outside: Mapping[str, OutsideProject] | None = None) -> dict[str, Any]:
+             verification=None, outside: Mapping[str, OutsideProject] | None = None,
+             outside_pools: Mapping[str, OutsidePool] | None = None) -> dict[str, Any]:
     """The audit report of a run already read: its rows, the snapshot it was solved from, the period's
-    usage, the journal head, and the projects outside the snapshot that used compute
-    (`outside_projects`). Without a `verification` the report's ledger section says `verified` None
+    usage, the journal head, and the projects and pools outside the snapshot that were used
+    (`outside_records`). Without a `verification` the report's ledger section says `verified` None
     (not checked)."""
     figures = {m["member"]: MemberFigures(Decimal(m["share"]), Decimal(m["contributed"]),
                                           Decimal(m["allocated"])) for m in view.members}
     granted = {p["pool"]: Decimal(p["granted"]) for p in view.pools}
-    settlement = settle(snapshot, view.period, figures, granted, used, outside)
+    settlement = settle(snapshot, view.period, figures, granted, used, outside, outside_pools)
     entry = view.entry
     run = {"metrics": view.payload.get("metrics", {}),
            # which run this is, first: tables and CSV show it as the report's first section
