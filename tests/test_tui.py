@@ -660,6 +660,15 @@ def test_a_pool_idle_over_30_percent_is_marked_in_words(ledger):
 # --- the dashboard review (focus, keys, units, commit, colours, layout) --------------------------------
 
 
+def _focus_in(app, tab: str) -> bool:
+    """Whether view `tab` is shown and the focus is in it."""
+    from textual.widgets import TabbedContent, TabPane
+
+    focused = app.focused
+    return (app.query_one(TabbedContent).active == tab and focused is not None
+            and app.query_one(f"#{tab}", TabPane) in focused.ancestors_with_self)
+
+
 def test_two_view_keys_pressed_quickly_land_on_the_last(ledger):
     """Review: `tmux send-keys -l 41` showed the Pools view: the first key's table took the focus
     after the second key had switched, and the tab bar followed the focus back."""
@@ -674,8 +683,13 @@ def test_two_view_keys_pressed_quickly_land_on_the_last(ledger):
             # waits for the app to be idle after each key)
             for key in (first, second):
                 app.post_message(events.Key(key, key))
+            # until both keys are handled: the second key's view shown, the focus in it (a fixed
+            # 0.2 s was too short on a loaded machine: the first key's view still showed, and the
+            # second's came a moment later); then a while for a late word from the first key's pane
+            await _until(pilot, lambda: _focus_in(app, tab))
             await pilot.pause(0.2)
             assert app.query_one(TabbedContent).active == tab, (first, second)
+            assert _focus_in(app, tab), (first, second, app.focused)
         await _until(pilot, lambda: app.focused is app.table("members").data_table)
         assert app.focused is app.table("members").data_table
         assert app.query_one(TabbedContent).active == "members"
