@@ -335,6 +335,54 @@ def test_an_immutable_read_notices_a_ledger_changed_meanwhile(source, tmp_path):
     assert out.startswith(f"StoreError: the ledger {db} changed while pooler read it"), (out, err)
 
 
+def test_a_read_only_open_reads_on_when_the_write_ahead_log_goes_away_meanwhile(source, tmp_path):
+    """Review (a reader looping while a writer ran): in a folder the reader may not write to, a read
+    found the ledger open elsewhere (its -wal and -shm beside it) and chose `mode=ro`; the writer
+    then closed it, SQLite removed both files, and the reader's own connection could not make a
+    -shm: "Error: cannot use the ledger ...: attempt to write a readonly database" from `ledger log`,
+    about 1 read in 70. The file alone now holds every entry, so it is read as immutable."""
+    prefix = _unprivileged_prefix(tmp_path)
+    if not prefix:
+        pytest.skip("needs root to hold the ledger open where the reader may not write")
+    db = copy_ledger(source, tmp_path / "audit")
+    with Ledger.open(db, read_only=True) as expected:
+        head = expected.head()[0]
+    holder = sqlite3.connect(db, isolation_level=None)  # a writer's connection: the -wal and -shm beside it
+    holder.execute("PRAGMA journal_mode = WAL")
+    holder.execute("SELECT count(*) FROM journal").fetchone()
+    assert Path(f"{db}-wal").exists() and Path(f"{db}-shm").exists()
+    script = (
+        "import sys\n"
+        "import pooler.store.db as db\n"
+        "decide = db.read_only_file\n"
+        "def told(path):\n"
+        "    db.read_only_file = decide  # the first choice only\n"
+        "    file = decide(path)\n"
+        "    print(file.uri.rpartition('?')[2], flush=True)\n"
+        "    sys.stdin.readline()  # the writer closes the ledger meanwhile\n"
+        "    return file\n"
+        "db.read_only_file = told\n"
+        "from pooler.store import Ledger, StoreError\n"
+        "try:\n"
+        f"    with Ledger.open({str(db)!r}, read_only=True) as ledger:\n"
+        "        print('head', ledger.head()[0])\n"
+        "except StoreError as exc:\n"
+        "    print('StoreError:', exc)\n"
+    )
+    db.parent.chmod(0o555)  # the folder only: the -wal and -shm go away while it is so
+    try:
+        reader = subprocess.Popen([*prefix, sys.executable, "-c", script], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        chosen = reader.stdout.readline().strip()
+        holder.close()  # the last connection: SQLite removes the -wal and -shm (root may, in 0555)
+        assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+        out, err = reader.communicate("\n", timeout=120)
+    finally:
+        db.parent.chmod(0o755)
+    assert chosen == "mode=ro", (chosen, err)  # what the race needs: mode=ro chosen with the files there
+    assert out.strip() == f"head {head}", (out, err)
+
+
 # --- the read-only open itself (each backend) ---------------------------------------------------------
 
 

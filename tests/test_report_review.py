@@ -176,7 +176,8 @@ def test_a_project_retired_before_the_run_is_settled_by_its_last_recorded_sponso
     assert D(data["summary"][0]["used_units"]) == 140 + 1000
     [row] = [p for p in data["projects"] if p["project"] == "lingxi-agent"]
     assert (row["demand"], row["allocated"], D(row["used_units"])) == (None, None, 140)
-    assert data["outside_run"] == [{"project": "lingxi-agent", "status": "retired", "stakes": {"lingxi-ai": "1"}}]
+    assert data["outside_run"] == [{"project": "lingxi-agent", "status": "retired", "stakes": {"lingxi-ai": "1"},
+                                    "speed": {"a800": "1", "ascend-910b": "0.7"}}]
     [note] = [n for n in data["notes"] if "lingxi-agent" in n]
     assert "(retired)" in note and "lingxi-ai 100%" in note and "unknown" not in note
     # fair-share charges the same member for it
@@ -191,6 +192,28 @@ def test_a_project_retired_before_the_run_is_settled_by_its_last_recorded_sponso
     statement = json.loads(pooler(db, "report", "member", "lingxi-ai", "--period", "2027-01",
                                   "--format", "json").stdout)
     assert [(p["project"], D(p["member_used"])) for p in statement["projects"]] == [("lingxi-agent", 140)]
+
+
+def test_an_auditor_recomputes_the_use_of_projects_outside_the_run_from_the_report(reviewed, tmp_path):
+    """Review: the report said a project outside the run is settled by the stakes and speeds the ledger
+    last recorded, and gave only the stakes: lingxi-agent's 200 device-hours on the 910B were charged
+    140 units (its speed 0.7), which neither the report nor `alloc inputs` (the project is not in the
+    run) explained. `outside_run` now gives the speeds too (null for a project without a table)."""
+    db = _copy(reviewed, tmp_path)
+    pooler(db, "project", "retire", "lingxi-agent")
+    pooler(db, "alloc", "run", "--period", "2027-01")
+    pooler(db, "project", "add", "late-asr", "--sponsor", "scut=1", "--demand", "10")  # no speed table
+    (tmp_path / "late.csv").write_text(LATE_USAGE + "late-asr,scut-a800,30,2027-01-05T00:00:00,"
+                                       "2027-01-06T00:00:00\n", encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    data = _audit_json(db, "2027-01")
+    assert data["outside_run"] == [
+        {"project": "late-asr", "status": "added after the run", "stakes": {"scut": "1"}, "speed": None},
+        {"project": "lingxi-agent", "status": "retired", "stakes": {"lingxi-ai": "1"},
+         "speed": {"a800": "1", "ascend-910b": "0.7"}}]
+    members = {m["member"]: D(m["used"]) for m in data["members"] if D(m["used"])}
+    assert members["lingxi-ai"] == 140
+    assert _recomputed_used(db, "pair", "2027-01") == members
 
 
 def test_a_project_added_after_the_run_is_settled_by_its_sponsors(reviewed, tmp_path):
@@ -341,7 +364,8 @@ def _recomputed_used(db: Path, per: str, period: str = PERIOD) -> dict[str, Deci
     by the rule in core/settle.py (README, Settlement): the period's device-hours summed per (project,
     pool) (`per="pair"`; `per="line"` rounds each line instead), x rate x speed, rounded half-even to
     1e-6, split by stakes into whole 1e-6 by largest remainder (ties to the smaller id). A pool outside
-    the run is taken as the report's `outside_pools` gives it (owner, accelerator, rate)."""
+    the run is taken as the report's `outside_pools` gives it (owner, accelerator, rate), a project
+    outside the run as its `outside_run` gives it (stakes and speeds)."""
     from decimal import ROUND_HALF_EVEN
 
     inputs = json.loads(pooler(db, "alloc", "inputs", "--period", period, "-f", "json").stdout,
@@ -352,6 +376,11 @@ def _recomputed_used(db: Path, per: str, period: str = PERIOD) -> dict[str, Deci
         pools[p["pool"]] = (p["member"], p["accelerator"])
         assert rates.setdefault(p["accelerator"], D(p["rate"])) == D(p["rate"])  # one type, one rate
     projects = {p["id"]: p for p in inputs["projects"]}
+    for o in _audit_json(db, period)["outside_run"]:
+        # as the inputs give a project: "speed" only when it has a table
+        projects[o["project"]] = {"sponsors": {m: D(s) for m, s in o["stakes"].items()},
+                                  **({} if o["speed"] is None else
+                                     {"speed": {t: D(v) for t, v in o["speed"].items()}})}
     items: dict = {}  # (project, pool) or the line's number -> [project, pool, device-hours]
     for i, line in enumerate(pooler(db, "ledger", "export", "--format", "jsonl", "--rows").stdout.splitlines()):
         row = json.loads(line).get("row")

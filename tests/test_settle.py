@@ -134,8 +134,10 @@ def test_projects_outside_the_snapshot_are_settled_by_their_last_recorded_sponso
     assert s.member("A").lent == 2 + 11 and sum(m.balance for m in s.members) == 0
     assert [o.record.id for o in s.outside] == ["new", "old"]  # "idle" used nothing
     assert s.notes[:2] == (
+        # the speeds it was charged at, when it has a table (review: a report's reader saw 10
+        # device-hours charged 5 units and could not tell why)
         "new is not in this run (added to the ledger after this run): its usage is settled by its "
-        "sponsors and stakes as the ledger last recorded them (C 100%)",
+        "sponsors, stakes and speeds as the ledger last recorded them (C 100%; speed gpu 0.5)",
         "old is not in this run (retired): its usage is settled by its sponsors and stakes as the "
         "ledger last recorded them (B 25%, C 75%)")
     # only a project the ledger never knew stays unsettled, named as unknown

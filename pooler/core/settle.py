@@ -318,8 +318,13 @@ def used_pools(used: Mapping[tuple[str, str], Decimal]) -> frozenset[str]:
 def _outside_note(o: OutsideProject) -> str:
     stakes = ", ".join(f"{m} {_percent(s)}%" for m, s in sorted(o.record.stakes().items()))
     why = "retired" if o.retired else "added to the ledger after this run"
-    return (f"{o.record.id} is not in this run ({why}): its usage is settled by its sponsors and stakes "
-            f"as the ledger last recorded them ({stakes})")
+    if o.record.speed is None:  # speed 1 on every type
+        return (f"{o.record.id} is not in this run ({why}): its usage is settled by its sponsors and stakes "
+                f"as the ledger last recorded them ({stakes})")
+    # the speeds too: the run's inputs do not hold the project, and the units charged depend on them
+    speeds = ", ".join(f"{t} {dec_str(v)}" for t, v in sorted(o.record.speed))
+    return (f"{o.record.id} is not in this run ({why}): its usage is settled by its sponsors, stakes and "
+            f"speeds as the ledger last recorded them ({stakes}; speed {speeds})")
 
 
 def _outside_pool_note(o: OutsidePool, run_rate: bool) -> str:

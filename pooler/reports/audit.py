@@ -175,9 +175,13 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
         "outside_pools": outside_pool_rows,
         "flows": [{"lender": f.lender, "borrower": f.borrower, "units": f.units} for f in settlement.flows],
         "ledger": [dict(ledger)],
-        # what the notes say of projects outside the run, for programs: exact stakes, as settled
+        # what the notes say of projects outside the run, for programs: exact stakes and speeds (None:
+        # no table, speed 1 everywhere), as settled; `alloc inputs` has neither, the project not being
+        # in the run (review: an auditor could not tell why 200 device-hours were charged 140 units)
         "outside_run": [{"project": p, "status": "retired" if o.retired else "added after the run",
-                         "stakes": dict(sorted(o.record.stakes().items()))} for p, o in outside.items()],
+                         "stakes": dict(sorted(o.record.stakes().items())),
+                         "speed": None if o.record.speed is None else dict(sorted(o.record.speed))}
+                        for p, o in outside.items()],
         "notes": list(settlement.notes) + _basis_note(settlement, period),
     }
 

@@ -163,6 +163,10 @@ class ReadOnlyFile:
     uri: str
     immutable: bool = False
     stamp: tuple[int, ...] | None = None
+    # `mode=ro` chosen because it could read the file then, in a folder pooler may not write to: a WAL
+    # ledger was readable through the -wal and -shm of a connection open elsewhere, which SQLite
+    # removes when that connection closes; each new connection checks (`SQLiteBackend.connect`)
+    recheck: bool = False
 
 
 def _stamp(path: Path) -> tuple[int, ...]:
@@ -185,6 +189,17 @@ def _pending_journal(path: Path) -> Path | None:
 def _writable(path: Path) -> bool:
     """Whether this process may write to the ledger file and create files in its folder."""
     return os.access(path, os.W_OK) and os.access(path.absolute().parent, os.W_OK | os.X_OK)
+
+
+def _unreadable_here(exc: sqlite3.OperationalError) -> bool:
+    """`mode=ro` cannot read the file where it is (no -shm and no right to make one, see below)."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    return code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
+
+
+def _connect_uri(uri: str) -> sqlite3.Connection:
+    # As SQLAlchemy itself connects to a file: the pool may hand a connection to another thread.
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
 
 
 def read_only_file(path: Path) -> ReadOnlyFile:
@@ -217,10 +232,9 @@ def read_only_file(path: Path) -> ReadOnlyFile:
         return ReadOnlyFile(path, uri)  # the ordinary connection says what is wrong
     try:
         probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return ReadOnlyFile(path, uri)
+        return ReadOnlyFile(path, uri, recheck=True)
     except sqlite3.OperationalError as exc:
-        code = getattr(exc, "sqlite_errorname", "") or ""
-        if not code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
+        if not _unreadable_here(exc):
             return ReadOnlyFile(path, uri)  # busy, locked...: reported the ordinary way
     except sqlite3.Error:
         return ReadOnlyFile(path, uri)  # not a database: reported the ordinary way
@@ -249,6 +263,32 @@ class SQLiteBackend(Backend):
         path = sqlite_file(url)
         if path is not None:
             self.file = read_only_file(path)
+
+    def connect(self) -> sqlite3.Connection:
+        """A connection to the file as `open_read_only` chose to reach it.
+
+        A `mode=ro` chosen while another connection held the ledger open (its -wal and -shm beside
+        it) stops working when that connection closes: SQLite removes both files, and in a folder
+        pooler may not write to a new connection cannot make the -shm (SQLITE_READONLY_DIRECTORY,
+        "attempt to write a readonly database", seen from `ledger log` while a writer ran). Then the
+        choice is made again: the file alone now holds every entry (immutable, with its stamp), or
+        the ledger is open elsewhere again (`mode=ro`)."""
+        file = self.file
+        assert file is not None
+        connection = _connect_uri(file.uri)
+        if not file.recheck:
+            return connection
+        try:
+            connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return connection
+        except sqlite3.OperationalError as exc:
+            if not _unreadable_here(exc):
+                return connection  # busy, locked...: the connect hook reports it the ordinary way
+        except sqlite3.Error:
+            return connection  # not a database: likewise
+        connection.close()
+        self.file = file = read_only_file(file.path)
+        return _connect_uri(file.uri)
 
     def check_unchanged(self, name: str) -> None:
         file = self.file
@@ -396,16 +436,11 @@ def open_engine(url: URL, backend: Backend) -> Engine:
         # client encoding can map two stored characters to one (SJIS turns U+00A5 into a backslash),
         # which would let `verify` read a changed row as its declared text (found by review).
         connect_args["client_encoding"] = "utf8"
-    file = getattr(backend, "file", None)
     creator = None
-    if file is not None:
-        uri = file.uri
-
-        def creator() -> sqlite3.Connection:
-            # The URI form, which SQLAlchemy's URL cannot carry for any path (percent-escapes); the
-            # engine keeps the plain URL for names and for `DigestsBeside`. As SQLAlchemy itself
-            # connects to a file: the pool may hand a connection to another thread.
-            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+    if isinstance(backend, SQLiteBackend) and backend.file is not None:
+        # The URI form, which SQLAlchemy's URL cannot carry for any path (percent-escapes); the
+        # engine keeps the plain URL for names and for `DigestsBeside`.
+        creator = backend.connect
     try:
         engine = create_engine(url, connect_args=connect_args, **({"creator": creator} if creator else {}))
     except (ArgumentError, ImportError) as exc:
