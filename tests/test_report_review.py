@@ -507,4 +507,25 @@ def test_the_lending_table_shows_every_figure_in_one_format(reviewed):
     for lender, borrower, shown in figures:
         assert re.fullmatch(r"[0-9]{1,3}(,[0-9]{3})*|<1", shown), shown
         assert shown == ("<1" if flows[(lender, borrower)] < D("0.5") else f"{flows[(lender, borrower)]:,.0f}")
-    assert "| lingxi-ai | gz-lab | <1 |" in pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "md").stdout
+    assert "| lingxi-ai | gz-lab | \\<1 |" in pooler(reviewed, "report", "audit", "--period", PERIOD, "--format", "md").stdout
+
+
+def test_markdown_shows_names_and_reasons_as_text_not_markup(reviewed, tmp_path):
+    """Review: a member named `<script>...</script> [x](http://e)` went into `--format md` as it was,
+    so a Markdown viewer ran raw HTML or showed a link. Rendered by a CommonMark parser (the one
+    Rich uses), the report shows the name and the run's reason as the text typed, with no HTML tag
+    or link of theirs."""
+    from markdown_it import MarkdownIt
+
+    db = _copy(reviewed, tmp_path)
+    name = "<script>alert(1)</script> [x](http://e) *b* `c` a|b"
+    reason = "<img src=x onerror=alert(1)> ![i](http://f) ~~s~~ &amp;"
+    pooler(db, "member", "add", "evil", "--name", name)
+    pooler(db, "alloc", "run", "--period", PERIOD, "--reason", reason)
+    md = pooler(db, "report", "audit", "--period", PERIOD, "--format", "md").stdout
+    html = MarkdownIt("commonmark").enable("table").enable("strikethrough").render(md)
+    for tag in ("<script", "<img", "<a ", "<em>", "<code>", "<s>", "<del>"):
+        assert tag not in html, tag
+    shown = html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; [x](http://e) *b* `c` a|b" in shown
+    assert "&lt;img src=x onerror=alert(1)&gt; ![i](http://f) ~~s~~ &amp;amp;" in shown

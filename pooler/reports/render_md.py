@@ -8,9 +8,16 @@ from pooler.reports.audit import KEY_VALUE, column_name, section_rows, sections
 from pooler.reports.text import human, is_numeric, label
 
 
+# Characters that start Markdown markup inline (emphasis, code, links and images, raw HTML,
+# entities, strikethrough) or end a table cell: each written with a backslash, which CommonMark and
+# GitHub's Markdown show as the character itself.
+_MARKUP = str.maketrans({c: "\\" + c for c in "\\`*_[]<>!~|&"})
+
+
 def _cell(text: str) -> str:
-    # A pipe would end the cell and a newline the row; ids may hold either.
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    # Names, reasons and notes are anyone's text: "<script>" or "[x](http://...)" in a member's name
+    # was raw HTML or a link in a viewer; a pipe would end the cell and a newline the row.
+    return text.translate(_MARKUP).replace("\n", " ")
 
 
 def _table(section: str, rows: list[Mapping[str, Any]]) -> list[str]:
