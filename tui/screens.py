@@ -19,7 +19,7 @@ from tui.format import compact, full, pct
 
 KEYS = (
     ("1-6", "switch view: Overview, Members, Projects, Pools, Ledger, Allocate (or click a tab)"),
-    ("↑ ↓ PgUp PgDn", "move in a table; scroll the Overview"),
+    ("↑ ↓ PgUp PgDn Home End", "move in a table; scroll the Overview"),
     ("Enter", "open the row: a member's statement, a project's grants and explanation"),
     ("/", "filter the current table (words that must all appear); Enter keeps it, Esc clears it"),
     ("Esc", "leave the Allocate view's Period field (it has the focus when the view opens, and "
