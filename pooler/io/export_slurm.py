@@ -396,7 +396,8 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
     if gone:
         gone_lines += ["#", "# GRES types of earlier runs that this run's pools no longer have: every account's limit",
                        "# of them goes to 0 (they stay known to Slurm's database once listed in",
-                       "# AccountingStorageTRES, even after they leave it):"]
+                       "# AccountingStorageTRES, even after they leave it); a type that an earlier export named",
+                       "# with --gres-type needs the same --gres-type here, or its old limit stays:"]
         gone_lines += [f"#   gres/gpu:{gone[key]}: accelerator type{'s' if len(accs) > 1 else ''} "
                        f"{', '.join(one_line(a) for a in accs)}" for key, accs in sorted(gone_of.items())]
     if unnamed:
