@@ -205,7 +205,10 @@ def _connect_uri(uri: str) -> sqlite3.Connection:
 def read_only_file(path: Path) -> ReadOnlyFile:
     """How to open the ledger file `path` read-only.
 
-    `mode=ro` (SQLite reads, never writes, never creates the file) whenever that can read it: a
+    Where pooler may write to the file and its folder: as a writer opens it (`mode=rw`), each
+    connection with `PRAGMA query_only` (`SQLiteBackend.configure`), so that SQLite removes its -wal
+    and -shm files on closing as after any command. Elsewhere, `mode=ro` (SQLite reads, never
+    writes, never creates the file) whenever that can read it: a
     ledger in WAL mode needs its -wal and -shm files, which SQLite creates beside it when the folder
     is writable, or which already exist there (SQLite 3.22 and later read a WAL database without
     write access then). In a folder pooler may not write to, without them, `mode=ro` cannot read
