@@ -348,8 +348,13 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
     """
     members = run.member_ids()
     run_projects = set(run.projects)
-    retired = [p for p in run.retired_projects if p not in run_projects]
-    retired_members = [m for m in run.retired_members if m not in run.shares]
+    # only records that were in a run recorded before this one: no export can have made an account
+    # for the others, and an account of their name is someone else's (review: a member added and
+    # retired before any run zeroed a site's own account of that name)
+    retired = [p for p in run.retired_projects
+               if p not in run_projects and ("project", p) in run.in_earlier_runs]
+    retired_members = [m for m in run.retired_members
+                       if m not in run.shares and ("member", m) in run.in_earlier_runs]
     gone_keys = {("project", p) for p in retired} | {("member", m) for m in retired_members}
     names = slurm_names([("member", m) for m in members] + [("project", p) for p in run.projects]
                         + sorted(gone_keys) + list(run.seniority or ()), run.seniority)
@@ -418,8 +423,9 @@ def slurm_script(run: RunExport, gres_type_names: Mapping[str, str] | None = Non
         "# Projects are sub-accounts of their lead sponsor limited by GrpTRESMins to their granted",
         "# device-hours x 60: gres/gpu in total and gres/gpu:TYPE for every accelerator type of the",
         "# run's pools (0 where nothing of that type was granted, so no limit of an earlier period",
-        "# stays). Projects and members retired by the time the run was solved get every limit 0",
-        "# (members also Fairshare=0, no share) if their account exists; none is created for them.",
+        "# stays). Projects and members retired by the time the run was solved, that were in an",
+        "# earlier run, get every limit 0 (members also Fairshare=0, no share) if their account exists;",
+        "# none is created for them.",
         "# A GrpTRESMins of 0 also ends the GPU jobs still running under such an account. Limits are",
         "# per accelerator type only: regions, dataset residency and owner reserves are not expressed.",
         "#",
