@@ -319,6 +319,26 @@ def test_a_pool_added_after_the_run_is_settled_at_its_types_rate(reviewed, tmp_p
     assert _recomputed_used(db, "pair") == {m: D(r["used"]) for m, r in after.items() if D(r["used"])}
 
 
+def test_members_outside_the_run_are_named_as_the_ledger_last_recorded(reviewed, tmp_path):
+    """Review: a member added after the run whose pool lent, and the sponsor of a project added
+    after the run, were listed with an empty name (the report named members from the run's
+    snapshot only)."""
+    db = _copy(reviewed, tmp_path)
+    pooler(db, "member", "add", "late-lab", "--name", "Late Lab", "--region", "greater-bay")
+    pooler(db, "member", "add", "later-lab", "--name", "Later Lab", "--region", "greater-bay")
+    pooler(db, "pool", "add", "late-a800", "--member", "late-lab", "--accelerator", "a800", "--capacity", "100")
+    pooler(db, "project", "add", "later-asr", "--sponsor", "later-lab=1", "--demand", "10")
+    (tmp_path / "late.csv").write_text("project,pool,device_hours,start,end\n"
+                                       "lingnan-llm,late-a800,10,2026-11-20T00:00:00,2026-11-21T00:00:00\n"
+                                       "later-asr,scut-a800,5,2026-11-20T00:00:00,2026-11-21T00:00:00\n",
+                                       encoding="utf-8")
+    pooler(db, "usage", "import", tmp_path / "late.csv", "--format", "csv")
+    rows = {m["member"]: m for m in _audit_json(db)["members"]}
+    assert rows["late-lab"]["name"] == "Late Lab" and D(rows["late-lab"]["lent"]) > 0
+    assert rows["later-lab"]["name"] == "Later Lab" and D(rows["later-lab"]["used"]) > 0
+    assert all(r["name"] for r in rows.values())
+
+
 # --- 2c. the summary's counts say what they count ---------------------------------------------------------
 
 

@@ -106,6 +106,7 @@ class OutsideProject:
 
     record: Project
     retired: bool
+    names: tuple[tuple[str, str], ...] = ()  # (member id, name) of its sponsors, as last recorded
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class OutsidePool:
     rate: Decimal
     region: str | None
     used: Decimal = ZERO
+    owner_name: str = ""  # its owner's name, as last recorded
 
     @property
     def pool(self) -> str:

@@ -62,7 +62,11 @@ def build_audit(*, snapshot: Snapshot, period: str, unit: str, run: Mapping[str,
                 grants: Sequence[Mapping[str, Any]], settlement: Settlement,
                 used: Mapping[tuple[str, str], Decimal], ledger: Mapping[str, Any]) -> dict[str, Any]:
     """The consortium's audit report for one period."""
-    names = {m.id: m.name for m in snapshot.members}
+    # members outside the run (a retired sponsor charged, a pool's owner that lent) by the names the
+    # ledger last recorded; the run's own by the snapshot's
+    names = {**{m: n for o in settlement.outside for m, n in o.names},
+             **{o.record.member: o.owner_name for o in settlement.outside_pools},
+             **{m.id: m.name for m in snapshot.members}}
     # projects outside the run that used compute, settled by their last recorded sponsors
     outside = {o.record.id: o for o in settlement.outside}
     project_records = {**{p: o.record for p, o in outside.items()}, **snapshot.by_id("project")}

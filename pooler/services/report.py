@@ -192,11 +192,17 @@ def outside_records(reader, snapshot, used: Mapping[tuple[str, str], Decimal]
         return {}, {}
     state = reader.state()
     records = state.collection("project")
-    projects = {p: OutsideProject(records[p].record, not records[p].active) for p in sorted(missing) if p in records}
+    members = state.collection("member")
+
+    def name(member: str) -> str:
+        return members[member].record.name if member in members else ""
+
+    projects = {p: OutsideProject(records[p].record, not records[p].active,
+                                  tuple((m, name(m)) for m in sorted(records[p].record.stakes())))
+                for p in sorted(missing) if p in records}
     pools: dict[str, OutsidePool] = {}
     if missing_pools:
         pool_records = state.collection("pool")
-        members = state.collection("member")
         run_rates = {a.id: a.rate for a in snapshot.accelerators}
         for q in sorted(missing_pools):
             if q not in pool_records:
@@ -208,7 +214,8 @@ def outside_records(reader, snapshot, used: Mapping[tuple[str, str], Decimal]
             rate = run_rates.get(record.accelerator)
             if rate is None:
                 rate = state.rate_as_of(record.accelerator, snapshot.period)
-            pools[q] = OutsidePool(record, not pool_records[q].active, rate, region)
+            pools[q] = OutsidePool(record, not pool_records[q].active, rate, region,
+                                   owner_name=name(record.member))
     return projects, pools
 
 
